@@ -1,0 +1,91 @@
+# The two commands of the README, each doing all its own set-up on a fresh
+# Debian machine (python3 >= 3.11 present; PyPI and Debian's packages reachable):
+#
+#   make test    venv + Debian tools the tests need, then ruff, mypy and pytest
+#   make demo    venv, then the simulated site in the background and the
+#                controller in the foreground; stopping the controller stops both
+#
+# Variables: PYTEST_ARGS (passed to pytest), CONFIG (site file for the demo),
+# PYTHON (the interpreter that creates .venv).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= config/site.toml
+PYTEST_ARGS ?=
+DEMO_LOG := var/demo-sim.log
+
+# Debian packages the tests use (Modbus command-line client, pty/socket relay).
+APT_PACKAGES := mbpoll socat
+
+# Root runs apt-get itself; anyone else goes through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# $(call apt_install,PACKAGES): install those of PACKAGES not installed yet;
+# the package lists are updated only when something is missing.
+define apt_install
+missing=""; \
+for package in $(1); do \
+  dpkg-query -W -f='$${Status}' "$$package" 2>/dev/null | grep -q 'install ok installed' \
+    || missing="$$missing $$package"; \
+done; \
+if [ -n "$$missing" ]; then \
+  echo "installing Debian packages:$$missing"; \
+  $(SUDO) apt-get update -q; \
+  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+fi
+endef
+
+.PHONY: test demo venv system-packages lint typecheck pytest clean-venv
+
+test: venv system-packages
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+venv: $(STAMP)
+
+# Re-installed only when pyproject.toml changes (or .venv is gone).
+$(STAMP): pyproject.toml
+	@if ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then $(call apt_install,python3-venv); fi
+	@[ -x $(BIN)/python ] || { echo "creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+system-packages:
+	@$(call apt_install,$(APT_PACKAGES))
+
+clean-venv:
+	rm -rf $(VENV)
+
+# The simulator runs in the background with its output in $(DEMO_LOG); the
+# controller runs in the foreground. When the controller exits (or Ctrl-C, or
+# make is stopped) the trap stops the simulator.
+demo: venv
+	@mkdir -p $(dir $(DEMO_LOG))
+	@$(BIN)/resilience check-config $(CONFIG)
+	@$(BIN)/resilience sim --config $(CONFIG) >$(DEMO_LOG) 2>&1 & sim=$$!; \
+	trap 'kill $$sim 2>/dev/null || true; wait $$sim 2>/dev/null || true; echo "demo: simulator stopped"' EXIT; \
+	trap 'exit 130' INT; trap 'exit 143' TERM HUP; \
+	echo "demo: simulated devices  resilience sim --config $(CONFIG)  (pid $$sim, log $(DEMO_LOG))"; \
+	endpoints=$$($(BIN)/python -c 'import sys; from resilience.config import load_site; \
+	  site = load_site(sys.argv[1]); \
+	  print(" ".join(sorted({f"{d.host}:{d.port}" for d in site.devices.values()})))' $(CONFIG)); \
+	$(BIN)/python -c 'import sys; from resilience.config import load_site; \
+	  [print(f"  {n:<12} {d.driver:<22} modbus tcp {d.host}:{d.port} unit {d.unit_id}") \
+	   for n, d in load_site(sys.argv[1]).devices.items()]' $(CONFIG); \
+	for endpoint in $$endpoints; do \
+	  for try in $$(seq 300); do \
+	    kill -0 $$sim 2>/dev/null || { echo "demo: the simulator exited; its log:"; cat $(DEMO_LOG); exit 1; }; \
+	    (exec 3<>/dev/tcp/$${endpoint%:*}/$${endpoint##*:}) 2>/dev/null && break; \
+	    [ $$try -lt 300 ] || { echo "demo: nothing answers on $$endpoint after 30 s"; exit 1; }; \
+	    sleep 0.1; \
+	  done; \
+	done; \
+	echo "demo: controller  resilience run --config $(CONFIG)  (foreground; Ctrl-C stops it and the simulator)"; \
+	$(BIN)/resilience run --config $(CONFIG)

@@ -1,0 +1,412 @@
+"""The site file (TOML) as validated, frozen models.
+
+A bad site file must never half-start a controller, so everything is checked up
+front: field types and ranges by pydantic, then the cross-checks (unknown device
+references, duplicate ports and unit ids, loads on the same relay, a timeout that
+cannot fit in the cycle...). Every problem becomes one `ConfigProblem` that names
+the file, the key path and the reason; `load_site` raises them all at once.
+
+Units are in the field names (`_w`, `_v`, `_hz`, `_s`, `_pct`, `_pu`, `_kva`).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from resilience.model import Tier
+
+DriverName = Literal[
+    "sunspec_meter",
+    "pcc_breaker",
+    "load_panel",
+    "bidirectional_charger",
+    "v2l_outlet",
+    "sunspec_inverter",
+]
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+class _Model(BaseModel):
+    # TOML can spell inf and nan; no quantity in a site file may be either.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class SiteSection(_Model):
+    name: str = Field(min_length=1)
+    cycle_period_s: Annotated[float, Field(gt=0, le=10)]
+    store_path: str = "var/resilience.sqlite"
+    telemetry_period_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+
+
+class GridSection(_Model):
+    nominal_voltage_v: PositiveFloat
+    nominal_frequency_hz: float  # 50.0 or 60.0, checked below
+    connection_kva: PositiveFloat
+    meter: str
+    pcc_breaker: str
+    voltage_window_pu: tuple[PositiveFloat, PositiveFloat] = (0.917, 1.05)
+    frequency_window_hz: tuple[PositiveFloat, PositiveFloat] = (49.5, 50.5)
+    return_to_service_s: Annotated[float, Field(ge=0, le=600)] = 300.0
+    breaker_operate_timeout_s: Annotated[float, Field(gt=0, le=10)] = 1.0
+    planned_island_max_import_w: NonNegativeFloat = 500.0
+    planned_island_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+    @field_validator("nominal_frequency_hz")
+    @classmethod
+    def _nominal_frequency(cls, hz: float) -> float:
+        if hz not in (50.0, 60.0):
+            raise ValueError(f"{hz} Hz is not a grid frequency (50 or 60)")
+        return hz
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_frequency_window(cls, data: Any) -> Any:
+        """Without frequency_window_hz, a 60 Hz site gets 59.5-60.5 Hz, not the 50 Hz default."""
+        if isinstance(data, dict) and "frequency_window_hz" not in data:
+            nominal = data.get("nominal_frequency_hz")
+            if isinstance(nominal, int | float) and nominal in (50.0, 60.0):
+                data = {**data, "frequency_window_hz": (nominal - 0.5, nominal + 0.5)}
+        return data
+
+    @field_validator("voltage_window_pu")
+    @classmethod
+    def _voltage_window(cls, window: tuple[float, float]) -> tuple[float, float]:
+        low, high = window
+        if not low < 1.0 < high:
+            raise ValueError(f"[{low}, {high}] must bracket 1.0 pu (low < 1.0 < high)")
+        return window
+
+    @field_validator("frequency_window_hz")
+    @classmethod
+    def _frequency_window(
+        cls, window: tuple[float, float], info: ValidationInfo
+    ) -> tuple[float, float]:
+        nominal = info.data.get("nominal_frequency_hz")
+        low, high = window
+        if nominal is not None and not low < nominal < high:
+            raise ValueError(
+                f"[{low}, {high}] must bracket nominal_frequency_hz {nominal} Hz"
+                " (low < nominal < high)"
+            )
+        return window
+
+
+class SyncSection(_Model):
+    max_frequency_diff_hz: Annotated[float, Field(gt=0, le=1.0)] = 0.3
+    max_voltage_diff_pct: Annotated[float, Field(gt=0, le=20)] = 10.0
+    max_phase_diff_deg: Annotated[float, Field(gt=0, le=45)] = 20.0
+    breaker_close_time_s: Annotated[float, Field(ge=0, le=1.0)] = 0.05
+    slip_frequency_hz: Annotated[float, Field(gt=0, le=0.5)] = 0.1
+    dead_bus_max_pu: Annotated[float, Field(gt=0, le=0.5)] = 0.1
+    timeout_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+
+
+class DispatchSection(_Model):
+    shed_margin_w: NonNegativeFloat = 500.0
+    restore_hysteresis_pct: Annotated[float, Field(ge=0, le=100)] = 10.0
+    restore_delay_s: NonNegativeFloat = 5.0
+    reserve_margin_pct: Annotated[float, Field(ge=0, le=10)] = 0.5
+    pv_firm_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
+    emergency_exit_delay_s: NonNegativeFloat = 30.0
+
+
+class Device(_Model):
+    driver: DriverName
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)]
+    unit_id: Annotated[int, Field(ge=0, le=247)] = 1
+    timeout_s: PositiveFloat = 0.01
+    rating_w: PositiveFloat | None = None
+    can_form: bool = False
+    channels: Annotated[int, Field(ge=1, le=16)] = 16
+
+
+class Load(_Model):
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    tier: Tier
+    rated_power_w: PositiveFloat
+    panel: str
+    channel: Annotated[int, Field(ge=0, le=15)]
+    supply: str = "bus"
+    min_on_s: NonNegativeFloat = 0.0
+    min_off_s: NonNegativeFloat = 0.0
+
+    @field_validator("tier", mode="before")
+    @classmethod
+    def _tier_label(cls, value: Any) -> Any:
+        """A site file names tiers by label ("life_safety"), never by number."""
+        if isinstance(value, Tier):
+            return value
+        if isinstance(value, str):
+            return Tier.from_label(value)
+        names = ", ".join(t.label for t in Tier)
+        raise ValueError(f"expected a tier label, one of: {names}")
+
+
+class Vehicle(_Model):
+    id: str = Field(min_length=1)
+    name: str = ""
+    charger: str | None = None
+    outlet: str | None = None
+    capacity_wh: PositiveFloat
+    reserve_soc_pct: Percent
+    max_discharge_w: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _one_connector(self) -> Vehicle:
+        if (self.charger is None) == (self.outlet is None):
+            raise ValueError("a vehicle names exactly one of charger or outlet")
+        return self
+
+
+class SiteConfig(_Model):
+    site: SiteSection
+    grid: GridSection
+    sync: SyncSection = SyncSection()
+    dispatch: DispatchSection = DispatchSection()
+    devices: dict[str, Device]
+    loads: list[Load]
+    vehicles: list[Vehicle] = []
+
+    def devices_of(self, driver: str) -> dict[str, Device]:
+        return {name: d for name, d in self.devices.items() if d.driver == driver}
+
+    @property
+    def chargers(self) -> dict[str, Device]:
+        return self.devices_of("bidirectional_charger")
+
+    @property
+    def outlets(self) -> dict[str, Device]:
+        return self.devices_of("v2l_outlet")
+
+    @property
+    def panels(self) -> dict[str, Device]:
+        return self.devices_of("load_panel")
+
+    @property
+    def pv_inverters(self) -> dict[str, Device]:
+        return self.devices_of("sunspec_inverter")
+
+    def vehicle_at(self, connector: str) -> Vehicle | None:
+        for vehicle in self.vehicles:
+            if connector in (vehicle.charger, vehicle.outlet):
+                return vehicle
+        return None
+
+    def with_ports(self, ports: dict[str, int], host: str = "127.0.0.1") -> SiteConfig:
+        """The same site with devices moved to other ports (tests bind simulated devices to 0)."""
+        devices = {
+            name: device.model_copy(update={"port": ports.get(name, device.port), "host": host})
+            for name, device in self.devices.items()
+        }
+        return self.model_copy(update={"devices": devices})
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    file: str
+    key: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.reason}"
+
+
+class ConfigError(Exception):
+    """A site file that cannot be used; carries every problem found."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+_PER_DRIVER_RATING = {"bidirectional_charger", "v2l_outlet", "sunspec_inverter"}
+_MAX_RATING_W = {"bidirectional_charger": 350_000.0, "v2l_outlet": 22_000.0}
+
+
+def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
+    """Problems that single fields cannot show: (key path, reason) pairs."""
+    problems: list[tuple[str, str]] = []
+    devices = config.devices
+    cycle = config.site.cycle_period_s
+
+    def need(key: str, name: str, driver: str) -> None:
+        if name not in devices:
+            problems.append((key, f"unknown device {name!r}"))
+        elif devices[name].driver != driver:
+            problems.append((key, f"device {name!r} is a {devices[name].driver}, not a {driver}"))
+
+    need("grid.meter", config.grid.meter, "sunspec_meter")
+    need("grid.pcc_breaker", config.grid.pcc_breaker, "pcc_breaker")
+
+    endpoints: dict[tuple[str, int, int], str] = {}
+    for name, device in devices.items():
+        key = f"devices.{name}"
+        endpoint = (device.host, device.port, device.unit_id)
+        if endpoint in endpoints:
+            other = endpoints[endpoint]
+            problems.append(
+                (
+                    f"{key}.port",
+                    f"duplicate endpoint {device.host}:{device.port} unit id {device.unit_id}"
+                    f" (also used by devices.{other})",
+                )
+            )
+        else:
+            endpoints[endpoint] = name
+        if device.timeout_s >= cycle:
+            problems.append(
+                (
+                    f"{key}.timeout_s",
+                    f"timeout {device.timeout_s} s is not shorter than the cycle period"
+                    f" {cycle} s (site.cycle_period_s)",
+                )
+            )
+        if device.driver in _PER_DRIVER_RATING and device.rating_w is None:
+            problems.append((f"{key}.rating_w", f"a {device.driver} needs rating_w"))
+        limit = _MAX_RATING_W.get(device.driver)
+        if limit is not None and device.rating_w is not None and device.rating_w > limit:
+            problems.append(
+                (
+                    f"{key}.rating_w",
+                    f"{device.rating_w} W is beyond any {device.driver} ({limit} W)",
+                )
+            )
+        if device.can_form and device.driver != "bidirectional_charger":
+            problems.append((f"{key}.can_form", "only a bidirectional_charger can form the grid"))
+
+    if not any(d.can_form for d in config.chargers.values()):
+        problems.append(("devices", "no bidirectional_charger can form the grid (can_form = true)"))
+
+    ids = Counter(load.id for load in config.loads)
+    relays: dict[tuple[str, int], str] = {}
+    for i, load in enumerate(config.loads):
+        key = f"loads[{i}]"
+        if ids[load.id] > 1:
+            problems.append((f"{key}.id", f"duplicate load id {load.id!r}"))
+        if load.panel not in devices:
+            problems.append((f"{key}.panel", f"unknown device {load.panel!r}"))
+        elif devices[load.panel].driver != "load_panel":
+            problems.append((f"{key}.panel", f"device {load.panel!r} is not a load_panel"))
+        elif load.channel >= devices[load.panel].channels:
+            problems.append(
+                (
+                    f"{key}.channel",
+                    f"channel {load.channel} is beyond panel {load.panel!r}"
+                    f" ({devices[load.panel].channels} channels)",
+                )
+            )
+        relay = (load.panel, load.channel)
+        if relay in relays:
+            problems.append(
+                (
+                    f"{key}.channel",
+                    f"{load.panel} channel {load.channel} already switches {relays[relay]!r}",
+                )
+            )
+        relays[relay] = load.id
+        if load.supply != "bus":
+            need(f"{key}.supply", load.supply, "v2l_outlet")
+        if load.rated_power_w > config.grid.connection_kva * 1000:
+            problems.append((f"{key}.rated_power_w", "larger than the grid connection"))
+    tiers_on_bus = {load.tier for load in config.loads if load.supply == "bus"}
+    for tier in Tier:
+        if tier not in tiers_on_bus:
+            problems.append(
+                ("loads", f"missing tier {tier.label!r}: no load on the site bus has it")
+            )
+
+    connectors: dict[str, str] = {}
+    vehicle_ids = Counter(v.id for v in config.vehicles)
+    for i, vehicle in enumerate(config.vehicles):
+        key = f"vehicles[{i}]"
+        if vehicle_ids[vehicle.id] > 1:
+            problems.append((f"{key}.id", f"duplicate vehicle id {vehicle.id!r}"))
+        if vehicle.charger is not None:
+            need(f"{key}.charger", vehicle.charger, "bidirectional_charger")
+        if vehicle.outlet is not None:
+            need(f"{key}.outlet", vehicle.outlet, "v2l_outlet")
+        connector = vehicle.charger or vehicle.outlet or ""
+        if connector in connectors:
+            which = "charger" if vehicle.charger is not None else "outlet"
+            problems.append(
+                (
+                    f"{key}.{which}",
+                    f"{connector!r} already holds vehicle {connectors[connector]!r}",
+                )
+            )
+        connectors[connector] = vehicle.id
+    return problems
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("function-after", "function-before") or "[" in str(part):
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+def parse_site(data: dict[str, Any], file: str = "<site>") -> SiteConfig:
+    """Validate a parsed TOML document; raises ConfigError with every problem."""
+    try:
+        config = SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            ConfigProblem(file, _key_path(tuple(err["loc"])), _reason(err)) for err in exc.errors()
+        ]
+        raise ConfigError(problems) from None
+    cross = cross_check(config)
+    if cross:
+        raise ConfigError([ConfigProblem(file, key, reason) for key, reason in cross])
+    return config
+
+
+def _reason(err: Any) -> str:
+    message = str(err["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    return message
+
+
+def load_site(path: str | Path) -> SiteConfig:
+    """Read and validate a site file; raises ConfigError naming file, key and reason."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(file, "(file)", exc.strerror or str(exc))]) from None
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 text (byte {exc.start}: {exc.reason})"
+        raise ConfigError([ConfigProblem(file, "(file)", reason)]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigProblem(file, "(syntax)", str(exc))]) from None
+    return parse_site(data, file)

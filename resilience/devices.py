@@ -1,0 +1,110 @@
+"""What a device driver offers the control cycle: small Protocols and raw readings.
+
+The cycle only knows these Protocols, so a driver for another vendor, or one that
+talks to the simulated firmware in process, slots in without touching decisions.
+A driver raises a `resilience.transport.errors.TransportError` subclass when the
+device cannot be read or written, and `BadReply` when it answers with values
+outside physical range: the cycle then treats the device as unavailable rather
+than believing it.
+
+Units are in the names; power is signed as in `resilience.model`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from resilience.model import (
+    BreakerCommand,
+    BreakerReading,
+    ChargerMode,
+    ChargerState,
+    GridReading,
+    V2LState,
+)
+
+
+@dataclass(frozen=True)
+class PanelReading:
+    relay_feedback: tuple[bool, ...]  # one per channel, True = closed
+    relay_command: tuple[bool, ...]  # what the panel was last told
+    channel_power_w: tuple[float, ...]
+    supply_voltage_v: float
+    operations: int
+
+
+@dataclass(frozen=True)
+class ChargerReading:
+    state: ChargerState
+    mode: ChargerMode  # the mode it is running in
+    soc_pct: float
+    power_w: float  # + discharge into the bus
+    capacity_wh: float
+    max_discharge_w: float
+    max_charge_w: float
+    can_form: bool
+    ac_voltage_v: float
+    ac_frequency_hz: float
+    fault_code: int
+    min_soc_pct: float  # the reserve the unit itself enforces
+
+
+@dataclass(frozen=True)
+class ChargerCommand:
+    mode: ChargerMode
+    power_setpoint_w: float = 0.0  # follow mode, + discharge
+    frequency_setpoint_hz: float = 0.0  # form mode
+    voltage_setpoint_v: float = 0.0  # form mode
+    min_soc_pct: float = 100.0  # the unit refuses to discharge below it
+
+
+@dataclass(frozen=True)
+class OutletReading:
+    state: V2LState
+    soc_pct: float
+    power_w: float
+    rating_w: float
+    voltage_v: float
+    vehicle_cutoff_soc_pct: float
+    capacity_wh: float
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class InverterReading:
+    power_w: float
+    rating_w: float
+    frequency_hz: float
+    voltage_v: float
+    state: int  # SunSpec St
+    limit_pct: float  # WMaxLimPct in force (100 when the limit is disabled)
+
+
+class Meter(Protocol):
+    async def read(self) -> GridReading: ...
+
+
+class Breaker(Protocol):
+    async def read(self) -> BreakerReading: ...
+    async def command(self, command: BreakerCommand) -> None: ...
+
+
+class LoadRelays(Protocol):
+    async def read(self) -> PanelReading: ...
+    async def set_relays(self, on: tuple[bool, ...]) -> None: ...
+
+
+class BidirectionalCharger(Protocol):
+    async def read(self) -> ChargerReading: ...
+    async def command(self, command: ChargerCommand) -> None: ...
+
+
+class V2LOutlet(Protocol):
+    async def read(self) -> OutletReading: ...
+    async def enable(self, on: bool) -> None: ...
+
+
+class PVInverter(Protocol):
+    async def read(self) -> InverterReading: ...
+    async def limit(self, pct: float) -> None: ...

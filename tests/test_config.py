@@ -1,0 +1,776 @@
+"""resilience.config: the reference site file, and one small named case per problem.
+
+Negative cases start from the parsed reference file, change one thing (deep copy,
+mutate) and check that `parse_site` names the right key path and reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resilience.config import (
+    ConfigError,
+    ConfigProblem,
+    SiteConfig,
+    load_site,
+    parse_site,
+)
+from resilience.model import Tier
+
+SITE_FILE = Path(__file__).resolve().parent.parent / "config" / "site.toml"
+FILE = "site.toml"
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def reference() -> dict[str, Any]:
+    with SITE_FILE.open("rb") as f:
+        return tomllib.load(f)
+
+
+REFERENCE = reference()
+
+
+def _walk(data: Any, path: str) -> tuple[Any, str | int]:
+    """The container holding `path` ("devices.pv.port", "loads[3].tier") and its last key."""
+    parts: list[str | int] = []
+    for name in path.split("."):
+        match = re.fullmatch(r"([^\[]+)((?:\[\d+\])*)", name)
+        assert match, name
+        parts.append(match.group(1))
+        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", match.group(2)))
+    for part in parts[:-1]:
+        data = data[part]
+    return data, parts[-1]
+
+
+def set_(path: str, value: Any) -> Mutation:
+    def mutate(data: dict[str, Any]) -> None:
+        container, key = _walk(data, path)
+        container[key] = value
+
+    return mutate
+
+
+def delete(path: str) -> Mutation:
+    def mutate(data: dict[str, Any]) -> None:
+        container, key = _walk(data, path)
+        del container[key]
+
+    return mutate
+
+
+def rename(path: str, new_name: str) -> Mutation:
+    def mutate(data: dict[str, Any]) -> None:
+        container, key = _walk(data, path)
+        container[new_name] = container.pop(key)
+
+    return mutate
+
+
+def all_of(*mutations: Mutation) -> Mutation:
+    def mutate(data: dict[str, Any]) -> None:
+        for mutation in mutations:
+            mutation(data)
+
+    return mutate
+
+
+def problems_after(*mutations: Mutation) -> list[ConfigProblem]:
+    data = copy.deepcopy(REFERENCE)
+    for mutation in mutations:
+        mutation(data)
+    with pytest.raises(ConfigError) as caught:
+        parse_site(data, FILE)
+    assert caught.value.problems, "a ConfigError must carry its problems"
+    return caught.value.problems
+
+
+def parses_after(*mutations: Mutation) -> SiteConfig:
+    data = copy.deepcopy(REFERENCE)
+    for mutation in mutations:
+        mutation(data)
+    return parse_site(data, FILE)
+
+
+def load_index(load_id: str) -> int:
+    return next(i for i, load in enumerate(REFERENCE["loads"]) if load["id"] == load_id)
+
+
+def vehicle_index(vehicle_id: str) -> int:
+    return next(i for i, v in enumerate(REFERENCE["vehicles"]) if v["id"] == vehicle_id)
+
+
+# ---------------------------------------------------------------- the reference site
+
+
+@pytest.fixture(scope="module")
+def site() -> SiteConfig:
+    return load_site(SITE_FILE)
+
+
+def test_reference_site_is_valid(site: SiteConfig) -> None:
+    assert site.site.name
+    assert parse_site(reference(), FILE) == site
+
+
+def test_reference_grid_connection(site: SiteConfig) -> None:
+    assert site.grid.connection_kva == 100.0
+    assert site.grid.nominal_frequency_hz == 50.0
+    assert site.grid.nominal_voltage_v == 400.0
+    assert site.grid.return_to_service_s == 300.0
+    assert site.grid.voltage_window_pu == (0.917, 1.05)
+    assert site.devices[site.grid.meter].driver == "sunspec_meter"
+    assert site.devices[site.grid.pcc_breaker].driver == "pcc_breaker"
+
+
+def test_reference_sync_limits(site: SiteConfig) -> None:
+    assert site.sync.max_frequency_diff_hz == 0.3
+    assert site.sync.max_voltage_diff_pct == 10.0
+    assert site.sync.max_phase_diff_deg == 20.0
+
+
+def test_reference_bus_loads_cover_every_tier(site: SiteConfig) -> None:
+    bus_loads = [load for load in site.loads if load.supply == "bus"]
+    assert len(bus_loads) >= 14
+    assert {load.tier for load in bus_loads} == set(Tier)
+
+
+def test_reference_v2l_loads_are_fed_by_outlets(site: SiteConfig) -> None:
+    for load in site.loads:
+        if load.supply != "bus":
+            assert load.supply in site.outlets
+
+
+def test_reference_chargers(site: SiteConfig) -> None:
+    chargers = site.chargers
+    assert len(chargers) == 4
+    assert all(c.rating_w == 11_000.0 for c in chargers.values())
+    assert any(c.can_form for c in chargers.values())
+    assert all(site.vehicle_at(name) is not None for name in chargers)
+
+
+def test_reference_v2l_outlets(site: SiteConfig) -> None:
+    outlets = site.outlets
+    assert len(outlets) == 2
+    assert all(o.rating_w == 3_600.0 for o in outlets.values())
+    assert all(site.vehicle_at(name) is not None for name in outlets)
+
+
+def test_reference_pv_inverter(site: SiteConfig) -> None:
+    assert [d.rating_w for d in site.pv_inverters.values()] == [20_000.0]
+
+
+def test_reference_vehicles_keep_a_reserve(site: SiteConfig) -> None:
+    assert site.vehicles
+    assert all(0 < v.reserve_soc_pct < 100 for v in site.vehicles)
+
+
+def test_reference_timeouts_fit_in_the_cycle(site: SiteConfig) -> None:
+    assert all(d.timeout_s < site.site.cycle_period_s for d in site.devices.values())
+
+
+# ---------------------------------------------------------------- one problem each
+
+LIGHTING = load_index("emergency_lighting")  # panel_main channel 0, life_safety
+RADIO = load_index("radio_comms")  # panel_main channel 1
+CLINIC_FRIDGE = load_index("field_clinic_fridge")  # panel_v2l channel 0, supply v2l_1
+FLEET_1 = vehicle_index("fleet_1")  # charger_1
+FLEET_2 = vehicle_index("fleet_2")  # charger_2
+DONOR_1 = vehicle_index("donor_v2l_1")  # v2l_1
+
+CASES: list[tuple[str, Mutation, str, str]] = [
+    # unknown or wrong devices referenced
+    ("grid meter unknown", set_("grid.meter", "nope"), "grid.meter", "unknown device 'nope'"),
+    (
+        "grid meter is not a meter",
+        set_("grid.meter", "pcc_breaker"),
+        "grid.meter",
+        "device 'pcc_breaker' is a pcc_breaker, not a sunspec_meter",
+    ),
+    (
+        "pcc breaker unknown",
+        set_("grid.pcc_breaker", "breaker_9"),
+        "grid.pcc_breaker",
+        "unknown device 'breaker_9'",
+    ),
+    (
+        "load panel unknown",
+        set_(f"loads[{LIGHTING}].panel", "panel_x"),
+        f"loads[{LIGHTING}].panel",
+        "unknown device 'panel_x'",
+    ),
+    (
+        "load panel is not a panel",
+        set_(f"loads[{LIGHTING}].panel", "charger_1"),
+        f"loads[{LIGHTING}].panel",
+        "device 'charger_1' is not a load_panel",
+    ),
+    (
+        "load supply unknown",
+        set_(f"loads[{CLINIC_FRIDGE}].supply", "v2l_9"),
+        f"loads[{CLINIC_FRIDGE}].supply",
+        "unknown device 'v2l_9'",
+    ),
+    (
+        "load supply is not an outlet",
+        set_(f"loads[{CLINIC_FRIDGE}].supply", "charger_1"),
+        f"loads[{CLINIC_FRIDGE}].supply",
+        "device 'charger_1' is a bidirectional_charger, not a v2l_outlet",
+    ),
+    (
+        "vehicle charger unknown",
+        set_(f"vehicles[{FLEET_1}].charger", "charger_9"),
+        f"vehicles[{FLEET_1}].charger",
+        "unknown device 'charger_9'",
+    ),
+    (
+        "vehicle outlet unknown",
+        set_(f"vehicles[{DONOR_1}].outlet", "v2l_9"),
+        f"vehicles[{DONOR_1}].outlet",
+        "unknown device 'v2l_9'",
+    ),
+    # duplicates
+    (
+        "duplicate port and unit id",
+        set_("devices.charger_2.port", 15031),
+        "devices.charger_2.port",
+        "duplicate endpoint 127.0.0.1:15031 unit id 1 (also used by devices.charger_1)",
+    ),
+    (
+        "two loads on one relay",
+        set_(f"loads[{RADIO}].channel", 0),
+        f"loads[{RADIO}].channel",
+        "panel_main channel 0 already switches 'emergency_lighting'",
+    ),
+    (
+        "two vehicles at one charger",
+        set_(f"vehicles[{FLEET_2}].charger", "charger_1"),
+        f"vehicles[{FLEET_2}].charger",
+        "'charger_1' already holds vehicle 'fleet_1'",
+    ),
+    # panels and channels
+    (
+        "channel beyond the panel",
+        set_(f"loads[{CLINIC_FRIDGE}].channel", 9),
+        f"loads[{CLINIC_FRIDGE}].channel",
+        "channel 9 is beyond panel 'panel_v2l' (8 channels)",
+    ),
+    (
+        "channel beyond any panel",
+        set_(f"loads[{LIGHTING}].channel", 16),
+        f"loads[{LIGHTING}].channel",
+        "Input should be less than or equal to 15",
+    ),
+    (
+        "negative channel",
+        set_(f"loads[{LIGHTING}].channel", -1),
+        f"loads[{LIGHTING}].channel",
+        "Input should be greater than or equal to 0",
+    ),
+    # tiers
+    (
+        "load without tier",
+        delete(f"loads[{LIGHTING}].tier"),
+        f"loads[{LIGHTING}].tier",
+        "required key is missing",
+    ),
+    (
+        "bad tier label",
+        set_(f"loads[{LIGHTING}].tier", "vip"),
+        f"loads[{LIGHTING}].tier",
+        "unknown tier 'vip' (expected one of: life_safety, critical, essential, comfort)",
+    ),
+    (
+        "tier given as a number",
+        set_(f"loads[{LIGHTING}].tier", 0),
+        f"loads[{LIGHTING}].tier",
+        "expected a tier label, one of: life_safety, critical, essential, comfort",
+    ),
+    (
+        "empty tier label",
+        set_(f"loads[{LIGHTING}].tier", ""),
+        f"loads[{LIGHTING}].tier",
+        "unknown tier ''",
+    ),
+    # power and ratings
+    (
+        "negative load power",
+        set_(f"loads[{LIGHTING}].rated_power_w", -800.0),
+        f"loads[{LIGHTING}].rated_power_w",
+        "Input should be greater than 0",
+    ),
+    (
+        "zero load power",
+        set_(f"loads[{LIGHTING}].rated_power_w", 0),
+        f"loads[{LIGHTING}].rated_power_w",
+        "Input should be greater than 0",
+    ),
+    (
+        "load larger than the grid connection",
+        set_(f"loads[{LIGHTING}].rated_power_w", 150_000.0),
+        f"loads[{LIGHTING}].rated_power_w",
+        "larger than the grid connection",
+    ),
+    (
+        "zero charger rating",
+        set_("devices.charger_1.rating_w", 0),
+        "devices.charger_1.rating_w",
+        "Input should be greater than 0",
+    ),
+    (
+        "negative charger rating",
+        set_("devices.charger_1.rating_w", -11_000.0),
+        "devices.charger_1.rating_w",
+        "Input should be greater than 0",
+    ),
+    (
+        "absurd charger rating",
+        set_("devices.charger_1.rating_w", 5e6),
+        "devices.charger_1.rating_w",
+        "5000000.0 W is beyond any bidirectional_charger (350000.0 W)",
+    ),
+    (
+        "absurd v2l rating",
+        set_("devices.v2l_1.rating_w", 50_000.0),
+        "devices.v2l_1.rating_w",
+        "50000.0 W is beyond any v2l_outlet (22000.0 W)",
+    ),
+    (
+        "infinite pv rating",
+        set_("devices.pv.rating_w", float("inf")),
+        "devices.pv.rating_w",
+        "Input should be a finite number",
+    ),
+    (
+        "charger without rating",
+        delete("devices.charger_3.rating_w"),
+        "devices.charger_3.rating_w",
+        "a bidirectional_charger needs rating_w",
+    ),
+    (
+        "pv inverter without rating",
+        delete("devices.pv.rating_w"),
+        "devices.pv.rating_w",
+        "a sunspec_inverter needs rating_w",
+    ),
+    (
+        "zero grid connection",
+        set_("grid.connection_kva", 0),
+        "grid.connection_kva",
+        "Input should be greater than 0",
+    ),
+    # timing
+    (
+        "timeout equal to the cycle period",
+        set_("devices.pv.timeout_s", 0.02),
+        "devices.pv.timeout_s",
+        "timeout 0.02 s is not shorter than the cycle period 0.02 s (site.cycle_period_s)",
+    ),
+    (
+        "timeout longer than the cycle period",
+        set_("devices.grid_meter.timeout_s", 1.0),
+        "devices.grid_meter.timeout_s",
+        "not shorter than the cycle period",
+    ),
+    (
+        "zero timeout",
+        set_("devices.grid_meter.timeout_s", 0),
+        "devices.grid_meter.timeout_s",
+        "Input should be greater than 0",
+    ),
+    (
+        "zero cycle period",
+        set_("site.cycle_period_s", 0),
+        "site.cycle_period_s",
+        "Input should be greater than 0",
+    ),
+    (
+        "negative return to service",
+        set_("grid.return_to_service_s", -1.0),
+        "grid.return_to_service_s",
+        "Input should be greater than or equal to 0",
+    ),
+    (
+        "return to service beyond 600 s",
+        set_("grid.return_to_service_s", 601.0),
+        "grid.return_to_service_s",
+        "Input should be less than or equal to 600",
+    ),
+    # grid windows
+    (
+        "voltage window above 1.0",
+        set_("grid.voltage_window_pu", [1.01, 1.05]),
+        "grid.voltage_window_pu",
+        "[1.01, 1.05] must bracket 1.0 pu",
+    ),
+    (
+        "voltage window ending at 1.0",
+        set_("grid.voltage_window_pu", [0.917, 1.0]),
+        "grid.voltage_window_pu",
+        "must bracket 1.0 pu",
+    ),
+    (
+        "voltage window reversed",
+        set_("grid.voltage_window_pu", [1.05, 0.917]),
+        "grid.voltage_window_pu",
+        "must bracket 1.0 pu",
+    ),
+    (
+        "voltage window of three values",
+        set_("grid.voltage_window_pu", [0.9, 1.0, 1.1]),
+        "grid.voltage_window_pu",
+        "at most 2 items",
+    ),
+    (
+        "frequency window beside nominal",
+        set_("grid.frequency_window_hz", [50.5, 51.0]),
+        "grid.frequency_window_hz",
+        "[50.5, 51.0] must bracket nominal_frequency_hz 50.0 Hz",
+    ),
+    (
+        "60 Hz site with a 50 Hz window",
+        set_("grid.nominal_frequency_hz", 60.0),
+        "grid.frequency_window_hz",
+        "must bracket nominal_frequency_hz 60.0 Hz",
+    ),
+    (
+        "grid frequency neither 50 nor 60",
+        set_("grid.nominal_frequency_hz", 55.0),
+        "grid.nominal_frequency_hz",
+        "55.0 Hz is not a grid frequency (50 or 60)",
+    ),
+    # sync limits
+    (
+        "sync frequency limit too wide",
+        set_("sync.max_frequency_diff_hz", 2.0),
+        "sync.max_frequency_diff_hz",
+        "Input should be less than or equal to 1",
+    ),
+    (
+        "sync phase limit zero",
+        set_("sync.max_phase_diff_deg", 0),
+        "sync.max_phase_diff_deg",
+        "Input should be greater than 0",
+    ),
+    # unknown keys (typos)
+    (
+        "typo in grid",
+        rename("grid.return_to_service_s", "return_to_service"),
+        "grid.return_to_service",
+        "unknown key",
+    ),
+    (
+        "typo in a device",
+        rename("devices.pv.rating_w", "rating"),
+        "devices.pv.rating",
+        "unknown key",
+    ),
+    (
+        "typo in a load",
+        rename(f"loads[{LIGHTING}].min_off_s", "min_of_s"),
+        f"loads[{LIGHTING}].min_of_s",
+        "unknown key",
+    ),
+    ("unknown section", set_("grids", {}), "grids", "unknown key"),
+    # missing keys
+    ("missing grid section", delete("grid"), "grid", "required key is missing"),
+    (
+        "device without port",
+        delete("devices.pv.port"),
+        "devices.pv.port",
+        "required key is missing",
+    ),
+    # wrong types
+    (
+        "port is a word",
+        set_("devices.pv.port", "fifteen"),
+        "devices.pv.port",
+        "Input should be a valid integer",
+    ),
+    (
+        "cycle period is a word",
+        set_("site.cycle_period_s", "fast"),
+        "site.cycle_period_s",
+        "Input should be a valid number",
+    ),
+    (
+        "can_form is a word",
+        set_("devices.charger_3.can_form", "perhaps"),
+        "devices.charger_3.can_form",
+        "Input should be a valid boolean",
+    ),
+    (
+        "load name is a number",
+        set_(f"loads[{LIGHTING}].name", 5),
+        f"loads[{LIGHTING}].name",
+        "Input should be a valid string",
+    ),
+    (
+        "loads is a table",
+        set_("loads", {"emergency_lighting": {}}),
+        "loads",
+        "Input should be a valid list",
+    ),
+    (
+        "device is a number",
+        set_("devices.pv", 5),
+        "devices.pv",
+        "Input should be a valid dictionary",
+    ),
+    (
+        "unknown driver",
+        set_("devices.pv.driver", "sunspec_inverterr"),
+        "devices.pv.driver",
+        "Input should be 'sunspec_meter', 'pcc_breaker'",
+    ),
+    (
+        "port out of range",
+        set_("devices.pv.port", 70_000),
+        "devices.pv.port",
+        "Input should be less than or equal to 65535",
+    ),
+    (
+        "unit id out of range",
+        set_("devices.pv.unit_id", 248),
+        "devices.pv.unit_id",
+        "Input should be less than or equal to 247",
+    ),
+    # grid-forming
+    (
+        "no grid-former",
+        all_of(
+            set_("devices.charger_1.can_form", False), set_("devices.charger_2.can_form", False)
+        ),
+        "devices",
+        "no bidirectional_charger can form the grid (can_form = true)",
+    ),
+    (
+        "outlet that forms the grid",
+        set_("devices.v2l_1.can_form", True),
+        "devices.v2l_1.can_form",
+        "only a bidirectional_charger can form the grid",
+    ),
+    # vehicles
+    (
+        "vehicle with both charger and outlet",
+        set_(f"vehicles[{FLEET_1}].outlet", "v2l_1"),
+        f"vehicles[{FLEET_1}]",
+        "a vehicle names exactly one of charger or outlet",
+    ),
+    (
+        "vehicle with neither charger nor outlet",
+        delete(f"vehicles[{FLEET_1}].charger"),
+        f"vehicles[{FLEET_1}]",
+        "a vehicle names exactly one of charger or outlet",
+    ),
+    (
+        "reserve above 100 %",
+        set_(f"vehicles[{FLEET_1}].reserve_soc_pct", 120.0),
+        f"vehicles[{FLEET_1}].reserve_soc_pct",
+        "Input should be less than or equal to 100",
+    ),
+    (
+        "reserve is nan",
+        set_(f"vehicles[{FLEET_1}].reserve_soc_pct", float("nan")),
+        f"vehicles[{FLEET_1}].reserve_soc_pct",
+        "Input should be a finite number",
+    ),
+    (
+        "infinite battery",
+        set_(f"vehicles[{FLEET_1}].capacity_wh", float("inf")),
+        f"vehicles[{FLEET_1}].capacity_wh",
+        "Input should be a finite number",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutation", "key", "reason"),
+    [pytest.param(m, k, r, id=name) for name, m, k, r in CASES],
+)
+def test_one_problem(mutation: Mutation, key: str, reason: str) -> None:
+    problems = problems_after(mutation)
+    assert [p.key for p in problems] == [key], problems
+    assert reason in problems[0].reason
+    assert problems[0].file == FILE
+    assert str(problems[0]) == f"{FILE}: {key}: {problems[0].reason}"
+
+
+def test_duplicate_load_id_names_both_loads() -> None:
+    problems = problems_after(set_(f"loads[{RADIO}].id", "emergency_lighting"))
+    assert {(p.key, p.reason) for p in problems} == {
+        (f"loads[{LIGHTING}].id", "duplicate load id 'emergency_lighting'"),
+        (f"loads[{RADIO}].id", "duplicate load id 'emergency_lighting'"),
+    }
+
+
+def test_duplicate_vehicle_id_names_both_vehicles() -> None:
+    problems = problems_after(set_(f"vehicles[{FLEET_2}].id", "fleet_1"))
+    assert {(p.key, p.reason) for p in problems} == {
+        (f"vehicles[{FLEET_1}].id", "duplicate vehicle id 'fleet_1'"),
+        (f"vehicles[{FLEET_2}].id", "duplicate vehicle id 'fleet_1'"),
+    }
+
+
+def test_vehicle_at_an_outlet_named_as_charger() -> None:
+    donor_2 = vehicle_index("donor_v2l_2")
+    problems = problems_after(set_(f"vehicles[{FLEET_1}].charger", "v2l_2"))
+    assert [(p.key, p.reason) for p in problems] == [
+        (
+            f"vehicles[{FLEET_1}].charger",
+            "device 'v2l_2' is a v2l_outlet, not a bidirectional_charger",
+        ),
+        (f"vehicles[{donor_2}].outlet", "'v2l_2' already holds vehicle 'fleet_1'"),
+    ]
+
+
+def test_typo_of_a_required_key_reports_both_halves() -> None:
+    problems = problems_after(rename("grid.meter", "metre"))
+    assert [(p.key, p.reason) for p in problems] == [
+        ("grid.meter", "required key is missing"),
+        ("grid.metre", "unknown key"),
+    ]
+
+
+def test_missing_tier_on_the_bus() -> None:
+    comfort = [i for i, load in enumerate(REFERENCE["loads"]) if load["tier"] == "comfort"]
+    problems = problems_after(*(set_(f"loads[{i}].tier", "essential") for i in comfort))
+    assert [(p.key, p.reason) for p in problems] == [
+        ("loads", "missing tier 'comfort': no load on the site bus has it")
+    ]
+
+
+def test_a_tier_only_on_a_v2l_circuit_is_missing_on_the_bus() -> None:
+    bus_life_safety = [
+        i
+        for i, load in enumerate(REFERENCE["loads"])
+        if load["tier"] == "life_safety" and load.get("supply", "bus") == "bus"
+    ]
+    problems = problems_after(*(set_(f"loads[{i}].tier", "critical") for i in bus_life_safety))
+    assert [p.key for p in problems] == ["loads"]
+    assert "missing tier 'life_safety'" in problems[0].reason
+
+
+def test_cycle_period_shorter_than_every_timeout_names_each_device() -> None:
+    problems = problems_after(set_("site.cycle_period_s", 0.005))
+    assert sorted(p.key for p in problems) == sorted(
+        f"devices.{name}.timeout_s" for name in REFERENCE["devices"]
+    )
+
+
+def test_several_field_problems_are_all_reported() -> None:
+    problems = problems_after(
+        set_(f"loads[{LIGHTING}].tier", "vip"),
+        set_("devices.pv.port", -1),
+        rename("grid.meter", "metre"),
+        set_("grid.return_to_service_s", 900.0),
+    )
+    assert sorted(p.key for p in problems) == [
+        "devices.pv.port",
+        "grid.meter",
+        "grid.metre",
+        "grid.return_to_service_s",
+        f"loads[{LIGHTING}].tier",
+    ]
+
+
+def test_several_cross_check_problems_are_all_reported() -> None:
+    problems = problems_after(
+        set_("grid.meter", "nope"),
+        set_("devices.charger_2.port", 15031),
+        set_(f"loads[{RADIO}].channel", 0),
+        set_(f"vehicles[{FLEET_1}].charger", "charger_9"),
+        set_("devices.pv.timeout_s", 0.5),
+    )
+    assert sorted(p.key for p in problems) == [
+        "devices.charger_2.port",
+        "devices.pv.timeout_s",
+        "grid.meter",
+        f"loads[{RADIO}].channel",
+        f"vehicles[{FLEET_1}].charger",
+    ]
+    assert all(p.file == FILE for p in problems)
+
+
+# ---------------------------------------------------------------- accepted variants
+
+
+def test_same_port_with_another_unit_id_is_fine() -> None:
+    site = parses_after(set_("devices.charger_2.port", 15031), set_("devices.charger_2.unit_id", 2))
+    assert site.devices["charger_2"].port == site.devices["charger_1"].port
+
+
+def test_return_to_service_bounds_are_inclusive() -> None:
+    assert parses_after(set_("grid.return_to_service_s", 0)).grid.return_to_service_s == 0
+    assert parses_after(set_("grid.return_to_service_s", 600)).grid.return_to_service_s == 600
+
+
+def test_tier_label_ignores_case() -> None:
+    site = parses_after(set_(f"loads[{LIGHTING}].tier", "Life_Safety"))
+    assert site.loads[LIGHTING].tier is Tier.LIFE_SAFETY
+
+
+def test_sections_with_defaults_may_be_left_out() -> None:
+    site = parses_after(delete("sync"), delete("dispatch"))
+    assert site.sync.max_phase_diff_deg == 20.0
+    assert site.dispatch.shed_margin_w == 500.0
+
+
+def test_60_hz_site_gets_a_60_hz_default_window() -> None:
+    site = parses_after(set_("grid.nominal_frequency_hz", 60.0), delete("grid.frequency_window_hz"))
+    assert site.grid.frequency_window_hz == (59.5, 60.5)
+
+
+def test_50_hz_default_window() -> None:
+    site = parses_after(delete("grid.frequency_window_hz"))
+    assert site.grid.frequency_window_hz == (49.5, 50.5)
+
+
+# ---------------------------------------------------------------- reading files
+
+
+def only_problem(path: Path) -> ConfigProblem:
+    with pytest.raises(ConfigError) as caught:
+        load_site(path)
+    assert len(caught.value.problems) == 1
+    return caught.value.problems[0]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.toml"
+    assert str(only_problem(path)) == f"{path}: (file): No such file or directory"
+
+
+def test_directory_instead_of_file(tmp_path: Path) -> None:
+    assert only_problem(tmp_path).key == "(file)"
+
+
+def test_toml_syntax_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("[site]\nname = 'x'\ncycle_period_s 0.02\n", encoding="utf-8")
+    problem = only_problem(path)
+    assert (problem.file, problem.key) == (str(path), "(syntax)")
+    assert "line 3" in problem.reason
+
+
+def test_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"[site]\nname = 'Kad\xfdk\xf6y'\n")  # ISO-8859-9, not UTF-8
+    problem = only_problem(path)
+    assert problem.key == "(file)"
+    assert "not UTF-8" in problem.reason
+
+
+def test_load_site_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text(SITE_FILE.read_text(encoding="utf-8").replace("port = 15050", "port = 0"))
+    problem = only_problem(path)
+    assert str(problem) == f"{path}: devices.pv.port: Input should be greater than or equal to 1"
