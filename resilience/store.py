@@ -1,0 +1,1065 @@
+"""The controller's durable memory: events, the command audit trail, alarms, telemetry, state.
+
+Safety rule 6 says nothing that was acknowledged is lost, so an event or a command is
+reported done only after its SQLite transaction has committed. Rule two of the control
+loop says it never blocks on disk. This module reconciles the two: every write is a
+non-blocking enqueue that returns a `concurrent.futures.Future`; one writer thread
+batches whatever is queued into one transaction, commits it, and only then completes
+the futures. An asyncio caller that must acknowledge something awaits
+`Store.committed(future)`; everything else fires and forgets.
+
+Tables (ts = Unix seconds, UTC, as a float; JSON columns hold UTF-8 JSON text):
+
+    meta            key TEXT PK, value TEXT
+                    "schema_version" -> integer as text; migrations run by version
+    events          id INTEGER PK, ts REAL, kind TEXT, mode_from TEXT NULL,
+                    mode_to TEXT NULL, trigger TEXT NULL, reason TEXT, data TEXT (JSON object)
+                    what happened and why: mode transitions, sheds, trips, operator decisions
+    commands        id INTEGER PK, ts REAL, actor TEXT, role TEXT, command TEXT,
+                    args TEXT (JSON object), outcome TEXT, detail TEXT
+                    the audit trail: who asked for what, and what came of it
+    alarms          id INTEGER PK, code TEXT, severity TEXT, message TEXT, raised_ts REAL,
+                    cleared_ts REAL NULL, acked_ts REAL NULL, acked_by TEXT NULL
+                    at most one uncleared row per code (a partial unique index enforces it)
+    telemetry_keys  id INTEGER PK, key TEXT UNIQUE
+                    a series name "<device>.<quantity>_<unit>", e.g. "charger_1.soc_pct";
+                    the unit is the key's suffix, as everywhere in the project
+    telemetry       key_id INTEGER, ts REAL, value REAL, PK (key_id, ts), WITHOUT ROWID
+                    one sample of one series, in the unit its key names; a second sample
+                    with the same key and ts replaces the first
+    state           key TEXT PK, value TEXT (JSON), updated_ts REAL
+                    what the controller needs to resume after a restart (operator
+                    decisions, registered donor vehicles...)
+
+Durability: the database runs in WAL mode with ``synchronous=FULL`` on the writer's
+connection, so a commit has reached the disk (as far as the disk's flush is honest)
+before any future completes. WAL with ``synchronous=NORMAL`` would already survive a
+killed process, but it may lose the last transactions on power loss; FULL costs one
+fsync per commit, which batching makes cheap (a second of telemetry is one commit).
+
+Failure: a write that fails with `sqlite3.OperationalError` (database locked, disk I/O
+error, disk full) keeps its whole batch in memory, marks the store unhealthy and
+retries with a doubling back-off. Futures complete only once their batch commits, so
+nothing is reported done that is not on disk, and nothing queued is lost while the
+process lives. Telemetry is the one exception: beyond ``max_telemetry_backlog`` queued
+samples the oldest are dropped; events, commands, alarms and state never are. The
+failure is logged once and its recovery once, not on every retry.
+
+Threads: the writer thread owns the only writing connection. Reads open their own
+short-lived connection per call (sqlite3 connections belong to one thread), so they
+are safe from any thread, also while the writer writes; WAL lets them read the last
+committed state without waiting for it. Reads touch the disk: from asyncio, call them
+through `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlite_utils import Database
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AlarmRecord",
+    "CommandRecord",
+    "EventRecord",
+    "Store",
+    "StoreClosedError",
+    "StoreError",
+]
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+WRITER_THREAD_NAME = "resilience-store-writer"
+
+
+class StoreError(Exception):
+    """The database cannot be used as asked (for example it is newer than this software)."""
+
+
+class StoreClosedError(StoreError):
+    """A write was asked of a closed store, or was still queued when `close()` gave up."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """Something that happened, and why. ``ts`` in Unix seconds."""
+
+    id: int
+    ts: float
+    kind: str
+    mode_from: str | None
+    mode_to: str | None
+    trigger: str | None
+    reason: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRecord:
+    """One command as the audit trail keeps it: who, in which role, what, and the outcome."""
+
+    id: int
+    ts: float
+    actor: str
+    role: str
+    command: str
+    args: dict[str, Any]
+    outcome: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRecord:
+    """An alarm's life: raised, possibly cleared, possibly acknowledged. Times in Unix seconds."""
+
+    id: int
+    code: str
+    severity: str
+    message: str
+    raised_ts: float
+    cleared_ts: float | None
+    acked_ts: float | None
+    acked_by: str | None
+
+
+# --- schema ---------------------------------------------------------------------------
+
+
+def _migrate_to_v1(db: Database) -> None:
+    """The first schema: every table of the module docstring."""
+    db.create_table(
+        "events",
+        {
+            "id": int,
+            "ts": float,
+            "kind": str,
+            "mode_from": str,
+            "mode_to": str,
+            "trigger": str,
+            "reason": str,
+            "data": str,
+        },
+        pk="id",
+        not_null=["ts", "kind", "reason", "data"],
+    )
+    db.table("events").create_index(["ts"], index_name="events_ts")
+    db.table("events").create_index(["kind", "ts"], index_name="events_kind_ts")
+    db.create_table(
+        "commands",
+        {
+            "id": int,
+            "ts": float,
+            "actor": str,
+            "role": str,
+            "command": str,
+            "args": str,
+            "outcome": str,
+            "detail": str,
+        },
+        pk="id",
+        not_null=["ts", "actor", "role", "command", "args", "outcome", "detail"],
+    )
+    db.table("commands").create_index(["ts"], index_name="commands_ts")
+    db.create_table(
+        "alarms",
+        {
+            "id": int,
+            "code": str,
+            "severity": str,
+            "message": str,
+            "raised_ts": float,
+            "cleared_ts": float,
+            "acked_ts": float,
+            "acked_by": str,
+        },
+        pk="id",
+        not_null=["code", "severity", "message", "raised_ts"],
+    )
+    # sqlite-utils has no partial indexes; this one makes "one active alarm per code" a
+    # property of the data, not only of the code that writes it.
+    db.execute("CREATE UNIQUE INDEX alarms_active_code ON alarms(code) WHERE cleared_ts IS NULL")
+    db.create_table("telemetry_keys", {"id": int, "key": str}, pk="id", not_null=["key"])
+    db.table("telemetry_keys").create_index(["key"], index_name="telemetry_keys_key", unique=True)
+    # WITHOUT ROWID: the table is its own (key_id, ts) index, which halves its size for
+    # the one query it serves (one series over a time range). sqlite-utils cannot say it.
+    db.execute(
+        "CREATE TABLE telemetry ("
+        " key_id INTEGER NOT NULL REFERENCES telemetry_keys(id),"
+        " ts REAL NOT NULL,"
+        " value REAL NOT NULL,"
+        " PRIMARY KEY (key_id, ts)"
+        ") WITHOUT ROWID"
+    )
+    db.create_table(
+        "state",
+        {"key": str, "value": str, "updated_ts": float},
+        pk="key",
+        not_null=["value", "updated_ts"],
+    )
+
+
+# Migration N (1-based) brings the schema from version N-1 to N. Append, never edit.
+_MIGRATIONS: tuple[Callable[[Database], None], ...] = (_migrate_to_v1,)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def _open(path: Path, timeout_s: float) -> Database:
+    """A sqlite-utils Database over a plain connection (plugins off: nothing to hook)."""
+    conn = sqlite3.connect(str(path), timeout=timeout_s)
+    return Database(conn, execute_plugins=False)
+
+
+def _schema_version(db: Database) -> int:
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _prepare(path: Path, timeout_s: float) -> None:
+    """Create or upgrade the schema; refuse a database written by newer software.
+
+    Runs once, in the constructor, before any thread exists: startup may block, the
+    control loop may not. Each migration and its version bump commit together, under
+    ``BEGIN IMMEDIATE`` so two processes opening the same file cannot both migrate it.
+    """
+    db = _open(path, timeout_s)
+    try:
+        db.enable_wal()
+        if not db.table("meta").exists():
+            db.create_table("meta", {"key": str, "value": str}, pk="key", if_not_exists=True)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = _schema_version(db)
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{path}: schema version {version} is newer than this software "
+                    f"understands ({SCHEMA_VERSION}); refusing to write to it"
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                _MIGRATIONS[target - 1](db)
+                db.table("meta").upsert({"key": "schema_version", "value": str(target)}, pk="key")
+                _log.info("store %s: schema migrated to version %d", path, target)
+            db.execute("COMMIT")
+        except BaseException:
+            db.rollback()
+            raise
+    finally:
+        db.close()
+
+
+# --- the queue -------------------------------------------------------------------------
+
+_Sample = tuple[float, str, float]  # (ts [s], key, value [unit of the key])
+
+
+@dataclass(eq=False, slots=True)
+class _Op:
+    """One durable write: applied inside the writer's transaction, settled after COMMIT."""
+
+    apply: Callable[[Database], Any]
+    future: Future[Any]
+
+
+@dataclass(eq=False, slots=True)
+class _Batch:
+    """What the writer took off the queue; what is left of it after a failure goes back."""
+
+    ops: deque[_Op]
+    samples: list[_Sample]
+    done: list[tuple[_Op, Any, BaseException | None]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.ops) + len(self.samples)
+
+
+def _settle(future: Future[Any], result: Any, error: BaseException | None) -> None:
+    """Complete a future unless its waiter cancelled it (the write happened regardless)."""
+    if future.done():
+        return
+    with contextlib.suppress(InvalidStateError):
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
+def _audit_json(value: Mapping[str, Any]) -> str:
+    """JSON for events and commands. Losing an audit record over one odd field is worse
+    than keeping that field as its ``str()``, so unknown types do not raise."""
+    return json.dumps(dict(value), separators=(",", ":"), default=str)
+
+
+# --- the store -------------------------------------------------------------------------
+
+
+class Store:
+    """Durable, non-blocking storage for one site controller (see the module docstring).
+
+    Lifecycle: construct (creates or migrates the file), `start()` the writer, write and
+    read, `close()`. Writes may be queued before `start()`; they commit once it runs.
+    Also a context manager: ``with Store(path) as store:`` starts and closes it.
+
+    Tuning, all keyword-only:
+      backoff_initial_s, backoff_max_s  retry delay after a failed write, doubling [s]
+      busy_timeout_s                    how long one write attempt waits on a lock [s]
+      telemetry_flush_s                 how long telemetry may wait for a commit [s]
+      telemetry_batch_samples           commit early once this many samples are queued
+      max_telemetry_backlog             queued samples kept while the disk fails; older drop
+      on_health_change                  called with the new `healthy` value from the
+                                        writer thread; must not block
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        backoff_initial_s: float = 0.05,
+        backoff_max_s: float = 2.0,
+        busy_timeout_s: float = 0.1,
+        read_timeout_s: float = 2.0,
+        telemetry_flush_s: float = 1.0,
+        telemetry_batch_samples: int = 10_000,
+        max_telemetry_backlog: int = 100_000,
+        on_health_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        if str(path) == ":memory:":
+            raise ValueError("Store needs a file: the writer and readers use separate connections")
+        if not 0 < backoff_initial_s <= backoff_max_s:
+            raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
+        if telemetry_batch_samples < 1 or max_telemetry_backlog < 1:
+            raise ValueError("telemetry_batch_samples and max_telemetry_backlog must be >= 1")
+        self._path = Path(path)
+        self._clock = clock
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._busy_timeout_s = busy_timeout_s
+        self._read_timeout_s = read_timeout_s
+        self._telemetry_flush_s = telemetry_flush_s
+        self._telemetry_batch_samples = telemetry_batch_samples
+        self._on_health_change = on_health_change
+
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        _prepare(self._path, timeout_s=max(read_timeout_s, 5.0))
+
+        # Shared with the writer thread, guarded by _cond's lock.
+        self._cond = threading.Condition()
+        self._ops: deque[_Op] = deque()
+        self._telemetry: deque[_Sample] = deque(maxlen=max_telemetry_backlog)
+        self._telemetry_since = 0.0  # monotonic time the oldest queued sample arrived
+        self._in_flight = 0
+        self._retry_due = False
+        self._closed = False
+        self._stopping = False
+        self._dropped_telemetry = 0
+        self._drop_logged = False
+
+        # Written by the writer thread only; read anywhere (single attribute reads).
+        self._healthy = True
+        self._commits = 0
+        self._failing_since = 0.0
+        self._flushed = False
+        self._abandon = threading.Event()
+        self._thread: threading.Thread | None = None
+
+        # Writer-thread only.
+        self._db: Database | None = None
+        self._key_ids: dict[str, int] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer thread. Idempotent."""
+        with self._cond:
+            if self._closed:
+                raise StoreClosedError(f"store {self._path} is closed")
+            self._start_locked()
+
+    def _start_locked(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=WRITER_THREAD_NAME, daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Commit everything queued, stop the writer, and say whether all of it was written.
+
+        Waits up to ``timeout`` seconds. If the disk is still failing then, the writer is
+        stopped anyway (so no thread outlives the store), the futures still pending fail
+        with `StoreClosedError`, and the result is False: those records are lost, and
+        the caller knows it. Idempotent; later calls return the first result.
+        """
+        with self._cond:
+            if not self._closed:
+                self._closed = True
+                self._stopping = True
+                if self._ops or self._telemetry:
+                    self._start_locked()
+                self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                self._abandon.set()
+                with self._cond:
+                    self._cond.notify_all()
+                thread.join(self._busy_timeout_s + 1.0)
+        self._fail_leftovers()
+        return thread is None or self._flushed
+
+    def __enter__(self) -> Store:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- writes (any thread, never block on disk) -------------------------------------
+
+    def record_event(
+        self,
+        kind: str,
+        reason: str,
+        *,
+        mode_from: str | None = None,
+        mode_to: str | None = None,
+        trigger: str | None = None,
+        data: dict[str, Any] | None = None,
+        ts: float | None = None,
+    ) -> Future[int]:
+        """Queue an event; the future gives its id once committed. ``ts`` defaults to now."""
+        row = {
+            "ts": self._now(ts),
+            "kind": kind,
+            "mode_from": mode_from,
+            "mode_to": mode_to,
+            "trigger": trigger,
+            "reason": reason,
+            "data": _audit_json(data or {}),
+        }
+        return self._submit(lambda db: _insert(db, "events", row))
+
+    def record_command(
+        self,
+        actor: str,
+        role: str,
+        command: str,
+        args: dict[str, Any],
+        outcome: str,
+        detail: str = "",
+        ts: float | None = None,
+    ) -> Future[int]:
+        """Queue an audit record of a command; the future gives its id once committed."""
+        row = {
+            "ts": self._now(ts),
+            "actor": actor,
+            "role": role,
+            "command": command,
+            "args": _audit_json(args),
+            "outcome": outcome,
+            "detail": detail,
+        }
+        return self._submit(lambda db: _insert(db, "commands", row))
+
+    def raise_alarm(
+        self, code: str, severity: str, message: str, ts: float | None = None
+    ) -> Future[int]:
+        """Queue raising an alarm; the future gives its id.
+
+        If an uncleared alarm with this code exists, nothing is written and the future
+        gives that alarm's id: a condition that persists for many cycles is one alarm.
+        """
+        raised_ts = self._now(ts)
+
+        def apply(db: Database) -> int:
+            row = db.execute(
+                "SELECT id FROM alarms WHERE code = ? AND cleared_ts IS NULL", [code]
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+            return _insert(
+                db,
+                "alarms",
+                {"code": code, "severity": severity, "message": message, "raised_ts": raised_ts},
+            )
+
+        return self._submit(apply)
+
+    def clear_alarm(self, code: str, ts: float | None = None) -> Future[int | None]:
+        """Queue clearing the active alarm with this code; the future gives its id, or
+        None if no alarm with this code was active."""
+        cleared_ts = self._now(ts)
+
+        def apply(db: Database) -> int | None:
+            row = db.execute(
+                "SELECT id FROM alarms WHERE code = ? AND cleared_ts IS NULL", [code]
+            ).fetchone()
+            if row is None:
+                return None
+            alarm_id = int(row[0])
+            db.table("alarms").update(alarm_id, {"cleared_ts": cleared_ts})
+            return alarm_id
+
+        return self._submit(apply)
+
+    def ack_alarm(self, alarm_id: int, by: str, ts: float | None = None) -> Future[bool]:
+        """Queue an operator's acknowledgement; the future gives True if this call
+        acknowledged the alarm, False if it does not exist or was already acknowledged
+        (the first acknowledgement, and who gave it, is kept). Cleared alarms can be
+        acknowledged: an operator may only see a short alarm after it cleared."""
+        acked_ts = self._now(ts)
+
+        def apply(db: Database) -> bool:
+            cursor = db.execute(
+                "UPDATE alarms SET acked_ts = ?, acked_by = ? WHERE id = ? AND acked_ts IS NULL",
+                [acked_ts, by, alarm_id],
+            )
+            return cursor.rowcount == 1
+
+        return self._submit(apply)
+
+    def put_state(self, key: str, value: Any) -> Future[None]:
+        """Queue saving a JSON value under ``key`` for resuming after a restart.
+
+        Raises TypeError/ValueError here, in the caller, if the value is not plain JSON:
+        state must read back exactly as written, so it is not coerced.
+        """
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        updated_ts = self._clock()
+
+        def apply(db: Database) -> None:
+            db.table("state").upsert(
+                {"key": key, "value": text, "updated_ts": updated_ts}, pk="key"
+            )
+
+        return self._submit(apply)
+
+    def prune_telemetry(self, older_than_ts: float) -> Future[int]:
+        """Queue deleting telemetry samples with ts < ``older_than_ts``; the future gives
+        how many rows went. Runs per series, along the (key_id, ts) primary key."""
+
+        def apply(db: Database) -> int:
+            deleted = 0
+            for (key_id,) in db.execute("SELECT id FROM telemetry_keys").fetchall():
+                cursor = db.execute(
+                    "DELETE FROM telemetry WHERE key_id = ? AND ts < ?", [key_id, older_than_ts]
+                )
+                deleted += cursor.rowcount
+            return deleted
+
+        return self._submit(apply)
+
+    def record_telemetry(self, ts: float, samples: Mapping[str, float]) -> None:
+        """Queue samples taken at ``ts`` [s], keyed like "charger_1.soc_pct".
+
+        Fire-and-forget: batched with up to ``telemetry_flush_s`` of other samples into
+        one commit. Non-finite values (NaN, inf: a sensor with nothing to say) are
+        skipped, since SQLite would store NaN as NULL. If the queue is over
+        ``max_telemetry_backlog`` (the disk has been failing a while), the oldest go.
+        """
+        rows: list[_Sample] = []
+        for key, raw in samples.items():
+            value = float(raw)
+            if math.isfinite(value):
+                rows.append((ts, key, value))
+        if not rows:
+            return
+        with self._cond:
+            self._check_open_locked()
+            first = not self._telemetry
+            if first:
+                self._telemetry_since = time.monotonic()
+            overflow = len(self._telemetry) + len(rows) - self._max_telemetry_backlog
+            self._telemetry.extend(rows)  # a bounded deque: drops from the old end
+            if overflow > 0:
+                self._note_dropped_locked(overflow)
+            # Wake the writer when its deadline changes (an idle writer waits with no
+            # timeout) or a batch is full; not on every sample.
+            if first or len(self._telemetry) >= self._telemetry_batch_samples:
+                self._cond.notify()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued before this call is committed; False on timeout.
+
+        Blocks: for tests, shutdown and tools, not for the control loop.
+        """
+        future = self._submit(lambda db: None)
+        try:
+            future.result(timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def committed(self, future: Future[T]) -> T:
+        """Await a write's commit from asyncio without blocking the loop.
+
+        Cancelling the wait does not cancel the write: once queued, it is written.
+        """
+        return await asyncio.wrap_future(future)
+
+    # --- reads (any thread; they touch the disk) -----------------------------------
+
+    def events(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        kinds: Sequence[str] | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[EventRecord]:
+        """Committed events with since <= ts < until, newest (highest id) first.
+
+        Page by passing the last id of one page as ``before_id`` of the next. ``kinds``
+        keeps only those kinds; an empty sequence matches nothing.
+        """
+        _check_limit(limit)
+        if kinds is not None:
+            kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+            if not kinds:
+                return []
+        where, params = _time_range("ts", since, until)
+        if kinds is not None:
+            where.append(f"kind IN ({', '.join('?' for _ in kinds)})")
+            params.extend(kinds)
+        if before_id is not None:
+            where.append("id < ?")
+            params.append(before_id)
+        sql = (
+            'SELECT id, ts, kind, mode_from, mode_to, "trigger", reason, data FROM events'
+            f"{_where(where)} ORDER BY id DESC LIMIT ?"
+        )
+        with self._reader() as db:
+            rows = db.execute(sql, [*params, limit]).fetchall()
+        return [
+            EventRecord(
+                id=r[0],
+                ts=r[1],
+                kind=r[2],
+                mode_from=r[3],
+                mode_to=r[4],
+                trigger=r[5],
+                reason=r[6],
+                data=json.loads(r[7]),
+            )
+            for r in rows
+        ]
+
+    def commands(self, *, limit: int = 100, before_id: int | None = None) -> list[CommandRecord]:
+        """Committed commands, newest first, paged by ``before_id`` like `events`."""
+        _check_limit(limit)
+        where, params = ([], []) if before_id is None else (["id < ?"], [before_id])
+        sql = (
+            "SELECT id, ts, actor, role, command, args, outcome, detail FROM commands"
+            f"{_where(where)} ORDER BY id DESC LIMIT ?"
+        )
+        with self._reader() as db:
+            rows = db.execute(sql, [*params, limit]).fetchall()
+        return [
+            CommandRecord(
+                id=r[0],
+                ts=r[1],
+                actor=r[2],
+                role=r[3],
+                command=r[4],
+                args=json.loads(r[5]),
+                outcome=r[6],
+                detail=r[7],
+            )
+            for r in rows
+        ]
+
+    def alarms(self, *, active_only: bool = False, limit: int = 100) -> list[AlarmRecord]:
+        """Alarms, most recently raised first; ``active_only`` keeps the uncleared ones."""
+        _check_limit(limit)
+        where = ["cleared_ts IS NULL"] if active_only else []
+        sql = (
+            "SELECT id, code, severity, message, raised_ts, cleared_ts, acked_ts, acked_by"
+            f" FROM alarms{_where(where)} ORDER BY id DESC LIMIT ?"
+        )
+        with self._reader() as db:
+            rows = db.execute(sql, [limit]).fetchall()
+        return [AlarmRecord(*r) for r in rows]
+
+    def telemetry(
+        self, key: str, *, since: float | None = None, until: float | None = None
+    ) -> list[tuple[float, float]]:
+        """One series as (ts [s], value) pairs with since <= ts < until, oldest first."""
+        where, params = _time_range("t.ts", since, until)
+        sql = (
+            "SELECT t.ts, t.value FROM telemetry AS t"
+            " JOIN telemetry_keys AS k ON k.id = t.key_id"
+            f"{_where(['k.key = ?', *where])} ORDER BY t.ts"
+        )
+        with self._reader() as db:
+            rows = db.execute(sql, [key, *params]).fetchall()
+        return [(float(r[0]), float(r[1])) for r in rows]
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        """The committed JSON value saved under ``key``, or ``default``."""
+        with self._reader() as db:
+            row = db.execute("SELECT value FROM state WHERE key = ?", [key]).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    # --- status ----------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def healthy(self) -> bool:
+        """False from a failed write until the next successful commit."""
+        return self._healthy
+
+    @property
+    def backlog(self) -> int:
+        """Records queued or being written, not yet committed (samples count one each)."""
+        with self._cond:
+            return len(self._ops) + len(self._telemetry) + self._in_flight
+
+    @property
+    def commits(self) -> int:
+        """Transactions the writer has committed: a measure of batching."""
+        return self._commits
+
+    @property
+    def dropped_telemetry(self) -> int:
+        """Telemetry samples dropped because the backlog was over its bound."""
+        return self._dropped_telemetry
+
+    # --- internals: callers' side ------------------------------------------------------
+
+    @property
+    def _max_telemetry_backlog(self) -> int:
+        maxlen = self._telemetry.maxlen
+        assert maxlen is not None
+        return maxlen
+
+    def _now(self, ts: float | None) -> float:
+        return self._clock() if ts is None else ts
+
+    def _check_open_locked(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"store {self._path} is closed")
+
+    def _submit(self, apply: Callable[[Database], T]) -> Future[T]:
+        future: Future[T] = Future()
+        with self._cond:
+            self._check_open_locked()
+            self._ops.append(_Op(apply, future))
+            self._cond.notify()
+        return future
+
+    def _note_dropped_locked(self, count: int) -> None:
+        self._dropped_telemetry += count
+        if not self._drop_logged:
+            self._drop_logged = True
+            _log.warning(
+                "store %s: more than %d telemetry samples queued; dropping the oldest",
+                self._path,
+                self._max_telemetry_backlog,
+            )
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[Database]:
+        """A fresh read-only connection: cheap, and never shared across threads."""
+        db = _open(self._path, self._read_timeout_s)
+        try:
+            db.execute("PRAGMA query_only = ON")
+            yield db
+        finally:
+            db.close()
+
+    def _fail_leftovers(self) -> None:
+        """After the writer stopped: fail what it could not write, so no waiter hangs."""
+        if self._thread is not None and self._thread.is_alive():
+            return  # still finishing an attempt; it fails its own leftovers on the way out
+        self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        with self._cond:
+            ops = list(self._ops)
+            self._ops.clear()
+            self._telemetry.clear()
+            self._in_flight = 0
+        if ops:
+            _log.error(
+                "store %s: closed with %d records not written (disk failing)", self._path, len(ops)
+            )
+        for op in ops:
+            _settle(op.future, None, StoreClosedError("store closed before this was written"))
+
+    # --- internals: the writer thread --------------------------------------------------
+
+    def _due_locked(self) -> bool:
+        if self._ops:
+            return True
+        if not self._telemetry:
+            return False
+        return (
+            self._stopping
+            or self._retry_due
+            or len(self._telemetry) >= self._telemetry_batch_samples
+            or time.monotonic() - self._telemetry_since >= self._telemetry_flush_s
+        )
+
+    def _wait_s_locked(self) -> float | None:
+        if not self._telemetry:
+            return None
+        return max(0.0, self._telemetry_since + self._telemetry_flush_s - time.monotonic())
+
+    def _run(self) -> None:
+        """Take everything queued, commit it as one transaction, settle, repeat."""
+        backoff = self._backoff_initial_s
+        try:
+            while True:
+                with self._cond:
+                    while True:
+                        if self._abandon.is_set():
+                            return
+                        if self._due_locked():
+                            break
+                        if self._stopping and not self._ops and not self._telemetry:
+                            self._flushed = True
+                            return
+                        self._cond.wait(self._wait_s_locked())
+                    batch = _Batch(deque(self._ops), list(self._telemetry))
+                    self._ops.clear()
+                    self._telemetry.clear()
+                    self._in_flight = batch.size
+                try:
+                    self._write(batch)
+                except Exception as exc:  # a disk failure, or a bug: keep the data, retry
+                    self._put_back(batch)
+                    self._set_unhealthy(exc)
+                    self._disconnect()
+                    self._settle_done(batch)
+                    if self._abandon.wait(backoff):
+                        return
+                    backoff = min(backoff * 2, self._backoff_max_s)
+                else:
+                    with self._cond:
+                        self._in_flight = 0
+                        self._retry_due = False
+                    self._set_healthy()
+                    self._settle_done(batch)
+                    backoff = self._backoff_initial_s
+        finally:
+            self._disconnect()
+            if self._abandon.is_set():
+                self._fail_queued()
+
+    def _connect(self) -> Database:
+        if self._db is None:
+            db = _open(self._path, self._busy_timeout_s)
+            try:
+                db.execute("PRAGMA synchronous = FULL")
+                self._key_ids = _load_key_ids(db)
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    def _disconnect(self) -> None:
+        """Drop the connection after a failure: after an I/O error it may be unusable,
+        and the key-id cache may name rows a rollback removed."""
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+            self._key_ids = {}
+
+    def _transaction(self, db: Database, work: Callable[[Database], T]) -> T:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(db)
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.rollback()
+            raise
+        self._commits += 1
+        return result
+
+    def _write(self, batch: _Batch) -> None:
+        """Commit the batch; on success it is empty and ``batch.done`` holds the results.
+
+        A disk failure (see `_is_disk_failure`) propagates with the unwritten part still
+        in the batch. Any other error means one record is bad (a bug: values are checked
+        when queued); the batch is then written record by record so the bad one fails
+        alone, its future carrying the error, and the rest still commit.
+        """
+        db = self._connect()
+
+        def write_all(db: Database) -> list[Any]:
+            if batch.samples:
+                self._insert_telemetry(db, batch.samples)
+            return [op.apply(db) for op in batch.ops]
+
+        try:
+            results = self._transaction(db, write_all)
+        except Exception as exc:
+            if _is_disk_failure(exc):
+                raise
+            _log.exception("store %s: a batch failed; writing it record by record", self._path)
+            self._key_ids = _load_key_ids(db)
+            self._write_one_by_one(db, batch)
+            return
+        batch.done.extend((op, result, None) for op, result in zip(batch.ops, results, strict=True))
+        batch.ops.clear()
+        batch.samples.clear()
+
+    def _write_one_by_one(self, db: Database, batch: _Batch) -> None:
+        if batch.samples:
+            samples = batch.samples
+            try:
+                self._transaction(db, lambda db: self._insert_telemetry(db, samples))
+            except Exception as exc:
+                if _is_disk_failure(exc):
+                    raise
+                _log.exception("store %s: dropping %d telemetry samples", self._path, len(samples))
+                self._key_ids = _load_key_ids(db)
+            batch.samples.clear()
+        while batch.ops:
+            op = batch.ops[0]
+            try:
+                result = self._transaction(db, op.apply)
+            except Exception as exc:
+                if _is_disk_failure(exc):
+                    raise
+                batch.ops.popleft()
+                batch.done.append((op, None, exc))
+                continue
+            batch.ops.popleft()
+            batch.done.append((op, result, None))
+
+    def _insert_telemetry(self, db: Database, samples: list[_Sample]) -> None:
+        key_ids = self._key_ids
+        rows: list[tuple[Any, ...]] = [("key_id", "ts", "value")]
+        for ts, key, value in samples:
+            key_id = key_ids.get(key)
+            if key_id is None:
+                key_id = int(db.table("telemetry_keys").lookup({"key": key}))
+                key_ids[key] = key_id
+            rows.append((key_id, ts, value))
+        db.table("telemetry").insert_all(rows, replace=True, batch_size=1000)
+
+    def _put_back(self, batch: _Batch) -> None:
+        """Return the unwritten part of a batch to the front of the queue, in order."""
+        with self._cond:
+            self._ops.extendleft(reversed(batch.ops))
+            if batch.samples:
+                merged: deque[_Sample] = deque(batch.samples, maxlen=self._max_telemetry_backlog)
+                overflow = len(batch.samples) + len(self._telemetry) - self._max_telemetry_backlog
+                merged.extend(self._telemetry)  # drops from the old end, as enqueueing does
+                self._telemetry = merged
+                if overflow > 0:
+                    self._note_dropped_locked(overflow)
+            self._in_flight = 0
+            self._retry_due = True
+
+    def _settle_done(self, batch: _Batch) -> None:
+        for op, result, error in batch.done:
+            _settle(op.future, result, error)
+        batch.done.clear()
+
+    def _set_unhealthy(self, exc: BaseException) -> None:
+        if not self._healthy:
+            _log.debug("store %s: write still failing: %s", self._path, exc)
+            return
+        self._healthy = False
+        self._failing_since = time.monotonic()
+        _log.error(
+            "store %s: write failed (%s: %s); keeping %d records in memory and retrying",
+            self._path,
+            type(exc).__name__,
+            exc,
+            self.backlog,
+        )
+        self._notify_health(False)
+
+    def _set_healthy(self) -> None:
+        if self._healthy:
+            return
+        self._healthy = True
+        with self._cond:
+            self._drop_logged = False
+        _log.warning(
+            "store %s: writes recovered after %.1f s",
+            self._path,
+            time.monotonic() - self._failing_since,
+        )
+        self._notify_health(True)
+
+    def _notify_health(self, healthy: bool) -> None:
+        if self._on_health_change is None:
+            return
+        try:
+            self._on_health_change(healthy)
+        except Exception:
+            _log.exception("store %s: on_health_change callback failed", self._path)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _insert(db: Database, table_name: str, row: dict[str, Any]) -> int:
+    table = db.table(table_name)
+    table.insert(row)
+    assert table.last_rowid is not None
+    return table.last_rowid
+
+
+def _is_disk_failure(exc: BaseException) -> bool:
+    """Errors of the database file rather than of one record: keep the data, retry.
+
+    OperationalError covers locked, busy, I/O error, disk full, cannot open, read-only.
+    A bare DatabaseError is SQLITE_CORRUPT/NOTADB: not transient, but failing every
+    queued record would lose them while the process lives, so they stay queued too and
+    the store stays unhealthy until someone repairs or replaces the file.
+    """
+    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
+
+
+def _load_key_ids(db: Database) -> dict[str, int]:
+    return {key: key_id for key_id, key in db.execute("SELECT id, key FROM telemetry_keys")}
+
+
+def _time_range(
+    column: str, since: float | None, until: float | None
+) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        where.append(f"{column} >= ?")
+        params.append(since)
+    if until is not None:
+        where.append(f"{column} < ?")
+        params.append(until)
+    return where, params
+
+
+def _where(clauses: Sequence[str]) -> str:
+    return f" WHERE {' AND '.join(clauses)}" if clauses else ""
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
