@@ -239,7 +239,8 @@ class ConfigError(Exception):
 
 
 _PER_DRIVER_RATING = {"bidirectional_charger", "v2l_outlet", "sunspec_inverter"}
-_MAX_RATING_W = {"bidirectional_charger": 350_000.0, "v2l_outlet": 22_000.0}
+# Charger power is a signed 16-bit register in watts (registers.BidirectionalCharger).
+_MAX_RATING_W = {"bidirectional_charger": 32_000.0, "v2l_outlet": 22_000.0}
 
 
 def cross_check(config: SiteConfig) -> list[tuple[str, str]]:

@@ -335,7 +335,7 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         "absurd charger rating",
         set_("devices.charger_1.rating_w", 5e6),
         "devices.charger_1.rating_w",
-        "5000000.0 W is beyond any bidirectional_charger (350000.0 W)",
+        "5000000.0 W is beyond any bidirectional_charger (32000.0 W)",
     ),
     (
         "absurd v2l rating",

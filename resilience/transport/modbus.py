@@ -1,0 +1,360 @@
+"""Modbus TCP: the register transport drivers talk through, and one bus per endpoint.
+
+Drivers depend only on the `RegisterTransport` Protocol (read and write holding
+registers of one unit id), so a drill can hand them an in-process transport that
+reads simulated register banks directly; only the Modbus framing is skipped.
+
+`ModbusTcpBus` is the real one, over a pymodbus `AsyncModbusTcpClient`:
+
+- one bus per ``host:port``, shared by every device behind it (gateways put
+  several unit ids behind one socket), with one request in flight at a time;
+- it connects lazily, on the first request;
+- when a connect fails it does not retry on every cycle: it backs off (0.5 s
+  doubling to 5 s by default, measured on an injectable clock) and meanwhile
+  raises `DeviceUnreachable` at once, so a dead device costs the cycle nothing;
+- pymodbus's own background reconnect task is switched off
+  (``reconnect_delay=0``): the bus alone decides when to connect;
+- every pymodbus outcome becomes one of `resilience.transport.errors`;
+- it logs nothing per request (pymodbus already logs timeouts, and the cycle
+  logs a device's failure once and its recovery once).
+
+Addresses are zero-based PDU addresses; values are raw unsigned 16-bit registers.
+Times are in seconds [s].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.pdu import ExceptionResponse
+
+from resilience.transport.errors import (
+    BadFrame,
+    DeviceExceptionResponse,
+    DeviceTimeout,
+    DeviceUnreachable,
+    TransportError,
+)
+
+__all__ = [
+    "MAX_READ_COUNT",
+    "MAX_WRITE_COUNT",
+    "BusPool",
+    "ModbusTcpBus",
+    "RegisterTransport",
+]
+
+MAX_READ_COUNT = 125
+"""Most holding registers one FC3 request may read (Modbus application protocol 6.3)."""
+MAX_WRITE_COUNT = 123
+"""Most registers one FC16 request may write (Modbus application protocol 6.12)."""
+
+_FC_READ_HOLDING = 3
+_FC_WRITE_SINGLE = 6
+_FC_WRITE_MULTIPLE = 16
+
+
+class RegisterTransport(Protocol):
+    """Holding registers of the units behind one endpoint: all a driver needs.
+
+    Implementations raise `resilience.transport.errors.TransportError` subclasses
+    and nothing else for device trouble (`ValueError` for a request that can never
+    be valid, such as 200 registers at once). An implementation may also offer an
+    ``endpoint: str`` attribute (``host:port``, or a name for an in-process bank):
+    drivers put it in their error messages, and fall back to the class name.
+    """
+
+    async def read(self, unit_id: int, address: int, count: int) -> list[int]:
+        """Exactly `count` registers starting at `address`."""
+        ...
+
+    async def write(self, unit_id: int, address: int, values: Sequence[int]) -> None:
+        """`values` into consecutive registers from `address`, in one request."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def _check_request(address: int, count: int, limit: int) -> None:
+    if not 0 <= address <= 0xFFFF:
+        raise ValueError(f"register address {address} is outside 0..65535")
+    if not 1 <= count <= limit:
+        raise ValueError(f"{count} registers in one request (1..{limit} allowed)")
+    if address + count > 0x10000:
+        raise ValueError(f"{count} registers from {address} run past address 65535")
+
+
+class ModbusTcpBus:
+    """One Modbus TCP connection to ``host:port``, shared by the unit ids behind it.
+
+    `timeout_s` [s] bounds a connect and each request's answer; it is applied at
+    the next connect when changed. `backoff_initial_s` and `backoff_max_s` [s]
+    set how long the bus waits after a failed connect before trying again
+    (doubling each time). `clock` returns seconds and is only compared with
+    itself; tests inject one to skip the back-off without sleeping.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout_s: float,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, not {timeout_s}")
+        if not 0 < backoff_initial_s <= backoff_max_s:
+            raise ValueError(
+                f"need 0 < backoff_initial_s <= backoff_max_s, got {backoff_initial_s}"
+                f" and {backoff_max_s}"
+            )
+        self.host = host
+        self.port = port
+        self.timeout_s = timeout_s
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._client: AsyncModbusTcpClient | None = None
+        self._backoff_s = backoff_initial_s
+        self._retry_at: float | None = None  # no connect attempt before this clock time
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port``, as error messages name it."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and bool(self._client.connected)
+
+    @property
+    def retry_at(self) -> float | None:
+        """Clock time before which no connect is attempted (None: not backing off)."""
+        return self._retry_at
+
+    def __repr__(self) -> str:
+        return f"ModbusTcpBus({self.endpoint}, timeout_s={self.timeout_s})"
+
+    async def read(self, unit_id: int, address: int, count: int) -> list[int]:
+        """FC3: exactly `count` holding registers from `address` of unit `unit_id`."""
+        _check_request(address, count, MAX_READ_COUNT)
+        what = f"reading {count} registers at {address}"
+        result = await self._execute(unit_id, address, what, _FC_READ_HOLDING, count=count)
+        registers = getattr(result, "registers", None)
+        if not isinstance(registers, list) or len(registers) != count:
+            got = "none" if not isinstance(registers, list) else str(len(registers))
+            raise BadFrame(
+                f"{self._where(unit_id)}: {what}: the reply holds {got} registers",
+                endpoint=self.endpoint,
+                unit_id=unit_id,
+                address=address,
+            )
+        return [int(r) for r in registers]
+
+    async def write(self, unit_id: int, address: int, values: Sequence[int]) -> None:
+        """FC6 for one value, FC16 for several: all of `values` in one request."""
+        values = list(values)
+        _check_request(address, len(values), MAX_WRITE_COUNT)
+        for value in values:
+            if not 0 <= value <= 0xFFFF:
+                raise ValueError(f"{value} does not fit an unsigned 16-bit register")
+        if len(values) == 1:
+            what = f"writing {values[0]} to register {address}"
+            result = await self._execute(unit_id, address, what, _FC_WRITE_SINGLE, values=values)
+            echo_ok = (
+                getattr(result, "address", None) == address
+                and list(getattr(result, "registers", [])) == values
+            )
+        else:
+            what = f"writing {len(values)} registers at {address}"
+            result = await self._execute(unit_id, address, what, _FC_WRITE_MULTIPLE, values=values)
+            echo_ok = getattr(result, "address", None) == address and getattr(
+                result, "count", None
+            ) == len(values)
+        if not echo_ok:
+            raise BadFrame(
+                f"{self._where(unit_id)}: {what}: the reply does not echo the request",
+                endpoint=self.endpoint,
+                unit_id=unit_id,
+                address=address,
+            )
+
+    async def close(self) -> None:
+        """Drop the connection; the next request connects again (no back-off)."""
+        async with self._lock:
+            self._drop()
+            self._retry_at = None
+            self._backoff_s = self._backoff_initial_s
+
+    # ------------------------------------------------------------------ internals
+    def _where(self, unit_id: int) -> str:
+        return f"{self.endpoint} unit {unit_id}"
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def _connect(self, unit_id: int, address: int, what: str) -> AsyncModbusTcpClient:
+        """The connected client; connects when allowed, else DeviceUnreachable."""
+        if self._client is not None and self._client.connected:
+            return self._client
+        self._drop()
+        now = self._clock()
+        if self._retry_at is not None and now < self._retry_at:
+            raise DeviceUnreachable(
+                f"{self._where(unit_id)}: {what}: not connected; the last connect failed,"
+                f" next attempt in {self._retry_at - now:.1f} s",
+                endpoint=self.endpoint,
+                unit_id=unit_id,
+                address=address,
+            )
+        client = AsyncModbusTcpClient(
+            self.host,
+            port=self.port,
+            name=self.endpoint,
+            timeout=self.timeout_s,
+            retries=0,
+            reconnect_delay=0,  # the bus owns reconnection (back-off on its clock)
+            reconnect_delay_max=0,
+        )
+        try:
+            connected = await client.connect()
+        except BaseException:
+            client.close()
+            raise
+        if not connected:
+            client.close()
+            delay = self._backoff_s
+            self._retry_at = now + delay
+            self._backoff_s = min(2 * delay, self._backoff_max_s)
+            raise DeviceUnreachable(
+                f"{self._where(unit_id)}: {what}: cannot connect (refused, or no answer"
+                f" within {self.timeout_s} s); next attempt in {delay:.1f} s",
+                endpoint=self.endpoint,
+                unit_id=unit_id,
+                address=address,
+            )
+        self._retry_at = None
+        self._backoff_s = self._backoff_initial_s
+        self._client = client
+        return client
+
+    async def _execute(
+        self,
+        unit_id: int,
+        address: int,
+        what: str,
+        function_code: int,
+        *,
+        count: int = 0,
+        values: Sequence[int] = (),
+    ) -> Any:
+        where = self._where(unit_id)
+
+        def fail(kind: type[TransportError], reason: str) -> TransportError:
+            return kind(
+                f"{where}: {what}: {reason}",
+                endpoint=self.endpoint,
+                unit_id=unit_id,
+                address=address,
+            )
+
+        async with self._lock:
+            client = await self._connect(unit_id, address, what)
+            try:
+                if function_code == _FC_READ_HOLDING:
+                    result = await client.read_holding_registers(
+                        address, count=count, device_id=unit_id
+                    )
+                elif function_code == _FC_WRITE_SINGLE:
+                    result = await client.write_register(address, values[0], device_id=unit_id)
+                else:
+                    result = await client.write_registers(address, values, device_id=unit_id)
+            except ConnectionException as exc:
+                self._drop()
+                raise fail(DeviceUnreachable, f"connection lost ({exc.string})") from None
+            except ModbusIOException:
+                # pymodbus raises this when no answer came within the timeout (and
+                # closes the connection itself after a few in a row).
+                raise fail(DeviceTimeout, f"no answer within {self.timeout_s} s") from None
+            except ModbusException as exc:
+                raise fail(BadFrame, f"unusable reply ({exc})") from None
+            except OSError as exc:
+                self._drop()
+                raise fail(DeviceUnreachable, f"connection lost ({exc})") from None
+        if isinstance(result, ExceptionResponse):
+            code = int(result.exception_code)
+            name = DeviceExceptionResponse.code_name(code)
+            raise DeviceExceptionResponse(
+                f"{where}: {what}: Modbus exception {code} ({name})",
+                code=code,
+                endpoint=self.endpoint,
+                unit_id=unit_id,
+                address=address,
+            )
+        if result is None or result.isError():
+            raise fail(BadFrame, f"error reply {result}")
+        if int(getattr(result, "function_code", -1)) != function_code:
+            raise fail(
+                BadFrame,
+                f"reply to function code {function_code} has function code"
+                f" {getattr(result, 'function_code', None)}",
+            )
+        return result
+
+
+class BusPool:
+    """One shared `ModbusTcpBus` per ``(host, port)``.
+
+    Devices behind one endpoint share its connection and its lock. A bus is
+    created with the first device's timeout; when a later device asks for a
+    longer one, the bus uses the longest (the timeout bounds the whole bus, so
+    the shortest would cut the slowest device off).
+    """
+
+    def __init__(
+        self,
+        *,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._clock = clock
+        self._buses: dict[tuple[str, int], ModbusTcpBus] = {}
+
+    def get(self, host: str, port: int, timeout_s: float) -> ModbusTcpBus:
+        bus = self._buses.get((host, port))
+        if bus is None:
+            bus = ModbusTcpBus(
+                host,
+                port,
+                timeout_s=timeout_s,
+                backoff_initial_s=self._backoff_initial_s,
+                backoff_max_s=self._backoff_max_s,
+                clock=self._clock,
+            )
+            self._buses[(host, port)] = bus
+        elif timeout_s > bus.timeout_s:
+            bus.timeout_s = timeout_s
+        return bus
+
+    @property
+    def buses(self) -> tuple[ModbusTcpBus, ...]:
+        return tuple(self._buses.values())
+
+    async def close_all(self) -> None:
+        """Close every bus (they may be used again: each reconnects on demand)."""
+        for bus in self._buses.values():
+            await bus.close()
