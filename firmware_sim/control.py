@@ -1,0 +1,231 @@
+"""The simulator's control interface: HTTP on loopback to inject events and read the referee.
+
+Owns the JSON routes a drill, a test or a person at a terminal uses to break
+the simulated site on purpose (grid loss, sags, device faults, vehicles coming
+and going, clouds) and to read the plant's state and violations. It only calls
+`Plant` methods; it never touches the Modbus servers.
+
+Bodies are validated by pydantic: bad input is a 422 whose detail names the
+field; an unknown device, load or connector is a 404; an injection the device
+cannot take is a 409. Units are those of the field names (W, s, %, Wh, pu).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from typing import Annotated, Any, Literal
+
+import uvicorn
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from firmware_sim.plant import MODBUS_EXCEPTION_CODES, Plant
+from firmware_sim.server import require_loopback
+
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SagBody(_Body):
+    pu: Annotated[float, Field(ge=0, le=1.5)]
+    duration_s: Annotated[float, Field(gt=0, le=3600)]
+
+
+class FlickerBody(_Body):
+    period_s: Annotated[float, Field(gt=0, le=3600)]
+    count: Annotated[int, Field(ge=1, le=1000)]
+
+
+class FaultBody(_Body):
+    kind: Literal["silence", "exception", "garbage", "fail_to_operate", "trip"]
+    code: int | None = None
+
+
+class PlugBody(_Body):
+    connector: str = Field(min_length=1)
+    vehicle_id: str = Field(min_length=1)
+    soc_pct: Annotated[float, Field(ge=0, le=100)]
+    capacity_wh: Annotated[float, Field(gt=0)]
+    reserve_soc_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+
+
+class UnplugBody(_Body):
+    connector: str = Field(min_length=1)
+
+
+class PvBody(_Body):
+    available_w: NonNegative
+    inverter_id: str | None = None
+
+
+class FactorBody(_Body):
+    factor: Annotated[float, Field(ge=0, le=10)]
+
+
+def create_app(plant: Plant) -> FastAPI:
+    """The control API over one plant."""
+    app = FastAPI(title="firmware_sim control", version="0.1.0")
+
+    def ok() -> dict[str, Any]:
+        return {"ok": True, "time_s": plant.time_s}
+
+    def need_device(device_id: str) -> str:
+        if device_id not in plant.config.devices:
+            raise HTTPException(404, f"device_id: unknown device {device_id!r}")
+        return plant.config.devices[device_id].driver
+
+    def need_connector(connector: str) -> None:
+        if connector not in plant.chargers and connector not in plant.outlets:
+            raise HTTPException(
+                404, f"connector: {connector!r} is not a bidirectional charger or V2L outlet"
+            )
+
+    @app.get("/state")
+    def get_state() -> dict[str, Any]:
+        return plant.state()
+
+    @app.post("/grid/loss")
+    def grid_loss() -> dict[str, Any]:
+        plant.grid_loss()
+        return ok()
+
+    @app.post("/grid/return")
+    def grid_return() -> dict[str, Any]:
+        plant.grid_return()
+        return ok()
+
+    @app.post("/grid/sag")
+    def grid_sag(body: SagBody) -> dict[str, Any]:
+        plant.sag(body.pu, body.duration_s)
+        return ok()
+
+    @app.post("/grid/flicker")
+    def grid_flicker(body: FlickerBody) -> dict[str, Any]:
+        plant.flicker(body.period_s, body.count)
+        return ok()
+
+    @app.post("/devices/{device_id}/fault")
+    def device_fault(device_id: str, body: FaultBody) -> dict[str, Any]:
+        driver = need_device(device_id)
+        if body.kind == "silence":
+            plant.silence(device_id)
+        elif body.kind == "garbage":
+            plant.garbage(device_id)
+        elif body.kind == "exception":
+            if body.code is None or body.code not in MODBUS_EXCEPTION_CODES:
+                codes = sorted(MODBUS_EXCEPTION_CODES)
+                raise HTTPException(422, f"code: a Modbus exception code is required {codes}")
+            plant.exception(device_id, body.code)
+        elif body.kind == "fail_to_operate":
+            if driver != "pcc_breaker":
+                raise HTTPException(409, f"kind: {device_id} is a {driver}, not a pcc_breaker")
+            plant.fail_to_operate(True)
+        else:
+            try:
+                plant.fault(device_id)
+            except ValueError as exc:
+                raise HTTPException(409, f"kind: {exc}") from None
+        return ok()
+
+    @app.post("/devices/{device_id}/clear")
+    def device_clear(device_id: str) -> dict[str, Any]:
+        need_device(device_id)
+        plant.clear_fault(device_id)
+        return ok()
+
+    @app.post("/vehicles/plug")
+    def vehicle_plug(body: PlugBody) -> dict[str, Any]:
+        need_connector(body.connector)
+        try:
+            plant.plug(
+                body.connector,
+                body.vehicle_id,
+                body.soc_pct,
+                body.capacity_wh,
+                reserve_soc_pct=body.reserve_soc_pct,
+            )
+        except ValueError as exc:
+            raise HTTPException(409, f"connector: {exc}") from None
+        return ok()
+
+    @app.post("/vehicles/unplug")
+    def vehicle_unplug(body: UnplugBody) -> dict[str, Any]:
+        need_connector(body.connector)
+        try:
+            plant.unplug(body.connector)
+        except ValueError as exc:
+            raise HTTPException(409, f"connector: {exc}") from None
+        return ok()
+
+    @app.post("/pv")
+    def pv(body: PvBody) -> dict[str, Any]:
+        if body.inverter_id is not None and body.inverter_id not in plant.inverters:
+            raise HTTPException(404, f"inverter_id: unknown PV inverter {body.inverter_id!r}")
+        plant.set_pv_available(body.available_w, body.inverter_id)
+        return ok()
+
+    @app.post("/loads/{load_id}/factor")
+    def load_factor(load_id: str, body: FactorBody) -> dict[str, Any]:
+        if load_id not in plant.loads:
+            raise HTTPException(404, f"load_id: unknown load {load_id!r}")
+        plant.set_load_factor(load_id, body.factor)
+        return ok()
+
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: the embedding program owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+class ControlServer:
+    """The control API served by uvicorn on loopback, in the running event loop."""
+
+    def __init__(self, plant: Plant, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.plant = plant
+        self.host = require_loopback(host)
+        self.requested_port = port
+        self.port = 0
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> int:
+        """Bind now (so the port is known and connections queue at once), serve in a task."""
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.requested_port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(
+                f"control: cannot listen on {self.host}:{self.requested_port} ({exc.strerror})"
+            ) from None
+        sock.listen(64)
+        sock.setblocking(False)
+        self.port = int(sock.getsockname()[1])
+        config = uvicorn.Config(
+            create_app(self.plant), lifespan="off", log_level="warning", access_log=False
+        )
+        self._server = _Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="control api")
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+        self._server = None
+        self._task = None

@@ -1,0 +1,567 @@
+"""The firmware of each simulated device: its register bank, rendered from the plant.
+
+A device renders its whole map from the plant on every read and turns register
+writes into plant commands, so a read always shows the physics of the last
+plant step and a write acts at once. There is no Modbus framing here: the
+servers (`server.py`) put these banks on TCP, and an in-process transport can
+call `read`/`write` directly and skip the framing (for drills faster than real
+time). Such a transport must check `silent` itself and treat it as a timeout.
+
+Addresses and encodings come from `resilience.drivers.registers`, the one map
+the drivers use too. Register units are those of that map (V x10, Hz x100,
+W, % x10, Wh/10); the SunSpec devices use fixed scale factors chosen when the
+device is built (see `docs/registers.md`).
+
+Error answers follow Modbus: an address outside the map, or a write to a
+read-only register, is ILLEGAL_ADDRESS; a value the register cannot take is
+ILLEGAL_VALUE. Multi-register writes are all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import ClassVar
+
+from pymodbus.constants import ExcCodes
+
+from firmware_sim.plant import Plant
+from resilience.drivers.registers import (
+    COMMON_ID_ADDR,
+    COMMON_MODEL_ID,
+    COMMON_MODEL_LEN,
+    SUNSPEC_BASE,
+    SUNSPEC_END_ID,
+    SUNSPEC_MARKER,
+    SUNSPEC_NOT_IMPLEMENTED_INT16,
+    BidirectionalCharger,
+    LoadPanel,
+    PccBreaker,
+    SunSpecInverter,
+    SunSpecMeter,
+    V2LOutlet,
+    encode_ascii,
+    to_signed16,
+)
+from resilience.model import BreakerCommand, ChargerMode
+
+ReadResult = list[int] | ExcCodes
+Validator = Callable[[int], bool]
+
+MANUFACTURER = "resilience firmware_sim"
+FIRMWARE_VERSION = "0.1.0"
+UINT16_NOT_IMPLEMENTED = 0xFFFF
+
+# Fixed SunSpec scale factors (powers of ten). W_SF is chosen per device so its
+# largest power fits an int16; see docs/registers.md.
+V_SF = -1
+HZ_SF = -2
+A_SF = -1
+WMAXLIMPCT_SF = 0
+ENERGY_SF = 0
+
+
+def u16(value: float) -> int:
+    """A physical value rounded into an unsigned register (saturating, never wrapping)."""
+    return max(0, min(0xFFFF, round(value)))
+
+
+def s16(value: float) -> int:
+    """A signed value rounded into a two's-complement register (saturating)."""
+    return max(-0x8000, min(0x7FFF, round(value))) & 0xFFFF
+
+
+def sf(value: int) -> int:
+    """A SunSpec scale factor (sunssf, int16) as a register."""
+    return value & 0xFFFF
+
+
+def scaled(value: float, scale_factor: int) -> int:
+    """A physical value as a SunSpec int16 with the given scale factor."""
+    return s16(value / 10.0**scale_factor)
+
+
+def fitting_sf(max_value: float) -> int:
+    """Smallest non-negative power of ten that brings max_value into an int16."""
+    power = 0
+    while max_value / 10.0**power > 0x7FFF:
+        power += 1
+    return power
+
+
+def acc32(value: float) -> list[int]:
+    """A SunSpec acc32 accumulator, high word first."""
+    raw = max(0, int(value)) & 0xFFFFFFFF
+    return [raw >> 16, raw & 0xFFFF]
+
+
+class SimulatedDevice(ABC):
+    """One device's register bank over the plant."""
+
+    driver: ClassVar[str]
+    base_address: ClassVar[int] = 0
+    size: ClassVar[int]
+
+    def __init__(self, plant: Plant, device_id: str) -> None:
+        self.plant = plant
+        self.device_id = device_id
+        self.config = plant.device(device_id)
+        if self.config.driver != self.driver:
+            raise ValueError(f"{device_id} is a {self.config.driver}, not a {self.driver}")
+
+    @property
+    def unit_id(self) -> int:
+        return self.config.unit_id
+
+    @property
+    def silent(self) -> bool:
+        """Silenced by a fault injection: a request must go unanswered."""
+        fault = self.plant.comm_fault(self.device_id)
+        return fault is not None and fault.kind == "silence"
+
+    def _injected_exception(self) -> ExcCodes | None:
+        fault = self.plant.comm_fault(self.device_id)
+        if fault is not None and fault.kind == "exception":
+            return ExcCodes(fault.code)
+        return None
+
+    def _in_map(self, address: int, count: int) -> bool:
+        return (
+            count >= 1
+            and self.base_address <= address
+            and (address + count <= self.base_address + self.size)
+        )
+
+    def read(self, address: int, count: int) -> ReadResult:
+        """Registers address..address+count-1, or the exception the device answers with."""
+        if (code := self._injected_exception()) is not None:
+            return code
+        if not self._in_map(address, count):
+            return ExcCodes.ILLEGAL_ADDRESS
+        registers = self.render()
+        fault = self.plant.comm_fault(self.device_id)
+        if fault is not None and fault.kind == "garbage":
+            self.garble(registers)
+        offset = address - self.base_address
+        return registers[offset : offset + count]
+
+    def write(self, address: int, values: Sequence[int]) -> ExcCodes | None:
+        """Write registers from address on; None when accepted, else the exception code."""
+        if (code := self._injected_exception()) is not None:
+            return code
+        if not self._in_map(address, len(values)):
+            return ExcCodes.ILLEGAL_ADDRESS
+        writable = self.writable()
+        changes: dict[int, int] = {}
+        for i, value in enumerate(values):
+            offset = address - self.base_address + i
+            check = writable.get(offset)
+            if check is None:
+                return ExcCodes.ILLEGAL_ADDRESS
+            if not (0 <= value <= 0xFFFF and check(value)):
+                return ExcCodes.ILLEGAL_VALUE
+            changes[offset] = value
+        try:
+            self.apply(changes)
+        except ValueError:
+            return ExcCodes.ILLEGAL_VALUE
+        return None
+
+    @abstractmethod
+    def render(self) -> list[int]:
+        """The whole map, `size` registers, as the device would answer now."""
+
+    def writable(self) -> dict[int, Validator]:
+        """Offsets of read-write registers and the raw values each accepts."""
+        return {}
+
+    def apply(self, changes: dict[int, int]) -> None:
+        """Turn accepted writes (offset -> raw) into plant commands."""
+        raise ValueError(f"{self.device_id} has no writable registers")
+
+    @abstractmethod
+    def garble(self, registers: list[int]) -> None:
+        """Overwrite registers with physically impossible values (garbage injection)."""
+
+
+def _one_of(*allowed: int) -> Validator:
+    return lambda raw: raw in allowed
+
+
+def _any(_: int) -> bool:
+    return True
+
+
+# --------------------------------------------------------------------------- PCC breaker
+class BreakerDevice(SimulatedDevice):
+    driver = "pcc_breaker"
+    size = PccBreaker.READ_COUNT
+
+    def render(self) -> list[int]:
+        plant, br = self.plant, self.plant.breaker
+        regs = [0] * self.size
+        regs[PccBreaker.POSITION] = int(br.position)
+        regs[PccBreaker.STATUS] = PccBreaker.STATUS_FAIL_TO_OPERATE if br.failed_last_command else 0
+        regs[PccBreaker.OPERATIONS] = br.operations & 0xFFFF
+        regs[PccBreaker.BUS_VOLTAGE] = u16(plant.bus_voltage_v * 10)
+        regs[PccBreaker.BUS_FREQUENCY] = u16(plant.bus_frequency_hz * 100)
+        regs[PccBreaker.GRID_VOLTAGE] = u16(plant.grid.voltage_v * 10)
+        regs[PccBreaker.GRID_FREQUENCY] = u16(plant.grid.measured_frequency_hz * 100)
+        regs[PccBreaker.PHASE_DIFF] = s16(plant.phase_diff_deg * 10)
+        regs[PccBreaker.COMMAND] = int(br.last_command)
+        return regs
+
+    def writable(self) -> dict[int, Validator]:
+        return {PccBreaker.COMMAND: _one_of(*BreakerCommand)}
+
+    def apply(self, changes: dict[int, int]) -> None:
+        self.plant.command_breaker(BreakerCommand(changes[PccBreaker.COMMAND]))
+
+    def garble(self, registers: list[int]) -> None:
+        registers[PccBreaker.POSITION] = 9
+        registers[PccBreaker.GRID_VOLTAGE] = 0xFFFF
+        registers[PccBreaker.GRID_FREQUENCY] = 0
+        registers[PccBreaker.BUS_FREQUENCY] = 0
+
+
+# --------------------------------------------------------------------------- load panel
+class PanelDevice(SimulatedDevice):
+    driver = "load_panel"
+    size = LoadPanel.READ_COUNT
+
+    def _supply(self) -> str:
+        """The circuit that feeds this panel: that of its lowest-channel load."""
+        loads = sorted(
+            (ld.spec for ld in self.plant.loads.values() if ld.spec.panel == self.device_id),
+            key=lambda spec: spec.channel,
+        )
+        return loads[0].supply if loads else "bus"
+
+    def render(self) -> list[int]:
+        plant = self.plant
+        panel = plant.panels[self.device_id]
+        regs = [0] * self.size
+        for ch, on in enumerate(panel.relays):
+            regs[LoadPanel.RELAY_COMMAND + ch] = int(on)
+            regs[LoadPanel.RELAY_FEEDBACK + ch] = int(on)
+        for load in plant.loads.values():
+            if load.spec.panel == self.device_id:
+                regs[LoadPanel.CHANNEL_POWER + load.spec.channel] = u16(load.power_w)
+        regs[LoadPanel.SUPPLY_VOLTAGE] = u16(plant.circuit_voltage_v(self._supply()) * 10)
+        regs[LoadPanel.OPERATIONS] = panel.operations & 0xFFFF
+        return regs
+
+    def writable(self) -> dict[int, Validator]:
+        channels = self.plant.panels[self.device_id].channels
+        return {LoadPanel.RELAY_COMMAND + ch: _one_of(0, 1) for ch in range(channels)}
+
+    def apply(self, changes: dict[int, int]) -> None:
+        for offset, raw in changes.items():
+            self.plant.set_relay(self.device_id, offset - LoadPanel.RELAY_COMMAND, bool(raw))
+
+    def garble(self, registers: list[int]) -> None:
+        for ch in range(LoadPanel.CHANNELS):
+            registers[LoadPanel.RELAY_FEEDBACK + ch] = 7
+            registers[LoadPanel.CHANNEL_POWER + ch] = 0xFFFF
+        registers[LoadPanel.SUPPLY_VOLTAGE] = 0xFFFF
+
+
+# --------------------------------------------------------------------------- bidirectional charger
+class ChargerDevice(SimulatedDevice):
+    driver = "bidirectional_charger"
+    size = BidirectionalCharger.READ_COUNT
+
+    def render(self) -> list[int]:
+        plant = self.plant
+        c = plant.chargers[self.device_id]
+        vehicle = c.vehicle
+        on_bus = plant.bus_live
+        m = BidirectionalCharger
+        regs = [0] * self.size
+        regs[m.STATE] = int(c.state)
+        regs[m.MODE_ACTIVE] = int(c.mode_active)
+        regs[m.SOC] = u16(vehicle.soc_pct * 10) if vehicle else 0
+        regs[m.POWER] = s16(c.power_w)
+        regs[m.CAPACITY] = u16(vehicle.capacity_wh / 10) if vehicle else 0
+        regs[m.MAX_DISCHARGE] = u16(c.max_discharge_w)
+        regs[m.MAX_CHARGE] = u16(c.max_charge_w)
+        regs[m.CAPABILITIES] = m.CAP_CAN_FORM if c.can_form else 0
+        regs[m.AC_VOLTAGE] = u16(plant.bus_voltage_v * 10) if on_bus else 0
+        regs[m.AC_FREQUENCY] = u16(plant.bus_frequency_hz * 100) if on_bus else 0
+        regs[m.FAULT_CODE] = c.fault_code
+        regs[m.MODE_COMMAND] = int(c.mode_command)
+        regs[m.POWER_SETPOINT] = s16(c.power_setpoint_w)
+        regs[m.FREQUENCY_SETPOINT] = u16(c.frequency_setpoint_hz * 100)
+        regs[m.VOLTAGE_SETPOINT] = u16(c.voltage_setpoint_v * 10)
+        regs[m.MIN_SOC] = u16(c.min_soc_pct * 10)
+        return regs
+
+    def writable(self) -> dict[int, Validator]:
+        m = BidirectionalCharger
+        c = self.plant.chargers[self.device_id]
+        modes = [ChargerMode.OFF, ChargerMode.FOLLOW] + ([ChargerMode.FORM] if c.can_form else [])
+        nominal_v = self.plant.nominal_voltage_v
+        v_lo, v_hi = round(nominal_v * 8), round(nominal_v * 12)  # 0.8..1.2 pu, V x10
+        return {
+            m.MODE_COMMAND: _one_of(*modes),
+            m.POWER_SETPOINT: _any,
+            m.FREQUENCY_SETPOINT: lambda raw: raw == 0 or 4500 <= raw <= 6500,
+            m.VOLTAGE_SETPOINT: lambda raw: raw == 0 or v_lo <= raw <= v_hi,
+            m.MIN_SOC: lambda raw: raw <= 1000,
+        }
+
+    def apply(self, changes: dict[int, int]) -> None:
+        m = BidirectionalCharger
+        plant = self.plant
+
+        def get(offset: int) -> int | None:
+            return changes.get(offset)
+
+        power = get(m.POWER_SETPOINT)
+        freq = get(m.FREQUENCY_SETPOINT)
+        volt = get(m.VOLTAGE_SETPOINT)
+        min_soc = get(m.MIN_SOC)
+        plant.set_charger_setpoints(
+            self.device_id,
+            power_w=None if power is None else to_signed16(power),
+            frequency_hz=None if freq is None else freq / 100.0,
+            voltage_v=None if volt is None else volt / 10.0,
+            min_soc_pct=None if min_soc is None else min_soc / 10.0,
+        )
+        mode = get(m.MODE_COMMAND)
+        if mode is not None:
+            plant.set_charger_mode(self.device_id, ChargerMode(mode))
+
+    def garble(self, registers: list[int]) -> None:
+        m = BidirectionalCharger
+        registers[m.SOC] = 2500
+        registers[m.AC_FREQUENCY] = 0
+        registers[m.STATE] = 42
+
+
+# --------------------------------------------------------------------------- V2L outlet
+class OutletDevice(SimulatedDevice):
+    driver = "v2l_outlet"
+    size = V2LOutlet.READ_COUNT
+
+    def render(self) -> list[int]:
+        o = self.plant.outlets[self.device_id]
+        vehicle = o.vehicle
+        regs = [0] * self.size
+        regs[V2LOutlet.STATE] = int(o.state)
+        regs[V2LOutlet.SOC] = u16(vehicle.soc_pct * 10) if vehicle else 0
+        regs[V2LOutlet.POWER] = u16(o.power_w)
+        regs[V2LOutlet.RATING] = u16(o.rating_w)
+        regs[V2LOutlet.VOLTAGE] = u16(o.voltage_v * 10)
+        regs[V2LOutlet.VEHICLE_CUTOFF_SOC] = u16(vehicle.cutoff_soc_pct * 10) if vehicle else 0
+        regs[V2LOutlet.CAPACITY] = u16(vehicle.capacity_wh / 10) if vehicle else 0
+        regs[V2LOutlet.ENABLE] = int(o.enabled)
+        return regs
+
+    def writable(self) -> dict[int, Validator]:
+        return {V2LOutlet.ENABLE: _one_of(0, 1)}
+
+    def apply(self, changes: dict[int, int]) -> None:
+        self.plant.set_outlet_enable(self.device_id, bool(changes[V2LOutlet.ENABLE]))
+
+    def garble(self, registers: list[int]) -> None:
+        registers[V2LOutlet.SOC] = 2500
+        registers[V2LOutlet.STATE] = 9
+        registers[V2LOutlet.VOLTAGE] = 0
+
+
+# --------------------------------------------------------------------------- SunSpec devices
+class SunSpecDevice(SimulatedDevice):
+    """SunSpec base: "SunS", the common model (1), then the device's models, then the end."""
+
+    base_address = SUNSPEC_BASE
+
+    def _common(self) -> list[int]:
+        regs = [*SUNSPEC_MARKER, COMMON_MODEL_ID, COMMON_MODEL_LEN]
+        regs += encode_ascii(MANUFACTURER, 16)  # Mn
+        regs += encode_ascii(f"sim {self.driver}", 16)  # Md
+        regs += encode_ascii("", 8)  # Opt
+        regs += encode_ascii(FIRMWARE_VERSION, 8)  # Vr
+        regs += encode_ascii(self.device_id, 16)  # SN
+        regs += [self.unit_id, SUNSPEC_NOT_IMPLEMENTED_INT16]  # DA, Pad
+        assert len(regs) == COMMON_ID_ADDR + 2 + COMMON_MODEL_LEN - SUNSPEC_BASE
+        return regs
+
+
+class MeterDevice(SunSpecDevice):
+    """Grid meter at the PCC: SunSpec 203 (three-phase wye). W + is import."""
+
+    driver = "sunspec_meter"
+    size = SunSpecMeter.END_ADDR + 2 - SUNSPEC_BASE
+
+    def __init__(self, plant: Plant, device_id: str) -> None:
+        super().__init__(plant, device_id)
+        self.w_sf = fitting_sf(plant.config.grid.connection_kva * 1000.0 * 1.2)
+
+    def render(self) -> list[int]:
+        plant = self.plant
+        grid = plant.grid
+        m = SunSpecMeter
+        data = [SUNSPEC_NOT_IMPLEMENTED_INT16] * m.MODEL_LEN
+        v_ll = grid.voltage_v
+        v_ln = v_ll / math.sqrt(3.0)
+        watts = plant.meter_power_w
+        phase_a = abs(watts) / (math.sqrt(3.0) * v_ll) if v_ll > 0 else 0.0
+        data[m.A] = scaled(3 * phase_a, A_SF)
+        data[m.A + 1 : m.A + 4] = [scaled(phase_a, A_SF)] * 3
+        data[m.A_SF] = sf(A_SF)
+        data[m.PHV] = scaled(v_ln, V_SF)
+        data[m.PHV_A] = data[m.PHV_B] = data[m.PHV_C] = scaled(v_ln, V_SF)
+        data[m.PPV : m.PPV + 4] = [scaled(v_ll, V_SF)] * 4
+        data[m.V_SF] = sf(V_SF)
+        data[m.HZ] = scaled(grid.measured_frequency_hz, HZ_SF)
+        data[m.HZ_SF] = sf(HZ_SF)
+        data[m.W] = scaled(watts, self.w_sf)
+        data[m.W + 1 : m.W + 4] = [scaled(watts / 3, self.w_sf)] * 3
+        data[m.W_SF] = sf(self.w_sf)
+        # energy: TotWhExp (36), per phase (38..43), TotWhImp (44), per phase (46..51), TotWh_SF
+        data[36:52] = [0] * 16
+        data[36:38] = acc32(plant.export_wh)
+        data[44:46] = acc32(plant.import_wh)
+        data[52] = sf(ENERGY_SF)
+        data[53:69] = [0] * 16  # VAh accumulators: not implemented (acc32 0)
+        data[69] = sf(ENERGY_SF)  # TotVAh_SF
+        data[70:102] = [0] * 32  # VArh accumulators: not implemented
+        data[102] = sf(ENERGY_SF)  # TotVArh_SF
+        data[103:105] = [0, 0]  # Evt: no events
+        regs = [*self._common(), m.MODEL_ID, m.MODEL_LEN, *data, SUNSPEC_END_ID, 0]
+        assert len(regs) == self.size
+        return regs
+
+    def garble(self, registers: list[int]) -> None:
+        m = SunSpecMeter
+        first = m.DATA - SUNSPEC_BASE
+        registers[first + m.HZ] = 0
+        registers[first + m.PHV] = 32000
+        registers[first + m.W] = 0x7FFF
+
+
+class InverterDevice(SunSpecDevice):
+    """PV inverter: SunSpec 103 (three-phase), 120 (nameplate), 123 (immediate controls)."""
+
+    driver = "sunspec_inverter"
+    size = SunSpecInverter.END_ADDR + 2 - SUNSPEC_BASE
+
+    # offsets into model 123 that accept writes but change nothing in the plant (timers)
+    _TIMERS: ClassVar[tuple[int, ...]] = (0, 1, 4, 5, 6)
+
+    def __init__(self, plant: Plant, device_id: str) -> None:
+        super().__init__(plant, device_id)
+        self.inverter = plant.inverters[device_id]
+        self.w_sf = fitting_sf(self.inverter.rating_w * 1.2)
+        self._timers = dict.fromkeys(self._TIMERS, 0)
+
+    def _controls_offset(self, model_offset: int) -> int:
+        return SunSpecInverter.CONTROLS_DATA - SUNSPEC_BASE + model_offset
+
+    def render(self) -> list[int]:
+        plant = self.plant
+        inv = self.inverter
+        m = SunSpecInverter
+        producing = inv.power_w > 0 or plant.bus_live
+        v_ll = plant.bus_voltage_v if producing else 0.0
+        v_ln = v_ll / math.sqrt(3.0)
+        phase_a = inv.power_w / (math.sqrt(3.0) * v_ll) if v_ll > 0 else 0.0
+
+        d103 = [SUNSPEC_NOT_IMPLEMENTED_INT16] * m.MODEL_LEN
+        d103[0] = scaled(3 * phase_a, A_SF)
+        d103[1:4] = [scaled(phase_a, A_SF)] * 3
+        d103[4] = sf(A_SF)
+        d103[5:8] = [scaled(v_ll, V_SF)] * 3
+        d103[m.PHV_A : m.PHV_A + 3] = [scaled(v_ln, V_SF)] * 3
+        d103[m.V_SF] = sf(V_SF)
+        d103[m.W] = scaled(inv.power_w, self.w_sf)
+        d103[m.W_SF] = sf(self.w_sf)
+        d103[m.HZ] = scaled(plant.bus_frequency_hz if producing else 0.0, HZ_SF)
+        d103[m.HZ_SF] = sf(HZ_SF)
+        d103[22:24] = acc32(inv.energy_wh)  # WH
+        d103[24] = sf(ENERGY_SF)
+        d103[m.ST] = inv.operating_state
+        d103[37] = UINT16_NOT_IMPLEMENTED  # StVnd
+        d103[38:50] = [0] * 12  # Evt1, Evt2, EvtVnd1..4: no events
+
+        d120 = [UINT16_NOT_IMPLEMENTED] * m.NAMEPLATE_LEN
+        for offset in (4, 9, 11, 16, 18, 20, 22, 24):  # the *_SF points: sunssf not implemented
+            d120[offset] = SUNSPEC_NOT_IMPLEMENTED_INT16
+        d120[m.DERTYP] = 4  # PV
+        d120[m.WRTG] = u16(inv.rating_w / 10.0**self.w_sf)
+        d120[m.WRTG_SF] = sf(self.w_sf)
+        d120[25] = SUNSPEC_NOT_IMPLEMENTED_INT16  # Pad
+
+        d123 = [SUNSPEC_NOT_IMPLEMENTED_INT16] * m.CONTROLS_LEN
+        for offset, raw in self._timers.items():
+            d123[offset] = raw
+        d123[m.CONN] = int(inv.connected)
+        d123[m.WMAXLIMPCT] = u16(inv.limit_pct / 10.0**WMAXLIMPCT_SF)
+        d123[m.WMAXLIM_ENA] = int(inv.limit_enabled)
+        d123[m.WMAXLIMPCT_SF] = sf(WMAXLIMPCT_SF)
+
+        regs = self._common()
+        regs += [m.MODEL_ID, m.MODEL_LEN, *d103]
+        regs += [m.NAMEPLATE_ID, m.NAMEPLATE_LEN, *d120]
+        regs += [m.CONTROLS_ID, m.CONTROLS_LEN, *d123]
+        regs += [SUNSPEC_END_ID, 0]
+        assert len(regs) == self.size
+        return regs
+
+    def writable(self) -> dict[int, Validator]:
+        m = SunSpecInverter
+        max_pct_raw = round(100 / 10.0**WMAXLIMPCT_SF)
+        writable: dict[int, Validator] = {
+            self._controls_offset(m.CONN): _one_of(0, 1),
+            self._controls_offset(m.WMAXLIMPCT): lambda raw: raw <= max_pct_raw,
+            self._controls_offset(m.WMAXLIM_ENA): _one_of(0, 1),
+        }
+        for offset in self._TIMERS:
+            writable[self._controls_offset(offset)] = _any
+        return writable
+
+    def apply(self, changes: dict[int, int]) -> None:
+        m = SunSpecInverter
+        for offset in self._TIMERS:
+            raw = changes.get(self._controls_offset(offset))
+            if raw is not None:
+                self._timers[offset] = raw
+        conn = changes.get(self._controls_offset(m.CONN))
+        pct = changes.get(self._controls_offset(m.WMAXLIMPCT))
+        ena = changes.get(self._controls_offset(m.WMAXLIM_ENA))
+        self.plant.set_pv_controls(
+            self.device_id,
+            connected=None if conn is None else bool(conn),
+            limit_pct=None if pct is None else pct * 10.0**WMAXLIMPCT_SF,
+            limit_enabled=None if ena is None else bool(ena),
+        )
+
+    def garble(self, registers: list[int]) -> None:
+        m = SunSpecInverter
+        first = m.DATA - SUNSPEC_BASE
+        registers[first + m.HZ] = 0
+        registers[first + m.ST] = 99
+        registers[first + m.W] = s16(-30000)
+
+
+DEVICE_TYPES: dict[str, type[SimulatedDevice]] = {
+    cls.driver: cls
+    for cls in (
+        MeterDevice,
+        BreakerDevice,
+        PanelDevice,
+        ChargerDevice,
+        OutletDevice,
+        InverterDevice,
+    )
+}
+
+
+def build_devices(plant: Plant) -> dict[str, SimulatedDevice]:
+    """One register bank per device of the site file, keyed by device id."""
+    return {
+        device_id: DEVICE_TYPES[device.driver](plant, device_id)
+        for device_id, device in plant.config.devices.items()
+    }

@@ -1,0 +1,203 @@
+"""Modbus TCP servers for the simulated devices, and the site that runs them with the plant.
+
+Owns the wire: one pymodbus `ModbusTcpServer` per device, answering from the
+device's register bank (`devices.py`) through the simulator's `action` hook so
+that every read is rendered live from the plant and every write goes straight
+to it. Also owns real time: `SimSite` steps the plant by the measured monotonic
+time every `tick_s` seconds, or not at all (`tick_s=None`) when a test or a
+drill steps it by hand.
+
+Comms faults are acted out here because only the wire can be silent: a request
+that reaches a silenced device is lost for good, as on a cut cable. It is never
+answered, not even after `clear_fault` (a late answer would only confuse the
+client), and `stop()` cancels it so that shutdown never hangs. Requests sent
+after `clear_fault` are answered again.
+
+Servers bind loopback addresses only. Units: seconds (tick, timeouts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from types import TracebackType
+
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from firmware_sim.devices import SimulatedDevice, build_devices
+from firmware_sim.plant import Plant, PlantInit
+from resilience.config import SiteConfig
+
+log = logging.getLogger(__name__)
+
+HOLDING_REGISTER_FUNCTIONS = frozenset({3, 6, 16})  # read, write single, write multiple
+
+
+def require_loopback(host: str) -> str:
+    """The simulator must never answer on a real network, where a controller could mistake it
+    for a site."""
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return host
+    except ValueError:
+        pass
+    raise ValueError(f"firmware_sim serves on loopback addresses only, not {host!r}")
+
+
+class DeviceServer:
+    """One device on one TCP port, with its unit id."""
+
+    def __init__(self, device: SimulatedDevice, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.device = device
+        self.host = require_loopback(host)
+        self.requested_port = port
+        self.port = 0
+        self._server: ModbusTcpServer | None = None
+        self._lost: set[asyncio.Task[object]] = set()
+
+    async def start(self) -> int:
+        """Listen; returns the bound port."""
+        dev = self.device
+        sim = SimDevice(
+            id=dev.unit_id,
+            simdata=[
+                SimData(dev.base_address, count=dev.size, values=0, datatype=DataType.REGISTERS)
+            ],
+            action=self._action,
+        )
+        server = ModbusTcpServer(sim, address=(self.host, self.requested_port))
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:
+            raise OSError(
+                f"{dev.device_id}: cannot listen on {self.host}:{self.requested_port} ({exc})"
+            ) from None
+        self._server = server
+        transport = server.transport
+        assert isinstance(transport, asyncio.Server)
+        self.port = int(transport.sockets[0].getsockname()[1])
+        return self.port
+
+    async def stop(self) -> None:
+        lost, self._lost = self._lost, set()
+        for task in lost:
+            task.cancel()
+        await asyncio.gather(*lost, return_exceptions=True)
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.shutdown()  # type: ignore[no-untyped-call]
+
+    async def _action(
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        if self.device.silent:
+            await self._lose_request()
+        if function_code not in HOLDING_REGISTER_FUNCTIONS:
+            return ExcCodes.ILLEGAL_FUNCTION
+        offset = address - start_address
+        if set_values is None:
+            result = self.device.read(address, count)
+            if isinstance(result, ExcCodes):
+                return result
+            registers[offset : offset + count] = result
+            return None
+        return self.device.write(address, [int(v) for v in set_values])
+
+    async def _lose_request(self) -> None:
+        """Never return: the request stays unanswered until stop() cancels it."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._lost.add(task)
+        await asyncio.get_running_loop().create_future()
+
+
+class SimSite:
+    """The whole simulated site: plant, one Modbus server per device, and a real-time ticker.
+
+    Use as `async with SimSite(config, bind_free_ports=True) as site:`; `site.ports` maps
+    device id -> bound port and `site.controller_config()` is the site file pointed at them.
+    """
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        *,
+        bind_free_ports: bool = False,
+        tick_s: float | None = 0.01,
+        init: PlantInit | None = None,
+    ) -> None:
+        if tick_s is not None and tick_s <= 0:
+            raise ValueError("tick_s must be > 0, or None to step the plant by hand")
+        self.config = config
+        self.bind_free_ports = bind_free_ports
+        self.tick_s = tick_s
+        self.plant = Plant(config, init)
+        self.devices = build_devices(self.plant)
+        self.servers: dict[str, DeviceServer] = {}
+        self.ports: dict[str, int] = {}
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        try:
+            for device_id, device in self.devices.items():
+                cfg = self.config.devices[device_id]
+                port = 0 if self.bind_free_ports else cfg.port
+                server = DeviceServer(device, cfg.host, port)
+                self.servers[device_id] = server
+                self.ports[device_id] = await server.start()
+        except BaseException:
+            await self.stop()
+            raise
+        if self.tick_s is not None:
+            self._ticker = asyncio.create_task(self._tick(self.tick_s), name="firmware_sim ticker")
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            ticker, self._ticker = self._ticker, None
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+        servers, self.servers = self.servers, {}
+        for server in servers.values():
+            await server.stop()
+
+    async def __aenter__(self) -> SimSite:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def controller_config(self) -> SiteConfig:
+        """The site file as the controller should see it: every device at its bound port."""
+        return self.config.with_ports(self.ports)
+
+    async def _tick(self, tick_s: float) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(tick_s)
+            now = time.monotonic()
+            try:
+                self.plant.step(now - last)
+            except Exception:
+                log.exception("plant step failed; the simulated site stops moving")
+                raise
+            last = now
