@@ -1,0 +1,691 @@
+"""The control loop: read every device, freeze a Snapshot, decide, write, publish.
+
+One asyncio task runs `cycle_once` at the site's fixed period. Reads run
+concurrently, each bounded by its device's timeout. A device that fails keeps
+its last reading for a short grace (`stale_after_s`, a few cycles) so one lost
+packet does not flip the site's mode; past that it is *unavailable* and the
+decisions treat it as unknown, never as its last value. A failure is logged and
+alarmed once, and its recovery once.
+
+Only the write phase talks to devices: it compares the decision's `Outputs`
+with what each device reports and writes the difference (plus a periodic
+re-assertion), so a 20 ms cycle does not flood the buses.
+
+Every transition, dispatch note, alarm and operator command goes to the store;
+an operator command is answered only after its audit row is committed.
+Times: `clock` is monotonic seconds (decisions), `wall` is Unix seconds (store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from resilience.config import SiteConfig
+from resilience.devices import (
+    BidirectionalCharger,
+    Breaker,
+    ChargerCommand,
+    ChargerReading,
+    InverterReading,
+    LoadRelays,
+    Meter,
+    OutletReading,
+    PanelReading,
+    PVInverter,
+    V2LOutlet,
+)
+from resilience.model import (
+    BreakerCommand,
+    BreakerReading,
+    ChargerMode,
+    ChargerState,
+    DeviceHealth,
+    GridReading,
+    LoadState,
+    Mode,
+    OutletState,
+    PVState,
+    Snapshot,
+    V2LState,
+    VehicleState,
+)
+from resilience.modes import Memory, SiteModes
+from resilience.outputs import Decision, Outputs
+from resilience.overrides import OverrideError, Overrides
+from resilience.store import Store
+
+log = logging.getLogger("resilience.cycle")
+
+POWER_DEADBAND_W = 50.0  # a setpoint change smaller than this is not worth a write
+REASSERT_S = 2.0  # rewrite a command the device does not reflect after this long
+
+
+@dataclass
+class DeviceSlot:
+    """One device: its driver, its last good reading and its health."""
+
+    device_id: str
+    driver: Any
+    stale_after_s: float
+    reading: Any = None
+    last_ok_s: float | None = None
+    available: bool = False
+    since_s: float = 0.0
+    error: str = ""
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    outcome: str  # "accepted", "refused" or "error"
+    detail: str
+
+
+@dataclass
+class _Pending:
+    command: str
+    args: dict[str, Any]
+    actor: str
+    role: str
+    future: asyncio.Future[CommandResult]
+
+
+@dataclass
+class CycleStats:
+    cycles: int = 0
+    overruns: int = 0
+    last_duration_s: float = 0.0
+    starts: list[float] = field(default_factory=list)  # recent cycle start times, for jitter
+
+    def record_start(self, t: float) -> None:
+        self.starts.append(t)
+        if len(self.starts) > 20000:
+            del self.starts[:10000]
+
+
+@dataclass(frozen=True)
+class SiteStatus:
+    """What the controller publishes each cycle for the API, the UI and tests."""
+
+    mode: Mode
+    mode_since_s: float
+    mode_since_wall: float
+    snapshot: Snapshot
+    outputs: Outputs
+    alarms: Mapping[str, str]
+    cycle: int
+
+
+class Controller:
+    """Runs the site: owns the drivers, the decision core and the store writer."""
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        drivers: Mapping[str, Any],
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.wall = wall
+        now = clock()
+        period = config.site.cycle_period_s
+        self.slots = {
+            name: DeviceSlot(name, driver, stale_after_s=max(3 * period, 0.06), since_s=now)
+            for name, driver in drivers.items()
+        }
+        self.overrides = Overrides.from_state(store.get_state("overrides"), config)
+        memory = Memory(mode_since_s=now)
+        memory.locked_off = self.overrides.locked_off  # one set, shared with the mode machine
+        self.modes = SiteModes(config, now_s=now, memory=memory)
+        self.mode_since_wall = wall()
+        self.stats = CycleStats()
+        self.status: SiteStatus | None = None
+        self._inbox: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._written: dict[str, tuple[Any, float]] = {}
+        self._last_telemetry_s = -math.inf
+        self._status_listeners: list[Callable[[SiteStatus], None]] = []
+        self._answering: set[asyncio.Future[None]] = set()
+
+    # ------------------------------------------------------------------ public
+    def on_status(self, listener: Callable[[SiteStatus], None]) -> None:
+        self._status_listeners.append(listener)
+
+    async def submit(
+        self, command: str, args: Mapping[str, Any] | None = None, *, actor: str, role: str
+    ) -> CommandResult:
+        """Queue an operator command for the next cycle; answered once audited in SQLite."""
+        future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        await self._inbox.put(_Pending(command, dict(args or {}), actor, role, future))
+        return await future
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run cycles at the fixed period until `stop` is set."""
+        period = self.config.site.cycle_period_s
+        next_start = self.clock()
+        self.store.record_event("controller", "controller started; reading the field", data={})
+        while not stop.is_set():
+            await self.cycle_once()
+            next_start += period
+            delay = next_start - self.clock()
+            if delay < 0:
+                self.stats.overruns += 1
+                next_start = self.clock()
+                delay = 0.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+        self.store.record_event("controller", "controller stopped", data={})
+
+    async def cycle_once(self) -> Decision:
+        start = self.clock()
+        self.stats.record_start(start)
+        await self._read_all()
+        now = self.clock()
+        snap = self.build_snapshot(now)
+        await self._process_commands()
+        decision = self.modes.step(snap)
+        await self._write(decision.outputs, snap)
+        self._record(decision, snap)
+        self.stats.cycles += 1
+        self.stats.last_duration_s = self.clock() - start
+        return decision
+
+    # ------------------------------------------------------------------ read phase
+    async def _read_all(self) -> None:
+        slots = list(self.slots.values())
+        results = await asyncio.gather(
+            *(self._read_one(slot) for slot in slots), return_exceptions=True
+        )
+        now = self.clock()
+        for slot, result in zip(slots, results, strict=True):
+            if isinstance(result, BaseException):
+                self._failed(slot, result, now)
+            else:
+                self._succeeded(slot, result, now)
+
+    async def _read_one(self, slot: DeviceSlot) -> Any:
+        reader: Callable[[], Awaitable[Any]] = slot.driver.read
+        return await reader()
+
+    def _succeeded(self, slot: DeviceSlot, reading: Any, now: float) -> None:
+        slot.reading = reading
+        slot.last_ok_s = now
+        slot.failures = 0
+        if not slot.available:
+            slot.available = True
+            slot.since_s = now
+            if slot.error:
+                log.info("%s answering again", slot.device_id)
+                self.store.record_event(
+                    "device", f"{slot.device_id} answering again", data={"device": slot.device_id}
+                )
+                self._alarm_change(f"device_unavailable:{slot.device_id}", False)
+            slot.error = ""
+
+    def _failed(self, slot: DeviceSlot, exc: BaseException, now: float) -> None:
+        slot.failures += 1
+        message = f"{type(exc).__name__}: {exc}"
+        fresh = slot.last_ok_s is not None and now - slot.last_ok_s <= slot.stale_after_s
+        if slot.available and fresh:
+            return
+        if slot.available or not slot.error:
+            slot.available = False
+            slot.since_s = now
+            slot.error = message
+            slot.reading = None
+            log.warning("%s unavailable: %s", slot.device_id, message)
+            self.store.record_event(
+                "device",
+                f"{slot.device_id} unavailable: {message}",
+                data={"device": slot.device_id},
+            )
+            self._alarm_change(
+                f"device_unavailable:{slot.device_id}",
+                True,
+                "warning",
+                f"{slot.device_id} not answering: {message}",
+            )
+        slot.reading = None
+
+    # ------------------------------------------------------------------ snapshot
+    def _reading(self, device_id: str) -> Any:
+        slot = self.slots.get(device_id)
+        return slot.reading if slot is not None and slot.available else None
+
+    def build_snapshot(self, now: float) -> Snapshot:
+        config = self.config
+        grid: GridReading | None = self._reading(config.grid.meter)
+        pcc: BreakerReading | None = self._reading(config.grid.pcc_breaker)
+        loads = []
+        wall = self.wall()
+        overrides = self.overrides
+        for load in config.loads:
+            panel: PanelReading | None = self._reading(load.panel)
+            tier = overrides.tier_of(load.id, load.tier)
+            if panel is None or load.channel >= len(panel.relay_feedback):
+                loads.append(
+                    LoadState(load.id, tier, load.rated_power_w, load.supply, False, 0.0, False)
+                )
+            else:
+                loads.append(
+                    LoadState(
+                        load.id,
+                        tier,
+                        load.rated_power_w,
+                        load.supply,
+                        panel.relay_feedback[load.channel],
+                        panel.channel_power_w[load.channel],
+                        True,
+                    )
+                )
+        vehicles = []
+        for charger_id, device in config.chargers.items():
+            reading: ChargerReading | None = self._reading(charger_id)
+            vehicle = overrides.vehicle_at(config, charger_id, wall)
+            # An unregistered vehicle keeps everything: reserve 100 % until someone registers it,
+            # and so does one past its leaving time.
+            reserve = 100.0 if vehicle is None or vehicle.leaving else vehicle.reserve_soc_pct
+            vehicle_id = vehicle.vehicle_id if vehicle is not None else None
+            if reading is None:
+                vehicles.append(
+                    VehicleState(
+                        charger_id,
+                        vehicle_id,
+                        False,
+                        device.can_form,
+                        ChargerState.UNPLUGGED,
+                        ChargerMode.OFF,
+                        0.0,
+                        reserve,
+                        0.0,
+                        0.0,
+                        0.0,
+                        0.0,
+                        0.0,
+                        0.0,
+                        False,
+                    )
+                )
+                continue
+            rating = device.rating_w or 0.0
+            limit = min(reading.max_discharge_w, rating)
+            if vehicle is not None and vehicle.max_discharge_w is not None:
+                limit = min(limit, vehicle.max_discharge_w)
+            vehicles.append(
+                VehicleState(
+                    charger_id=charger_id,
+                    vehicle_id=vehicle_id,
+                    plugged=reading.state is not ChargerState.UNPLUGGED,
+                    can_form=device.can_form and reading.can_form,
+                    state=reading.state,
+                    mode=reading.mode,
+                    soc_pct=reading.soc_pct,
+                    reserve_soc_pct=reserve,
+                    capacity_wh=reading.capacity_wh,
+                    power_w=reading.power_w,
+                    max_discharge_w=limit,
+                    max_charge_w=min(reading.max_charge_w, rating),
+                    bus_voltage_v=reading.ac_voltage_v,
+                    bus_frequency_hz=reading.ac_frequency_hz,
+                    available=True,
+                )
+            )
+        outlets = []
+        for outlet_id, device in config.outlets.items():
+            o: OutletReading | None = self._reading(outlet_id)
+            vehicle = overrides.vehicle_at(config, outlet_id, wall)
+            reserve = 100.0 if vehicle is None or vehicle.leaving else vehicle.reserve_soc_pct
+            rating = device.rating_w or 0.0
+            if o is None:
+                outlets.append(
+                    OutletState(
+                        outlet_id,
+                        None,
+                        V2LState.UNPLUGGED,
+                        0.0,
+                        reserve,
+                        0.0,
+                        0.0,
+                        rating,
+                        False,
+                        False,
+                    )
+                )
+                continue
+            outlets.append(
+                OutletState(
+                    outlet_id=outlet_id,
+                    vehicle_id=vehicle.vehicle_id if vehicle is not None else None,
+                    state=o.state,
+                    soc_pct=o.soc_pct,
+                    reserve_soc_pct=reserve,
+                    capacity_wh=o.capacity_wh,
+                    power_w=o.power_w,
+                    rating_w=min(rating, o.rating_w) if o.rating_w > 0 else rating,
+                    enabled=o.enabled,
+                    available=True,
+                )
+            )
+        pv: PVState | None = None
+        for inverter_id, device in config.pv_inverters.items():
+            inv: InverterReading | None = self._reading(inverter_id)
+            pv = PVState(
+                inverter_id,
+                inv.power_w if inv is not None else 0.0,
+                device.rating_w or 0.0,
+                inv.limit_pct if inv is not None else 100.0,
+                inv is not None,
+            )
+            break
+        health = tuple(
+            DeviceHealth(s.device_id, s.available, s.since_s, s.error) for s in self.slots.values()
+        )
+        return Snapshot(now, grid, pcc, tuple(loads), tuple(vehicles), tuple(outlets), pv, health)
+
+    # ------------------------------------------------------------------ write phase
+    def _due(self, key: str, value: Any, reflected: bool, now: float) -> bool:
+        """Write when the wish changed, or the device does not reflect it after a while."""
+        last = self._written.get(key)
+        if last is None or last[0] != value:
+            return True
+        return not reflected and now - last[1] >= REASSERT_S
+
+    async def _write(self, outputs: Outputs, snap: Snapshot) -> None:
+        now = snap.time_s
+        jobs: list[tuple[str, Awaitable[None]]] = []
+        config = self.config
+        if outputs.pcc is not BreakerCommand.NONE and self._reading(config.grid.pcc_breaker):
+            breaker: Breaker = self.slots[config.grid.pcc_breaker].driver
+            jobs.append((config.grid.pcc_breaker, breaker.command(outputs.pcc)))
+        for charger_id, command in outputs.chargers.items():
+            slot = self.slots.get(charger_id)
+            reading: ChargerReading | None = self._reading(charger_id)
+            if slot is None or reading is None:
+                continue
+            last = self._written.get(charger_id)
+            if last is not None and _same_charger_command(last[0], command):
+                reflected = reading.mode is command.mode or reading.state is ChargerState.FAULT
+                if reflected or now - last[1] < REASSERT_S:
+                    continue
+            charger: BidirectionalCharger = slot.driver
+            self._written[charger_id] = (command, now)
+            jobs.append((charger_id, charger.command(command)))
+        panels: dict[str, dict[int, bool]] = {}
+        for load in config.loads:
+            want = outputs.loads.get(load.id)
+            if want is not None:
+                panels.setdefault(load.panel, {})[load.channel] = want
+        for panel_id, wanted in panels.items():
+            panel_reading: PanelReading | None = self._reading(panel_id)
+            if panel_reading is None:
+                continue
+            relays = list(panel_reading.relay_command)
+            for channel, on in wanted.items():
+                if channel < len(relays):
+                    relays[channel] = on
+            vector = tuple(relays)
+            reflected = vector == panel_reading.relay_command
+            if reflected:
+                self._written[panel_id] = (vector, now)
+                continue
+            if not self._due(panel_id, vector, reflected, now):
+                continue
+            self._written[panel_id] = (vector, now)
+            relay_driver: LoadRelays = self.slots[panel_id].driver
+            jobs.append((panel_id, relay_driver.set_relays(vector)))
+        for outlet_id, enabled in outputs.outlets.items():
+            o: OutletReading | None = self._reading(outlet_id)
+            if o is None:
+                continue
+            reflected = o.enabled == enabled
+            key = f"{outlet_id}.enable"
+            if reflected:
+                self._written[key] = (enabled, now)
+                continue
+            if self._due(key, enabled, reflected, now):
+                self._written[key] = (enabled, now)
+                outlet: V2LOutlet = self.slots[outlet_id].driver
+                jobs.append((outlet_id, outlet.enable(enabled)))
+        if outputs.pv_limit_pct is not None:
+            for inverter_id in config.pv_inverters:
+                inv: InverterReading | None = self._reading(inverter_id)
+                if inv is None:
+                    continue
+                reflected = abs(inv.limit_pct - outputs.pv_limit_pct) < 0.5
+                key = f"{inverter_id}.limit"
+                if reflected:
+                    self._written[key] = (outputs.pv_limit_pct, now)
+                    continue
+                if self._due(key, outputs.pv_limit_pct, reflected, now):
+                    self._written[key] = (outputs.pv_limit_pct, now)
+                    pv_driver: PVInverter = self.slots[inverter_id].driver
+                    jobs.append((inverter_id, pv_driver.limit(outputs.pv_limit_pct)))
+        if not jobs:
+            return
+        results = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
+        for (device_id, _), result in zip(jobs, results, strict=True):
+            if isinstance(result, ValueError):
+                # A driver refused a command as unsafe (past a rating, form on a follower):
+                # a decision bug, never silent.
+                log.error("refused unsafe command to %s: %s", device_id, result)
+                self.store.record_event(
+                    "fault", f"refused unsafe command to {device_id}: {result}", data={}
+                )
+            if isinstance(result, BaseException):
+                self._written.pop(device_id, None)
+                log.debug("write to %s failed: %s", device_id, result)
+
+    # ------------------------------------------------------------------ commands
+    async def _process_commands(self) -> None:
+        while not self._inbox.empty():
+            pending = self._inbox.get_nowait()
+            result = self._apply(pending)
+            future = self.store.record_command(
+                pending.actor,
+                pending.role,
+                pending.command,
+                pending.args,
+                result.outcome,
+                result.detail,
+                ts=self.wall(),
+            )
+            task = asyncio.ensure_future(self._answer(pending, result, future))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+
+    async def _answer(self, pending: _Pending, result: CommandResult, future: Any) -> None:
+        try:
+            await self.store.committed(future)
+        except Exception as exc:  # the audit row could not be written: the command is not done
+            if not pending.future.done():
+                pending.future.set_result(
+                    CommandResult(pending.command, "error", f"audit log not written: {exc}")
+                )
+            return
+        if not pending.future.done():
+            pending.future.set_result(result)
+
+    def _apply(self, pending: _Pending) -> CommandResult:
+        """Apply one command at the start of a cycle, through the same interlocks as the modes."""
+        modes = self.modes
+        name = pending.command
+        args = pending.args
+        try:
+            if name == "planned_island":
+                detail = modes.request_planned_island()
+            elif name == "reconnect":
+                detail = modes.request_reconnect()
+            elif name == "shed_load":
+                detail = modes.shed_load(str(args["load_id"]))
+            elif name == "restore_load":
+                detail = modes.restore_load(str(args["load_id"]))
+            elif name == "set_tier":
+                detail = "accepted: " + self.overrides.set_tier(
+                    self.config, str(args["load_id"]), str(args["tier"])
+                )
+            elif name == "register_vehicle":
+                donor = self.overrides.register(
+                    self.config,
+                    vehicle_id=str(args["vehicle_id"]),
+                    connector=str(args["connector"]),
+                    reserve_soc_pct=float(args["reserve_soc_pct"]),
+                    capacity_wh=_opt_float(args.get("capacity_wh")),
+                    soc_pct=_opt_float(args.get("soc_pct")),
+                    leaving_at=_opt_float(args.get("leaving_at")),
+                    now_wall=self.wall(),
+                    by=pending.actor,
+                )
+                detail = (
+                    f"accepted: {donor.vehicle_id} at {donor.connector},"
+                    f" keeps {donor.reserve_soc_pct:g} %"
+                )
+            elif name == "release_vehicle":
+                former = modes.memory.former_id if modes.mode is not Mode.GRID_CONNECTED else None
+                donor = self.overrides.release(str(args["vehicle_id"]), former_connector=former)
+                detail = f"accepted: {donor.vehicle_id} released from {donor.connector}"
+            else:
+                return CommandResult(name, "refused", f"unknown command {name!r}")
+        except KeyError as exc:
+            return CommandResult(name, "refused", f"missing argument {exc}")
+        except (OverrideError, ValueError, TypeError) as exc:
+            return CommandResult(name, "refused", str(exc))
+        outcome = "accepted" if detail.startswith("accepted") else "refused"
+        if outcome == "accepted":
+            self.store.put_state("overrides", self.overrides.to_state())
+        return CommandResult(name, outcome, detail)
+
+    async def acknowledge_alarm(self, alarm_id: int, *, actor: str, role: str) -> CommandResult:
+        """Acknowledging touches only the store, so it does not wait for a cycle."""
+        acked = await self.store.committed(self.store.ack_alarm(alarm_id, actor, ts=self.wall()))
+        result = CommandResult(
+            "ack_alarm",
+            "accepted" if acked else "refused",
+            f"alarm {alarm_id} acknowledged"
+            if acked
+            else f"alarm {alarm_id}: unknown or already acknowledged",
+        )
+        await self.store.committed(
+            self.store.record_command(
+                actor,
+                role,
+                "ack_alarm",
+                {"alarm_id": alarm_id},
+                result.outcome,
+                result.detail,
+                ts=self.wall(),
+            )
+        )
+        return result
+
+    # ------------------------------------------------------------------ publish
+    def _alarm_change(
+        self, code: str, raised: bool, severity: str = "warning", message: str = ""
+    ) -> None:
+        active = self.modes.memory.active_alarms
+        if raised:
+            if code not in active:
+                active[code] = message
+                self.store.raise_alarm(code, severity, message, ts=self.wall())
+        elif code in active:
+            del active[code]
+            self.store.clear_alarm(code, ts=self.wall())
+
+    def _record(self, decision: Decision, snap: Snapshot) -> None:
+        wall = self.wall()
+        for t in decision.transitions:
+            self.mode_since_wall = wall
+            log.info("%s -> %s (%s): %s", t.source, t.dest, t.trigger, t.reason)
+            self.store.record_event(
+                "transition",
+                t.reason,
+                mode_from=t.source,
+                mode_to=t.dest,
+                trigger=t.trigger,
+                ts=wall,
+            )
+            self.store.put_state("mode", t.dest)
+        for alarm in decision.alarms:
+            if alarm.raised:
+                self.store.raise_alarm(alarm.code, alarm.severity, alarm.message, ts=wall)
+            else:
+                self.store.clear_alarm(alarm.code, ts=wall)
+        for note in decision.notes:
+            self.store.record_event("dispatch", note, data={"mode": self.modes.mode.value}, ts=wall)
+        if snap.time_s - self._last_telemetry_s >= self.config.site.telemetry_period_s:
+            self._last_telemetry_s = snap.time_s
+            self.store.record_telemetry(wall, telemetry_samples(snap))
+        status = SiteStatus(
+            mode=self.modes.mode,
+            mode_since_s=self.modes.memory.mode_since_s,
+            mode_since_wall=self.mode_since_wall,
+            snapshot=snap,
+            outputs=decision.outputs,
+            alarms=dict(self.modes.memory.active_alarms),
+            cycle=self.stats.cycles,
+        )
+        self.status = status
+        for listener in self._status_listeners:
+            listener(status)
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _same_charger_command(a: Any, b: ChargerCommand) -> bool:
+    if not isinstance(a, ChargerCommand):
+        return False
+    return (
+        a.mode is b.mode
+        and abs(a.power_setpoint_w - b.power_setpoint_w) < POWER_DEADBAND_W
+        and abs(a.frequency_setpoint_hz - b.frequency_setpoint_hz) < 0.005
+        and abs(a.voltage_setpoint_v - b.voltage_setpoint_v) < 0.5
+        and abs(a.min_soc_pct - b.min_soc_pct) < 0.05
+    )
+
+
+def telemetry_samples(snap: Snapshot) -> dict[str, float]:
+    samples: dict[str, float] = {}
+    if snap.grid is not None:
+        samples["grid.voltage_v"] = snap.grid.voltage_v
+        samples["grid.frequency_hz"] = snap.grid.frequency_hz
+        samples["grid.power_w"] = snap.grid.power_w
+    if snap.pcc is not None:
+        samples["pcc.position"] = float(snap.pcc.position)
+        samples["bus.voltage_v"] = snap.pcc.bus_voltage_v
+        samples["bus.frequency_hz"] = snap.pcc.bus_frequency_hz
+    for load in snap.loads:
+        if load.available:
+            samples[f"{load.load_id}.power_w"] = load.power_w
+            samples[f"{load.load_id}.on"] = 1.0 if load.relay_on else 0.0
+    for v in snap.vehicles:
+        if v.available:
+            samples[f"{v.charger_id}.soc_pct"] = v.soc_pct
+            samples[f"{v.charger_id}.power_w"] = v.power_w
+    for o in snap.outlets:
+        if o.available:
+            samples[f"{o.outlet_id}.soc_pct"] = o.soc_pct
+            samples[f"{o.outlet_id}.power_w"] = o.power_w
+    if snap.pv is not None and snap.pv.available:
+        samples["pv.power_w"] = snap.pv.power_w
+    return samples
+
+
+__all__ = [
+    "CommandResult",
+    "Controller",
+    "Meter",
+    "SiteStatus",
+]

@@ -1,0 +1,968 @@
+"""The site's mode machine: states, triggers, guards and the outputs of each mode.
+
+`SiteModes.step(snapshot)` is the whole decision of one control cycle, with no
+I/O: it updates the controller's memory (timers, who forms the grid, when each
+relay was switched), tries the current state's triggers in priority order (the
+first whose guard holds fires), then asks the new state for its outputs.
+
+Guards are pure functions of a `GuardContext` (snapshot + clock + config +
+memory); each returns the reason it holds, or None. The machine is the
+`transitions` library's; every transition is reported with time, source,
+destination, trigger and the guard's reason.
+
+Safety rules enforced here (numbered as in the README):
+1. A grid-forming source is commanded only in modes whose entry required the PCC
+   confirmed open (black_start, islanded, emergency, resynchronising) or, in
+   planned islanding, while the grid is healthy and in the same cycle as the
+   open command; any state that sees the PCC not open falls back to islanding.
+2. CLOSE is commanded only in resynchronising, only while the grid has been
+   healthy for the return-to-service delay and the synchronisation check passes.
+3. Vehicle setpoints come from `policies.vehicles`, which never go below reserve
+   or past a rating; every charger is also told the owner's reserve (MIN_SOC).
+4. Loads are switched by `policies.shedding.plan_loads` only.
+5. `starting` reads the field before acting and issues no command until it knows
+   the breaker position.
+Units: seconds, watts, percent, as in `resilience.model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from transitions import EventData, Machine
+
+from resilience.config import SiteConfig
+from resilience.devices import ChargerCommand
+from resilience.model import (
+    BreakerCommand,
+    BreakerPosition,
+    ChargerMode,
+    ChargerState,
+    GridReading,
+    LoadState,
+    Mode,
+    Snapshot,
+    Tier,
+    VehicleState,
+)
+from resilience.outputs import AlarmChange, Decision, Outputs, Transition
+from resilience.policies.endurance import tier_power_w
+from resilience.policies.grid import grid_healthy, healthy_since, ready_for_return
+from resilience.policies.shedding import LoadTimes, plan_loads
+from resilience.policies.sync import island_frequency_target_hz, sync_check
+from resilience.policies.vehicles import (
+    allocate_power,
+    can_discharge,
+    choose_former,
+    discharge_limit_w,
+    outlet_enabled,
+    supply_capacity_w,
+)
+
+RUNBOOKS: dict[Mode, str] = {
+    Mode.STARTING: "runbooks/starting.md",
+    Mode.GRID_CONNECTED: "runbooks/grid_connected.md",
+    Mode.PLANNED_ISLANDING: "runbooks/planned_islanding.md",
+    Mode.ISLANDING: "runbooks/islanding.md",
+    Mode.BLACK_START: "runbooks/black_start.md",
+    Mode.ISLANDED: "runbooks/islanded.md",
+    Mode.EMERGENCY: "runbooks/emergency.md",
+    Mode.RESYNCHRONISING: "runbooks/resynchronising.md",
+}
+
+BLACK_START_TIMEOUT_S = 5.0  # a former that has not energised the bus by then is given up
+FORMER_RETRY_S = 60.0  # a former that failed is not chosen again for this long
+RESYNC_RETRY_S = 60.0  # after a failed resynchronisation, wait this long before the next
+RAMP_DOWN_S = 5.0  # after reconnecting, local sources ramp to zero over this time
+BUS_LIVE_PU = 0.9  # site bus counts as energised above this fraction of nominal voltage
+LOAD_RESTORE_PER_CYCLE = 1
+
+
+@dataclass
+class Memory:
+    """The controller's own beliefs across cycles (never field state, which is re-read)."""
+
+    mode_since_s: float = 0.0
+    grid_healthy_since_s: float | None = None
+    load_times: dict[str, LoadTimes] = field(default_factory=dict)
+    last_shed_s: dict[str, float] = field(default_factory=dict)  # by supply circuit
+    former_id: str | None = None
+    failed_formers: dict[str, float] = field(default_factory=dict)
+    pcc_command: BreakerCommand = BreakerCommand.NONE
+    pcc_command_s: float | None = None
+    planned_island_requested: bool = False
+    planned_open_sent: bool = False
+    reconnect_requested: bool = False
+    resync_blocked_until_s: float = 0.0
+    supply_ok_since_s: float | None = None
+    ramp_down_from_s: float | None = None
+    ramp_start_w: dict[str, float] = field(default_factory=dict)
+    locked_off: set[str] = field(default_factory=set)
+    active_alarms: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GuardContext:
+    snap: Snapshot
+    now_s: float
+    config: SiteConfig
+    memory: Memory
+
+
+Guard = Callable[[GuardContext], str | None]
+
+
+# --------------------------------------------------------------------------- field facts
+def nominal_v(ctx: GuardContext) -> float:
+    return ctx.config.grid.nominal_voltage_v
+
+
+def grid_ok(ctx: GuardContext) -> bool:
+    """Grid health from the meter; the breaker's grid-side sensing stands in when it is silent."""
+    if ctx.snap.grid is not None:
+        return grid_healthy(ctx.snap.grid, ctx.config.grid)
+    pcc = ctx.snap.pcc
+    if pcc is None:
+        return False
+    return grid_healthy(
+        GridReading(pcc.grid_voltage_v, pcc.grid_frequency_hz, 0.0), ctx.config.grid
+    )
+
+
+def pcc_position(ctx: GuardContext) -> BreakerPosition | None:
+    return None if ctx.snap.pcc is None else ctx.snap.pcc.position
+
+
+def bus_live(ctx: GuardContext) -> bool:
+    """Site-bus voltage from the breaker's bus-side sensing, else from a forming charger."""
+    limit = BUS_LIVE_PU * nominal_v(ctx)
+    if ctx.snap.pcc is not None:
+        return ctx.snap.pcc.bus_voltage_v >= limit
+    return any(
+        v.available and v.state is ChargerState.FORMING and v.bus_voltage_v >= limit
+        for v in ctx.snap.vehicles
+    )
+
+
+def forming_vehicle(ctx: GuardContext) -> VehicleState | None:
+    for v in ctx.snap.vehicles:
+        if v.available and v.state is ChargerState.FORMING:
+            return v
+    return None
+
+
+def former_state(ctx: GuardContext) -> VehicleState | None:
+    if ctx.memory.former_id is None:
+        return None
+    try:
+        return ctx.snap.vehicle(ctx.memory.former_id)
+    except KeyError:
+        return None
+
+
+def usable_vehicles(ctx: GuardContext) -> list[VehicleState]:
+    return [v for v in ctx.snap.vehicles if can_discharge(v, ctx.config.dispatch)]
+
+
+def running_vehicles(ctx: GuardContext) -> list[VehicleState]:
+    """Vehicles actually part of the island now: the former and followers that are running."""
+    out = []
+    for v in ctx.snap.vehicles:
+        if not v.available or not v.plugged:
+            continue
+        if v.state is ChargerState.FORMING or (
+            v.mode is ChargerMode.FOLLOW
+            and v.state in (ChargerState.IDLE, ChargerState.DISCHARGING, ChargerState.CHARGING)
+        ):
+            out.append(v)
+    return out
+
+
+def bus_loads(snap: Snapshot) -> list[LoadState]:
+    return [load for load in snap.loads if load.supply == "bus"]
+
+
+def critical_need_w(ctx: GuardContext) -> float:
+    return tier_power_w(bus_loads(ctx.snap), (Tier.LIFE_SAFETY, Tier.CRITICAL))
+
+
+def potential_supply_w(ctx: GuardContext) -> float:
+    """What the island could carry with every usable vehicle running (followers included)."""
+    return supply_capacity_w(usable_vehicles(ctx), ctx.snap.pv, ctx.config.dispatch)
+
+
+def available_former(ctx: GuardContext) -> str | None:
+    exclude = frozenset(
+        cid for cid, t in ctx.memory.failed_formers.items() if ctx.now_s - t < FORMER_RETRY_S
+    )
+    return choose_former(ctx.snap.vehicles, ctx.config.dispatch, exclude)
+
+
+# --------------------------------------------------------------------------- guards
+def g_field_grid_connected(ctx: GuardContext) -> str | None:
+    if pcc_position(ctx) is BreakerPosition.CLOSED and grid_ok(ctx):
+        return "restart: PCC closed and grid healthy"
+    return None
+
+
+def g_field_islanding(ctx: GuardContext) -> str | None:
+    if pcc_position(ctx) is BreakerPosition.CLOSED and not grid_ok(ctx):
+        return "restart: PCC closed and grid unhealthy or unknown"
+    if pcc_position(ctx) in (BreakerPosition.TRAVELLING, BreakerPosition.FAULT):
+        return "restart: PCC position not confirmed open; opening it"
+    return None
+
+
+def g_field_islanded(ctx: GuardContext) -> str | None:
+    former = forming_vehicle(ctx)
+    if pcc_position(ctx) is BreakerPosition.OPEN and former is not None and bus_live(ctx):
+        return f"restart: PCC open and {former.charger_id} forming a live bus"
+    return None
+
+
+def g_field_dark(ctx: GuardContext) -> str | None:
+    if pcc_position(ctx) is BreakerPosition.OPEN and not (
+        forming_vehicle(ctx) is not None and bus_live(ctx)
+    ):
+        return "restart: PCC open and site bus dead"
+    return None
+
+
+def g_grid_lost(ctx: GuardContext) -> str | None:
+    if not grid_ok(ctx):
+        grid = ctx.snap.grid
+        if grid is None:
+            return "grid state unknown (meter silent)"
+        return f"grid unhealthy: {grid.voltage_v:.0f} V, {grid.frequency_hz:.2f} Hz"
+    return None
+
+
+def g_pcc_opened_unexpectedly(ctx: GuardContext) -> str | None:
+    if pcc_position(ctx) is BreakerPosition.OPEN:
+        return "PCC found open while grid-connected"
+    return None
+
+
+def g_planned_island(ctx: GuardContext) -> str | None:
+    if ctx.memory.planned_island_requested and available_former(ctx) is not None:
+        return "operator requested planned islanding"
+    return None
+
+
+def g_pcc_confirmed_open_live(ctx: GuardContext) -> str | None:
+    if pcc_position(ctx) is BreakerPosition.OPEN and bus_live(ctx) and forming_vehicle(ctx):
+        return "PCC confirmed open, bus held by the grid-former"
+    return None
+
+
+def g_pcc_confirmed_open(ctx: GuardContext) -> str | None:
+    if pcc_position(ctx) is BreakerPosition.OPEN:
+        return "PCC confirmed open"
+    return None
+
+
+def g_abort_planned(ctx: GuardContext) -> str | None:
+    if (
+        not ctx.memory.planned_island_requested
+        and pcc_position(ctx) is BreakerPosition.CLOSED
+        and not ctx.memory.planned_open_sent
+    ):
+        return "planned islanding cancelled by operator"
+    return None
+
+
+def g_bus_formed(ctx: GuardContext) -> str | None:
+    former = former_state(ctx)
+    if (
+        former is not None
+        and former.state is ChargerState.FORMING
+        and pcc_position(ctx) is BreakerPosition.OPEN
+        and bus_live(ctx)
+    ):
+        return f"bus energised by {former.charger_id}"
+    return None
+
+
+def g_pcc_not_open(ctx: GuardContext) -> str | None:
+    position = pcc_position(ctx)
+    if position is not BreakerPosition.OPEN:
+        name = "unknown (breaker silent)" if position is None else position.name.lower()
+        return f"PCC not confirmed open: {name}"
+    return None
+
+
+def g_no_former(ctx: GuardContext) -> str | None:
+    if ctx.memory.former_id is None and available_former(ctx) is None:
+        return "no vehicle able to form the grid above its reserve"
+    return None
+
+
+def g_former_lost(ctx: GuardContext) -> str | None:
+    former = former_state(ctx)
+    if ctx.memory.former_id is None:
+        return None
+    if former is None or not former.available:
+        return f"grid-former {ctx.memory.former_id} not answering"
+    if former.state is not ChargerState.FORMING:
+        return f"grid-former {former.charger_id} stopped forming ({former.state.name.lower()})"
+    if not bus_live(ctx):
+        return "site bus dead"
+    return None
+
+
+def g_shortfall(ctx: GuardContext) -> str | None:
+    need = critical_need_w(ctx) + ctx.config.dispatch.shed_margin_w
+    supply = potential_supply_w(ctx)
+    if supply < need:
+        return f"supply {supply / 1000:.1f} kW cannot carry the critical tier {need / 1000:.1f} kW"
+    return None
+
+
+def g_supply_recovered(ctx: GuardContext) -> str | None:
+    since = ctx.memory.supply_ok_since_s
+    if since is not None and ctx.now_s - since >= ctx.config.dispatch.emergency_exit_delay_s:
+        return (
+            f"supply {potential_supply_w(ctx) / 1000:.1f} kW has carried the critical tier"
+            f" for {ctx.config.dispatch.emergency_exit_delay_s:.0f} s"
+        )
+    return None
+
+
+def g_dark_and_former_available(ctx: GuardContext) -> str | None:
+    if ctx.memory.former_id is None and not bus_live(ctx):
+        former = available_former(ctx)
+        if former is not None and pcc_position(ctx) is BreakerPosition.OPEN:
+            return f"site dark and {former} can form the grid"
+    return None
+
+
+def g_grid_returned(ctx: GuardContext) -> str | None:
+    if ctx.now_s < ctx.memory.resync_blocked_until_s:
+        return None
+    if ready_for_return(ctx.memory.grid_healthy_since_s, ctx.now_s, ctx.config.grid):
+        return (
+            f"grid healthy for {ctx.config.grid.return_to_service_s:.0f} s"
+            " (return-to-service delay)"
+        )
+    return None
+
+
+def g_pcc_closed(ctx: GuardContext) -> str | None:
+    if pcc_position(ctx) is BreakerPosition.CLOSED:
+        return "PCC confirmed closed onto a healthy grid"
+    return None
+
+
+def g_abort_resync(ctx: GuardContext) -> str | None:
+    if pcc_position(ctx) is BreakerPosition.CLOSED:
+        return None
+    if not grid_ok(ctx):
+        return "grid unhealthy again during resynchronisation"
+    if ctx.now_s - ctx.memory.mode_since_s > ctx.config.sync.timeout_s:
+        return f"no synchronism within {ctx.config.sync.timeout_s:.0f} s"
+    return None
+
+
+# (trigger, source, dest, guard), tried in this order for the current state
+TRANSITIONS: tuple[tuple[str, Mode, Mode, Guard], ...] = (
+    ("field_islanding", Mode.STARTING, Mode.ISLANDING, g_field_islanding),
+    ("field_grid_connected", Mode.STARTING, Mode.GRID_CONNECTED, g_field_grid_connected),
+    ("field_islanded", Mode.STARTING, Mode.ISLANDED, g_field_islanded),
+    ("field_dark", Mode.STARTING, Mode.BLACK_START, g_field_dark),
+    ("grid_lost", Mode.GRID_CONNECTED, Mode.ISLANDING, g_grid_lost),
+    ("pcc_opened", Mode.GRID_CONNECTED, Mode.BLACK_START, g_pcc_opened_unexpectedly),
+    ("planned_island", Mode.GRID_CONNECTED, Mode.PLANNED_ISLANDING, g_planned_island),
+    ("grid_lost", Mode.PLANNED_ISLANDING, Mode.ISLANDING, g_grid_lost),
+    ("island_formed", Mode.PLANNED_ISLANDING, Mode.ISLANDED, g_pcc_confirmed_open_live),
+    ("pcc_open", Mode.PLANNED_ISLANDING, Mode.BLACK_START, g_pcc_confirmed_open),
+    ("cancel", Mode.PLANNED_ISLANDING, Mode.GRID_CONNECTED, g_abort_planned),
+    ("pcc_open", Mode.ISLANDING, Mode.BLACK_START, g_pcc_confirmed_open),
+    ("pcc_not_open", Mode.BLACK_START, Mode.ISLANDING, g_pcc_not_open),
+    ("bus_formed", Mode.BLACK_START, Mode.ISLANDED, g_bus_formed),
+    ("no_former", Mode.BLACK_START, Mode.EMERGENCY, g_no_former),
+    ("pcc_not_open", Mode.ISLANDED, Mode.ISLANDING, g_pcc_not_open),
+    ("former_lost", Mode.ISLANDED, Mode.BLACK_START, g_former_lost),
+    ("shortfall", Mode.ISLANDED, Mode.EMERGENCY, g_shortfall),
+    ("grid_returned", Mode.ISLANDED, Mode.RESYNCHRONISING, g_grid_returned),
+    ("pcc_not_open", Mode.EMERGENCY, Mode.ISLANDING, g_pcc_not_open),
+    ("former_lost", Mode.EMERGENCY, Mode.BLACK_START, g_former_lost),
+    ("black_start", Mode.EMERGENCY, Mode.BLACK_START, g_dark_and_former_available),
+    ("supply_recovered", Mode.EMERGENCY, Mode.ISLANDED, g_supply_recovered),
+    ("grid_returned", Mode.EMERGENCY, Mode.RESYNCHRONISING, g_grid_returned),
+    ("pcc_closed", Mode.RESYNCHRONISING, Mode.GRID_CONNECTED, g_pcc_closed),
+    ("abort_resync", Mode.RESYNCHRONISING, Mode.ISLANDED, g_abort_resync),
+)
+
+
+class SiteModes:
+    """The decision core: one `step` per control cycle; no I/O, clock passed in."""
+
+    state: str  # set by transitions.Machine
+    trigger: Callable[..., bool]  # set by transitions.Machine
+
+    def __init__(self, config: SiteConfig, *, now_s: float, memory: Memory | None = None) -> None:
+        self.config = config
+        self.memory = memory or Memory(mode_since_s=now_s)
+        # We close well inside the synchronism window: the reading is up to a cycle old
+        # and the command takes up to another cycle to reach the breaker, so the angle
+        # is predicted that much further ahead and only half the phase window is used.
+        self._close_check = config.sync.model_copy(
+            update={
+                "breaker_close_time_s": config.sync.breaker_close_time_s
+                + 2 * config.site.cycle_period_s,
+                "max_phase_diff_deg": config.sync.max_phase_diff_deg / 2,
+            }
+        )
+        self._ctx: GuardContext | None = None
+        self._reason = ""
+        self._transitions: list[Transition] = []
+        self._alarms: list[AlarmChange] = []
+        self._notes: list[str] = []
+        self.machine = Machine(
+            model=self,
+            states=[m.value for m in Mode],
+            initial=Mode.STARTING.value,
+            auto_transitions=False,
+            send_event=True,
+            ignore_invalid_triggers=True,
+            after_state_change="_after_transition",
+        )
+        for trigger, source, dest, guard in TRANSITIONS:
+            self.machine.add_transition(
+                trigger, source.value, dest.value, conditions=[self._wrap(guard)]
+            )
+        for mode in Mode:
+            self.machine.get_state(mode.value).add_callback("enter", "_on_enter")
+
+    # -------------------------------------------------------------- machinery
+    @property
+    def mode(self) -> Mode:
+        return Mode(self.state)
+
+    def _wrap(self, guard: Guard) -> Callable[[EventData], bool]:
+        def condition(_event: EventData) -> bool:
+            assert self._ctx is not None
+            reason = guard(self._ctx)
+            if reason is None:
+                return False
+            self._reason = reason
+            return True
+
+        return condition
+
+    def _after_transition(self, event: EventData) -> None:
+        assert self._ctx is not None and event.transition is not None
+        self._transitions.append(
+            Transition(
+                time_s=self._ctx.now_s,
+                source=str(event.transition.source),
+                dest=str(event.transition.dest),
+                trigger=event.event.name,
+                reason=self._reason,
+            )
+        )
+
+    def _on_enter(self, event: EventData) -> None:
+        assert self._ctx is not None
+        memory = self.memory
+        now = self._ctx.now_s
+        memory.mode_since_s = now
+        dest = Mode(self.state)
+        if dest is Mode.ISLANDING:
+            memory.former_id = None
+            memory.planned_island_requested = False
+            memory.planned_open_sent = False
+        elif dest is Mode.BLACK_START:
+            lost = memory.former_id
+            if lost is not None and event.event.name == "former_lost":
+                memory.failed_formers[lost] = now
+                self._alarm(
+                    "former_lost", True, "warning", f"grid-former {lost} lost: {self._reason}"
+                )
+            memory.former_id = None
+        elif dest is Mode.ISLANDED:
+            if memory.former_id is None:
+                former = forming_vehicle(self._ctx)
+                memory.former_id = None if former is None else former.charger_id
+            memory.planned_island_requested = False
+            memory.planned_open_sent = False
+        elif dest is Mode.EMERGENCY:
+            memory.supply_ok_since_s = None
+            self._alarm("emergency", True, "critical", f"emergency mode: {self._reason}")
+        elif dest is Mode.RESYNCHRONISING:
+            memory.reconnect_requested = False
+        elif dest is Mode.GRID_CONNECTED:
+            memory.former_id = None
+            memory.planned_island_requested = False
+            memory.planned_open_sent = False
+            if event.event.name == "pcc_closed":
+                memory.ramp_down_from_s = now
+                memory.ramp_start_w = {
+                    v.charger_id: max(0.0, v.power_w) for v in self._ctx.snap.vehicles
+                }
+            self._alarm("former_lost", False)
+        source = Mode(str(event.transition.source)) if event.transition else None
+        if source is Mode.EMERGENCY and dest is not Mode.EMERGENCY:
+            self._alarm("emergency", False)
+        if source is Mode.RESYNCHRONISING and event.event.name == "abort_resync":
+            memory.resync_blocked_until_s = now + RESYNC_RETRY_S
+            self._alarm(
+                "resync_failed", True, "warning", f"resynchronisation abandoned: {self._reason}"
+            )
+        if dest is Mode.GRID_CONNECTED:
+            self._alarm("resync_failed", False)
+
+    def _alarm(self, code: str, raised: bool, severity: str = "warning", message: str = "") -> None:
+        active = code in self.memory.active_alarms
+        if raised and not active:
+            self.memory.active_alarms[code] = message
+            self._alarms.append(AlarmChange(code, True, severity, message))
+        elif not raised and active:
+            del self.memory.active_alarms[code]
+            self._alarms.append(AlarmChange(code, False))
+
+    # -------------------------------------------------------------- operator commands
+    def request_planned_island(self) -> str:
+        if self.mode is not Mode.GRID_CONNECTED:
+            return f"refused: planned islanding starts from grid_connected, not {self.mode}"
+        self.memory.planned_island_requested = True
+        return "accepted"
+
+    def request_reconnect(self) -> str:
+        if self.mode is Mode.PLANNED_ISLANDING and not self.memory.planned_open_sent:
+            self.memory.planned_island_requested = False
+            return "accepted: planned islanding cancelled"
+        if self.mode in (Mode.ISLANDED, Mode.EMERGENCY):
+            self.memory.reconnect_requested = True
+            self.memory.resync_blocked_until_s = 0.0
+            return "accepted: reconnects after the grid is healthy for the return-to-service delay"
+        return f"refused: nothing to reconnect in {self.mode}"
+
+    def shed_load(self, load_id: str) -> str:
+        if load_id not in {load.id for load in self.config.loads}:
+            return f"refused: unknown load {load_id!r}"
+        self.memory.locked_off.add(load_id)
+        return "accepted"
+
+    def restore_load(self, load_id: str) -> str:
+        if load_id not in {load.id for load in self.config.loads}:
+            return f"refused: unknown load {load_id!r}"
+        self.memory.locked_off.discard(load_id)
+        return "accepted: restored when supply allows"
+
+    # -------------------------------------------------------------- the cycle
+    def step(self, snap: Snapshot) -> Decision:
+        now = snap.time_s
+        memory = self.memory
+        self._ctx = GuardContext(snap, now, self.config, memory)
+        self._transitions, self._alarms, self._notes = [], [], []
+        memory.grid_healthy_since_s = healthy_since(
+            memory.grid_healthy_since_s, grid_ok(self._ctx), now
+        )
+        self._track_supply(self._ctx)
+        self._evaluate(self._ctx)
+        # A transition changes what the next guards see (e.g. former chosen); one per cycle.
+        ctx = GuardContext(snap, now, self.config, memory)
+        outputs = self._outputs(ctx)
+        self._remember_switching(snap, outputs, now)
+        return Decision(outputs, tuple(self._transitions), tuple(self._alarms), tuple(self._notes))
+
+    def _evaluate(self, ctx: GuardContext) -> None:
+        current = self.mode
+        for trigger, source, _dest, _guard in TRANSITIONS:
+            if source is current and self.trigger(trigger):
+                return
+
+    def _track_supply(self, ctx: GuardContext) -> None:
+        if self.mode is not Mode.EMERGENCY:
+            self.memory.supply_ok_since_s = None
+            return
+        need = critical_need_w(ctx) + ctx.config.dispatch.shed_margin_w
+        need *= 1 + ctx.config.dispatch.restore_hysteresis_pct / 100
+        ok = potential_supply_w(ctx) >= need and (
+            bus_live(ctx) or available_former(ctx) is not None
+        )
+        if not ok:
+            self.memory.supply_ok_since_s = None
+        elif self.memory.supply_ok_since_s is None:
+            self.memory.supply_ok_since_s = ctx.now_s
+
+    def _remember_switching(self, snap: Snapshot, outputs: Outputs, now: float) -> None:
+        for load in snap.loads:
+            want = outputs.loads.get(load.load_id)
+            if want is None or want == load.relay_on:
+                continue
+            times = self.memory.load_times.get(load.load_id, LoadTimes(None, None))
+            self.memory.load_times[load.load_id] = (
+                replace(times, last_on_s=now) if want else replace(times, last_off_s=now)
+            )
+
+    # -------------------------------------------------------------- outputs per mode
+    def _outputs(self, ctx: GuardContext) -> Outputs:
+        mode = self.mode
+        outlets, outlet_loads = self._outlets(ctx)
+        if mode is Mode.STARTING:
+            return Outputs(outlets=outlets, loads=outlet_loads)
+        if mode is Mode.GRID_CONNECTED:
+            return self._grid_connected(ctx, outlets, outlet_loads)
+        if mode is Mode.PLANNED_ISLANDING:
+            return self._planned_islanding(ctx, outlets, outlet_loads)
+        if mode is Mode.ISLANDING:
+            return self._islanding(ctx, outlets, outlet_loads)
+        if mode is Mode.BLACK_START:
+            return self._black_start(ctx, outlets, outlet_loads)
+        return self._island(ctx, outlets, outlet_loads)
+
+    def _pcc(self, ctx: GuardContext, want: BreakerCommand) -> BreakerCommand:
+        """Command the breaker once, and again only after the operate timeout (with an alarm)."""
+        memory = self.memory
+        position = pcc_position(ctx)
+        done = (want is BreakerCommand.OPEN and position is BreakerPosition.OPEN) or (
+            want is BreakerCommand.CLOSE and position is BreakerPosition.CLOSED
+        )
+        code = "pcc_fail_to_open" if want is BreakerCommand.OPEN else "pcc_fail_to_close"
+        if done:
+            memory.pcc_command, memory.pcc_command_s = BreakerCommand.NONE, None
+            self._alarm(code, False)
+            return BreakerCommand.NONE
+        timeout = ctx.config.grid.breaker_operate_timeout_s
+        if memory.pcc_command is want and memory.pcc_command_s is not None:
+            if ctx.now_s - memory.pcc_command_s < timeout:
+                return BreakerCommand.NONE
+            self._alarm(
+                code,
+                True,
+                "critical",
+                f"PCC breaker did not {want.name.lower()} within {timeout:.1f} s; retrying",
+            )
+        memory.pcc_command, memory.pcc_command_s = want, ctx.now_s
+        return want
+
+    def _charger_off(self, v: VehicleState) -> ChargerCommand:
+        return ChargerCommand(ChargerMode.OFF, min_soc_pct=self._reserve_floor(v))
+
+    def _reserve_floor(self, v: VehicleState) -> float:
+        return min(100.0, v.reserve_soc_pct + self.config.dispatch.reserve_margin_pct)
+
+    def _plan(
+        self,
+        ctx: GuardContext,
+        loads: Sequence[LoadState],
+        supply_w: float,
+        circuit: str,
+        *,
+        max_tier: Tier = Tier.COMFORT,
+        max_restores: int = LOAD_RESTORE_PER_CYCLE,
+        use_restore_delay: bool = True,
+    ) -> dict[str, bool]:
+        plan = plan_loads(
+            loads,
+            supply_w,
+            self.memory.load_times,
+            ctx.now_s,
+            ctx.config.dispatch,
+            last_shed_s=self.memory.last_shed_s.get(circuit) if use_restore_delay else None,
+            max_tier=max_tier,
+            locked_off=frozenset(self.memory.locked_off),
+            max_restores=max_restores,
+        )
+        if plan.shed:
+            if use_restore_delay:
+                self.memory.last_shed_s[circuit] = ctx.now_s
+            self._notes.append(plan.reason)
+        elif plan.restored:
+            self._notes.append(plan.reason)
+        return plan.on
+
+    def _outlets(self, ctx: GuardContext) -> tuple[dict[str, bool], dict[str, bool]]:
+        """V2L circuits are small islands of their own, run the same way in every mode."""
+        outlets: dict[str, bool] = {}
+        loads: dict[str, bool] = {}
+        for outlet in ctx.snap.outlets:
+            if not outlet.available:
+                continue
+            enabled = outlet_enabled(outlet, ctx.config.dispatch)
+            outlets[outlet.outlet_id] = enabled
+            circuit = [load for load in ctx.snap.loads if load.supply == outlet.outlet_id]
+            supply = outlet.rating_w if enabled else 0.0
+            if not enabled or outlet.power_w <= 0:
+                circuit = [
+                    replace(load, power_w=load.rated_power_w if load.relay_on else 0.0)
+                    for load in circuit
+                ]
+            loads.update(self._plan(ctx, circuit, supply, outlet.outlet_id))
+        return outlets, loads
+
+    def _grid_connected(
+        self, ctx: GuardContext, outlets: dict[str, bool], outlet_loads: dict[str, bool]
+    ) -> Outputs:
+        capacity = ctx.config.grid.connection_kva * 1000
+        loads = self._plan(
+            ctx, bus_loads(ctx.snap), capacity, "bus", max_restores=len(ctx.snap.loads)
+        )
+        served = sum(
+            (load.power_w if load.relay_on else load.rated_power_w)
+            for load in bus_loads(ctx.snap)
+            if loads.get(load.load_id, load.relay_on)
+        )
+        pv = ctx.snap.pv.power_w if ctx.snap.pv and ctx.snap.pv.available else 0.0
+        headroom = max(0.0, capacity - ctx.config.dispatch.shed_margin_w - served + pv)
+        chargers: dict[str, ChargerCommand] = {}
+        memory = self.memory
+        ramping = (
+            memory.ramp_down_from_s is not None
+            and ctx.now_s - memory.ramp_down_from_s < RAMP_DOWN_S
+        )
+        if not ramping:
+            memory.ramp_down_from_s = None
+        plugged = [
+            v
+            for v in ctx.snap.vehicles
+            if v.available and v.plugged and v.state is not ChargerState.FAULT
+        ]
+        charging = allocate_power(plugged, -headroom, ctx.config.dispatch) if plugged else {}
+        for v in ctx.snap.vehicles:
+            if not v.available:
+                continue
+            if not v.plugged or v.state is ChargerState.FAULT:
+                chargers[v.charger_id] = self._charger_off(v)
+                continue
+            if ramping and memory.ramp_down_from_s is not None:
+                left = 1 - (ctx.now_s - memory.ramp_down_from_s) / RAMP_DOWN_S
+                start = min(
+                    memory.ramp_start_w.get(v.charger_id, 0.0),
+                    discharge_limit_w(v, ctx.config.dispatch),
+                )
+                setpoint = max(0.0, start * left)
+            else:
+                setpoint = min(0.0, charging.get(v.charger_id, 0.0))
+            chargers[v.charger_id] = ChargerCommand(
+                ChargerMode.FOLLOW, power_setpoint_w=setpoint, min_soc_pct=self._reserve_floor(v)
+            )
+        return Outputs(
+            pcc=BreakerCommand.NONE,
+            chargers=chargers,
+            loads={**loads, **outlet_loads},
+            outlets=outlets,
+            pv_limit_pct=100.0,
+        )
+
+    def _planned_islanding(
+        self, ctx: GuardContext, outlets: dict[str, bool], outlet_loads: dict[str, bool]
+    ) -> Outputs:
+        memory = self.memory
+        if memory.former_id is None:
+            memory.former_id = available_former(ctx)
+        vehicles = usable_vehicles(ctx)
+        supply = supply_capacity_w(vehicles, ctx.snap.pv, ctx.config.dispatch)
+        loads = self._plan(ctx, bus_loads(ctx.snap), supply, "bus", max_restores=0)
+        served = sum(
+            load.power_w for load in bus_loads(ctx.snap) if loads.get(load.load_id, load.relay_on)
+        )
+        pv = ctx.snap.pv.power_w if ctx.snap.pv and ctx.snap.pv.available else 0.0
+        demand = max(0.0, served - pv)
+        shares = allocate_power(vehicles, demand, ctx.config.dispatch) if vehicles else {}
+        grid = ctx.snap.grid
+        import_w = abs(grid.power_w) if grid is not None else float("inf")
+        elapsed = ctx.now_s - memory.mode_since_s
+        ready = import_w <= ctx.config.grid.planned_island_max_import_w or (
+            elapsed >= ctx.config.grid.planned_island_timeout_s
+        )
+        open_now = memory.planned_open_sent or (ready and grid_ok(ctx))
+        chargers: dict[str, ChargerCommand] = {}
+        for v in ctx.snap.vehicles:
+            if not v.available:
+                continue
+            share = shares.get(v.charger_id, 0.0)
+            if v.charger_id == memory.former_id and open_now:
+                chargers[v.charger_id] = ChargerCommand(
+                    ChargerMode.FORM,
+                    power_setpoint_w=share,
+                    frequency_setpoint_hz=ctx.config.grid.nominal_frequency_hz,
+                    voltage_setpoint_v=ctx.config.grid.nominal_voltage_v,
+                    min_soc_pct=self._reserve_floor(v),
+                )
+            elif v in vehicles:
+                chargers[v.charger_id] = ChargerCommand(
+                    ChargerMode.FOLLOW, power_setpoint_w=share, min_soc_pct=self._reserve_floor(v)
+                )
+            else:
+                chargers[v.charger_id] = self._charger_off(v)
+        pcc = BreakerCommand.NONE
+        if open_now:
+            memory.planned_open_sent = True
+            pcc = self._pcc(ctx, BreakerCommand.OPEN)
+        return Outputs(pcc=pcc, chargers=chargers, loads={**loads, **outlet_loads}, outlets=outlets)
+
+    def _preshed(self, ctx: GuardContext, supply_w: float) -> dict[str, bool]:
+        """Shed, on a dead bus, to what the first source alone can carry (at rated draw)."""
+        rated = [
+            replace(load, power_w=load.rated_power_w if load.relay_on else 0.0)
+            for load in bus_loads(ctx.snap)
+        ]
+        return self._plan(ctx, rated, supply_w, "bus", max_restores=0, use_restore_delay=False)
+
+    def _former_capacity(self, ctx: GuardContext, former_id: str | None) -> float:
+        if former_id is None:
+            return 0.0
+        try:
+            return discharge_limit_w(ctx.snap.vehicle(former_id), ctx.config.dispatch)
+        except KeyError:
+            return 0.0
+
+    def _islanding(
+        self, ctx: GuardContext, outlets: dict[str, bool], outlet_loads: dict[str, bool]
+    ) -> Outputs:
+        pcc = self._pcc(ctx, BreakerCommand.OPEN)
+        capacity = self._former_capacity(ctx, available_former(ctx))
+        loads = self._preshed(ctx, capacity)
+        chargers = {v.charger_id: self._charger_off(v) for v in ctx.snap.vehicles if v.available}
+        return Outputs(pcc=pcc, chargers=chargers, loads={**loads, **outlet_loads}, outlets=outlets)
+
+    def _black_start(
+        self, ctx: GuardContext, outlets: dict[str, bool], outlet_loads: dict[str, bool]
+    ) -> Outputs:
+        memory = self.memory
+        if memory.former_id is not None:
+            former = former_state(ctx)
+            stuck = ctx.now_s - memory.mode_since_s > BLACK_START_TIMEOUT_S
+            if former is None or not can_discharge(former, ctx.config.dispatch) or stuck:
+                memory.failed_formers[memory.former_id] = ctx.now_s
+                self._notes.append(f"black start: {memory.former_id} did not energise the bus")
+                memory.former_id = None
+                memory.mode_since_s = ctx.now_s
+        if memory.former_id is None:
+            memory.former_id = available_former(ctx)
+        capacity = self._former_capacity(ctx, memory.former_id)
+        loads = self._preshed(ctx, capacity)
+        chargers: dict[str, ChargerCommand] = {}
+        open_confirmed = pcc_position(ctx) is BreakerPosition.OPEN
+        for v in ctx.snap.vehicles:
+            if not v.available:
+                continue
+            if v.charger_id == memory.former_id and open_confirmed:
+                chargers[v.charger_id] = ChargerCommand(
+                    ChargerMode.FORM,
+                    frequency_setpoint_hz=ctx.config.grid.nominal_frequency_hz,
+                    voltage_setpoint_v=ctx.config.grid.nominal_voltage_v,
+                    min_soc_pct=self._reserve_floor(v),
+                )
+            else:
+                chargers[v.charger_id] = self._charger_off(v)
+        return Outputs(chargers=chargers, loads={**loads, **outlet_loads}, outlets=outlets)
+
+    def _island(
+        self, ctx: GuardContext, outlets: dict[str, bool], outlet_loads: dict[str, bool]
+    ) -> Outputs:
+        """Islanded, emergency and resynchronising: balance the island every cycle."""
+        mode = self.mode
+        memory = self.memory
+        config = ctx.config
+        position = pcc_position(ctx)
+        # Keep forming with the PCC open, or while our own synchronised close is in flight.
+        open_confirmed = position is BreakerPosition.OPEN or (
+            mode is Mode.RESYNCHRONISING
+            and memory.pcc_command is BreakerCommand.CLOSE
+            and position in (BreakerPosition.TRAVELLING, BreakerPosition.CLOSED)
+            and grid_ok(ctx)
+        )
+        former = former_state(ctx)
+        live = bus_live(ctx) and former is not None and former.state is ChargerState.FORMING
+        running = running_vehicles(ctx) if live else []
+        supply = supply_capacity_w(running, ctx.snap.pv, config.dispatch)
+        max_tier = Tier.LIFE_SAFETY if mode is Mode.EMERGENCY else Tier.COMFORT
+        if live and former is not None:
+            loads = self._balance(ctx, former, supply, max_tier)
+        else:
+            loads = self._preshed(ctx, 0.0)
+        served = sum(
+            load.power_w for load in bus_loads(ctx.snap) if loads.get(load.load_id, load.relay_on)
+        )
+        pv = ctx.snap.pv.power_w if ctx.snap.pv and ctx.snap.pv.available else 0.0
+        shares = allocate_power(running, served - pv, config.dispatch) if running else {}
+        frequency = config.grid.nominal_frequency_hz
+        voltage = config.grid.nominal_voltage_v
+        pcc = BreakerCommand.NONE
+        if mode is Mode.RESYNCHRONISING:
+            frequency, voltage, pcc = self._resync(ctx, frequency, voltage, live)
+        chargers: dict[str, ChargerCommand] = {}
+        for v in ctx.snap.vehicles:
+            if not v.available:
+                continue
+            floor = self._reserve_floor(v)
+            if v.charger_id == memory.former_id and open_confirmed and can_form_now(v):
+                chargers[v.charger_id] = ChargerCommand(
+                    ChargerMode.FORM,
+                    power_setpoint_w=shares.get(v.charger_id, 0.0),
+                    frequency_setpoint_hz=frequency,
+                    voltage_setpoint_v=voltage,
+                    min_soc_pct=floor,
+                )
+            elif live and v.plugged and v.state is not ChargerState.FAULT:
+                chargers[v.charger_id] = ChargerCommand(
+                    ChargerMode.FOLLOW,
+                    power_setpoint_w=shares.get(v.charger_id, 0.0),
+                    min_soc_pct=floor,
+                )
+            else:
+                chargers[v.charger_id] = self._charger_off(v)
+        return Outputs(
+            pcc=pcc,
+            chargers=chargers,
+            loads={**loads, **outlet_loads},
+            outlets=outlets,
+            pv_limit_pct=100.0,
+        )
+
+    def _balance(
+        self, ctx: GuardContext, former: VehicleState, supply_w: float, max_tier: Tier
+    ) -> dict[str, bool]:
+        """Shed against the island's capacity; restore only into the former's headroom now.
+
+        The grid-former picks up every load step at once, before the followers' new
+        setpoints arrive, so a restore must fit in what it has spare this cycle, not
+        merely in the island's total capacity.
+        """
+        loads = bus_loads(ctx.snap)
+        plan = self._plan(ctx, loads, supply_w, "bus", max_tier=max_tier, max_restores=0)
+        if any(plan.get(load.load_id, load.relay_on) != load.relay_on for load in loads):
+            return plan
+        served = sum(load.power_w for load in loads if load.relay_on)
+        headroom = discharge_limit_w(former, ctx.config.dispatch) - former.power_w
+        restore_supply = min(supply_w, served + max(0.0, headroom))
+        restore = plan_loads(
+            loads,
+            restore_supply,
+            self.memory.load_times,
+            ctx.now_s,
+            ctx.config.dispatch,
+            last_shed_s=self.memory.last_shed_s.get("bus"),
+            max_tier=max_tier,
+            locked_off=frozenset(self.memory.locked_off),
+            max_restores=LOAD_RESTORE_PER_CYCLE,
+        )
+        if restore.shed or not restore.restored:
+            return plan
+        self._notes.append(restore.reason)
+        return restore.on
+
+    def _resync(
+        self, ctx: GuardContext, frequency: float, voltage: float, live: bool
+    ) -> tuple[float, float, BreakerCommand]:
+        """Slip the island towards the grid's angle and close once synchronism is confirmed."""
+        pcc = ctx.snap.pcc
+        if pcc is not None and pcc.grid_frequency_hz > 0:
+            frequency = island_frequency_target_hz(pcc.grid_frequency_hz, ctx.config.sync)
+            voltage = pcc.grid_voltage_v or voltage
+        if not ready_for_return(self.memory.grid_healthy_since_s, ctx.now_s, ctx.config.grid):
+            return frequency, voltage, BreakerCommand.NONE
+        check = sync_check(pcc, self._close_check, ctx.config.grid.nominal_voltage_v)
+        if not check.ok or (check.dead_bus and live):
+            return frequency, voltage, BreakerCommand.NONE
+        self._notes.append(f"synchronisation check passed: {check.reason}")
+        return frequency, voltage, self._pcc(ctx, BreakerCommand.CLOSE)
+
+
+def can_form_now(v: VehicleState) -> bool:
+    return v.can_form and v.plugged and v.state is not ChargerState.FAULT

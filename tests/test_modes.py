@@ -1,0 +1,462 @@
+"""The mode machine, driven with synthetic snapshots of the reference site (no I/O).
+
+A tiny field model in `Field` stands in for the devices: it applies the decision's
+outputs the way hardware would (breaker moves, formers energise the bus), so a
+sequence of steps walks the machine through whole scenarios with a fake clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+
+from resilience.config import SiteConfig, load_site
+from resilience.model import (
+    BreakerCommand,
+    BreakerPosition,
+    BreakerReading,
+    ChargerMode,
+    ChargerState,
+    GridReading,
+    LoadState,
+    Mode,
+    OutletState,
+    PVState,
+    Snapshot,
+    Tier,
+    V2LState,
+    VehicleState,
+)
+from resilience.modes import RUNBOOKS, SiteModes
+from resilience.outputs import Decision
+
+SITE = Path(__file__).resolve().parents[1] / "config" / "site.toml"
+
+
+@pytest.fixture(scope="module")
+def config() -> SiteConfig:
+    return load_site(SITE)
+
+
+@dataclass
+class Field:
+    """Just enough physics to close the loop: breaker, bus, formers, relays, SoC."""
+
+    config: SiteConfig
+    grid_present: bool = True
+    grid_frequency_hz: float = 50.0
+    breaker: BreakerPosition = BreakerPosition.CLOSED
+    breaker_stuck: bool = False
+    relays: dict[str, bool] = field(default_factory=dict)
+    modes: dict[str, ChargerMode] = field(default_factory=dict)
+    setpoints: dict[str, float] = field(default_factory=dict)
+    soc: dict[str, float] = field(default_factory=dict)
+    faulted: set[str] = field(default_factory=set)
+    silent: set[str] = field(default_factory=set)
+    pv_w: float = 0.0
+    bus_frequency_hz: float = 50.0
+    phase_deg: float = 0.0
+    back_feed: bool = False
+    closed_out_of_sync: bool = False
+
+    def __post_init__(self) -> None:
+        for load in self.config.loads:
+            self.relays.setdefault(load.id, True)
+        for charger in self.config.chargers:
+            self.modes.setdefault(charger, ChargerMode.FOLLOW)
+            self.setpoints.setdefault(charger, 0.0)
+            self.soc.setdefault(charger, 80.0)
+
+    def former(self) -> str | None:
+        for cid, mode in self.modes.items():
+            if mode is ChargerMode.FORM and cid not in self.faulted:
+                return cid
+        return None
+
+    @property
+    def bus_live(self) -> bool:
+        if self.breaker is BreakerPosition.CLOSED:
+            return self.grid_present or self.former() is not None
+        return self.former() is not None
+
+    def apply(self, decision: Decision, dt: float) -> None:
+        out = decision.outputs
+        if out.pcc is BreakerCommand.OPEN and not self.breaker_stuck:
+            self.breaker = BreakerPosition.OPEN
+        if out.pcc is BreakerCommand.CLOSE and not self.breaker_stuck:
+            if self.grid_present and self.former() is not None:
+                grid_f, bus_f = self.grid_frequency_hz, self.bus_frequency_hz
+                if abs(grid_f - bus_f) > 0.3 or abs(self.phase_deg) > 20:
+                    self.closed_out_of_sync = True
+            self.breaker = BreakerPosition.CLOSED
+        for cid, cmd in out.chargers.items():
+            if cmd.mode is ChargerMode.FORM:
+                self.bus_frequency_hz = cmd.frequency_setpoint_hz or 50.0
+            self.modes[cid] = cmd.mode
+            self.setpoints[cid] = cmd.power_setpoint_w
+        for load_id, on in out.loads.items():
+            self.relays[load_id] = on
+        if self.breaker is BreakerPosition.CLOSED and not self.grid_present and self.former():
+            self.back_feed = True
+        self.phase_deg = (
+            self.phase_deg + 360 * (self.grid_frequency_hz - self.bus_frequency_hz) * dt + 180
+        ) % 360 - 180
+
+    def snapshot(self, now: float) -> Snapshot:
+        cfg = self.config
+        v_grid = 400.0 if self.grid_present else 0.0
+        f_grid = self.grid_frequency_hz if self.grid_present else 0.0
+        live = self.bus_live
+        grid = None if "grid_meter" in self.silent else GridReading(v_grid, f_grid, 0.0)
+        pcc = None
+        if "pcc_breaker" not in self.silent:
+            pcc = BreakerReading(
+                self.breaker,
+                False,
+                0,
+                400.0 if live else 0.0,
+                (self.bus_frequency_hz if self.breaker is not BreakerPosition.CLOSED else f_grid)
+                if live
+                else 0.0,
+                v_grid,
+                f_grid,
+                self.phase_deg if live and self.grid_present else 0.0,
+            )
+        loads = tuple(
+            LoadState(
+                load.id,
+                load.tier,
+                load.rated_power_w,
+                load.supply,
+                self.relays[load.id],
+                load.rated_power_w
+                if self.relays[load.id] and (live or load.supply != "bus")
+                else 0.0,
+                True,
+            )
+            for load in cfg.loads
+        )
+        vehicles = []
+        for cid, device in cfg.chargers.items():
+            vehicle = cfg.vehicle_at(cid)
+            assert vehicle is not None
+            mode = self.modes[cid]
+            if cid in self.faulted:
+                state = ChargerState.FAULT
+            elif mode is ChargerMode.FORM:
+                state = ChargerState.FORMING
+            elif mode is ChargerMode.FOLLOW and live:
+                sp = self.setpoints[cid]
+                state = (
+                    ChargerState.DISCHARGING
+                    if sp > 0
+                    else ChargerState.CHARGING
+                    if sp < 0
+                    else ChargerState.IDLE
+                )
+            else:
+                state = ChargerState.IDLE
+            vehicles.append(
+                VehicleState(
+                    cid,
+                    vehicle.id,
+                    True,
+                    device.can_form,
+                    state,
+                    mode if cid not in self.faulted else ChargerMode.OFF,
+                    self.soc[cid],
+                    vehicle.reserve_soc_pct,
+                    vehicle.capacity_wh,
+                    self.setpoints[cid] if live else 0.0,
+                    11000.0,
+                    11000.0,
+                    400.0 if live else 0.0,
+                    self.bus_frequency_hz if live else 0.0,
+                    cid not in self.silent,
+                )
+            )
+        outlets = tuple(
+            OutletState(
+                oid, None, V2LState.SUPPLYING, 80.0, 35.0, 77400.0, 500.0, 3600.0, True, True
+            )
+            for oid in cfg.outlets
+        )
+        pv = PVState("pv", self.pv_w if live else 0.0, 20000.0, 100.0, True)
+        return Snapshot(now, grid, pcc, loads, tuple(vehicles), outlets, pv)
+
+
+@dataclass
+class Run:
+    modes: SiteModes
+    field: Field
+    now: float = 0.0
+    dt: float = 0.02
+    decisions: list[Decision] = field(default_factory=list)
+
+    def step(self, n: int = 1) -> Decision:
+        decision = None
+        for _ in range(n):
+            decision = self.modes.step(self.field.snapshot(self.now))
+            self.decisions.append(decision)
+            self.field.apply(decision, self.dt)
+            self.now += self.dt
+        assert decision is not None
+        return decision
+
+    def until(self, mode: Mode, limit_s: float = 30.0) -> None:
+        end = self.now + limit_s
+        while self.modes.mode is not mode:
+            assert self.now < end, f"stuck in {self.modes.mode}, wanted {mode}"
+            self.step()
+
+    def advance(self, seconds: float) -> None:
+        self.step(int(seconds / self.dt))
+
+    @property
+    def transitions(self) -> list[tuple[str, str, str]]:
+        return [(t.source, t.dest, t.trigger) for d in self.decisions for t in d.transitions]
+
+
+def new_run(config: SiteConfig, **field_args: object) -> Run:
+    return Run(SiteModes(config, now_s=0.0), Field(config, **field_args))  # type: ignore[arg-type]
+
+
+def test_every_mode_names_a_runbook() -> None:
+    assert set(RUNBOOKS) == set(Mode)
+
+
+def test_restart_with_breaker_closed_and_grid_healthy_goes_grid_connected(
+    config: SiteConfig,
+) -> None:
+    run = new_run(config)
+    run.step()
+    assert run.modes.mode is Mode.GRID_CONNECTED
+    assert run.transitions == [("starting", "grid_connected", "field_grid_connected")]
+
+
+def test_starting_waits_for_the_breaker_and_commands_nothing(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.field.silent.add("pcc_breaker")
+    decision = run.step(5)
+    assert run.modes.mode is Mode.STARTING
+    assert decision.outputs.pcc is BreakerCommand.NONE
+    assert decision.outputs.chargers == {}
+
+
+def test_restart_with_breaker_closed_on_dead_grid_opens_it_first(config: SiteConfig) -> None:
+    run = new_run(config, grid_present=False)
+    decision = run.step()
+    assert run.modes.mode is Mode.ISLANDING
+    assert decision.outputs.pcc is BreakerCommand.OPEN
+    assert all(c.mode is ChargerMode.OFF for c in decision.outputs.chargers.values())
+
+
+def test_grid_loss_islands_then_black_starts_then_restores_life_safety_first(
+    config: SiteConfig,
+) -> None:
+    run = new_run(config)
+    run.step()
+    run.field.grid_present = False
+    decision = run.step()
+    assert run.modes.mode is Mode.ISLANDING
+    assert decision.outputs.pcc is BreakerCommand.OPEN
+    # pre-shed to what one 11 kW former carries: comfort and essential go
+    assert decision.outputs.loads["hvac"] is False
+    assert decision.outputs.loads["emergency_lighting"] is True
+    run.until(Mode.ISLANDED, 2.0)
+    assert [t[1] for t in run.transitions] == [
+        "grid_connected",
+        "islanding",
+        "black_start",
+        "islanded",
+    ]
+    assert not run.field.back_feed
+    run.advance(2.0)
+    on = {lid for lid, v in run.field.relays.items() if v}
+    assert {"emergency_lighting", "radio_comms", "medical_fridge", "oxygen_concentrators"} <= on
+    # 44 kW of vehicles + PV cannot carry 54.9 kW of bus load: some comfort stays off
+    assert not all(run.field.relays[load.id] for load in config.loads if load.supply == "bus")
+
+
+def test_island_never_forms_while_breaker_refuses_to_open(config: SiteConfig) -> None:
+    run = new_run(config, breaker_stuck=True)
+    run.step()
+    run.field.grid_present = False
+    run.advance(3.0)
+    assert run.modes.mode is Mode.ISLANDING
+    assert run.field.former() is None
+    assert not run.field.back_feed
+    assert "pcc_fail_to_open" in run.modes.memory.active_alarms
+    # the open command is repeated after the operate timeout, not every cycle
+    opens = sum(1 for d in run.decisions if d.outputs.pcc is BreakerCommand.OPEN)
+    assert 2 <= opens <= 4
+
+
+def test_no_reconnect_before_return_to_service_delay(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    run.field.grid_present = True
+    run.advance(config.grid.return_to_service_s - 1.0)
+    assert run.modes.mode is Mode.ISLANDED
+    assert all(d.outputs.pcc is not BreakerCommand.CLOSE for d in run.decisions)
+
+
+def test_flicker_restarts_the_return_to_service_timer(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    for _ in range(5):
+        run.field.grid_present = True
+        run.advance(100.0)
+        run.field.grid_present = False
+        run.advance(1.0)
+    run.field.grid_present = True
+    run.advance(250.0)
+    assert run.modes.mode is Mode.ISLANDED
+    run.until(Mode.RESYNCHRONISING, 60.0)
+
+
+def test_full_cycle_reconnects_only_in_sync_and_restores_every_load(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    run.field.grid_present = True
+    run.field.grid_frequency_hz = 49.95
+    run.until(Mode.RESYNCHRONISING, config.grid.return_to_service_s + 5)
+    run.until(Mode.GRID_CONNECTED, 30.0)
+    assert not run.field.closed_out_of_sync
+    run.advance(10.0)
+    assert all(run.field.relays.values())
+    assert all(m is ChargerMode.FOLLOW for m in run.field.modes.values())
+    assert all(sp <= 0 for sp in run.field.setpoints.values())  # charging again
+
+
+def test_losing_the_former_black_starts_on_another(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    first = run.field.former()
+    assert first is not None
+    run.field.faulted.add(first)
+    run.until(Mode.BLACK_START, 1.0)
+    run.until(Mode.ISLANDED, 6.0)
+    second = run.modes.memory.former_id
+    assert second is not None and second != first
+    assert "former_lost" in run.modes.memory.active_alarms
+
+
+def test_shortfall_goes_to_emergency_with_life_safety_only(config: SiteConfig) -> None:
+    run = new_run(config)
+    for cid in ("charger_2", "charger_3", "charger_4"):
+        run.field.soc[cid] = 20.0  # below their reserves: nothing to give
+    run.field.soc["charger_1"] = 80.0
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    run.field.soc["charger_1"] = 31.0  # former close to its 30 % reserve
+    run.field.faulted.add("charger_1")
+    run.until(Mode.BLACK_START)
+    run.until(Mode.EMERGENCY, 10.0)
+    assert "emergency" in run.modes.memory.active_alarms
+    assert not run.field.back_feed
+
+
+def test_emergency_sheds_all_but_life_safety(config: SiteConfig) -> None:
+    run = new_run(config)
+    for cid in ("charger_2", "charger_3", "charger_4"):
+        run.field.soc[cid] = 20.0
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    run.advance(1.0)
+    # the only vehicle left drops to its reserve: its limit goes to zero
+    run.field.soc["charger_1"] = 30.2
+    run.until(Mode.EMERGENCY, 2.0)
+    run.advance(1.0)
+    for load in config.loads:
+        if load.supply == "bus" and load.tier is not Tier.LIFE_SAFETY:
+            assert run.field.relays[load.id] is False, load.id
+
+
+def test_planned_island_ramps_then_opens(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.step()
+    assert run.modes.request_planned_island() == "accepted"
+    run.until(Mode.ISLANDED, 40.0)
+    assert ("grid_connected", "planned_islanding", "planned_island") in run.transitions
+    assert not run.field.back_feed
+
+
+def test_never_two_relay_changes_per_load_while_steady(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    run.advance(20.0)
+    changes: dict[str, int] = {}
+    before = dict(run.field.relays)
+    for _ in range(1000):
+        run.step()
+        for lid, on in run.field.relays.items():
+            if on != before[lid]:
+                changes[lid] = changes.get(lid, 0) + 1
+        before = dict(run.field.relays)
+    assert changes == {}
+
+
+def test_operator_shed_holds_a_load_off_until_restored(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.step()
+    assert run.modes.shed_load("lift") == "accepted"
+    run.step(2)
+    assert run.field.relays["lift"] is False
+    assert run.modes.restore_load("lift").startswith("accepted")
+    run.advance(config.loads[12].min_off_s + 1)
+    assert run.field.relays["lift"] is True
+    assert run.modes.shed_load("no_such_load").startswith("refused")
+
+
+def test_vehicle_setpoints_stay_within_ratings_and_above_reserve(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.field.soc["charger_3"] = 25.3  # just above its 25 % reserve
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    run.advance(2.0)
+    for d in run.decisions:
+        for cid, cmd in d.outputs.chargers.items():
+            assert -11000.0 <= cmd.power_setpoint_w <= 11000.0
+            vehicle = config.vehicle_at(cid)
+            assert vehicle is not None
+            assert cmd.min_soc_pct >= vehicle.reserve_soc_pct
+            if cid == "charger_3" and cmd.mode is ChargerMode.FOLLOW:
+                assert cmd.power_setpoint_w <= 0.0
+
+
+def test_unregistered_vehicle_is_never_discharged(config: SiteConfig) -> None:
+    snap_vehicle = VehicleState(
+        "charger_3",
+        None,
+        True,
+        False,
+        ChargerState.IDLE,
+        ChargerMode.FOLLOW,
+        90.0,
+        100.0,
+        77400.0,
+        0.0,
+        11000.0,
+        11000.0,
+        400.0,
+        50.0,
+        True,
+    )
+    assert snap_vehicle.energy_above_reserve_wh == 0.0
+    _ = replace(snap_vehicle)
