@@ -294,6 +294,14 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
         if device.can_form and device.driver != "bidirectional_charger":
             problems.append((f"{key}.can_form", "only a bidirectional_charger can form the grid"))
 
+    if config.sync.slip_frequency_hz >= config.sync.max_frequency_diff_hz:
+        problems.append(
+            (
+                "sync.slip_frequency_hz",
+                f"{config.sync.slip_frequency_hz} Hz must be below sync.max_frequency_diff_hz"
+                f" ({config.sync.max_frequency_diff_hz} Hz), or resynchronisation never passes",
+            )
+        )
     if not any(d.can_form for d in config.chargers.values()):
         problems.append(("devices", "no bidirectional_charger can form the grid (can_form = true)"))
 

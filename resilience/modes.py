@@ -407,6 +407,7 @@ class SiteModes:
         # We close well inside the synchronism window: the reading is up to a cycle old
         # and the command takes up to another cycle to reach the breaker, so the angle
         # is predicted that much further ahead and only half the phase window is used.
+        self._min_off_s = {load.id: load.min_off_s for load in config.loads}
         self._close_check = config.sync.model_copy(
             update={
                 "breaker_close_time_s": config.sync.breaker_close_time_s
@@ -666,6 +667,7 @@ class SiteModes:
             max_tier=max_tier,
             locked_off=frozenset(self.memory.locked_off),
             max_restores=max_restores,
+            min_off_s=self._min_off_s,
         )
         if plan.shed:
             if use_restore_delay:
@@ -941,6 +943,7 @@ class SiteModes:
             max_tier=max_tier,
             locked_off=frozenset(self.memory.locked_off),
             max_restores=LOAD_RESTORE_PER_CYCLE,
+            min_off_s=self._min_off_s,
         )
         if restore.shed or not restore.restored:
             return plan
