@@ -11,6 +11,7 @@ Units are in the field names (`_w`, `_v`, `_hz`, `_s`, `_pct`, `_pu`, `_kva`).
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from collections import Counter
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from resilience import rs485
+from resilience.drivers import registers
 from resilience.model import Tier
 
 DriverName = Literal[
@@ -35,8 +38,39 @@ DriverName = Literal[
     "load_panel",
     "bidirectional_charger",
     "v2l_outlet",
+    "v2l_serial",
     "sunspec_inverter",
 ]
+TransportName = Literal["tcp", "rtu", "serial"]
+"""How a device is reached: Modbus TCP (host, port), Modbus RTU on an RS-485 serial
+port (serial_port, line settings), or a non-Modbus line protocol on a serial port."""
+
+OUTLET_DRIVERS = frozenset({"v2l_outlet", "v2l_serial"})
+"""Drivers of V2L outlets: the register adapter (Modbus) and the line-protocol meter."""
+
+LINE_PROTOCOL_DRIVERS = frozenset({"v2l_serial"})
+"""Drivers that speak a line protocol of their own over a serial port (transport "serial")."""
+
+LARGEST_READ_REGISTERS: dict[str, int] = {
+    # the longest reply each Modbus driver ever asks for (SunSpec: the identity check)
+    "sunspec_meter": registers.FIRST_MODEL_ADDR + 2 - registers.SUNSPEC_BASE,  # 72
+    "sunspec_inverter": registers.SunSpecInverter.CONTROLS_DATA
+    + registers.SunSpecInverter.WMAXLIMPCT_SF
+    + 1
+    - registers.SunSpecInverter.DATA,  # 102
+    "pcc_breaker": registers.PccBreaker.READ_COUNT,
+    "load_panel": registers.LoadPanel.READ_COUNT,
+    "bidirectional_charger": registers.BidirectionalCharger.READ_COUNT,
+    "v2l_outlet": registers.V2LOutlet.READ_COUNT,
+}
+CYCLE_READ_REGISTERS: dict[str, int] = {
+    # what each Modbus driver reads every cycle (one request each)
+    **LARGEST_READ_REGISTERS,
+    "sunspec_meter": registers.SunSpecMeter.READ_COUNT,
+}
+LINE_EXCHANGE_BYTES = 8 + 64
+"""Bytes of one line-protocol exchange at most (`READ` and the longest reply; see
+docs/serial-line-protocol.md), for the timeout check of transport "serial"."""
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
@@ -64,6 +98,7 @@ class GridSection(_Model):
     voltage_window_pu: tuple[PositiveFloat, PositiveFloat] = (0.917, 1.05)
     frequency_window_hz: tuple[PositiveFloat, PositiveFloat] = (49.5, 50.5)
     return_to_service_s: Annotated[float, Field(ge=0, le=600)] = 300.0
+    ride_through_s: Annotated[float, Field(ge=0, le=5)] = 0.2
     breaker_operate_timeout_s: Annotated[float, Field(gt=0, le=10)] = 1.0
     planned_island_max_import_w: NonNegativeFloat = 500.0
     planned_island_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
@@ -127,15 +162,88 @@ class DispatchSection(_Model):
     emergency_exit_delay_s: NonNegativeFloat = 30.0
 
 
+class ApiSection(_Model):
+    """Where the API and the tablet UI listen. Loopback by default: a LAN address is a choice."""
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080  # 0: any free port (tests)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, host: str) -> str:
+        if host == "localhost":
+            return host
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(
+                f"{host!r} is not an IP address (use 127.0.0.1, 0.0.0.0, ::1 or a local address)"
+            ) from None
+        return host
+
+
 class Device(_Model):
+    """One field device. `transport` says how it is reached: "tcp" (host, port), "rtu"
+    (Modbus RTU on RS-485: serial_port, baudrate, parity, stopbits; several unit ids
+    share one port) or "serial" (a line protocol of its own on a serial port, such as
+    driver "v2l_serial"; one device per port)."""
+
     driver: DriverName
+    transport: TransportName = "tcp"
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)]
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    serial_port: Annotated[str, Field(min_length=1)] | None = None
+    baudrate: int = 19200
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
     unit_id: Annotated[int, Field(ge=0, le=247)] = 1
     timeout_s: PositiveFloat = 0.01
     rating_w: PositiveFloat | None = None
     can_form: bool = False
     channels: Annotated[int, Field(ge=1, le=16)] = 16
+
+    @model_validator(mode="before")
+    @classmethod
+    def _line_defaults(cls, data: Any) -> Any:
+        """A line-protocol driver defaults to transport "serial", and a serial line to 8N1
+        (Modbus RTU's default stays 8E1, as the Modbus serial-line specification says)."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("driver") in LINE_PROTOCOL_DRIVERS and "transport" not in data:
+            data = {**data, "transport": "serial"}
+        if data.get("transport") == "serial" and "parity" not in data:
+            data = {**data, "parity": "N"}
+        return data
+
+    @field_validator("baudrate")
+    @classmethod
+    def _baudrate(cls, baud: int) -> int:
+        if baud not in rs485.BAUD_RATES:
+            known = ", ".join(str(b) for b in rs485.BAUD_RATES)
+            raise ValueError(f"{baud} is not a serial baud rate (one of: {known})")
+        return baud
+
+    @property
+    def endpoint(self) -> str:
+        """Where the device is, as messages name it: ``host:port`` or the serial port."""
+        if self.transport == "tcp":
+            return f"{self.host}:{self.port}"
+        return str(self.serial_port)
+
+    def exchange_time_s(self, registers: int | None = None) -> float:
+        """[s] one read on this device's serial line: request, reply, turnaround and gap.
+
+        `registers` defaults to the largest read its driver makes. Zero for TCP.
+        """
+        if self.transport == "tcp":
+            return 0.0
+        if self.transport == "serial":
+            char_s = rs485.char_time_s(self.baudrate, parity=self.parity, stopbits=self.stopbits)
+            return LINE_EXCHANGE_BYTES * char_s + rs485.TURNAROUND_S
+        count = registers if registers is not None else LARGEST_READ_REGISTERS[self.driver]
+        return rs485.read_transaction_s(
+            count, self.baudrate, parity=self.parity, stopbits=self.stopbits
+        )
 
 
 class Load(_Model):
@@ -182,6 +290,7 @@ class SiteConfig(_Model):
     grid: GridSection
     sync: SyncSection = SyncSection()
     dispatch: DispatchSection = DispatchSection()
+    api: ApiSection = ApiSection()
     devices: dict[str, Device]
     loads: list[Load]
     vehicles: list[Vehicle] = []
@@ -195,7 +304,7 @@ class SiteConfig(_Model):
 
     @property
     def outlets(self) -> dict[str, Device]:
-        return self.devices_of("v2l_outlet")
+        return {n: d for n, d in self.devices.items() if d.driver in OUTLET_DRIVERS}
 
     @property
     def panels(self) -> dict[str, Device]:
@@ -219,6 +328,17 @@ class SiteConfig(_Model):
         }
         return self.model_copy(update={"devices": devices})
 
+    def with_serial_ports(self, paths: dict[str, str]) -> SiteConfig:
+        """The same site with serial lines renamed (old serial_port -> new path), as tests
+        point devices at pseudo-terminals."""
+        devices = {
+            name: device
+            if device.serial_port is None or device.serial_port not in paths
+            else device.model_copy(update={"serial_port": paths[device.serial_port]})
+            for name, device in self.devices.items()
+        }
+        return self.model_copy(update={"devices": devices})
+
 
 @dataclass(frozen=True)
 class ConfigProblem:
@@ -238,9 +358,120 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-_PER_DRIVER_RATING = {"bidirectional_charger", "v2l_outlet", "sunspec_inverter"}
+_PER_DRIVER_RATING = {"bidirectional_charger", "v2l_outlet", "v2l_serial", "sunspec_inverter"}
 # Charger power is a signed 16-bit register in watts (registers.BidirectionalCharger).
-_MAX_RATING_W = {"bidirectional_charger": 32_000.0, "v2l_outlet": 22_000.0}
+_MAX_RATING_W = {
+    "bidirectional_charger": 32_000.0,
+    "v2l_outlet": 22_000.0,
+    "v2l_serial": 22_000.0,
+}
+
+
+def _check_transport(name: str, device: Device) -> list[tuple[str, str]]:
+    """The fields each transport needs and the ones it cannot use."""
+    key = f"devices.{name}"
+    problems: list[tuple[str, str]] = []
+    kind = device.transport
+    if kind == "tcp":
+        if device.port is None:
+            problems.append((f"{key}.port", 'required key is missing (transport "tcp")'))
+        if device.serial_port is not None:
+            problems.append(
+                (f"{key}.serial_port", 'only for transport "rtu" or "serial", not "tcp"')
+            )
+    else:
+        if device.serial_port is None:
+            problems.append((f"{key}.serial_port", f'required key is missing (transport "{kind}")'))
+        if device.port is not None:
+            problems.append(
+                (f"{key}.port", f'a TCP port, not used by transport "{kind}" (see serial_port)')
+            )
+    if device.driver in LINE_PROTOCOL_DRIVERS and kind != "serial":
+        problems.append(
+            (f"{key}.transport", f'a {device.driver} speaks a line protocol: transport "serial"')
+        )
+    if device.driver not in LINE_PROTOCOL_DRIVERS and kind == "serial":
+        problems.append(
+            (f"{key}.transport", f'a {device.driver} speaks Modbus: transport "tcp" or "rtu"')
+        )
+    return problems
+
+
+def _check_serial_lines(config: SiteConfig) -> list[tuple[str, str]]:
+    """One serial port is one line: one protocol and one set of line settings, unit ids
+    unique on it, and time to read every device on it within one control cycle."""
+    problems: list[tuple[str, str]] = []
+    lines: dict[str, list[tuple[str, Device]]] = {}
+    for name, device in config.devices.items():
+        if device.transport != "tcp" and device.serial_port is not None:
+            lines.setdefault(device.serial_port, []).append((name, device))
+    cycle = config.site.cycle_period_s
+    for port, members in lines.items():
+        first_name, first = members[0]
+        units: dict[int, str] = {}
+        for name, device in members:
+            key = f"devices.{name}"
+            if name != first_name:
+                if device.transport != first.transport:
+                    problems.append(
+                        (
+                            f"{key}.transport",
+                            f"serial port {port} carries {first.transport} (devices.{first_name});"
+                            f" one line, one protocol",
+                        )
+                    )
+                for setting in ("baudrate", "parity", "stopbits"):
+                    mine, theirs = getattr(device, setting), getattr(first, setting)
+                    if mine != theirs:
+                        problems.append(
+                            (
+                                f"{key}.{setting}",
+                                f"{mine} on serial port {port}, where devices.{first_name}"
+                                f" has {theirs}; every device on one line uses the same",
+                            )
+                        )
+            if device.transport == "serial" and name != first_name:
+                problems.append(
+                    (
+                        f"{key}.serial_port",
+                        f"{port} already holds devices.{first_name}; a line-protocol"
+                        " device needs a serial port of its own",
+                    )
+                )
+            if device.transport == "rtu":
+                if device.unit_id in units:
+                    problems.append(
+                        (
+                            f"{key}.unit_id",
+                            f"duplicate unit id {device.unit_id} on serial port {port}"
+                            f" (also used by devices.{units[device.unit_id]})",
+                        )
+                    )
+                else:
+                    units[device.unit_id] = name
+            need_s = device.exchange_time_s()
+            if device.timeout_s < need_s:
+                problems.append(
+                    (
+                        f"{key}.timeout_s",
+                        f"timeout {device.timeout_s} s is shorter than one exchange at"
+                        f" {device.baudrate} baud ({need_s:.4f} s: request, reply,"
+                        f" {rs485.TURNAROUND_S * 1000:g} ms turnaround and the inter-frame gap)",
+                    )
+                )
+        if first.transport == "rtu":
+            per_cycle = sum(d.exchange_time_s(CYCLE_READ_REGISTERS[d.driver]) for _, d in members)
+            if per_cycle >= cycle:
+                problems.append(
+                    (
+                        f"devices.{first_name}.baudrate",
+                        f"serial port {port} at {first.baudrate} baud needs {per_cycle:.3f} s"
+                        f" to read its {len(members)} devices, not shorter than the cycle"
+                        f" period {cycle} s (site.cycle_period_s): raise the baud rate,"
+                        " split the line or lengthen the cycle",
+                    )
+                )
+    return problems
 
 
 def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
@@ -250,19 +481,24 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
     cycle = config.site.cycle_period_s
 
     def need(key: str, name: str, driver: str) -> None:
+        kinds = OUTLET_DRIVERS if driver in OUTLET_DRIVERS else {driver}
         if name not in devices:
             problems.append((key, f"unknown device {name!r}"))
-        elif devices[name].driver != driver:
-            problems.append((key, f"device {name!r} is a {devices[name].driver}, not a {driver}"))
+        elif devices[name].driver not in kinds:
+            wanted = " or ".join(sorted(kinds))
+            problems.append((key, f"device {name!r} is a {devices[name].driver}, not a {wanted}"))
 
     need("grid.meter", config.grid.meter, "sunspec_meter")
     need("grid.pcc_breaker", config.grid.pcc_breaker, "pcc_breaker")
 
-    endpoints: dict[tuple[str, int, int], str] = {}
+    endpoints: dict[tuple[str, int | None, int], str] = {}
     for name, device in devices.items():
         key = f"devices.{name}"
+        problems.extend(_check_transport(name, device))
         endpoint = (device.host, device.port, device.unit_id)
-        if endpoint in endpoints:
+        if device.transport != "tcp" or device.port is None:
+            pass  # serial lines are checked by _check_serial_lines
+        elif endpoint in endpoints:
             other = endpoints[endpoint]
             problems.append(
                 (
@@ -293,6 +529,8 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
             )
         if device.can_form and device.driver != "bidirectional_charger":
             problems.append((f"{key}.can_form", "only a bidirectional_charger can form the grid"))
+
+    problems.extend(_check_serial_lines(config))
 
     if config.sync.slip_frequency_hz >= config.sync.max_frequency_diff_hz:
         problems.append(

@@ -77,6 +77,7 @@ RESYNC_RETRY_S = 60.0  # after a failed resynchronisation, wait this long before
 RAMP_DOWN_S = 5.0  # after reconnecting, local sources ramp to zero over this time
 BUS_LIVE_PU = 0.9  # site bus counts as energised above this fraction of nominal voltage
 LOAD_RESTORE_PER_CYCLE = 1
+RESTORE_SPACING_S = 0.5  # in island, at least this long between two restores
 
 
 @dataclass
@@ -92,7 +93,12 @@ class Memory:
     pcc_command: BreakerCommand = BreakerCommand.NONE
     pcc_command_s: float | None = None
     planned_island_requested: bool = False
+    planned_requested_s: float = 0.0
     planned_open_sent: bool = False
+    planned_open_s: float | None = None
+    hold_island: bool = False  # an operator islanded on purpose: stay until asked to reconnect
+    grid_unhealthy_since_s: float | None = None
+    last_restore_s: float | None = None
     reconnect_requested: bool = False
     resync_blocked_until_s: float = 0.0
     supply_ok_since_s: float | None = None
@@ -184,7 +190,8 @@ def bus_loads(snap: Snapshot) -> list[LoadState]:
 
 
 def critical_need_w(ctx: GuardContext) -> float:
-    return tier_power_w(bus_loads(ctx.snap), (Tier.LIFE_SAFETY, Tier.CRITICAL))
+    wanted = [load for load in bus_loads(ctx.snap) if load.load_id not in ctx.memory.locked_off]
+    return tier_power_w(wanted, (Tier.LIFE_SAFETY, Tier.CRITICAL))
 
 
 def potential_supply_w(ctx: GuardContext) -> float:
@@ -229,30 +236,67 @@ def g_field_dark(ctx: GuardContext) -> str | None:
     return None
 
 
+def grid_dead_or_unknown(ctx: GuardContext) -> bool:
+    """No grid at all (under half voltage), or nothing can tell: no ride-through for these."""
+    dead_v = 0.5 * nominal_v(ctx)
+    if ctx.snap.grid is not None:
+        return ctx.snap.grid.voltage_v < dead_v
+    if ctx.snap.pcc is not None:
+        return ctx.snap.pcc.grid_voltage_v < dead_v
+    return True
+
+
 def g_grid_lost(ctx: GuardContext) -> str | None:
-    if not grid_ok(ctx):
-        grid = ctx.snap.grid
-        if grid is None:
-            return "grid state unknown (meter silent)"
-        return f"grid unhealthy: {grid.voltage_v:.0f} V, {grid.frequency_hz:.2f} Hz"
-    return None
+    if grid_ok(ctx):
+        return None
+    grid = ctx.snap.grid
+    if grid_dead_or_unknown(ctx):
+        if grid is None and ctx.snap.pcc is None:
+            return "grid state unknown (meter and breaker silent)"
+        volts = grid.voltage_v if grid is not None else 0.0
+        return f"grid lost: {volts:.0f} V"
+    since = ctx.memory.grid_unhealthy_since_s
+    ride_through = ctx.config.grid.ride_through_s
+    if since is None or ctx.now_s - since < ride_through:
+        return None  # a sag or a frequency excursion is ridden through this long
+    reading = (
+        f"{grid.voltage_v:.0f} V, {grid.frequency_hz:.2f} Hz"
+        if grid is not None
+        else "meter silent"
+    )
+    return f"grid outside its window for {ride_through:.2f} s: {reading}"
 
 
 def g_pcc_opened_unexpectedly(ctx: GuardContext) -> str | None:
     if pcc_position(ctx) is BreakerPosition.OPEN:
-        return "PCC found open while grid-connected"
+        return "PCC found open while grid-connected (opened by hand or tripped)"
     return None
 
 
+PLANNED_REQUEST_TTL_S = 5.0  # a planned-island request that cannot start by then is dropped
+
+
 def g_planned_island(ctx: GuardContext) -> str | None:
-    if ctx.memory.planned_island_requested and available_former(ctx) is not None:
+    memory = ctx.memory
+    if not memory.planned_island_requested:
+        return None
+    if ctx.now_s - memory.planned_requested_s > PLANNED_REQUEST_TTL_S:
+        memory.planned_island_requested = False
+        return None
+    if available_former(ctx) is not None:
         return "operator requested planned islanding"
     return None
 
 
-def g_pcc_confirmed_open_live(ctx: GuardContext) -> str | None:
-    if pcc_position(ctx) is BreakerPosition.OPEN and bus_live(ctx) and forming_vehicle(ctx):
-        return "PCC confirmed open, bus held by the grid-former"
+def g_planned_open_failed(ctx: GuardContext) -> str | None:
+    """The PCC would not open for a planned island: give up and stay on the grid."""
+    memory = ctx.memory
+    first_open = memory.planned_open_s
+    if first_open is None or pcc_position(ctx) is BreakerPosition.OPEN or not grid_ok(ctx):
+        return None
+    limit = 3 * ctx.config.grid.breaker_operate_timeout_s
+    if ctx.now_s - first_open > limit:
+        return f"PCC did not open within {limit:.1f} s; planned islanding abandoned"
     return None
 
 
@@ -273,7 +317,7 @@ def g_abort_planned(ctx: GuardContext) -> str | None:
 
 
 def g_bus_formed(ctx: GuardContext) -> str | None:
-    former = former_state(ctx)
+    former = former_state(ctx) or forming_vehicle(ctx)
     if (
         former is not None
         and former.state is ChargerState.FORMING
@@ -285,10 +329,11 @@ def g_bus_formed(ctx: GuardContext) -> str | None:
 
 
 def g_pcc_not_open(ctx: GuardContext) -> str | None:
+    """The breaker reports itself not open. A silent breaker is not a reason to tear down a
+    working island (it was confirmed open and nobody closed it); it is alarmed instead."""
     position = pcc_position(ctx)
-    if position is not BreakerPosition.OPEN:
-        name = "unknown (breaker silent)" if position is None else position.name.lower()
-        return f"PCC not confirmed open: {name}"
+    if position is not None and position is not BreakerPosition.OPEN:
+        return f"PCC not open: {position.name.lower()}"
     return None
 
 
@@ -299,19 +344,34 @@ def g_no_former(ctx: GuardContext) -> str | None:
 
 
 def g_former_lost(ctx: GuardContext) -> str | None:
+    """The island lost its voltage source. A former that merely stops answering while the
+    bus stays live is still forming: starting another one would put two sources on one bus."""
     former = former_state(ctx)
     if ctx.memory.former_id is None:
         return None
     if former is None or not former.available:
-        return f"grid-former {ctx.memory.former_id} not answering"
+        if not bus_live(ctx):
+            return f"grid-former {ctx.memory.former_id} not answering and site bus dead"
+        return None
     if former.state is not ChargerState.FORMING:
         return f"grid-former {former.charger_id} stopped forming ({former.state.name.lower()})"
     if not bus_live(ctx):
         return "site bus dead"
+    floor = former.reserve_soc_pct + ctx.config.dispatch.reserve_margin_pct / 2
+    if former.soc_pct <= floor:
+        other = choose_former(
+            ctx.snap.vehicles, ctx.config.dispatch, frozenset({former.charger_id})
+        )
+        if other is not None:
+            return (
+                f"grid-former {former.charger_id} at its reserve ({former.soc_pct:.1f} %);"
+                f" black start on {other}"
+            )
     return None
 
 
 def g_shortfall(ctx: GuardContext) -> str | None:
+    """The island cannot carry life-safety plus critical loads (operator-locked ones aside)."""
     need = critical_need_w(ctx) + ctx.config.dispatch.shed_margin_w
     supply = potential_supply_w(ctx)
     if supply < need:
@@ -340,12 +400,24 @@ def g_dark_and_former_available(ctx: GuardContext) -> str | None:
 def g_grid_returned(ctx: GuardContext) -> str | None:
     if ctx.now_s < ctx.memory.resync_blocked_until_s:
         return None
+    if ctx.memory.hold_island and not ctx.memory.reconnect_requested:
+        return None
     if ready_for_return(ctx.memory.grid_healthy_since_s, ctx.now_s, ctx.config.grid):
         return (
             f"grid healthy for {ctx.config.grid.return_to_service_s:.0f} s"
             " (return-to-service delay)"
         )
     return None
+
+
+def g_resync_former_lost(ctx: GuardContext) -> str | None:
+    """While resynchronising a live island, losing its former is a black start, not a close."""
+    if ctx.memory.pcc_command is BreakerCommand.CLOSE and pcc_position(ctx) in (
+        BreakerPosition.TRAVELLING,
+        BreakerPosition.CLOSED,
+    ):
+        return None
+    return g_former_lost(ctx)
 
 
 def g_pcc_closed(ctx: GuardContext) -> str | None:
@@ -374,9 +446,9 @@ TRANSITIONS: tuple[tuple[str, Mode, Mode, Guard], ...] = (
     ("pcc_opened", Mode.GRID_CONNECTED, Mode.BLACK_START, g_pcc_opened_unexpectedly),
     ("planned_island", Mode.GRID_CONNECTED, Mode.PLANNED_ISLANDING, g_planned_island),
     ("grid_lost", Mode.PLANNED_ISLANDING, Mode.ISLANDING, g_grid_lost),
-    ("island_formed", Mode.PLANNED_ISLANDING, Mode.ISLANDED, g_pcc_confirmed_open_live),
     ("pcc_open", Mode.PLANNED_ISLANDING, Mode.BLACK_START, g_pcc_confirmed_open),
     ("cancel", Mode.PLANNED_ISLANDING, Mode.GRID_CONNECTED, g_abort_planned),
+    ("open_failed", Mode.PLANNED_ISLANDING, Mode.GRID_CONNECTED, g_planned_open_failed),
     ("pcc_open", Mode.ISLANDING, Mode.BLACK_START, g_pcc_confirmed_open),
     ("pcc_not_open", Mode.BLACK_START, Mode.ISLANDING, g_pcc_not_open),
     ("bus_formed", Mode.BLACK_START, Mode.ISLANDED, g_bus_formed),
@@ -391,6 +463,7 @@ TRANSITIONS: tuple[tuple[str, Mode, Mode, Guard], ...] = (
     ("supply_recovered", Mode.EMERGENCY, Mode.ISLANDED, g_supply_recovered),
     ("grid_returned", Mode.EMERGENCY, Mode.RESYNCHRONISING, g_grid_returned),
     ("pcc_closed", Mode.RESYNCHRONISING, Mode.GRID_CONNECTED, g_pcc_closed),
+    ("former_lost", Mode.RESYNCHRONISING, Mode.BLACK_START, g_resync_former_lost),
     ("abort_resync", Mode.RESYNCHRONISING, Mode.ISLANDED, g_abort_resync),
 )
 
@@ -472,9 +545,17 @@ class SiteModes:
         dest = Mode(self.state)
         if dest is Mode.ISLANDING:
             memory.former_id = None
-            memory.planned_island_requested = False
-            memory.planned_open_sent = False
+            memory.hold_island = False
+            self._reset_planned()
         elif dest is Mode.BLACK_START:
+            if event.event.name in ("pcc_opened", "pcc_open") and source_name(event) in (
+                Mode.GRID_CONNECTED.value,
+                Mode.PLANNED_ISLANDING.value,
+            ):
+                # Islanded on purpose (planned, or the PCC opened by hand): stay islanded
+                # until an operator asks to reconnect.
+                memory.hold_island = True
+            self._reset_planned()
             lost = memory.former_id
             if lost is not None and event.event.name == "former_lost":
                 memory.failed_formers[lost] = now
@@ -486,8 +567,7 @@ class SiteModes:
             if memory.former_id is None:
                 former = forming_vehicle(self._ctx)
                 memory.former_id = None if former is None else former.charger_id
-            memory.planned_island_requested = False
-            memory.planned_open_sent = False
+            self._reset_planned()
         elif dest is Mode.EMERGENCY:
             memory.supply_ok_since_s = None
             self._alarm("emergency", True, "critical", f"emergency mode: {self._reason}")
@@ -495,14 +575,19 @@ class SiteModes:
             memory.reconnect_requested = False
         elif dest is Mode.GRID_CONNECTED:
             memory.former_id = None
-            memory.planned_island_requested = False
-            memory.planned_open_sent = False
+            memory.hold_island = False
+            memory.reconnect_requested = False
+            if event.event.name == "open_failed":
+                self._alarm("pcc_fail_to_open", True, "critical", self._reason)
+            self._reset_planned()
             if event.event.name == "pcc_closed":
                 memory.ramp_down_from_s = now
                 memory.ramp_start_w = {
                     v.charger_id: max(0.0, v.power_w) for v in self._ctx.snap.vehicles
                 }
             self._alarm("former_lost", False)
+        if dest is not Mode.BLACK_START:
+            self._alarm("bus_live_unknown_source", False)
         source = Mode(str(event.transition.source)) if event.transition else None
         if source is Mode.EMERGENCY and dest is not Mode.EMERGENCY:
             self._alarm("emergency", False)
@@ -513,6 +598,11 @@ class SiteModes:
             )
         if dest is Mode.GRID_CONNECTED:
             self._alarm("resync_failed", False)
+
+    def _reset_planned(self) -> None:
+        self.memory.planned_island_requested = False
+        self.memory.planned_open_sent = False
+        self.memory.planned_open_s = None
 
     def _alarm(self, code: str, raised: bool, severity: str = "warning", message: str = "") -> None:
         active = code in self.memory.active_alarms
@@ -527,7 +617,10 @@ class SiteModes:
     def request_planned_island(self) -> str:
         if self.mode is not Mode.GRID_CONNECTED:
             return f"refused: planned islanding starts from grid_connected, not {self.mode}"
+        if self._ctx is None or available_former(self._ctx) is None:
+            return "refused: no vehicle able to form the grid above its reserve"
         self.memory.planned_island_requested = True
+        self.memory.planned_requested_s = self._ctx.now_s
         return "accepted"
 
     def request_reconnect(self) -> str:
@@ -536,6 +629,7 @@ class SiteModes:
             return "accepted: planned islanding cancelled"
         if self.mode in (Mode.ISLANDED, Mode.EMERGENCY):
             self.memory.reconnect_requested = True
+            self.memory.hold_island = False
             self.memory.resync_blocked_until_s = 0.0
             return "accepted: reconnects after the grid is healthy for the return-to-service delay"
         return f"refused: nothing to reconnect in {self.mode}"
@@ -558,9 +652,12 @@ class SiteModes:
         memory = self.memory
         self._ctx = GuardContext(snap, now, self.config, memory)
         self._transitions, self._alarms, self._notes = [], [], []
-        memory.grid_healthy_since_s = healthy_since(
-            memory.grid_healthy_since_s, grid_ok(self._ctx), now
-        )
+        healthy = grid_ok(self._ctx)
+        memory.grid_healthy_since_s = healthy_since(memory.grid_healthy_since_s, healthy, now)
+        if healthy:
+            memory.grid_unhealthy_since_s = None
+        elif memory.grid_unhealthy_since_s is None:
+            memory.grid_unhealthy_since_s = now
         self._track_supply(self._ctx)
         self._evaluate(self._ctx)
         # A transition changes what the next guards see (e.g. former chosen); one per cycle.
@@ -602,9 +699,9 @@ class SiteModes:
     # -------------------------------------------------------------- outputs per mode
     def _outputs(self, ctx: GuardContext) -> Outputs:
         mode = self.mode
-        outlets, outlet_loads = self._outlets(ctx)
         if mode is Mode.STARTING:
-            return Outputs(outlets=outlets, loads=outlet_loads)
+            return Outputs()  # nothing is commanded until the field is known
+        outlets, outlet_loads = self._outlets(ctx)
         if mode is Mode.GRID_CONNECTED:
             return self._grid_connected(ctx, outlets, outlet_loads)
         if mode is Mode.PLANNED_ISLANDING:
@@ -619,6 +716,8 @@ class SiteModes:
         """Command the breaker once, and again only after the operate timeout (with an alarm)."""
         memory = self.memory
         position = pcc_position(ctx)
+        if position is None:
+            return BreakerCommand.NONE  # nothing is written to a silent breaker; its alarm says so
         done = (want is BreakerCommand.OPEN and position is BreakerPosition.OPEN) or (
             want is BreakerCommand.CLOSE and position is BreakerPosition.CLOSED
         )
@@ -753,9 +852,13 @@ class SiteModes:
     def _planned_islanding(
         self, ctx: GuardContext, outlets: dict[str, bool], outlet_loads: dict[str, bool]
     ) -> Outputs:
+        """Ramp grid import to near zero with grid-following vehicles, then open the PCC.
+
+        No vehicle forms the grid while the PCC is closed (safety rule 1): the bus goes
+        dead for the moment between the PCC opening and the black start, which restores
+        life-safety loads first. Ramping first means the breaker opens almost no current.
+        """
         memory = self.memory
-        if memory.former_id is None:
-            memory.former_id = available_former(ctx)
         vehicles = usable_vehicles(ctx)
         supply = supply_capacity_w(vehicles, ctx.snap.pv, ctx.config.dispatch)
         loads = self._plan(ctx, bus_loads(ctx.snap), supply, "bus", max_restores=0)
@@ -777,15 +880,7 @@ class SiteModes:
             if not v.available:
                 continue
             share = shares.get(v.charger_id, 0.0)
-            if v.charger_id == memory.former_id and open_now:
-                chargers[v.charger_id] = ChargerCommand(
-                    ChargerMode.FORM,
-                    power_setpoint_w=share,
-                    frequency_setpoint_hz=ctx.config.grid.nominal_frequency_hz,
-                    voltage_setpoint_v=ctx.config.grid.nominal_voltage_v,
-                    min_soc_pct=self._reserve_floor(v),
-                )
-            elif v in vehicles:
+            if v in vehicles:
                 chargers[v.charger_id] = ChargerCommand(
                     ChargerMode.FOLLOW, power_setpoint_w=share, min_soc_pct=self._reserve_floor(v)
                 )
@@ -794,6 +889,8 @@ class SiteModes:
         pcc = BreakerCommand.NONE
         if open_now:
             memory.planned_open_sent = True
+            if memory.planned_open_s is None:
+                memory.planned_open_s = ctx.now_s
             pcc = self._pcc(ctx, BreakerCommand.OPEN)
         return Outputs(pcc=pcc, chargers=chargers, loads={**loads, **outlet_loads}, outlets=outlets)
 
@@ -840,10 +937,26 @@ class SiteModes:
         loads = self._preshed(ctx, capacity)
         chargers: dict[str, ChargerCommand] = {}
         open_confirmed = pcc_position(ctx) is BreakerPosition.OPEN
+        pcc = ctx.snap.pcc
+        dead_v = ctx.config.sync.dead_bus_max_pu * nominal_v(ctx)
+        bus_dead = pcc is not None and pcc.bus_voltage_v < dead_v
+        ours = memory.former_id is not None and any(
+            v.charger_id == memory.former_id and v.state is ChargerState.FORMING
+            for v in ctx.snap.vehicles
+        )
+        # Only one voltage source on a bus: form on a dead bus, or keep our own former going.
+        may_form = open_confirmed and (bus_dead or ours)
+        self._alarm(
+            "bus_live_unknown_source",
+            open_confirmed and not bus_dead and not ours,
+            "critical",
+            "site bus energised with no known grid-former (a silent charger may still be"
+            " forming); not starting another",
+        )
         for v in ctx.snap.vehicles:
             if not v.available:
                 continue
-            if v.charger_id == memory.former_id and open_confirmed:
+            if v.charger_id == memory.former_id and may_form:
                 chargers[v.charger_id] = ChargerCommand(
                     ChargerMode.FORM,
                     frequency_setpoint_hz=ctx.config.grid.nominal_frequency_hz,
@@ -862,14 +975,20 @@ class SiteModes:
         memory = self.memory
         config = ctx.config
         position = pcc_position(ctx)
-        # Keep forming with the PCC open, or while our own synchronised close is in flight.
-        open_confirmed = position is BreakerPosition.OPEN or (
-            mode is Mode.RESYNCHRONISING
-            and memory.pcc_command is BreakerCommand.CLOSE
-            and position in (BreakerPosition.TRAVELLING, BreakerPosition.CLOSED)
-            and grid_ok(ctx)
-        )
         former = former_state(ctx)
+        # Keep forming with the PCC open, while our own synchronised close is in flight, or
+        # when a breaker confirmed open earlier falls silent (stopping the former would black
+        # out life-safety loads; nothing here ever commands a close without a reading).
+        open_confirmed = (
+            position is BreakerPosition.OPEN
+            or (
+                mode is Mode.RESYNCHRONISING
+                and memory.pcc_command is BreakerCommand.CLOSE
+                and position in (BreakerPosition.TRAVELLING, BreakerPosition.CLOSED)
+                and grid_ok(ctx)
+            )
+            or (position is None and former is not None and former.state is ChargerState.FORMING)
+        )
         live = bus_live(ctx) and former is not None and former.state is ChargerState.FORMING
         running = running_vehicles(ctx) if live else []
         supply = supply_capacity_w(running, ctx.snap.pv, config.dispatch)
@@ -930,6 +1049,9 @@ class SiteModes:
         plan = self._plan(ctx, loads, supply_w, "bus", max_tier=max_tier, max_restores=0)
         if any(plan.get(load.load_id, load.relay_on) != load.relay_on for load in loads):
             return plan
+        last = self.memory.last_restore_s
+        if last is not None and ctx.now_s - last < RESTORE_SPACING_S:
+            return plan  # one load at a time: pumps and compressors do not start together
         served = sum(load.power_w for load in loads if load.relay_on)
         headroom = discharge_limit_w(former, ctx.config.dispatch) - former.power_w
         restore_supply = min(supply_w, served + max(0.0, headroom))
@@ -947,6 +1069,7 @@ class SiteModes:
         )
         if restore.shed or not restore.restored:
             return plan
+        self.memory.last_restore_s = ctx.now_s
         self._notes.append(restore.reason)
         return restore.on
 
@@ -961,11 +1084,23 @@ class SiteModes:
         if not ready_for_return(self.memory.grid_healthy_since_s, ctx.now_s, ctx.config.grid):
             return frequency, voltage, BreakerCommand.NONE
         check = sync_check(pcc, self._close_check, ctx.config.grid.nominal_voltage_v)
-        if not check.ok or (check.dead_bus and live):
+        if not check.ok:
             return frequency, voltage, BreakerCommand.NONE
-        self._notes.append(f"synchronisation check passed: {check.reason}")
-        return frequency, voltage, self._pcc(ctx, BreakerCommand.CLOSE)
+        if check.dead_bus and (
+            live or self.memory.former_id is not None or forming_vehicle(ctx) is not None
+        ):
+            # A dead-bus close is only for a site with no local source at all; a former
+            # that is (re)starting could energise the bus out of phase as the contacts close.
+            return frequency, voltage, BreakerCommand.NONE
+        command = self._pcc(ctx, BreakerCommand.CLOSE)
+        if command is BreakerCommand.CLOSE:
+            self._notes.append(f"synchronisation check passed, closing the PCC: {check.reason}")
+        return frequency, voltage, command
 
 
 def can_form_now(v: VehicleState) -> bool:
     return v.can_form and v.plugged and v.state is not ChargerState.FAULT
+
+
+def source_name(event: EventData) -> str:
+    return str(event.transition.source) if event.transition is not None else ""

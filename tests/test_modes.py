@@ -460,3 +460,141 @@ def test_unregistered_vehicle_is_never_discharged(config: SiteConfig) -> None:
     )
     assert snap_vehicle.energy_above_reserve_wh == 0.0
     _ = replace(snap_vehicle)
+
+
+# ----------------------------------------------------------------- regressions from review
+
+
+def forms(decision: Decision) -> set[str]:
+    return {cid for cid, c in decision.outputs.chargers.items() if c.mode is ChargerMode.FORM}
+
+
+def test_silent_former_on_a_live_bus_is_not_replaced_by_a_second_one(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    former = run.field.former()
+    assert former is not None
+    run.field.silent.add(former)  # stops answering, but physically keeps forming
+    run.advance(2.0)
+    assert run.modes.mode is Mode.ISLANDED
+    for d in run.decisions[-100:]:
+        assert forms(d) <= {former}
+
+
+def test_black_start_never_forms_onto_a_live_bus_of_unknown_origin(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.field.breaker = BreakerPosition.OPEN
+    run.field.modes["charger_2"] = ChargerMode.FORM  # something already energises the bus
+    run.field.silent.add("charger_2")
+    decision = run.step()
+    assert run.modes.mode is Mode.BLACK_START
+    decision = run.step(3)
+    assert forms(decision) == set()
+    assert "bus_live_unknown_source" in run.modes.memory.active_alarms
+
+
+def test_planned_islanding_never_forms_while_the_pcc_is_closed(config: SiteConfig) -> None:
+    run = new_run(config, breaker_stuck=True)
+    run.step()
+    assert run.modes.request_planned_island() == "accepted"
+    run.advance(config.grid.planned_island_timeout_s + 5 * config.grid.breaker_operate_timeout_s)
+    for d in run.decisions:
+        assert forms(d) == set()
+    # the breaker never opened: planned islanding is abandoned with an alarm, on the grid
+    assert run.modes.mode is Mode.GRID_CONNECTED
+    assert "pcc_fail_to_open" in run.modes.memory.active_alarms
+    assert ("planned_islanding", "grid_connected", "open_failed") in run.transitions
+
+
+def test_planned_island_holds_until_the_operator_asks_to_reconnect(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.step()
+    assert run.modes.request_planned_island() == "accepted"
+    run.until(Mode.ISLANDED, 60.0)
+    run.advance(config.grid.return_to_service_s + 10)
+    assert run.modes.mode is Mode.ISLANDED
+    assert run.modes.request_reconnect().startswith("accepted")
+    run.until(Mode.GRID_CONNECTED, 30.0)
+    assert not run.field.closed_out_of_sync
+
+
+def test_planned_island_is_refused_without_a_grid_former(config: SiteConfig) -> None:
+    run = new_run(config)
+    for cid in config.chargers:
+        run.field.soc[cid] = 10.0
+    run.step()
+    assert run.modes.request_planned_island().startswith("refused")
+
+
+def test_lost_former_during_resync_black_starts_and_never_closes(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    run.field.grid_present = True
+    run.advance(config.grid.return_to_service_s - 1.0)
+    run.field.phase_deg = 180.0  # in antiphase: seconds of slip before any close
+    run.until(Mode.RESYNCHRONISING, 5.0)
+    former = run.field.former()
+    assert former is not None
+    run.field.faulted.add(former)
+    decision = run.step()
+    assert run.modes.mode is Mode.BLACK_START
+    assert decision.outputs.pcc is not BreakerCommand.CLOSE
+    for d in run.decisions[-3:]:
+        assert not (forms(d) and d.outputs.pcc is BreakerCommand.CLOSE)
+
+
+def test_a_short_frequency_excursion_is_ridden_through(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.step()
+    run.field.grid_frequency_hz = 49.4
+    run.advance(config.grid.ride_through_s / 2)
+    run.field.grid_frequency_hz = 50.0
+    run.advance(1.0)
+    assert run.modes.mode is Mode.GRID_CONNECTED
+    run.field.grid_frequency_hz = 49.4
+    run.advance(config.grid.ride_through_s + 0.1)
+    assert run.modes.mode is not Mode.GRID_CONNECTED
+
+
+def test_a_dead_grid_islands_at_once(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.step()
+    run.field.grid_present = False
+    decision = run.step()
+    assert run.modes.mode is Mode.ISLANDING
+    assert decision.outputs.pcc is BreakerCommand.OPEN
+
+
+def test_a_silent_breaker_does_not_tear_down_a_working_island(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    run.field.silent.add("pcc_breaker")
+    run.advance(1.0)
+    assert run.modes.mode is Mode.ISLANDED
+    assert "pcc_fail_to_open" not in run.modes.memory.active_alarms
+
+
+def test_medical_fridge_keeps_its_minimum_off_time(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.step()
+    assert run.modes.shed_load("medical_fridge") == "accepted"
+    run.step(2)
+    assert run.field.relays["medical_fridge"] is False
+    run.modes.restore_load("medical_fridge")
+    run.advance(30.0)
+    assert run.field.relays["medical_fridge"] is False  # 60 s compressor protection
+    run.advance(31.0)
+    assert run.field.relays["medical_fridge"] is True
+
+
+def test_starting_commands_nothing_at_all(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.field.silent.add("pcc_breaker")
+    decision = run.step()
+    assert decision.outputs.loads == {} and decision.outputs.outlets == {}

@@ -33,12 +33,17 @@ pytestmark = pytest.mark.integration
 
 
 def site_config(**grid: float) -> SiteConfig:
+    """The reference site with its slow timers shortened so an outage fits in seconds."""
     config = load_site(SITE)
+    loads = [
+        load.model_copy(update={"min_off_s": min(load.min_off_s, 1.0)}) for load in config.loads
+    ]
     return config.model_copy(
         update={
             "grid": config.grid.model_copy(
                 update={"return_to_service_s": RETURN_TO_SERVICE_S, **grid}
-            )
+            ),
+            "loads": loads,
         }
     )
 
