@@ -143,7 +143,7 @@ class Controller:
         now = clock()
         period = config.site.cycle_period_s
         self.slots = {
-            name: DeviceSlot(name, driver, stale_after_s=max(3 * period, 0.06), since_s=now)
+            name: DeviceSlot(name, driver, stale_after_s=max(5 * period, 0.1), since_s=now)
             for name, driver in drivers.items()
         }
         self.overrides = Overrides.from_state(store.get_state("overrides"), config)

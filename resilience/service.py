@@ -59,8 +59,12 @@ async def stop_running(running: Running) -> None:
 
 
 def quiet_pymodbus() -> None:
-    """pymodbus logs every timeout; the cycle logs a device failure once and its recovery once."""
+    """pymodbus logs every timeout; the cycle logs a device failure once and its recovery once.
+
+    transitions logs every callback at INFO; the cycle logs each transition with its reason.
+    """
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    logging.getLogger("transitions").setLevel(logging.WARNING)
 
 
 async def serve(config: SiteConfig, *, announce: Callable[[str], None] = print) -> int:

@@ -338,6 +338,18 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         "5000000.0 W is beyond any bidirectional_charger (32000.0 W)",
     ),
     (
+        "slip that can never pass the sync check",
+        set_("sync.slip_frequency_hz", 0.3),
+        "sync.slip_frequency_hz",
+        "0.3 Hz must be below sync.max_frequency_diff_hz (0.3 Hz), or resynchronisation never passes",
+    ),
+    (
+        "ride-through longer than 5 s",
+        set_("grid.ride_through_s", 30.0),
+        "grid.ride_through_s",
+        "Input should be less than or equal to 5",
+    ),
+    (
         "absurd v2l rating",
         set_("devices.v2l_1.rating_w", 50_000.0),
         "devices.v2l_1.rating_w",
