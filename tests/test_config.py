@@ -341,7 +341,8 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         "slip that can never pass the sync check",
         set_("sync.slip_frequency_hz", 0.3),
         "sync.slip_frequency_hz",
-        "0.3 Hz must be below sync.max_frequency_diff_hz (0.3 Hz), or resynchronisation never passes",
+        "0.3 Hz must be below sync.max_frequency_diff_hz (0.3 Hz),"
+        " or resynchronisation never passes",
     ),
     (
         "ride-through longer than 5 s",
