@@ -268,3 +268,21 @@ async def test_operator_command_is_audited_before_it_is_answered(site: Site) -> 
     refused = await controller.submit("reconnect", {}, actor="ayse", role="operator")
     assert refused.outcome == "refused"
     site.assert_safe()
+
+
+async def test_planned_island_holds_then_reconnects_on_request(site: Site) -> None:
+    await site.mode(Mode.GRID_CONNECTED, 5)
+    controller = site.running.controller
+    result = await controller.submit("planned_island", {}, actor="ayse", role="operator")
+    assert result.outcome == "accepted", result.detail
+    await site.mode(Mode.ISLANDED, 40)
+    assert site.plant.breaker_position is BreakerPosition.OPEN
+    # the grid is healthy all along, yet a planned island stays until asked
+    loop = asyncio.get_running_loop()
+    held_until = loop.time() + RETURN_TO_SERVICE_S + 1.0
+    await site.until(lambda: loop.time() > held_until, RETURN_TO_SERVICE_S + 3, "hold")
+    assert site.status.mode is Mode.ISLANDED
+    result = await controller.submit("reconnect", {}, actor="ayse", role="operator")
+    assert result.outcome == "accepted", result.detail
+    await site.mode(Mode.GRID_CONNECTED, 20)
+    site.assert_safe()
