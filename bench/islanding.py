@@ -184,11 +184,13 @@ async def run(outages: int) -> dict[str, Any]:
         run_path.write_text(to_toml(data), encoding="utf-8")
         assert load_site(run_path).devices == controller_cfg.devices
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        log_path = tmp / "controller.log"
+        log = log_path.open("wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "resilience.cli", "run", "--config", str(run_path)],
             cwd=str(ROOT),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             env=env,
         )
         ps = psutil.Process(proc.pid)
@@ -244,7 +246,12 @@ async def run(outages: int) -> dict[str, Any]:
             period = config.site.cycle_period_s
             jitter_ms = [abs((b - a) - period) * 1000 for a, b in itertools.pairwise(reads)]
             violations = [f"{v.kind}: {v.detail}" for v in plant.violations]
+        except BaseException:
+            print(f"controller log: {log_path}", file=sys.stderr)
+            print(log_path.read_text(errors="replace")[-4000:], file=sys.stderr)
+            raise
         finally:
+            log.close()
             proc.terminate()
             try:
                 proc.wait(timeout=10)
