@@ -36,7 +36,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--tick", type=float, default=0.01, help="plant step period [s] (default 0.01)"
     )
+    parser.add_argument(
+        "--serial-link",
+        action="append",
+        default=[],
+        metavar="PORT=PTY",
+        help="serve the serial line the site file calls PORT (the controller's end) on the"
+        " pty PTY (the other end of a socat pair); repeat for each serial port",
+    )
     args = parser.parse_args(argv)
+    links: dict[str, str] = {}
+    for link in args.serial_link:
+        port, sep, pty = link.partition("=")
+        if not (sep and port and pty):
+            parser.error(f"--serial-link {link!r}: expected PORT=PTY")
+        links[port] = pty
+    args.serial_links = links
     if not 0 <= args.control_port <= 65535:
         parser.error("--control-port must be within 0..65535")
     if args.tick <= 0:
@@ -44,12 +59,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def run(config: SiteConfig, control_port: int, free_ports: bool, tick_s: float) -> None:
+async def run(
+    config: SiteConfig,
+    control_port: int,
+    free_ports: bool,
+    tick_s: float,
+    serial_links: dict[str, str] | None = None,
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    site = SimSite(config, bind_free_ports=free_ports, tick_s=tick_s)
+    site = SimSite(config, bind_free_ports=free_ports, tick_s=tick_s, serial_links=serial_links)
     control = ControlServer(site.plant, port=control_port)
     try:
         await site.start()
@@ -60,6 +81,14 @@ async def run(config: SiteConfig, control_port: int, free_ports: bool, tick_s: f
                 f"{device_id} {device.driver} {server.host}:{server.port} unit {device.unit_id}",
                 flush=True,
             )
+        for serial_port, line in site.lines.items():
+            for device_id, device in config.devices.items():
+                if device.serial_port == serial_port:
+                    print(
+                        f"{device_id} {device.driver} {device.transport} {serial_port}"
+                        f" (served on {line.path}) unit {device.unit_id}",
+                        flush=True,
+                    )
         print(f"control {control.url}", flush=True)
         await stop.wait()
     finally:
@@ -75,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     try:
-        asyncio.run(run(config, args.control_port, args.free_ports, args.tick))
+        asyncio.run(run(config, args.control_port, args.free_ports, args.tick, args.serial_links))
     except OSError as exc:
         print(f"firmware_sim: {exc}", file=sys.stderr)
         return 1

@@ -42,7 +42,9 @@ class FlickerBody(_Body):
 
 
 class FaultBody(_Body):
-    kind: Literal["silence", "exception", "garbage", "fail_to_operate", "trip"]
+    kind: Literal[
+        "silence", "exception", "garbage", "corrupt", "truncate", "fail_to_operate", "trip"
+    ]
     code: int | None = None
 
 
@@ -116,6 +118,10 @@ def create_app(plant: Plant) -> FastAPI:
             plant.silence(device_id)
         elif body.kind == "garbage":
             plant.garbage(device_id)
+        elif body.kind == "corrupt":
+            plant.corrupt(device_id)
+        elif body.kind == "truncate":
+            plant.truncate(device_id)
         elif body.kind == "exception":
             if body.code is None or body.code not in MODBUS_EXCEPTION_CODES:
                 codes = sorted(MODBUS_EXCEPTION_CODES)

@@ -142,7 +142,11 @@ class SimulatedDevice(ABC):
         registers = self.render()
         fault = self.plant.comm_fault(self.device_id)
         if fault is not None and fault.kind == "garbage":
-            self.garble(registers)
+            if fault.registers:
+                for offset, raw in fault.registers:
+                    registers[offset] = raw
+            else:
+                self.garble(registers)
         offset = address - self.base_address
         return registers[offset : offset + count]
 
@@ -371,13 +375,28 @@ class OutletDevice(SimulatedDevice):
         registers[V2LOutlet.VOLTAGE] = 0
 
 
+class SerialOutletDevice(OutletDevice):
+    """A V2L adapter meter with a line protocol (driver "v2l_serial"): the same bank as the
+    Modbus adapter, put on a serial line by `firmware_sim.serial_line` instead of Modbus."""
+
+    driver = "v2l_serial"
+
+
 # --------------------------------------------------------------------------- SunSpec devices
 class SunSpecDevice(SimulatedDevice):
     """SunSpec base: "SunS", the common model (1), then the device's models, then the end."""
 
     base_address = SUNSPEC_BASE
 
+    _common_cache: list[int] | None = None
+
     def _common(self) -> list[int]:
+        """The marker and common model never change: rendered once per device."""
+        if self._common_cache is None:
+            self._common_cache = self._render_common()
+        return list(self._common_cache)
+
+    def _render_common(self) -> list[int]:
         regs = [*SUNSPEC_MARKER, COMMON_MODEL_ID, COMMON_MODEL_LEN]
         regs += encode_ascii(MANUFACTURER, 16)  # Mn
         regs += encode_ascii(f"sim {self.driver}", 16)  # Md
@@ -554,6 +573,7 @@ DEVICE_TYPES: dict[str, type[SimulatedDevice]] = {
         PanelDevice,
         ChargerDevice,
         OutletDevice,
+        SerialOutletDevice,
         InverterDevice,
     )
 }

@@ -49,7 +49,10 @@ ViolationKind = Literal[
     "wrong_shed_order",
     "island_collapse",
 ]
-CommFaultKind = Literal["silence", "exception", "garbage"]
+CommFaultKind = Literal["silence", "exception", "garbage", "corrupt", "truncate"]
+"""silence: no answer; exception: a Modbus exception code; garbage: physically impossible
+values in a sound frame; corrupt: a frame with a bad CRC (RTU) or checksum (line protocol),
+a short frame on TCP; truncate: a frame cut short (a short frame on TCP)."""
 
 V2L_VOLTAGE_V = 230.0  # [V] a vehicle's V2L socket is single-phase
 DELIVERING_W = 50.0  # [W] above this a vehicle counts as delivering power (below_reserve)
@@ -87,6 +90,9 @@ class CommFault:
 
     kind: CommFaultKind
     code: int = 0  # Modbus exception code, for kind "exception"
+    # for kind "garbage": these (offset in the device's map, raw value) instead of the
+    # device's own choice of impossible values
+    registers: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -406,6 +412,7 @@ class Plant:
         self.log: list[LogEntry] = []
         self.served_energy_wh: dict[Tier, float] = {tier: 0.0 for tier in Tier}
         self.unserved_energy_wh: dict[Tier, float] = {tier: 0.0 for tier in Tier}
+        self.unserved_load_wh: dict[str, float] = dict.fromkeys(self.loads, 0.0)  # per load id
         self.collapses = 0
         self._episodes: set[str] = set()
         self._circuit_changed_s: dict[str, float] = {}
@@ -722,8 +729,20 @@ class Plant:
             raise ValueError(f"{code} is not a Modbus exception code {codes}")
         self._set_comm_fault(device_id, CommFault("exception", code))
 
-    def garbage(self, device_id: str) -> None:
-        self._set_comm_fault(device_id, CommFault("garbage"))
+    def garbage(self, device_id: str, registers: Mapping[int, int] | None = None) -> None:
+        """Impossible values in sound frames: the device's own choice, or exactly `registers`
+        (offset from the start of its map -> raw value), e.g. a SoC of 250 %."""
+        overrides = tuple(sorted((registers or {}).items()))
+        self._set_comm_fault(device_id, CommFault("garbage", registers=overrides))
+
+    def corrupt(self, device_id: str) -> None:
+        """Frames from this device arrive garbled: bad CRC on RTU, bad checksum on a serial
+        line, a short frame on TCP (which has no CRC)."""
+        self._set_comm_fault(device_id, CommFault("corrupt"))
+
+    def truncate(self, device_id: str) -> None:
+        """Frames from this device arrive cut short (RTU, serial line, TCP)."""
+        self._set_comm_fault(device_id, CommFault("truncate"))
 
     def clear_fault(self, device_id: str) -> None:
         """Undo every injection on a device: comms faults and hardware faults."""
@@ -995,6 +1014,10 @@ class Plant:
                 f" {sync.max_phase_diff_deg} deg)",
             )
 
+    def next_event_s(self) -> float:
+        """Plant time [s] of the next discrete event (inf: none); a drill runner stops there."""
+        return self._next_event_s()
+
     def _next_event_s(self) -> float:
         t = self.time_s
         candidates: list[float] = []
@@ -1045,6 +1068,7 @@ class Plant:
             self.served_energy_wh[tier] += load.power_w * hours
             if not (load.supply_live and self.load_on(load.spec.id)):
                 self.unserved_energy_wh[tier] += load.spec.rated_power_w * hours
+                self.unserved_load_wh[load.spec.id] += load.spec.rated_power_w * hours
         if self.meter_power_w >= 0:
             self.import_wh += self.meter_power_w * hours
         else:

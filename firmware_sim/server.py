@@ -22,7 +22,9 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import struct
 import time
+from collections.abc import Mapping
 from types import TracebackType
 
 from pymodbus.constants import ExcCodes
@@ -31,6 +33,8 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from firmware_sim.devices import SimulatedDevice, build_devices
 from firmware_sim.plant import Plant, PlantInit
+from firmware_sim.rtu import RtuLine
+from firmware_sim.serial_line import V2LLineMeter
 from resilience.config import SiteConfig
 
 log = logging.getLogger(__name__)
@@ -72,7 +76,9 @@ class DeviceServer:
             ],
             action=self._action,
         )
-        server = ModbusTcpServer(sim, address=(self.host, self.requested_port))
+        server = ModbusTcpServer(
+            sim, address=(self.host, self.requested_port), trace_packet=self._trace
+        )
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:
@@ -116,6 +122,20 @@ class DeviceServer:
             return None
         return self.device.write(address, [int(v) for v in set_values])
 
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        """A corrupt or truncate fault sends a short frame (TCP has no CRC to spoil): one
+        register fewer than asked in a read reply, the last byte missing from any other."""
+        fault = self.device.plant.comm_fault(self.device.device_id)
+        if not sending or fault is None or fault.kind not in ("corrupt", "truncate"):
+            return data
+        if len(data) < 9:
+            return data
+        tid, pid, _length, unit = struct.unpack(">HHHB", data[:7])
+        pdu = data[7:]
+        read_reply = pdu[0] == 3 and len(pdu) >= 4
+        pdu = bytes([3, pdu[1] - 2]) + pdu[2:-2] if read_reply else pdu[:-1]
+        return struct.pack(">HHHB", tid, pid, len(pdu) + 1, unit) + pdu
+
     async def _lose_request(self) -> None:
         """Never return: the request stays unanswered until stop() cancels it."""
         task = asyncio.current_task()
@@ -129,6 +149,11 @@ class SimSite:
 
     Use as `async with SimSite(config, bind_free_ports=True) as site:`; `site.ports` maps
     device id -> bound port and `site.controller_config()` is the site file pointed at them.
+
+    Devices on serial transports ("rtu", "serial") are served on pseudo-terminals:
+    `serial_links` maps each serial port of the site file (the controller's end) to
+    the pty this side serves (the other end of a socat pair); one `RtuLine` per
+    Modbus RTU port, one `V2LLineMeter` per line-protocol port (`site.lines`).
     """
 
     def __init__(
@@ -138,6 +163,7 @@ class SimSite:
         bind_free_ports: bool = False,
         tick_s: float | None = 0.01,
         init: PlantInit | None = None,
+        serial_links: Mapping[str, str] | None = None,
     ) -> None:
         if tick_s is not None and tick_s <= 0:
             raise ValueError("tick_s must be > 0, or None to step the plant by hand")
@@ -148,21 +174,57 @@ class SimSite:
         self.devices = build_devices(self.plant)
         self.servers: dict[str, DeviceServer] = {}
         self.ports: dict[str, int] = {}
+        self.serial_links = dict(serial_links or {})
+        self.lines: dict[str, RtuLine | V2LLineMeter] = {}
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         try:
+            on_lines: dict[str, list[str]] = {}
             for device_id, device in self.devices.items():
                 cfg = self.config.devices[device_id]
+                if cfg.transport != "tcp" and cfg.serial_port is not None:
+                    on_lines.setdefault(cfg.serial_port, []).append(device_id)
+                    continue
                 port = 0 if self.bind_free_ports else cfg.port
                 server = DeviceServer(device, cfg.host, port)
                 self.servers[device_id] = server
                 self.ports[device_id] = await server.start()
+            for serial_port, device_ids in on_lines.items():
+                await self._start_line(serial_port, device_ids)
         except BaseException:
             await self.stop()
             raise
         if self.tick_s is not None:
             self._ticker = asyncio.create_task(self._tick(self.tick_s), name="firmware_sim ticker")
+
+    async def _start_line(self, serial_port: str, device_ids: list[str]) -> None:
+        path = self.serial_links.get(serial_port)
+        if path is None:
+            raise ValueError(
+                f"serial port {serial_port} ({', '.join(device_ids)}) has no simulated end:"
+                " pass serial_links (or --serial-link CONTROLLER=SIM) naming the other pty"
+            )
+        first = self.config.devices[device_ids[0]]
+        line: RtuLine | V2LLineMeter
+        if first.transport == "rtu":
+            line = RtuLine(
+                path,
+                [self.devices[d] for d in device_ids],
+                baudrate=first.baudrate,
+                parity=first.parity,
+                stopbits=first.stopbits,
+            )
+        else:
+            line = V2LLineMeter(
+                path,
+                self.devices[device_ids[0]],
+                baudrate=first.baudrate,
+                parity=first.parity,
+                stopbits=first.stopbits,
+            )
+        self.lines[serial_port] = line
+        await line.start()
 
     async def stop(self) -> None:
         if self._ticker is not None:
@@ -173,6 +235,9 @@ class SimSite:
         servers, self.servers = self.servers, {}
         for server in servers.values():
             await server.stop()
+        lines, self.lines = self.lines, {}
+        for line in lines.values():
+            await line.stop()
 
     async def __aenter__(self) -> SimSite:
         await self.start()

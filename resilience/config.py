@@ -62,6 +62,7 @@ LARGEST_READ_REGISTERS: dict[str, int] = {
     "load_panel": registers.LoadPanel.READ_COUNT,
     "bidirectional_charger": registers.BidirectionalCharger.READ_COUNT,
     "v2l_outlet": registers.V2LOutlet.READ_COUNT,
+    "v2l_serial": registers.V2LOutlet.READ_COUNT,
 }
 CYCLE_READ_REGISTERS: dict[str, int] = {
     # what each Modbus driver reads every cycle (one request each)
@@ -87,6 +88,9 @@ class SiteSection(_Model):
     cycle_period_s: Annotated[float, Field(gt=0, le=10)]
     store_path: str = "var/resilience.sqlite"
     telemetry_period_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    telemetry_retention_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
+    """[days] telemetry older than this is deleted (hourly), so the SQLite file stays bounded
+    on an SD card; events, commands and alarms are kept."""
 
 
 class GridSection(_Model):
@@ -191,7 +195,7 @@ class Device(_Model):
     driver: DriverName
     transport: TransportName = "tcp"
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: none (serial transports)
     serial_port: Annotated[str, Field(min_length=1)] | None = None
     baudrate: int = 19200
     parity: Literal["N", "E", "O"] = "E"
@@ -230,20 +234,23 @@ class Device(_Model):
             return f"{self.host}:{self.port}"
         return str(self.serial_port)
 
-    def exchange_time_s(self, registers: int | None = None) -> float:
-        """[s] one read on this device's serial line: request, reply, turnaround and gap.
+    def exchange_time_s(self, registers: int | None = None, *, with_gap: bool = False) -> float:
+        """[s] one read on this device's serial line: request, reply and the slave's
+        turnaround (the least its timeout must allow), plus the inter-frame gap that must
+        follow it when `with_gap` (what it costs the line). Zero for TCP.
 
-        `registers` defaults to the largest read its driver makes. Zero for TCP.
+        `registers` defaults to the largest read its driver makes.
         """
         if self.transport == "tcp":
             return 0.0
+        line: dict[str, Any] = {"parity": self.parity, "stopbits": self.stopbits}
         if self.transport == "serial":
-            char_s = rs485.char_time_s(self.baudrate, parity=self.parity, stopbits=self.stopbits)
+            char_s = rs485.char_time_s(self.baudrate, **line)
             return LINE_EXCHANGE_BYTES * char_s + rs485.TURNAROUND_S
         count = registers if registers is not None else LARGEST_READ_REGISTERS[self.driver]
-        return rs485.read_transaction_s(
-            count, self.baudrate, parity=self.parity, stopbits=self.stopbits
-        )
+        if with_gap:
+            return rs485.read_transaction_s(count, self.baudrate, **line)
+        return rs485.read_reply_deadline_s(count, self.baudrate, **line)
 
 
 class Load(_Model):
@@ -277,12 +284,44 @@ class Vehicle(_Model):
     capacity_wh: PositiveFloat
     reserve_soc_pct: Percent
     max_discharge_w: PositiveFloat | None = None
+    # When the car is usually parked at the shelter (for the survival analysis): hours of the
+    # local day as [start, end) pairs, on the weekdays named (default: always there).
+    available_hours: list[tuple[Annotated[float, Field(ge=0, le=24)], ...]] = [(0.0, 24.0)]
+    available_weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = [
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+        "sat",
+        "sun",
+    ]
 
     @model_validator(mode="after")
     def _one_connector(self) -> Vehicle:
         if (self.charger is None) == (self.outlet is None):
             raise ValueError("a vehicle names exactly one of charger or outlet")
         return self
+
+    @field_validator("available_hours")
+    @classmethod
+    def _hours(cls, spans: list[tuple[float, ...]]) -> list[tuple[float, ...]]:
+        for span in spans:
+            if len(span) != 2 or not span[0] < span[1]:
+                raise ValueError(
+                    f"{list(span)} is not an hour range [start, end) with start < end,"
+                    " e.g. [[7, 19]]"
+                )
+        return spans
+
+    @field_validator("available_weekdays")
+    @classmethod
+    def _weekdays(cls, days: list[str]) -> list[str]:
+        if not days:
+            raise ValueError("name at least one weekday (mon..sun)")
+        if len(set(days)) != len(days):
+            raise ValueError("a weekday is named twice")
+        return days
 
 
 class SiteConfig(_Model):
@@ -373,8 +412,10 @@ def _check_transport(name: str, device: Device) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     kind = device.transport
     if kind == "tcp":
-        if device.port is None:
-            problems.append((f"{key}.port", 'required key is missing (transport "tcp")'))
+        if device.port == 0:
+            problems.append(
+                (f"{key}.port", 'required key is missing: a TCP port 1..65535 (transport "tcp")')
+            )
         if device.serial_port is not None:
             problems.append(
                 (f"{key}.serial_port", 'only for transport "rtu" or "serial", not "tcp"')
@@ -382,7 +423,7 @@ def _check_transport(name: str, device: Device) -> list[tuple[str, str]]:
     else:
         if device.serial_port is None:
             problems.append((f"{key}.serial_port", f'required key is missing (transport "{kind}")'))
-        if device.port is not None:
+        if device.port != 0:
             problems.append(
                 (f"{key}.port", f'a TCP port, not used by transport "{kind}" (see serial_port)')
             )
@@ -455,12 +496,15 @@ def _check_serial_lines(config: SiteConfig) -> list[tuple[str, str]]:
                     (
                         f"{key}.timeout_s",
                         f"timeout {device.timeout_s} s is shorter than one exchange at"
-                        f" {device.baudrate} baud ({need_s:.4f} s: request, reply,"
-                        f" {rs485.TURNAROUND_S * 1000:g} ms turnaround and the inter-frame gap)",
+                        f" {device.baudrate} baud ({need_s:.4f} s: request, reply and"
+                        f" {rs485.TURNAROUND_S * 1000:g} ms turnaround)",
                     )
                 )
         if first.transport == "rtu":
-            per_cycle = sum(d.exchange_time_s(CYCLE_READ_REGISTERS[d.driver]) for _, d in members)
+            per_cycle = sum(
+                d.exchange_time_s(CYCLE_READ_REGISTERS.get(d.driver), with_gap=True)
+                for _, d in members
+            )
             if per_cycle >= cycle:
                 problems.append(
                     (
@@ -491,12 +535,12 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
     need("grid.meter", config.grid.meter, "sunspec_meter")
     need("grid.pcc_breaker", config.grid.pcc_breaker, "pcc_breaker")
 
-    endpoints: dict[tuple[str, int | None, int], str] = {}
+    endpoints: dict[tuple[str, int, int], str] = {}
     for name, device in devices.items():
         key = f"devices.{name}"
         problems.extend(_check_transport(name, device))
         endpoint = (device.host, device.port, device.unit_id)
-        if device.transport != "tcp" or device.port is None:
+        if device.transport != "tcp" or device.port == 0:
             pass  # serial lines are checked by _check_serial_lines
         elif endpoint in endpoints:
             other = endpoints[endpoint]

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,7 @@ from resilience.modes import Memory, SiteModes
 from resilience.outputs import Decision, Outputs
 from resilience.overrides import OverrideError, Overrides
 from resilience.store import Store
+from resilience.supervision import Supervisor
 
 log = logging.getLogger("resilience.cycle")
 
@@ -158,6 +159,15 @@ class Controller:
         self._last_telemetry_s = -math.inf
         self._status_listeners: list[Callable[[SiteStatus], None]] = []
         self._answering: set[asyncio.Future[None]] = set()
+        # the site file does not change while running: look its devices up once
+        self._chargers = list(config.chargers.items())
+        self._outlets = list(config.outlets.items())
+        self._inverters = list(config.pv_inverters.items())
+        # alarms for faults that change no mode (clock jump, flicker, unplug, store)
+        self.supervisor = Supervisor(
+            config, self._alarm_change, wall, store_healthy=lambda: store.healthy
+        )
+        self.on_status(self.supervisor.on_status)
 
     # ------------------------------------------------------------------ public
     def on_status(self, listener: Callable[[SiteStatus], None]) -> None:
@@ -204,10 +214,29 @@ class Controller:
 
     # ------------------------------------------------------------------ read phase
     async def _read_all(self) -> None:
+        """Start every read, then wait for those that had to wait on I/O.
+
+        Each read coroutine is run eagerly up to its first real wait (a Modbus request
+        sent, its reply pending): all requests go out before any reply is awaited, and a
+        read that needs no I/O wait (an in-process transport) costs no task at all.
+        """
         slots = list(self.slots.values())
-        results = await asyncio.gather(
-            *(self._read_one(slot) for slot in slots), return_exceptions=True
-        )
+        results: list[Any] = [None] * len(slots)
+        waiting: list[tuple[int, asyncio.Future[Any]]] = []
+        for i, slot in enumerate(slots):
+            coro = self._read_one(slot)
+            try:
+                first = coro.send(None)
+            except StopIteration as done:
+                results[i] = done.value
+            except Exception as exc:
+                results[i] = exc
+            else:
+                waiting.append((i, asyncio.ensure_future(_Resumed(coro, first))))
+        if waiting:
+            finished = await asyncio.gather(*(f for _, f in waiting), return_exceptions=True)
+            for (i, _), result in zip(waiting, finished, strict=True):
+                results[i] = result
         now = self.clock()
         for slot, result in zip(slots, results, strict=True):
             if isinstance(result, BaseException):
@@ -275,8 +304,18 @@ class Controller:
             panel: PanelReading | None = self._reading(load.panel)
             tier = overrides.tier_of(load.id, load.tier)
             if panel is None or load.channel >= len(panel.relay_feedback):
+                # Unknown is unsafe: a load whose panel is silent may be on and cannot be
+                # shed, so decisions see it on at its rating (available=False says unknown).
                 loads.append(
-                    LoadState(load.id, tier, load.rated_power_w, load.supply, False, 0.0, False)
+                    LoadState(
+                        load.id,
+                        tier,
+                        load.rated_power_w,
+                        load.supply,
+                        True,
+                        load.rated_power_w,
+                        False,
+                    )
                 )
             else:
                 loads.append(
@@ -291,7 +330,7 @@ class Controller:
                     )
                 )
         vehicles = []
-        for charger_id, device in config.chargers.items():
+        for charger_id, device in self._chargers:
             reading: ChargerReading | None = self._reading(charger_id)
             vehicle = overrides.vehicle_at(config, charger_id, wall)
             # An unregistered vehicle keeps everything: reserve 100 % until someone registers it,
@@ -299,6 +338,8 @@ class Controller:
             reserve = 100.0 if vehicle is None or vehicle.leaving else vehicle.reserve_soc_pct
             vehicle_id = vehicle.vehicle_id if vehicle is not None else None
             if reading is None:
+                # A silent charger gives nothing, but may still be drawing up to its rating
+                # (max_charge_w) on its last command: decisions count that as a load.
                 vehicles.append(
                     VehicleState(
                         charger_id,
@@ -312,7 +353,7 @@ class Controller:
                         0.0,
                         0.0,
                         0.0,
-                        0.0,
+                        device.rating_w or 0.0,
                         0.0,
                         0.0,
                         False,
@@ -343,7 +384,7 @@ class Controller:
                 )
             )
         outlets = []
-        for outlet_id, device in config.outlets.items():
+        for outlet_id, device in self._outlets:
             o: OutletReading | None = self._reading(outlet_id)
             vehicle = overrides.vehicle_at(config, outlet_id, wall)
             reserve = 100.0 if vehicle is None or vehicle.leaving else vehicle.reserve_soc_pct
@@ -379,7 +420,7 @@ class Controller:
                 )
             )
         pv: PVState | None = None
-        for inverter_id, device in config.pv_inverters.items():
+        for inverter_id, device in self._inverters:
             inv: InverterReading | None = self._reading(inverter_id)
             pv = PVState(
                 inverter_id,
@@ -618,8 +659,10 @@ class Controller:
             self.store.put_state("mode", t.dest)
         for alarm in decision.alarms:
             if alarm.raised:
+                log.warning("alarm %s (%s): %s", alarm.code, alarm.severity, alarm.message)
                 self.store.raise_alarm(alarm.code, alarm.severity, alarm.message, ts=wall)
             else:
+                log.info("alarm %s cleared", alarm.code)
                 self.store.clear_alarm(alarm.code, ts=wall)
         for note in decision.notes:
             self.store.record_event("dispatch", note, data={"mode": self.modes.mode.value}, ts=wall)
@@ -638,6 +681,38 @@ class Controller:
         self.status = status
         for listener in self._status_listeners:
             listener(status)
+
+
+class _Resumed:
+    """Awaitable that carries on a coroutine already started by hand.
+
+    `first` is what the coroutine yielded when it was started (the future it waits on);
+    a Task driving this object sees that future first, then everything the coroutine
+    yields after it, exactly as if the Task had started the coroutine itself.
+    """
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        pending = self._first
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                self._coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    pending = self._coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    pending = self._coro.send(sent)
+                except StopIteration as done:
+                    return done.value
 
 
 def _opt_float(value: Any) -> float | None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 
 from transitions import EventData, Machine
 
-from resilience.config import SiteConfig
+from resilience.config import DispatchSection, SiteConfig
 from resilience.devices import ChargerCommand
 from resilience.model import (
     BreakerCommand,
@@ -468,6 +468,12 @@ TRANSITIONS: tuple[tuple[str, Mode, Mode, Guard], ...] = (
 )
 
 
+_BY_SOURCE: dict[Mode, tuple[tuple[str, Guard], ...]] = {
+    mode: tuple((trigger, guard) for trigger, source, _, guard in TRANSITIONS if source is mode)
+    for mode in Mode
+}
+
+
 class SiteModes:
     """The decision core: one `step` per control cycle; no I/O, clock passed in."""
 
@@ -586,8 +592,14 @@ class SiteModes:
                     v.charger_id: max(0.0, v.power_w) for v in self._ctx.snap.vehicles
                 }
             self._alarm("former_lost", False)
+        position = pcc_position(self._ctx)
+        if position is BreakerPosition.OPEN:
+            self._alarm("pcc_fail_to_open", False)  # it did open in the end
+        elif position is BreakerPosition.CLOSED:
+            self._alarm("pcc_fail_to_close", False)
         if dest is not Mode.BLACK_START:
             self._alarm("bus_live_unknown_source", False)
+            self._alarm("black_start_blocked", False)
         source = Mode(str(event.transition.source)) if event.transition else None
         if source is Mode.EMERGENCY and dest is not Mode.EMERGENCY:
             self._alarm("emergency", False)
@@ -598,6 +610,8 @@ class SiteModes:
             )
         if dest is Mode.GRID_CONNECTED:
             self._alarm("resync_failed", False)
+        if dest is not Mode.RESYNCHRONISING:
+            self._alarm("resync_blocked", False)
 
     def _reset_planned(self) -> None:
         self.memory.planned_island_requested = False
@@ -667,9 +681,11 @@ class SiteModes:
         return Decision(outputs, tuple(self._transitions), tuple(self._alarms), tuple(self._notes))
 
     def _evaluate(self, ctx: GuardContext) -> None:
-        current = self.mode
-        for trigger, source, _dest, _guard in TRANSITIONS:
-            if source is current and self.trigger(trigger):
+        # The guards are pure, so they are tried here first and the machine is asked to
+        # fire (re-checking the same guard as its condition) only when one holds: a cycle
+        # with no transition costs a few function calls, not a pass through transitions.
+        for trigger, guard in _BY_SOURCE[self.mode]:
+            if guard(ctx) is not None and self.trigger(trigger):
                 return
 
     def _track_supply(self, ctx: GuardContext) -> None:
@@ -915,7 +931,7 @@ class SiteModes:
     ) -> Outputs:
         pcc = self._pcc(ctx, BreakerCommand.OPEN)
         capacity = self._former_capacity(ctx, available_former(ctx))
-        loads = self._preshed(ctx, capacity)
+        loads = self._preshed(ctx, capacity - silent_draw_w(ctx))
         chargers = {v.charger_id: self._charger_off(v) for v in ctx.snap.vehicles if v.available}
         return Outputs(pcc=pcc, chargers=chargers, loads={**loads, **outlet_loads}, outlets=outlets)
 
@@ -934,9 +950,22 @@ class SiteModes:
         if memory.former_id is None:
             memory.former_id = available_former(ctx)
         capacity = self._former_capacity(ctx, memory.former_id)
-        loads = self._preshed(ctx, capacity)
+        loads = self._preshed(ctx, capacity - silent_draw_w(ctx))
         chargers: dict[str, ChargerCommand] = {}
-        open_confirmed = pcc_position(ctx) is BreakerPosition.OPEN
+        # Loads on silent panels and silent chargers cannot be switched off: never form
+        # onto more than the former can carry (it would collapse at once).
+        fixed_w = silent_draw_w(ctx) + sum(
+            load.rated_power_w for load in bus_loads(ctx.snap) if not load.available
+        )
+        fits = fixed_w <= capacity
+        self._alarm(
+            "black_start_blocked",
+            memory.former_id is not None and not fits,
+            "critical",
+            f"cannot black start: {fixed_w / 1000:.1f} kW on silent devices cannot be shed"
+            f" and exceeds the grid-former's {capacity / 1000:.1f} kW",
+        )
+        open_confirmed = pcc_position(ctx) is BreakerPosition.OPEN and fits
         pcc = ctx.snap.pcc
         dead_v = ctx.config.sync.dead_bus_max_pu * nominal_v(ctx)
         bus_dead = pcc is not None and pcc.bus_voltage_v < dead_v
@@ -991,7 +1020,7 @@ class SiteModes:
         )
         live = bus_live(ctx) and former is not None and former.state is ChargerState.FORMING
         running = running_vehicles(ctx) if live else []
-        supply = supply_capacity_w(running, ctx.snap.pv, config.dispatch)
+        supply = supply_capacity_w(running, ctx.snap.pv, config.dispatch) - silent_draw_w(ctx)
         max_tier = Tier.LIFE_SAFETY if mode is Mode.EMERGENCY else Tier.COMFORT
         if live and former is not None:
             loads = self._balance(ctx, former, supply, max_tier)
@@ -1001,7 +1030,12 @@ class SiteModes:
             load.power_w for load in bus_loads(ctx.snap) if loads.get(load.load_id, load.relay_on)
         )
         pv = ctx.snap.pv.power_w if ctx.snap.pv and ctx.snap.pv.available else 0.0
-        shares = allocate_power(running, served - pv, config.dispatch) if running else {}
+        served += silent_draw_w(ctx)
+        shares = (
+            secure_shares(running, former, served, pv, config.dispatch)
+            if running and former is not None
+            else {}
+        )
         frequency = config.grid.nominal_frequency_hz
         voltage = config.grid.nominal_voltage_v
         pcc = BreakerCommand.NONE
@@ -1083,6 +1117,19 @@ class SiteModes:
             voltage = pcc.grid_voltage_v or voltage
         if not ready_for_return(self.memory.grid_healthy_since_s, ctx.now_s, ctx.config.grid):
             return frequency, voltage, BreakerCommand.NONE
+        silent = [v.charger_id for v in ctx.snap.vehicles if v.can_form and not v.available]
+        if silent:
+            # Once closed, every grid-former must be told to follow the grid; one that is not
+            # answering could keep forming in parallel with the grid and back-feed it when
+            # the grid next fails. Close only when every one of them can be commanded.
+            self._alarm(
+                "resync_blocked",
+                True,
+                "warning",
+                f"not reconnecting while {', '.join(silent)} cannot be commanded",
+            )
+            return frequency, voltage, BreakerCommand.NONE
+        self._alarm("resync_blocked", False)
         check = sync_check(pcc, self._close_check, ctx.config.grid.nominal_voltage_v)
         if not check.ok:
             return frequency, voltage, BreakerCommand.NONE
@@ -1096,6 +1143,49 @@ class SiteModes:
         if command is BreakerCommand.CLOSE:
             self._notes.append(f"synchronisation check passed, closing the PCC: {check.reason}")
         return frequency, voltage, command
+
+
+def silent_draw_w(ctx: GuardContext) -> float:
+    """What silent chargers may still draw on their last command (they cannot be told)."""
+    return sum(v.max_charge_w for v in ctx.snap.vehicles if not v.available)
+
+
+def secure_shares(
+    running: Sequence[VehicleState],
+    former: VehicleState,
+    served_w: float,
+    pv_w: float,
+    cfg: DispatchSection,
+) -> dict[str, float]:
+    """Setpoints that keep the island alive through the loss of any one source (N-1).
+
+    The grid-former takes every sudden change at once, before the next cycle can
+    re-dispatch: if the PV trips or a follower drops out, its share lands on the former.
+    So the former's own share is kept small enough that it can still carry the largest
+    single source's share within its rating, and followers never charge from the island
+    more than the former could supply if the PV vanished. The rest is split by
+    `allocate_power` (levelling the energy above reserve).
+    """
+    limit = discharge_limit_w(former, cfg)
+    demand = served_w - pv_w
+    if demand < 0:
+        # PV surplus: charge followers only as far as the former could carry it without PV.
+        demand = max(demand, -max(0.0, limit - served_w))
+    shares = allocate_power(running, demand, cfg)
+    for _ in range(4):
+        followers = [s for cid, s in shares.items() if cid != former.charger_id]
+        contingency = max([pv_w, *followers, 0.0])
+        cap = max(0.0, limit - contingency)
+        if shares.get(former.charger_id, 0.0) <= cap + 1.0:
+            break
+        capped = [
+            replace(v, max_discharge_w=min(v.max_discharge_w, cap))
+            if v.charger_id == former.charger_id
+            else v
+            for v in running
+        ]
+        shares = allocate_power(capped, demand, cfg)
+    return shares
 
 
 def can_form_now(v: VehicleState) -> bool:

@@ -13,14 +13,16 @@ import logging
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from resilience.config import SiteConfig
 from resilience.cycle import Controller
 from resilience.drivers.registry import build_driver
+from resilience.retention import prune_telemetry_forever
 from resilience.store import Store
 from resilience.transport.modbus import BusPool
+from resilience.watchdog import Watchdog
 
 log = logging.getLogger("resilience.service")
 
@@ -36,21 +38,36 @@ class Running:
     pool: BusPool
     stop: asyncio.Event
     task: asyncio.Task[None]
+    background: list[asyncio.Task[None]] = field(default_factory=list)  # e.g. retention
 
 
 async def start(config: SiteConfig, *, store_path: str | None = None) -> Running:
     """Start a controller for `config` in the running loop; stop it with `stop_running`."""
-    store = Store(store_path or config.site.store_path)
+    health_listeners: list[Callable[[bool], None]] = []
+
+    def store_health(healthy: bool) -> None:  # from the store's writer thread
+        for listener in health_listeners:
+            listener(healthy)
+
+    store = Store(store_path or config.site.store_path, on_health_change=store_health)
     store.start()
     pool = BusPool()
     controller = Controller(config, build_drivers(config, pool), store)
+    health_listeners.append(controller.supervisor.store_health)  # alarm store_unhealthy
     stop = asyncio.Event()
     task = asyncio.create_task(controller.run(stop), name="control-loop")
-    return Running(controller, store, pool, stop, task)
+    retention = asyncio.create_task(
+        prune_telemetry_forever(store, config.site.telemetry_retention_days, stop),
+        name="telemetry-retention",
+    )
+    return Running(controller, store, pool, stop, task, [retention])
 
 
 async def stop_running(running: Running) -> None:
     running.stop.set()
+    for task in running.background:
+        task.cancel()
+    await asyncio.gather(*running.background, return_exceptions=True)
     try:
         await asyncio.wait_for(running.task, timeout=5.0)
     finally:
@@ -67,8 +84,11 @@ def quiet_pymodbus() -> None:
     logging.getLogger("transitions").setLevel(logging.WARNING)
 
 
-async def serve(config: SiteConfig, *, announce: Callable[[str], None] = print) -> int:
-    """Run until SIGINT/SIGTERM; returns the exit code."""
+async def serve(
+    config: SiteConfig, *, announce: Callable[[str], None] = print, api: bool = True
+) -> int:
+    """Run until SIGINT/SIGTERM; returns the exit code. With `api`, the API and tablet UI are
+    served (uvicorn, in this event loop) on the site file's `[api]` host and port."""
     quiet_pymodbus()
     loop = asyncio.get_running_loop()
     async with AsyncExitStack() as stack:
@@ -76,10 +96,25 @@ async def serve(config: SiteConfig, *, announce: Callable[[str], None] = print) 
         stack.push_async_callback(stop_running, running)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, running.stop.set)
+        # systemd: READY=1 after the first cycle, WATCHDOG=1 while cycles are on time and
+        # the store writes (nothing without $NOTIFY_SOCKET)
+        watchdog = Watchdog.from_environment(running.controller)
+        running.controller.on_status(watchdog.on_status)
+        stack.callback(watchdog.stopping)
         announce(
             f"resilience: controlling {config.site.name!r}: {len(config.devices)} devices,"
             f" cycle {config.site.cycle_period_s * 1000:.0f} ms, store {config.site.store_path}"
         )
+        if api:
+            from resilience.api.server import start_api
+
+            try:
+                server = await start_api(running.controller, config.api.host, config.api.port)
+            except OSError as exc:
+                announce(f"resilience: {exc}")
+                return 1
+            stack.push_async_callback(server.stop)
+            announce(f"resilience: API and tablet UI at {server.url}/")
         last_mode = None
         while not running.task.done():
             await asyncio.sleep(0.5)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
@@ -41,10 +41,16 @@ from resilience.transport.errors import (
     TransportError,
 )
 
+if TYPE_CHECKING:
+    from resilience.rs485 import Parity
+    from resilience.transport.rtu import ModbusRtuBus
+    from resilience.transport.serial import SerialLine
+
 __all__ = [
     "MAX_READ_COUNT",
     "MAX_WRITE_COUNT",
     "BusPool",
+    "ModbusBus",
     "ModbusTcpBus",
     "RegisterTransport",
 ]
@@ -89,8 +95,11 @@ def _check_request(address: int, count: int, limit: int) -> None:
         raise ValueError(f"{count} registers from {address} run past address 65535")
 
 
-class ModbusTcpBus:
-    """One Modbus TCP connection to ``host:port``, shared by the unit ids behind it.
+class ModbusBus:
+    """What every pymodbus-backed bus shares: one client, one request at a time, back-off.
+
+    Subclasses say how to build the client (`_new_client`) and how to name the
+    endpoint; `ModbusTcpBus` and `resilience.transport.rtu.ModbusRtuBus` are the two.
 
     `timeout_s` [s] bounds a connect and each request's answer; it is applied at
     the next connect when changed. `backoff_initial_s` and `backoff_max_s` [s]
@@ -101,8 +110,6 @@ class ModbusTcpBus:
 
     def __init__(
         self,
-        host: str,
-        port: int,
         *,
         timeout_s: float,
         backoff_initial_s: float = 0.5,
@@ -116,21 +123,26 @@ class ModbusTcpBus:
                 f"need 0 < backoff_initial_s <= backoff_max_s, got {backoff_initial_s}"
                 f" and {backoff_max_s}"
             )
-        self.host = host
-        self.port = port
         self.timeout_s = timeout_s
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._clock = clock
         self._lock = asyncio.Lock()
-        self._client: AsyncModbusTcpClient | None = None
+        self._client: Any = None  # a connected pymodbus client, or None
         self._backoff_s = backoff_initial_s
         self._retry_at: float | None = None  # no connect attempt before this clock time
 
     @property
     def endpoint(self) -> str:
-        """``host:port``, as error messages name it."""
-        return f"{self.host}:{self.port}"
+        """How error messages name the bus (``host:port``, or the serial port)."""
+        raise NotImplementedError
+
+    def _new_client(self) -> Any:
+        """A fresh, unconnected pymodbus client with retries and reconnection switched off."""
+        raise NotImplementedError
+
+    def _connect_failed_reason(self) -> str:
+        return f"cannot connect (refused, or no answer within {self.timeout_s} s)"
 
     @property
     def connected(self) -> bool:
@@ -142,7 +154,7 @@ class ModbusTcpBus:
         return self._retry_at
 
     def __repr__(self) -> str:
-        return f"ModbusTcpBus({self.endpoint}, timeout_s={self.timeout_s})"
+        return f"{type(self).__name__}({self.endpoint}, timeout_s={self.timeout_s})"
 
     async def read(self, unit_id: int, address: int, count: int) -> list[int]:
         """FC3: exactly `count` holding registers from `address` of unit `unit_id`."""
@@ -204,7 +216,7 @@ class ModbusTcpBus:
             self._client.close()
             self._client = None
 
-    async def _connect(self, unit_id: int, address: int, what: str) -> AsyncModbusTcpClient:
+    async def _connect(self, unit_id: int, address: int, what: str) -> Any:
         """The connected client; connects when allowed, else DeviceUnreachable."""
         if self._client is not None and self._client.connected:
             return self._client
@@ -218,15 +230,7 @@ class ModbusTcpBus:
                 unit_id=unit_id,
                 address=address,
             )
-        client = AsyncModbusTcpClient(
-            self.host,
-            port=self.port,
-            name=self.endpoint,
-            timeout=self.timeout_s,
-            retries=0,
-            reconnect_delay=0,  # the bus owns reconnection (back-off on its clock)
-            reconnect_delay_max=0,
-        )
+        client = self._new_client()
         try:
             connected = await client.connect()
         except BaseException:
@@ -238,8 +242,8 @@ class ModbusTcpBus:
             self._retry_at = now + delay
             self._backoff_s = min(2 * delay, self._backoff_max_s)
             raise DeviceUnreachable(
-                f"{self._where(unit_id)}: {what}: cannot connect (refused, or no answer"
-                f" within {self.timeout_s} s); next attempt in {delay:.1f} s",
+                f"{self._where(unit_id)}: {what}: {self._connect_failed_reason()};"
+                f" next attempt in {delay:.1f} s",
                 endpoint=self.endpoint,
                 unit_id=unit_id,
                 address=address,
@@ -248,6 +252,16 @@ class ModbusTcpBus:
         self._backoff_s = self._backoff_initial_s
         self._client = client
         return client
+
+    async def _before_request(self) -> None:
+        """Called under the lock just before a request goes out (RTU keeps its gap here)."""
+
+    def _after_request(self) -> None:
+        """Called under the lock once a request is answered or given up."""
+
+    def _unusable_reply(self, function_code: int, count: int) -> str | None:
+        """After a timeout: why the bytes that did arrive were no reply, or None if none came."""
+        return None
 
     async def _execute(
         self,
@@ -271,6 +285,7 @@ class ModbusTcpBus:
 
         async with self._lock:
             client = await self._connect(unit_id, address, what)
+            await self._before_request()
             try:
                 if function_code == _FC_READ_HOLDING:
                     result = await client.read_holding_registers(
@@ -286,12 +301,17 @@ class ModbusTcpBus:
             except ModbusIOException:
                 # pymodbus raises this when no answer came within the timeout (and
                 # closes the connection itself after a few in a row).
+                garbled = self._unusable_reply(function_code, count)
+                if garbled is not None:
+                    raise fail(BadFrame, garbled) from None
                 raise fail(DeviceTimeout, f"no answer within {self.timeout_s} s") from None
             except ModbusException as exc:
                 raise fail(BadFrame, f"unusable reply ({exc})") from None
             except OSError as exc:
                 self._drop()
                 raise fail(DeviceUnreachable, f"connection lost ({exc})") from None
+            finally:
+                self._after_request()
         if isinstance(result, ExceptionResponse):
             code = int(result.exception_code)
             name = DeviceExceptionResponse.code_name(code)
@@ -313,13 +333,57 @@ class ModbusTcpBus:
         return result
 
 
+class ModbusTcpBus(ModbusBus):
+    """One Modbus TCP connection to ``host:port``, shared by the unit ids behind it.
+
+    See `ModbusBus` for `timeout_s`, the back-off and `clock`.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout_s: float,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(
+            timeout_s=timeout_s,
+            backoff_initial_s=backoff_initial_s,
+            backoff_max_s=backoff_max_s,
+            clock=clock,
+        )
+        self.host = host
+        self.port = port
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port``, as error messages name it."""
+        return f"{self.host}:{self.port}"
+
+    def _new_client(self) -> AsyncModbusTcpClient:
+        return AsyncModbusTcpClient(
+            self.host,
+            port=self.port,
+            name=self.endpoint,
+            timeout=self.timeout_s,
+            retries=0,
+            reconnect_delay=0,  # the bus owns reconnection (back-off on its clock)
+            reconnect_delay_max=0,
+        )
+
+
 class BusPool:
-    """One shared `ModbusTcpBus` per ``(host, port)``.
+    """One shared `ModbusTcpBus` per ``(host, port)``, one `ModbusRtuBus` per serial
+    port, and one `SerialLine` per line-protocol serial port.
 
     Devices behind one endpoint share its connection and its lock. A bus is
     created with the first device's timeout; when a later device asks for a
     longer one, the bus uses the longest (the timeout bounds the whole bus, so
-    the shortest would cut the slowest device off).
+    the shortest would cut the slowest device off). The site-file check makes the
+    line settings of every device on one serial port agree.
     """
 
     def __init__(
@@ -333,6 +397,8 @@ class BusPool:
         self._backoff_max_s = backoff_max_s
         self._clock = clock
         self._buses: dict[tuple[str, int], ModbusTcpBus] = {}
+        self._rtu: dict[str, ModbusRtuBus] = {}
+        self._lines: dict[str, SerialLine] = {}
 
     def get(self, host: str, port: int, timeout_s: float) -> ModbusTcpBus:
         bus = self._buses.get((host, port))
@@ -350,11 +416,77 @@ class BusPool:
             bus.timeout_s = timeout_s
         return bus
 
+    def get_rtu(
+        self,
+        serial_port: str,
+        *,
+        baudrate: int,
+        parity: Parity,
+        stopbits: int,
+        timeout_s: float,
+    ) -> ModbusRtuBus:
+        """The Modbus RTU bus of `serial_port` (one per port, shared by its unit ids)."""
+        from resilience.transport.rtu import ModbusRtuBus
+
+        bus = self._rtu.get(serial_port)
+        if bus is None:
+            bus = ModbusRtuBus(
+                serial_port,
+                baudrate=baudrate,
+                parity=parity,
+                stopbits=stopbits,
+                timeout_s=timeout_s,
+                backoff_initial_s=self._backoff_initial_s,
+                backoff_max_s=self._backoff_max_s,
+                clock=self._clock,
+            )
+            self._rtu[serial_port] = bus
+        elif timeout_s > bus.timeout_s:
+            bus.timeout_s = timeout_s
+        return bus
+
+    def get_line(
+        self,
+        serial_port: str,
+        *,
+        baudrate: int,
+        parity: Parity,
+        stopbits: int,
+        timeout_s: float,
+    ) -> SerialLine:
+        """The line-protocol port `serial_port` (one device per port)."""
+        from resilience.transport.serial import SerialLine
+
+        line = self._lines.get(serial_port)
+        if line is None:
+            line = SerialLine(
+                serial_port,
+                baudrate=baudrate,
+                parity=parity,
+                stopbits=stopbits,
+                timeout_s=timeout_s,
+                backoff_initial_s=self._backoff_initial_s,
+                backoff_max_s=self._backoff_max_s,
+                clock=self._clock,
+            )
+            self._lines[serial_port] = line
+        elif timeout_s > line.timeout_s:
+            line.timeout_s = timeout_s
+        return line
+
     @property
     def buses(self) -> tuple[ModbusTcpBus, ...]:
+        """The Modbus TCP buses."""
         return tuple(self._buses.values())
+
+    @property
+    def serial_buses(self) -> tuple[ModbusRtuBus | SerialLine, ...]:
+        """The Modbus RTU buses and line-protocol ports."""
+        return (*self._rtu.values(), *self._lines.values())
 
     async def close_all(self) -> None:
         """Close every bus (they may be used again: each reconnects on demand)."""
         for bus in self._buses.values():
             await bus.close()
+        for serial_bus in self.serial_buses:
+            await serial_bus.close()

@@ -16,6 +16,7 @@ from resilience.drivers.registry import DRIVERS, build_driver, driver_for
 from resilience.drivers.sunspec_inverter import SunSpecInverter
 from resilience.drivers.sunspec_meter import SunSpecMeter
 from resilience.drivers.v2l_outlet import V2LOutletDriver
+from resilience.drivers.v2l_serial import V2LSerialDriver
 from resilience.transport.modbus import BusPool
 from tests.drivers import banks
 from tests.modbus_fakes import FakeUnit, fake_server
@@ -38,6 +39,7 @@ def test_every_config_driver_name_has_a_driver() -> None:
         "load_panel": LoadPanel,
         "bidirectional_charger": BidirectionalChargerDriver,
         "v2l_outlet": V2LOutletDriver,
+        "v2l_serial": V2LSerialDriver,
         "sunspec_inverter": SunSpecInverter,
     } == DRIVERS
 

@@ -1,0 +1,171 @@
+"""Footprint benchmark: memory and CPU of `resilience run` on the reference site, as on a gateway.
+
+The simulated site (`python -m firmware_sim --free-ports`) runs as its own process;
+the controller (`resilience run`, with its API, store, supervisor and retention)
+runs as another, on a copy of config/site.toml pointed at the simulator's ports,
+with its store in a temporary directory, at the site's normal cycle period (20 ms).
+Only the controller process is measured (psutil), after a warm-up:
+
+- rss_mb_start, rss_mb_end: resident memory after the warm-up and at the end [MB]
+- rss_mb_max: the highest sample in between [MB]
+- cpu_pct: CPU time used over wall time, in % of one core
+
+Goals on the gateway: RSS <= 80 MB and growing by less than 2 MB over the run,
+CPU <= 10 % of one core.
+
+    .venv/bin/python bench/footprint.py                # 10 minutes
+    .venv/bin/python bench/footprint.py --seconds 60   # a quick look
+
+Prints progress, and last a line of JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from islanding import to_toml  # noqa: E402  (the bench's small TOML writer)
+
+MB = 1024 * 1024
+
+
+def start_simulator(site: Path, log: Path) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    """firmware_sim on free ports; returns the process and device -> port."""
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "firmware_sim", "--config", str(site)),
+            *("--free-ports", "--control-port", "0"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+    )
+    ports: dict[str, int] = {}
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("control "):
+            break
+        match = re.match(r"^(\S+) \S+ [\d.]+:(\d+) unit \d+$", line.strip())
+        if match:
+            ports[match.group(1)] = int(match.group(2))
+    # nobody reads the rest of its output: let it go to /dev/null from here
+    process.stdout.close()
+    return process, ports
+
+
+def controller_site(tmp: Path, ports: dict[str, int]) -> Path:
+    data: dict[str, Any] = tomllib.loads((ROOT / "config" / "site.toml").read_text("utf-8"))
+    data["site"]["store_path"] = str(tmp / "footprint.sqlite")
+    data.setdefault("api", {})["port"] = 0
+    for name, port in ports.items():
+        data["devices"][name]["port"] = port
+    path = tmp / "footprint-site.toml"
+    path.write_text(to_toml(data), encoding="utf-8")
+    return path
+
+
+def wait_for(log: Path, text: str, timeout_s: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the controller exited ({process.returncode}); see {log}")
+        if log.exists() and text in log.read_text("utf-8", errors="replace"):
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"no {text!r} in {log} after {timeout_s} s")
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=600.0, help="measured run [s]")
+    parser.add_argument("--warmup", type=float, default=10.0, help="before measuring [s]")
+    parser.add_argument("--every", type=float, default=10.0, help="sample period [s]")
+    args = parser.parse_args(argv)
+    resilience = Path(sys.executable).parent / "resilience"
+    with tempfile.TemporaryDirectory(prefix="resilience-footprint-") as name:
+        tmp = Path(name)
+        sim, ports = start_simulator(ROOT / "config" / "site.toml", tmp / "sim.log")
+        controller: subprocess.Popen[bytes] | None = None
+        try:
+            site = controller_site(tmp, ports)
+            log = tmp / "controller.log"
+            with log.open("wb") as out:
+                controller = subprocess.Popen(
+                    [str(resilience), "run", "--config", str(site)],
+                    cwd=tmp,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            wait_for(log, "mode grid_connected", 60, controller)
+            proc = psutil.Process(controller.pid)
+            print(f"controller pid {controller.pid} grid-connected; warming up {args.warmup:g} s")
+            time.sleep(args.warmup)
+            rss_start = proc.memory_info().rss / MB
+            cpu_start = proc.cpu_times()
+            started = time.monotonic()
+            rss_max = rss_start
+            print(f"t=0 s rss {rss_start:.1f} MB")
+            while (elapsed := time.monotonic() - started) < args.seconds:
+                time.sleep(min(args.every, args.seconds - elapsed))
+                rss = proc.memory_info().rss / MB
+                rss_max = max(rss_max, rss)
+                used = proc.cpu_times()
+                cpu = (used.user + used.system - cpu_start.user - cpu_start.system) / max(
+                    1e-9, time.monotonic() - started
+                )
+                print(
+                    f"t={time.monotonic() - started:.0f} s rss {rss:.1f} MB cpu {cpu * 100:.1f} %"
+                )
+            rss_end = proc.memory_info().rss / MB
+            used = proc.cpu_times()
+            wall = time.monotonic() - started
+            cpu_pct = (used.user + used.system - cpu_start.user - cpu_start.system) / wall * 100
+            if controller.poll() is not None:
+                raise SystemExit(f"the controller died during the run; see {log}")
+        finally:
+            if controller is not None:
+                stop(controller)
+            stop(sim)
+    result = {
+        "seconds": round(wall, 1),
+        "cycle_period_s": 0.02,
+        "rss_mb_start": round(rss_start, 1),
+        "rss_mb_end": round(rss_end, 1),
+        "rss_mb_max": round(rss_max, 1),
+        "rss_growth_mb": round(rss_end - rss_start, 2),
+        "cpu_pct": round(cpu_pct, 2),
+        "goals_met": rss_max <= 80 and rss_end - rss_start < 2 and cpu_pct <= 10,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

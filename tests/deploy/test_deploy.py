@@ -1,0 +1,89 @@
+"""The gateway deployment: the install script's syntax and the systemd unit's options."""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+UNIT = DEPLOY / "resilience.service"
+INSTALL = DEPLOY / "install.sh"
+
+
+def unit_options() -> dict[str, dict[str, list[str]]]:
+    sections: dict[str, dict[str, list[str]]] = {}
+    section = ""
+    for raw in UNIT.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            sections[section] = {}
+            continue
+        key, _, value = line.partition("=")
+        sections[section].setdefault(key, []).append(value)
+    return sections
+
+
+def test_install_script_is_valid_bash() -> None:
+    result = subprocess.run(["bash", "-n", str(INSTALL)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    text = INSTALL.read_text(encoding="utf-8")
+    for step in (
+        "useradd --system",
+        "usermod -a -G dialout",
+        "/opt/resilience/venv",
+        "systemctl enable resilience.service",
+        "check-config",
+    ):
+        assert step in text
+
+
+def test_unit_runs_unprivileged_with_a_watchdog_and_hardening() -> None:
+    service = unit_options()["Service"]
+    assert service["Type"] == ["notify"]
+    assert service["User"] == ["resilience"] and service["Group"] == ["resilience"]
+    assert service["SupplementaryGroups"] == ["dialout"]
+    assert service["Restart"] == ["always"]
+    assert float(service["WatchdogSec"][0]) > 0
+    assert service["ProtectSystem"] == ["strict"]
+    assert service["ReadWritePaths"] == ["/var/lib/resilience"]
+    assert service["NoNewPrivileges"] == ["yes"]
+    assert service["ExecStart"][0].endswith("run --config /etc/resilience/site.toml")
+    assert service["StandardOutput"] == ["journal"]
+    assert unit_options()["Install"]["WantedBy"] == ["multi-user.target"]
+    configparser.ConfigParser(strict=False).read_string(
+        UNIT.read_text(encoding="utf-8").replace("%", "%%")
+    )
+
+
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (Debian package systemd)")
+    # verify checks that the executables exist: point them at this venv's
+    resilience = Path(sys.executable).parent / "resilience"
+    if not resilience.exists():
+        pytest.skip(f"{resilience} is missing (pip install -e .)")
+    unit = tmp_path / "resilience.service"
+    unit.write_text(
+        UNIT.read_text(encoding="utf-8").replace(
+            "/opt/resilience/venv/bin/resilience", str(resilience)
+        ),
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    problems = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if line.strip() and "resilience.service" in line
+    ]
+    assert result.returncode == 0 and not problems, result.stdout + result.stderr
