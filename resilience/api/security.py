@@ -1,0 +1,103 @@
+"""Bearer-token authentication and role checks for the API routes.
+
+`require(role)` is a FastAPI dependency: it reads `Authorization: Bearer TOKEN`,
+looks the token up in the site's token table (per request, no cache: a token
+revoked from the command line stops working at once), and answers 401 for a
+missing or unknown token, 403 for a role that may not do this. The caller's
+`Principal` is left on `request.state.principal` so the error handlers can
+audit a refused mutating call under the caller's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from resilience.api.status import StatusCache
+from resilience.api.stream import Hub
+from resilience.auth import Principal, TokenStore
+from resilience.cycle import Controller
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="A token from `resilience token create` or `POST /api/v1/tokens`.",
+)
+
+
+@dataclass
+class ApiContext:
+    """What every route needs: the controller (read-only but for `submit`), tokens, caches."""
+
+    controller: Controller
+    tokens: TokenStore
+    cache: StatusCache
+    hub: Hub
+
+
+def context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.api
+    return ctx
+
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+async def audit(
+    ctx: ApiContext,
+    principal: Principal,
+    command: str,
+    args: dict[str, Any],
+    outcome: str,
+    detail: str,
+) -> None:
+    """Write one audit row and wait for its commit (answer only after it)."""
+    store = ctx.controller.store
+    future = store.record_command(
+        principal.name, principal.role, command, args, outcome, detail, ts=ctx.controller.wall()
+    )
+    await store.committed(future)
+
+
+def require(role: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits callers whose token's role allows `role`."""
+
+    async def dependency(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise HTTPException(
+                401,
+                "Authorization: a bearer token is required (Authorization: Bearer TOKEN)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        ctx = context(request)
+        principal = await asyncio.to_thread(ctx.tokens.lookup, credentials.credentials)
+        if principal is None:
+            raise HTTPException(
+                401,
+                "Authorization: unknown or revoked token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        request.state.principal = principal
+        if not principal.allows(role):
+            detail = f"role: {principal.role} may not do this (needs {role} or above)"
+            if request.method in MUTATING:
+                await audit(
+                    ctx,
+                    principal,
+                    f"{request.method} {request.url.path}",
+                    {},
+                    "forbidden",
+                    detail,
+                )
+            raise HTTPException(403, detail)
+        return principal
+
+    dependency.__name__ = f"require_{role}"
+    return dependency

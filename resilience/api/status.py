@@ -1,0 +1,251 @@
+"""The site's status as the API, the UI and the EDXL-HAVE export see it.
+
+`status_document` turns one published `SiteStatus` (plus the site file and the
+operators' overrides) into a plain JSON-able dict; it is pure and cheap. The
+`StatusCache` serialises the latest status at most once per control cycle, and
+only when someone asks, so the control loop pays nothing for readers: its
+`on_status` listener is never used here, `controller.status` is read instead.
+
+Units are in the keys: `_w` watts, `_wh` watt-hours, `_v` volts, `_hz` hertz,
+`_pct` percent, `_h` hours, `_ts` Unix seconds. Definitions:
+
+    supply_w     what the site can supply now: the grid connection (when the grid is
+                 healthy and the PCC closed) or the vehicles' discharge limits above
+                 their reserves, plus firm PV, plus V2L outlets that supply their circuits
+    load_w       the power the loads that are on draw now, as their panels measure it
+    endurance_h  hours the life-safety and critical tiers can still run at their present
+                 draw on the energy above the vehicles' reserves; null when unbounded.
+                 PV counts only where forecast: the controller has no forecast yet, so
+                 none is counted (the estimate is pessimistic on a sunny day)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from resilience.config import SiteConfig
+from resilience.cycle import Controller, SiteStatus
+from resilience.model import BreakerPosition, ChargerState, Mode, Tier, V2LState
+from resilience.modes import RUNBOOKS
+from resilience.overrides import DonorVehicle, Overrides
+from resilience.policies.endurance import endurance_h, energy_above_reserve_wh
+from resilience.policies.grid import grid_healthy
+from resilience.policies.vehicles import discharge_floor_pct, supply_capacity_w
+
+LIVE_BUS_PU = 0.5  # the site bus counts as energised above this fraction of nominal voltage
+
+
+def runbook_url(mode: Mode) -> str:
+    """Where the UI links the mode's runbook (served read-only by the app)."""
+    return "/" + RUNBOOKS.get(mode, "runbooks/README.md")
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _finite(value: float, digits: int = 1) -> float | None:
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def status_document(
+    status: SiteStatus, config: SiteConfig, overrides: Overrides, now_wall: float
+) -> dict[str, Any]:
+    """Everything the status screen shows, from one cycle's published status."""
+    snap = status.snapshot
+    nominal_v = config.grid.nominal_voltage_v
+    names = {load.id: load.name for load in config.loads}
+
+    grid = snap.grid
+    healthy = grid_healthy(grid, config.grid) if grid is not None else False
+    pcc = snap.pcc
+    pcc_closed = pcc is not None and pcc.position is BreakerPosition.CLOSED
+    energised = (pcc is not None and pcc.bus_voltage_v >= LIVE_BUS_PU * nominal_v) or any(
+        v.available and v.state is ChargerState.FORMING for v in snap.vehicles
+    )
+
+    tiers: dict[str, dict[str, float | int]] = {
+        t.label: {"served": 0, "shed": 0, "unknown": 0, "served_w": 0.0, "shed_w": 0.0}
+        for t in Tier
+    }
+    loads = []
+    load_w = 0.0
+    protect_draw_w = 0.0
+    protect_rated_w = 0.0
+    for load in snap.loads:
+        entry = tiers[load.tier.label]
+        if not load.available:
+            state = "unknown"
+            entry["unknown"] += 1
+        elif load.relay_on:
+            state = "on"
+            entry["served"] += 1
+            entry["served_w"] += load.power_w
+            load_w += load.power_w
+        else:
+            state = "off"
+            entry["shed"] += 1
+            entry["shed_w"] += load.rated_power_w
+        if load.tier in (Tier.LIFE_SAFETY, Tier.CRITICAL):
+            protect_rated_w += load.rated_power_w
+            if state == "on":
+                protect_draw_w += load.power_w
+        loads.append(
+            {
+                "id": load.load_id,
+                "name": names.get(load.load_id, load.load_id),
+                "tier": load.tier.label,
+                "state": state,
+                "power_w": round(load.power_w, 1),
+                "rated_power_w": load.rated_power_w,
+                "supply": load.supply,
+                "locked_off": load.load_id in overrides.locked_off,
+            }
+        )
+    for entry in tiers.values():
+        entry["served_w"] = round(float(entry["served_w"]), 1)
+        entry["shed_w"] = round(float(entry["shed_w"]), 1)
+
+    pv_w = snap.pv.power_w if snap.pv is not None and snap.pv.available else 0.0
+    outlets_w = sum(
+        o.rating_w
+        for o in snap.outlets
+        if o.available and o.enabled and o.state is V2LState.SUPPLYING
+    )
+    if healthy and pcc_closed:
+        supply_w = config.grid.connection_kva * 1000.0 + pv_w + outlets_w
+    else:
+        supply_w = supply_capacity_w(snap.vehicles, snap.pv, config.dispatch) + outlets_w
+
+    energy_wh = energy_above_reserve_wh(snap.vehicles, snap.outlets)
+    draw_w = protect_draw_w if protect_draw_w > 0 else protect_rated_w
+    hours = endurance_h(energy_wh, draw_w) if draw_w > 0 else math.inf
+
+    donors = overrides.donors
+    dispatch = config.dispatch
+    fleet_names = {v.id: v.name or v.id for v in config.vehicles}
+    vehicles = []
+    connected = 0
+    for v in snap.vehicles:
+        is_connected = v.available and v.plugged and v.state is not ChargerState.FAULT
+        connected += is_connected
+        donor = donors.get(v.charger_id)
+        vehicles.append(
+            {
+                "connector": v.charger_id,
+                "kind": "charger",
+                "vehicle_id": v.vehicle_id,
+                "name": fleet_names.get(v.vehicle_id or "", v.vehicle_id),
+                "available": v.available,
+                "at_reserve": is_connected and v.soc_pct <= discharge_floor_pct(v, dispatch),
+                "leaving": _leaving(donor, now_wall),
+                "connected": is_connected,
+                "state": v.state.name.lower(),
+                "forming": v.state is ChargerState.FORMING,
+                "soc_pct": round(v.soc_pct, 1),
+                "reserve_soc_pct": v.reserve_soc_pct,
+                "energy_above_reserve_wh": round(v.energy_above_reserve_wh),
+                "power_w": round(v.power_w, 1),
+                "donor": donor is not None,
+                "leaving_at": donor.leaving_at if donor is not None else None,
+            }
+        )
+    for o in snap.outlets:
+        is_connected = o.available and o.state is not V2LState.UNPLUGGED
+        connected += is_connected
+        donor = donors.get(o.outlet_id)
+        vehicles.append(
+            {
+                "connector": o.outlet_id,
+                "kind": "outlet",
+                "vehicle_id": o.vehicle_id,
+                "name": fleet_names.get(o.vehicle_id or "", o.vehicle_id),
+                "available": o.available,
+                "at_reserve": is_connected and o.soc_pct <= discharge_floor_pct(o, dispatch),
+                "leaving": _leaving(donor, now_wall),
+                "connected": is_connected,
+                "state": o.state.name.lower(),
+                "forming": False,
+                "soc_pct": round(o.soc_pct, 1),
+                "reserve_soc_pct": o.reserve_soc_pct,
+                "energy_above_reserve_wh": round(o.energy_above_reserve_wh),
+                "power_w": round(o.power_w, 1),
+                "donor": donor is not None,
+                "leaving_at": donor.leaving_at if donor is not None else None,
+            }
+        )
+
+    return {
+        "site": config.site.name,
+        "mode": status.mode.value,
+        "mode_since": iso(status.mode_since_wall),
+        "mode_since_ts": status.mode_since_wall,
+        "runbook": runbook_url(status.mode),
+        "grid": {
+            "present": grid is not None and grid.voltage_v >= LIVE_BUS_PU * nominal_v,
+            "healthy": healthy,
+            "voltage_v": round(grid.voltage_v, 1) if grid is not None else None,
+            "frequency_hz": round(grid.frequency_hz, 3) if grid is not None else None,
+            "power_w": round(grid.power_w, 1) if grid is not None else None,
+        },
+        "pcc": pcc.position.name.lower() if pcc is not None else "unknown",
+        "return_to_service_s": config.grid.return_to_service_s,
+        "energised": energised,
+        "supply_w": round(supply_w, 1),
+        "load_w": round(load_w, 1),
+        "pv_w": round(pv_w, 1),
+        "tiers": tiers,
+        "endurance_h": _finite(hours, 2),
+        "endurance_basis": {
+            "energy_above_reserve_wh": round(energy_wh),
+            "draw_w": round(draw_w, 1),
+            "pv_counted_w": 0.0,
+        },
+        "vehicles": {
+            "connected": connected,
+            "energy_above_reserve_wh": round(energy_wh),
+            "list": vehicles,
+        },
+        "loads": loads,
+        "alarms": [{"code": code, "message": msg} for code, msg in sorted(status.alarms.items())],
+        "cycle": status.cycle,
+        "updated_ts": round(now_wall, 3),
+    }
+
+
+def _leaving(donor: DonorVehicle | None, now_wall: float) -> bool:
+    return donor is not None and donor.leaving_at is not None and now_wall >= donor.leaving_at
+
+
+class StatusCache:
+    """The latest status as JSON bytes, rebuilt at most once per cycle, when asked."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+        self._key: tuple[int, int] | None = None
+        self._doc: dict[str, Any] | None = None
+        self._bytes: bytes = b""
+
+    def _refresh(self) -> bool:
+        status = self.controller.status
+        if status is None:
+            return False
+        key = (id(status), status.cycle)
+        if key != self._key:
+            self._doc = status_document(
+                status, self.controller.config, self.controller.overrides, self.controller.wall()
+            )
+            self._bytes = json.dumps(self._doc, separators=(",", ":"), allow_nan=False).encode()
+            self._key = key
+        return True
+
+    def document(self) -> dict[str, Any] | None:
+        """The latest status document, or None before the first cycle published one."""
+        return self._doc if self._refresh() else None
+
+    def body(self) -> bytes | None:
+        """The latest status document as JSON bytes, or None before the first cycle."""
+        return self._bytes if self._refresh() else None

@@ -1,0 +1,267 @@
+"""The API's routes, roles and commands against the real controller on the simulated site."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from resilience.api.edxl import HAVE_NS
+from resilience.model import Mode
+
+from .conftest import Api
+
+pytestmark = pytest.mark.integration
+
+
+async def test_status_has_everything_the_screen_shows(api: Api) -> None:
+    r = await api.client("viewer").get("/api/v1/status")
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["mode"] == "grid_connected"
+    assert doc["runbook"] == "/runbooks/grid_connected.md"
+    assert doc["mode_since"].endswith("Z")
+    assert doc["grid"]["present"] is True and doc["grid"]["voltage_v"] > 200
+    assert doc["grid"]["frequency_hz"] == pytest.approx(50.0, abs=0.5)
+    assert doc["supply_w"] >= 100_000
+    assert doc["load_w"] > 0
+    assert set(doc["tiers"]) == {"life_safety", "critical", "essential", "comfort"}
+    for tier in doc["tiers"].values():
+        assert {"served", "shed", "served_w", "shed_w"} <= set(tier)
+    assert doc["endurance_h"] > 0
+    assert doc["vehicles"]["connected"] >= 4
+    assert doc["vehicles"]["energy_above_reserve_wh"] > 0
+    assert isinstance(doc["alarms"], list)
+
+
+async def test_no_token_no_entry_and_roles_are_enforced(api: Api) -> None:
+    anonymous = api.client(role=None)
+    assert (await anonymous.get("/api/v1/status")).status_code == 401
+    r = await anonymous.post("/api/v1/loads/lift/shed")
+    assert r.status_code == 401 and "bearer" in r.json()["detail"].lower()
+    assert (await api.client(token="x" * 43).get("/api/v1/status")).status_code == 401
+    viewer = api.client("viewer")
+    assert (await viewer.get("/api/v1/events")).status_code == 403
+    r = await viewer.post("/api/v1/loads/lift/shed")
+    assert r.status_code == 403 and "role" in r.json()["detail"]
+    responder = api.client("responder")
+    assert (await responder.post("/api/v1/loads/lift/shed")).status_code == 403
+    assert (await responder.get("/api/v1/tokens")).status_code == 403
+    me = (await responder.get("/api/v1/me")).json()
+    assert (
+        me["role"] == "responder"
+        and me["can"]["register_vehicle"]
+        and not me["can"]["shed_restore"]
+    )
+    # the forbidden mutating calls were audited under the caller's name
+    await asyncio.to_thread(api.running.store.flush, 5.0)
+    audit = api.running.store.commands(limit=10)
+    assert any(c.actor == "test-viewer" and c.outcome == "forbidden" for c in audit)
+
+
+async def test_shed_and_restore_through_the_controller(api: Api) -> None:
+    operator = api.client("operator")
+    r = await operator.post("/api/v1/loads/lift/shed")
+    assert r.status_code == 200, r.text
+    assert r.json()["outcome"] == "accepted"
+    audit = api.running.store.commands(limit=1)  # committed before the answer
+    assert audit[0].command == "shed_load" and audit[0].actor == "test-operator"
+    api.plant.excuse_load("lift")
+    await api.until(lambda: not api.plant.load_on("lift"), 5, "lift shed")
+    loads = (await operator.get("/api/v1/loads")).json()["loads"]
+    lift = next(x for x in loads if x["id"] == "lift")
+    assert lift["locked_off"] is True
+    r = await operator.post("/api/v1/loads/lift/restore")
+    assert r.status_code == 200 and r.json()["outcome"] == "accepted"
+
+
+async def test_refusals_are_409_and_bad_input_names_the_field(api: Api) -> None:
+    operator = api.client("operator")
+    r = await operator.post("/api/v1/commands/reconnect")
+    assert r.status_code == 409
+    assert "nothing to reconnect" in r.json()["detail"]
+    r = await operator.post("/api/v1/loads/no_such_load/shed")
+    assert r.status_code == 404 and r.json()["detail"].startswith("load_id:")
+    r = await operator.put("/api/v1/loads/lift/tier", json={"tier": "luxury"})
+    assert r.status_code == 422 and "body.tier" in r.json()["detail"]
+    r = await operator.post(
+        "/api/v1/vehicles",
+        json={"vehicle_id": "34 ABC 12", "connector": "v2l_9", "reserve_soc_pct": 40},
+    )
+    assert r.status_code == 422 and r.json()["detail"].startswith("connector:")
+    r = await operator.post(
+        "/api/v1/vehicles",
+        json={"vehicle_id": "34 ABC 12", "connector": "v2l_1", "reserve_soc_pct": 140},
+    )
+    assert r.status_code == 422 and "body.reserve_soc_pct" in r.json()["detail"]
+    r = await operator.post(
+        "/api/v1/vehicles", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 422 and "body" in r.json()["detail"]
+
+
+async def test_planned_island_then_reconnect(api: Api) -> None:
+    responder = api.client("responder")
+    r = await responder.post("/api/v1/commands/planned-island")
+    assert r.status_code == 200, r.text
+    await api.mode(Mode.ISLANDED, 40)
+    assert (await responder.post("/api/v1/commands/planned-island")).status_code == 409
+    r = await api.client("operator").post("/api/v1/commands/reconnect")
+    assert r.status_code == 200, r.text
+
+
+async def test_register_and_release_a_donor_vehicle(api: Api) -> None:
+    responder = api.client("responder")
+    # a fleet car's home charger is refused by the controller's own check
+    r = await responder.post(
+        "/api/v1/vehicles",
+        json={"vehicle_id": "34 XYZ 99", "connector": "charger_1", "reserve_soc_pct": 50},
+    )
+    assert r.status_code == 409 and "connector" in r.json()["detail"]
+    leaving = api.running.controller.wall() + 3600
+    r = await responder.post(
+        "/api/v1/vehicles",
+        json={
+            "vehicle_id": "donor_v2l_1",
+            "connector": "v2l_1",
+            "reserve_soc_pct": 60,
+            "soc_pct": 80,
+            "leaving_at": leaving,
+        },
+    )
+    assert r.status_code == 200, r.text
+    await api.until(
+        lambda: (
+            api.running.controller.status is not None
+            and any(
+                o.outlet_id == "v2l_1" and o.reserve_soc_pct == 60
+                for o in api.running.controller.status.snapshot.outlets
+            )
+        ),
+        5,
+        "the reserve in the snapshot",
+    )
+    vehicles = (await responder.get("/api/v1/vehicles")).json()["vehicles"]
+    v2l = next(v for v in vehicles if v["connector"] == "v2l_1")
+    assert v2l["donor"] and v2l["registered_by"] == "test-responder"
+    assert v2l["leaving_at"] == pytest.approx(leaving)
+    r = await responder.post("/api/v1/vehicles/donor_v2l_1/release")
+    assert r.status_code == 200, r.text
+    r = await responder.post("/api/v1/vehicles/donor_v2l_1/release")
+    assert r.status_code == 404 and r.json()["detail"].startswith("vehicle_id:")
+
+
+async def test_events_alarms_and_audit_reads(api: Api) -> None:
+    responder = api.client("responder")
+    await asyncio.to_thread(api.running.store.flush, 5.0)
+    r = await responder.get("/api/v1/events", params={"kind": "transition", "limit": 5})
+    assert r.status_code == 200
+    events = r.json()["events"]
+    assert events and all(e["kind"] == "transition" for e in events)
+    r = await responder.get("/api/v1/events", params={"since": 1e12})
+    assert r.status_code == 422 and "query.since" in r.json()["detail"]
+    r = await responder.get("/api/v1/events", params={"since": "nan"})
+    assert r.status_code == 422
+    first = (await responder.get("/api/v1/events", params={"limit": 1})).json()
+    if first["next_before_id"] is not None:
+        page = await responder.get(
+            "/api/v1/events", params={"limit": 1, "before_id": first["next_before_id"]}
+        )
+        assert page.json()["events"][0]["id"] < first["events"][0]["id"]
+    assert (await responder.get("/api/v1/alarms", params={"active": True})).status_code == 200
+    assert (await api.client("operator").get("/api/v1/commands")).status_code == 200
+
+
+async def test_acknowledge_an_alarm(api: Api) -> None:
+    api.plant.silence("pv")
+    await api.until(
+        lambda: (
+            api.running.controller.status is not None
+            and "device_unavailable:pv" in api.running.controller.status.alarms
+        ),
+        5,
+        "pv alarm",
+    )
+    await asyncio.to_thread(api.running.store.flush, 5.0)
+    operator = api.client("operator")
+    alarms = (await operator.get("/api/v1/alarms", params={"active": True})).json()["alarms"]
+    alarm = next(a for a in alarms if a["code"] == "device_unavailable:pv")
+    r = await operator.post(f"/api/v1/alarms/{alarm['id']}/ack")
+    assert r.status_code == 200, r.text
+    r = await operator.post(f"/api/v1/alarms/{alarm['id']}/ack")
+    assert r.status_code == 409
+    assert (await operator.post("/api/v1/alarms/0/ack")).status_code == 422
+    api.plant.clear_fault("pv")
+
+
+async def test_tokens_admin_routes(api: Api) -> None:
+    admin = api.client("admin")
+    r = await admin.post("/api/v1/tokens", json={"name": "tablet-1", "role": "viewer"})
+    assert r.status_code == 201, r.text
+    token = r.json()["token"]
+    viewer = api.client(token=token)
+    assert (await viewer.get("/api/v1/status")).status_code == 200
+    assert (
+        await admin.post("/api/v1/tokens", json={"name": "tablet-1", "role": "viewer"})
+    ).status_code == 409
+    names = [t["name"] for t in (await admin.get("/api/v1/tokens")).json()["tokens"]]
+    assert "tablet-1" in names and "test-admin" in names
+    assert "token" not in json.dumps(
+        (await admin.get("/api/v1/tokens")).json()["tokens"][0]
+    ).replace('"tokens"', "")
+    r = await admin.delete("/api/v1/tokens/tablet-1")
+    assert r.status_code == 200
+    assert (await viewer.get("/api/v1/status")).status_code == 401  # at once: no cache
+    assert (await admin.delete("/api/v1/tokens/tablet-1")).status_code == 404
+    assert (await admin.delete("/api/v1/tokens/test-admin")).status_code == 409
+    r = await admin.post("/api/v1/tokens", json={"name": "x", "role": "root"})
+    assert r.status_code == 422 and "body.role" in r.json()["detail"]
+    audit = api.running.store.commands(limit=10)
+    assert any(c.command == "token_create" and c.actor == "test-admin" for c in audit)
+    assert any(c.command == "token_revoke" and c.outcome == "accepted" for c in audit)
+
+
+async def test_edxl_have_export_is_well_formed(api: Api) -> None:
+    responder = api.client("responder")
+    r = await responder.get("/api/v1/export/edxl-have")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/xml")
+    root = ET.fromstring(r.content)
+    ns = {"have": HAVE_NS}
+    assert root.tag == f"{{{HAVE_NS}}}HospitalStatus"
+    name = root.find(
+        "have:Hospital/have:Organization/have:OrganizationInformation/have:OrganizationName", ns
+    )
+    assert name is not None and "Kadıköy" in (name.text or "")
+    status = root.find("have:Hospital/have:Status/have:FacilityStatus", ns)
+    assert status is not None and status.text == "Normal"
+    api.plant.grid_loss()
+    await api.mode(Mode.ISLANDED, 5)
+    root = ET.fromstring((await responder.get("/api/v1/export/edxl-have")).content)
+    status = root.find("have:Hospital/have:Status/have:FacilityStatus", ns)
+    assert status is not None and status.text == "Compromised"
+    hours = root.find("have:Hospital/have:ServiceCapacity/have:EnduranceHours", ns)
+    assert hours is not None and float(hours.text or "0") > 0
+
+
+async def test_runbooks_and_ui_are_served_without_a_token(api: Api) -> None:
+    anonymous = api.client(role=None)
+    r = await anonymous.get("/runbooks/islanded.md")
+    assert r.status_code == 200 and "<h1" in r.text and "ISLANDED" in r.text
+    assert (await anonymous.get("/runbooks/../pyproject.toml")).status_code == 404
+    assert (await anonymous.get("/runbooks/nope.md")).status_code == 404
+    schema = (await anonymous.get("/api/v1/openapi.json")).json()
+    assert all(path.startswith("/api/v1/") for path in schema["paths"])
+
+
+async def test_keep_alive_answers_are_not_held_by_nagle(api: Api) -> None:
+    viewer = api.client("viewer")
+    await viewer.get("/api/v1/status")  # one connection, kept alive
+    times = []
+    for _ in range(9):
+        start = asyncio.get_running_loop().time()
+        assert (await viewer.get("/api/v1/status")).status_code == 200
+        times.append(asyncio.get_running_loop().time() - start)
+    assert sorted(times)[4] < 0.02  # a delayed ACK would hold each answer ~40 ms

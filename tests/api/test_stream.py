@@ -1,0 +1,89 @@
+"""The live stream: status changes, events and alarms as Server-Sent Events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from resilience.api.status import StatusCache
+from resilience.api.stream import Hub
+
+from .conftest import Api
+
+pytestmark = pytest.mark.integration
+
+
+async def messages(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
+    name = ""
+    async for line in response.aiter_lines():
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            yield name, json.loads(line[6:])
+
+
+async def next_where(
+    stream: AsyncIterator[tuple[str, Any]], want: str, predicate: Any, timeout_s: float
+) -> Any:
+    async def find() -> Any:
+        async for name, data in stream:
+            if name == want and predicate(data):
+                return data
+        raise AssertionError("stream ended")
+
+    return await asyncio.wait_for(find(), timeout_s)
+
+
+async def test_stream_pushes_a_grid_loss_and_its_events(api: Api) -> None:
+    client = api.client("responder")
+    async with client.stream("GET", "/api/v1/stream") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        stream = messages(response)
+        first = await next_where(stream, "status", lambda d: True, 5)
+        assert first["mode"] == "grid_connected"
+        await next_where(stream, "alarms", lambda d: True, 5)
+        api.plant.grid_loss()
+        await next_where(stream, "status", lambda d: d["mode"] == "islanded", 10)
+        event = await next_where(
+            stream, "event", lambda d: d["kind"] == "transition" and d["mode_to"] == "islanded", 10
+        )
+        assert event["reason"]
+
+
+async def test_status_pushes_are_throttled_and_viewers_get_status_only(api: Api) -> None:
+    client = api.client("viewer")
+    loop = asyncio.get_running_loop()
+    async with client.stream("GET", "/api/v1/stream") as response:
+        stream = messages(response)
+        names = []
+        start = loop.time()
+        cycles_before = api.running.controller.stats.cycles
+        async for name, _ in stream:
+            names.append(name)
+            if len(names) == 4:
+                break
+        elapsed = loop.time() - start
+        cycles = api.running.controller.stats.cycles - cycles_before
+    assert set(names) == {"status"}
+    # 4 pushes (the first at once) took >= 3 intervals of 0.5 s while ~50 cycles/s ran
+    assert elapsed >= 1.4 and cycles > 4 * 10
+
+
+async def test_a_slow_client_is_dropped_not_waited_for(api: Api) -> None:
+    hub = Hub(api.running.controller, StatusCache(api.running.controller), queue_size=2)
+    hub.status_interval_s = 0.0
+    stream = hub.subscribe(full=False)
+    first = await anext(stream)  # the fresh status, then the client reads nothing more
+    assert first.startswith(b"event: status")
+    hub.start()
+    await api.until(lambda: hub.dropped >= 1, 5, "the slow client dropped")
+    rest = [chunk async for chunk in stream]  # its stream ends (it would reconnect)
+    assert len(rest) <= 2
+    assert not hub.clients
+    await hub.stop()

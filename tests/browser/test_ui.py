@@ -1,0 +1,105 @@
+"""The tablet UI against the real controller on the simulated site, in headless chromium."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from resilience.model import Mode
+from tools.uisite import PHONE, UiSite
+
+pytestmark = pytest.mark.browser
+
+
+async def sign_in(page: Any, ui: UiSite, role: str) -> None:
+    await page.goto(ui.url + "/")
+    await page.wait_for_selector("#login-form")
+    await page.fill("#token-input", ui.tokens[role])
+    await page.click("#login-form button[type=submit]")
+    await page.wait_for_selector('body[data-connection="live"]')
+
+
+async def test_operator_watches_a_grid_loss_sheds_a_load_and_registers_a_car(
+    ui: UiSite, page: Any
+) -> None:
+    await page.goto(ui.url + "/")
+    await page.fill("#token-input", "not-a-valid-token-at-all-0123456789")
+    await page.click("#login-form button[type=submit]")
+    await page.wait_for_selector("#login-error:not([hidden])")
+    assert "not valid" in await page.text_content("#login-error")
+
+    await sign_in(page, ui, "operator")
+    await page.wait_for_selector('#banner[data-mode="grid_connected"]')
+    assert await page.text_content("#mode-name") == "GRID CONNECTED"
+    assert await page.get_attribute("#runbook-link", "href") == "/runbooks/grid_connected.md"
+
+    ui.sim.plant.grid_loss()  # the grid fails: the banner changes live, from the stream
+    await page.wait_for_selector('#banner[data-mode="islanded"]', timeout=15_000)
+    assert await page.text_content("#mode-name") == "ISLANDED"
+    assert await page.get_attribute("#runbook-link", "href") == "/runbooks/islanded.md"
+    await page.wait_for_selector('#events .event[data-kind="transition"]')
+
+    ui.sim.plant.excuse_load("lift")
+    await page.click('button[data-action="shed"][data-load="lift"]')
+    await page.wait_for_selector("#confirm[open]")
+    assert "Lift" in await page.text_content("#confirm-title")
+    await page.click("#confirm-ok")
+    await page.wait_for_selector("#toast:not([hidden])")
+    assert (await page.text_content("#toast")).startswith("Done")
+    await page.wait_for_selector('.load[data-load="lift"] .state[data-state="locked_off"]')
+    assert "lift" in ui.running.controller.overrides.locked_off
+
+    await page.click("#btn-register")
+    await page.wait_for_selector("#register[open]")
+    await page.fill("#reg-vehicle", "donor_v2l_1")
+    await page.select_option("#reg-connector", "v2l_1")
+    await page.fill("#reg-soc", "80")
+    await page.fill("#reg-reserve", "55")
+    await page.click('#register-form button[type="submit"]')
+    await page.wait_for_selector("#register:not([open])", state="attached")
+    assert ui.running.controller.overrides.donors["v2l_1"].reserve_soc_pct == 55
+    await page.wait_for_selector('.vehicle[data-connector="v2l_1"] button[data-action="release"]')
+    assert "55" in await page.text_content('.vehicle[data-connector="v2l_1"] .meta')
+
+
+async def test_a_viewer_sees_no_actions_and_turkish_uses_the_locale(ui: UiSite, page: Any) -> None:
+    await sign_in(page, ui, "viewer")
+    assert not await page.is_visible("#actions")
+    assert await page.locator('button[data-action="shed"]').count() == 0
+    assert not await page.is_visible("#events-card")
+    await page.click("#lang-toggle")
+    await page.wait_for_selector('html[lang="tr"]', state="attached")
+    await page.wait_for_selector('#mode-name:text-is("ŞEBEKEYE BAĞLI")')
+    assert await page.text_content("#lang-toggle") == "English"
+    load = await page.text_content("#load-w")
+    assert load.endswith(" kW") and "," in load  # 12,3 kW in tr-TR
+    assert await page.text_content('.tier[data-tier="life_safety"] h3 span') == "Hayati"
+    await page.click("#theme-toggle")
+    assert await page.get_attribute("html", "data-theme") == "dark"
+
+
+async def test_touch_targets_are_44_px_on_a_phone(ui: UiSite, page: Any) -> None:
+    await page.set_viewport_size(PHONE)
+    await sign_in(page, ui, "operator")
+    await page.wait_for_selector('button[data-action="shed"]')
+    small = await page.evaluate(
+        """() => [...document.querySelectorAll('button, a.runbook, select, input')]
+            .filter((el) => el.offsetParent !== null)
+            .map((el) => [el.id || el.textContent.trim(), el.getBoundingClientRect()])
+            .filter(([, r]) => r.height < 44 || r.width < 44)
+            .map(([name, r]) => `${name}: ${r.width}x${r.height}`)"""
+    )
+    assert small == []
+    overflow = await page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+    assert not overflow  # nothing wider than the phone
+
+
+async def test_a_dropped_stream_shows_connection_lost(ui: UiSite, page: Any) -> None:
+    await sign_in(page, ui, "operator")
+    assert not await page.is_visible("#lost-banner")
+    assert ui.mode() is Mode.GRID_CONNECTED
+    await ui.server.stop()  # the API goes away under the tablet
+    await page.wait_for_selector("#lost-banner:not([hidden])", timeout=10_000)
+    assert await page.get_attribute("body", "data-connection") == "lost"
+    assert "Connection lost" in await page.text_content("#lost-banner")
