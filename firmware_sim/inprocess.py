@@ -1,0 +1,133 @@
+"""An in-process `RegisterTransport`: resilience's drivers over the simulated register banks.
+
+For drills much faster than real time. The drivers are the real ones and the
+register banks are the real simulated firmware (`devices.py`); only the Modbus
+framing and the sockets are skipped. Behaviour matches the TCP servers:
+
+- a device silenced by a fault injection (`SimulatedDevice.silent`) never
+  answers: `DeviceTimeout`, as a client would report after its timeout;
+- a Modbus exception code from the bank (an injected one, ILLEGAL_ADDRESS for
+  an address outside the map, ILLEGAL_VALUE for a refused write) becomes
+  `DeviceExceptionResponse` with that code;
+- a unit id that no device behind the endpoint has: `DeviceTimeout` (a
+  gateway with nothing behind it stays quiet);
+- a request that can never be valid (200 registers at once, a value that does
+  not fit 16 bits) is a `ValueError`, as `ModbusTcpBus` raises.
+
+The transport takes no time: a drill's virtual clock decides when things
+happen. `firmware_sim` imports `resilience`, never the reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pymodbus.constants import ExcCodes
+
+from firmware_sim.devices import SimulatedDevice, build_devices
+from firmware_sim.plant import Plant
+from resilience.config import SiteConfig
+from resilience.transport.errors import DeviceExceptionResponse, DeviceTimeout
+from resilience.transport.modbus import MAX_READ_COUNT, MAX_WRITE_COUNT
+
+__all__ = ["InProcessTransport", "build_inprocess_drivers", "transports_for"]
+
+
+def _check_request(address: int, count: int, limit: int) -> None:
+    if not 0 <= address <= 0xFFFF:
+        raise ValueError(f"register address {address} is outside 0..65535")
+    if not 1 <= count <= limit:
+        raise ValueError(f"{count} registers in one request (1..{limit} allowed)")
+    if address + count > 0x10000:
+        raise ValueError(f"{count} registers from {address} run past address 65535")
+
+
+class InProcessTransport:
+    """The units behind one endpoint, answered straight from their register banks.
+
+    `units` maps Modbus unit id -> simulated device; `endpoint` names the
+    transport in error messages (``host:port (in-process)`` by default).
+    """
+
+    def __init__(self, units: Mapping[int, SimulatedDevice], endpoint: str = "in-process") -> None:
+        self.units = dict(units)
+        self.endpoint = endpoint
+        self.reads = 0
+        self.writes = 0
+
+    def _device(self, unit_id: int, address: int, what: str) -> SimulatedDevice:
+        device = self.units.get(unit_id)
+        if device is None or device.silent:
+            raise DeviceTimeout(
+                f"{self.endpoint} unit {unit_id}: {what}: no answer (in-process)",
+                endpoint=self.endpoint,
+                unit_id=unit_id,
+                address=address,
+            )
+        return device
+
+    def _exception(self, code: ExcCodes, unit_id: int, address: int, what: str) -> Exception:
+        number = int(code)
+        name = DeviceExceptionResponse.code_name(number)
+        return DeviceExceptionResponse(
+            f"{self.endpoint} unit {unit_id}: {what}: Modbus exception {number} ({name})",
+            code=number,
+            endpoint=self.endpoint,
+            unit_id=unit_id,
+            address=address,
+        )
+
+    async def read(self, unit_id: int, address: int, count: int) -> list[int]:
+        """Exactly `count` registers from `address`, as FC3 would return them."""
+        _check_request(address, count, MAX_READ_COUNT)
+        self.reads += 1
+        what = f"reading {count} registers at {address}"
+        result = self._device(unit_id, address, what).read(address, count)
+        if isinstance(result, ExcCodes):
+            raise self._exception(result, unit_id, address, what)
+        return result
+
+    async def write(self, unit_id: int, address: int, values: Sequence[int]) -> None:
+        """`values` from `address` in one request (all-or-nothing, as FC16)."""
+        values = [int(v) for v in values]
+        _check_request(address, len(values), MAX_WRITE_COUNT)
+        for value in values:
+            if not 0 <= value <= 0xFFFF:
+                raise ValueError(f"{value} does not fit an unsigned 16-bit register")
+        self.writes += 1
+        what = f"writing {len(values)} registers at {address}"
+        code = self._device(unit_id, address, what).write(address, values)
+        if code is not None:
+            raise self._exception(code, unit_id, address, what)
+
+    async def close(self) -> None:
+        return None
+
+
+def transports_for(
+    config: SiteConfig, devices: Mapping[str, SimulatedDevice]
+) -> dict[str, InProcessTransport]:
+    """One transport per ``host:port`` of the site file, keyed by device id (shared like a bus)."""
+    by_endpoint: dict[tuple[str, int], dict[int, SimulatedDevice]] = {}
+    for device_id, device in config.devices.items():
+        by_endpoint.setdefault((device.host, device.port), {})[device.unit_id] = devices[device_id]
+    transports = {
+        key: InProcessTransport(units, f"{key[0]}:{key[1]} (in-process)")
+        for key, units in by_endpoint.items()
+    }
+    return {
+        device_id: transports[(device.host, device.port)]
+        for device_id, device in config.devices.items()
+    }
+
+
+def build_inprocess_drivers(plant: Plant) -> dict[str, object]:
+    """The controller's drivers for every device of the plant's site, over in-process banks."""
+    from resilience.drivers.registry import driver_for
+
+    devices = build_devices(plant)
+    transports = transports_for(plant.config, devices)
+    return {
+        name: driver_for(name, device, transports[name])
+        for name, device in plant.config.devices.items()
+    }

@@ -1,0 +1,553 @@
+"""Drill scenarios (TOML) as validated, frozen models: the site, a timeline, pass criteria.
+
+A scenario names the site file it runs, how long it lasts, the plant's initial
+conditions, a timeline of events (grid loss and return, sags, flicker,
+vehicles arriving and leaving, load changes, devices that fall silent or talk
+garbage, a breaker that will not operate, a CAP alert arriving, operator
+commands) and the criteria that decide pass or fail. The format is documented
+in `docs/scenarios.md`.
+
+Like the site file, a bad scenario never half-runs: every problem becomes one
+`ScenarioProblem` naming the file, the event (index, kind and time) or key,
+and the reason; `load_scenario` raises them all at once as `ScenarioError`.
+
+Times: `at`, `duration`, `leaving` and the like take seconds as a number or a
+string with units ("90s", "5m", "2h", "1d", "1h30m", "250ms"); `start` is an
+ISO 8601 time with its offset (the wall time of drill time 0).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from resilience.cap import CapAlert, CapError, load_cap
+from resilience.config import ConfigError, SiteConfig, load_site
+from resilience.model import Mode, Tier
+
+__all__ = [
+    "Criteria",
+    "Event",
+    "LoadedScenario",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioProblem",
+    "format_span",
+    "load_scenario",
+    "parse_span",
+]
+
+_SPAN_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|d)\s*")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_span(value: Any) -> Any:
+    """Seconds from a number or a string such as "1h30m", "90s", "2.5h", "250ms"."""
+    if isinstance(value, bool):
+        raise ValueError("expected seconds or a duration like '2h' or '90s'")
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        raise ValueError("empty duration")
+    total = 0.0
+    pos = 0
+    while pos < len(text):
+        match = _SPAN_PART.match(text, pos)
+        if match is None:
+            raise ValueError(
+                f"{value!r} is not a duration (seconds, or like '90s', '5m', '2h', '1d', '1h30m')"
+            )
+        total += float(match.group(1)) * _UNIT_S[match.group(2)]
+        pos = match.end()
+    return total
+
+
+def format_span(seconds: float) -> str:
+    """A compact human form: 45 s, 12.5 min, 3.2 h."""
+    if seconds < 120:
+        return f"{seconds:g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.4g} min"
+    return f"{seconds / 3600:.4g} h"
+
+
+Span = Annotated[float, BeforeValidator(parse_span), Field(ge=0, allow_inf_nan=False)]
+PositiveSpan = Annotated[float, BeforeValidator(parse_span), Field(gt=0, allow_inf_nan=False)]
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# --------------------------------------------------------------------------- sections
+class ScenarioSection(_Model):
+    name: str = Field(min_length=1)
+    description: str = ""
+    site: str = Field(min_length=1)  # path, relative to the scenario file
+    duration: PositiveSpan
+    start: datetime = datetime.fromisoformat("2025-01-15T06:00:00+03:00")
+    exercise: bool = True  # CAP alerts with status Exercise are acted on (a drill)
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, start: datetime) -> datetime:
+        if start.tzinfo is None:
+            raise ValueError("start needs a UTC offset, e.g. 2025-02-06T04:17:00+03:00")
+        return start
+
+
+class InitialSection(_Model):
+    """The plant at drill time 0 (everything else comes from the site file)."""
+
+    soc_pct: dict[str, Percent] = {}  # vehicle id -> SoC [%]
+    default_soc_pct: Percent = 80.0
+    pv_available_w: Annotated[float, Field(ge=0)] | None = None  # None: from [pv] or 0 W
+    load_factor: Annotated[float, Field(ge=0, le=10)] = 1.0
+    absent: list[str] = []  # site vehicles not parked at the start (they may arrive later)
+    max_discharge_w: dict[str, Annotated[float, Field(gt=0)]] = {}  # a car's own V2G limit [W]
+    grid_present: bool = True
+
+
+class PvSection(_Model):
+    """A clear-sky day shape repeated each day: a half sine from sunrise to sunset."""
+
+    peak_w: Annotated[float, Field(ge=0)]
+    sunrise_h: Annotated[float, Field(ge=0, lt=24)] = 7.5  # local time of day [h]
+    sunset_h: Annotated[float, Field(gt=0, le=24)] = 17.0
+    step: PositiveSpan = 3600.0  # PV is updated this often (piecewise constant)
+    daily_factor: list[Annotated[float, Field(ge=0, le=1.5)]] = []  # per day (clouds), cycled
+
+
+class ChargedBy(_Model):
+    at: Span
+    min_soc_pct: Percent
+    vehicles: list[str] = []  # default: every vehicle on a bidirectional charger
+
+
+class Criteria(_Model):
+    """Pass criteria; each one present is measured and reported."""
+
+    max_unserved_kwh: dict[str, Annotated[float, Field(ge=0)]] = {"life_safety": 0.0}
+    unserved_scope: Literal["site", "bus"] = "site"  # bus: V2L circuits are not counted
+    max_safety_violations: Annotated[int, Field(ge=0)] | None = 0
+    island_within_ms: Annotated[float, Field(gt=0)] | None = None
+    islanded_by: Span | None = None  # the site must be islanded by this drill time
+    final_mode: Mode | None = None
+    must_enter: list[Mode] = []
+    must_not_enter: list[Mode] = []
+    alarms_raised: list[str] = []  # alarm codes that must be raised at some time
+    charged_by: ChargedBy | None = None
+    max_relay_operations: Annotated[int, Field(ge=0)] | None = None  # per load (chatter)
+
+    @field_validator("max_unserved_kwh")
+    @classmethod
+    def _tiers(cls, limits: dict[str, float]) -> dict[str, float]:
+        for label in limits:
+            Tier.from_label(label)
+        return limits
+
+
+# --------------------------------------------------------------------------- events
+class _Event(_Model):
+    at: Span
+    note: str = ""  # shown in the report's timeline
+
+
+class GridLoss(_Event):
+    kind: Literal["grid_loss"]
+
+
+class GridReturn(_Event):
+    kind: Literal["grid_return"]
+
+
+class Sag(_Event):
+    kind: Literal["sag"]
+    pu: Annotated[float, Field(ge=0, le=1.5)]
+    duration_s: Annotated[float, Field(gt=0, le=3600)]
+
+
+class Flicker(_Event):
+    kind: Literal["flicker"]
+    period_s: Annotated[float, Field(gt=0, le=3600)]
+    count: Annotated[int, Field(ge=1, le=1000)]
+
+
+class VehicleArrives(_Event):
+    kind: Literal["vehicle_arrives"]
+    vehicle: str = Field(min_length=1)
+    connector: str = Field(min_length=1)  # a bidirectional_charger or v2l_outlet id
+    soc_pct: Percent
+    capacity_wh: Annotated[float, Field(gt=0)] | None = None  # default: the site file's
+    reserve_soc_pct: Percent | None = None  # default: the site file's
+    leaving: Span | None = None  # drill time the owner wants to leave
+    tell_controller: bool | None = None  # operator registers it (default: when needed)
+
+
+class VehicleLeaves(_Event):
+    """The owner leaves: the operator releases a registered donor, then the car is unplugged."""
+
+    kind: Literal["vehicle_leaves"]
+    connector: str = Field(min_length=1)
+
+
+class Unplug(_Event):
+    """A car unplugged without telling anyone, possibly mid-discharge."""
+
+    kind: Literal["unplug"]
+    connector: str = Field(min_length=1)
+
+
+class LoadChange(_Event):
+    kind: Literal["load_change"]
+    factor: Annotated[float, Field(ge=0, le=10)]  # of rated_power_w
+    load: str | None = None
+    tier: str | None = None  # every load of this tier (when no load is named)
+
+    @field_validator("tier")
+    @classmethod
+    def _tier(cls, tier: str | None) -> str | None:
+        if tier is not None:
+            Tier.from_label(tier)
+        return tier
+
+
+class SetPv(_Event):
+    kind: Literal["pv"]
+    available_w: Annotated[float, Field(ge=0)]
+
+
+class DeviceSilent(_Event):
+    kind: Literal["device_silent"]
+    device: str
+
+
+class DeviceGarbage(_Event):
+    kind: Literal["device_garbage"]
+    device: str
+
+
+class DeviceException(_Event):
+    kind: Literal["device_exception"]
+    device: str
+    code: Literal[1, 2, 3, 4, 5, 6, 7, 8, 10, 11] = 4
+
+
+class DeviceFault(_Event):
+    """A hardware fault: a charger trips, an outlet trips, the PV faults, the breaker trips."""
+
+    kind: Literal["device_fault"]
+    device: str
+
+
+class DeviceRecovers(_Event):
+    kind: Literal["device_recovers"]
+    device: str
+
+
+class BreakerFailToOperate(_Event):
+    kind: Literal["breaker_fail_to_operate"]
+    failed: bool = True
+
+
+class CapAlertEvent(_Event):
+    kind: Literal["cap_alert"]
+    file: str = Field(min_length=1)  # CAP 1.2 XML, relative to the scenario file
+
+
+class Command(_Event):
+    """An operator command, as from the tablet (submitted to the controller)."""
+
+    kind: Literal["command"]
+    command: Literal[
+        "planned_island",
+        "reconnect",
+        "shed_load",
+        "restore_load",
+        "set_tier",
+        "register_vehicle",
+        "release_vehicle",
+    ]
+    args: dict[str, str | float | int | bool] = {}
+
+
+Event = Annotated[
+    GridLoss
+    | GridReturn
+    | Sag
+    | Flicker
+    | VehicleArrives
+    | VehicleLeaves
+    | Unplug
+    | LoadChange
+    | SetPv
+    | DeviceSilent
+    | DeviceGarbage
+    | DeviceException
+    | DeviceFault
+    | DeviceRecovers
+    | BreakerFailToOperate
+    | CapAlertEvent
+    | Command,
+    Field(discriminator="kind"),
+]
+EVENT_KINDS = (
+    "grid_loss",
+    "grid_return",
+    "sag",
+    "flicker",
+    "vehicle_arrives",
+    "vehicle_leaves",
+    "unplug",
+    "load_change",
+    "pv",
+    "device_silent",
+    "device_garbage",
+    "device_exception",
+    "device_fault",
+    "device_recovers",
+    "breaker_fail_to_operate",
+    "cap_alert",
+    "command",
+)
+
+
+class Scenario(_Model):
+    scenario: ScenarioSection
+    initial: InitialSection = InitialSection()
+    pv: PvSection | None = None
+    events: list[Event] = []
+    criteria: Criteria = Criteria()
+
+
+# --------------------------------------------------------------------------- errors
+@dataclass(frozen=True)
+class ScenarioProblem:
+    file: str
+    key: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.reason}"
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot run; carries every problem found."""
+
+    def __init__(self, problems: list[ScenarioProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class LoadedScenario:
+    """A validated scenario with what it refers to: the site and any CAP alerts."""
+
+    path: Path
+    scenario: Scenario
+    site_path: Path
+    site: SiteConfig
+    alerts: dict[int, CapAlert]  # event index -> parsed alert
+
+    @property
+    def start_wall(self) -> float:
+        return self.scenario.scenario.start.timestamp()
+
+    @property
+    def duration_s(self) -> float:
+        return self.scenario.scenario.duration
+
+
+def _event_name(raw: Any, index: int) -> str:
+    if isinstance(raw, dict):
+        kind = raw.get("kind", "?")
+        at = raw.get("at")
+        return (
+            f"events[{index}] ({kind} at {at})" if at is not None else f"events[{index}] ({kind})"
+        )
+    return f"events[{index}]"
+
+
+def _key(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
+    if len(loc) >= 2 and loc[0] == "events" and isinstance(loc[1], int):
+        events = raw.get("events")
+        item = events[loc[1]] if isinstance(events, list) and loc[1] < len(events) else None
+        rest = [str(p) for p in loc[2:] if p not in EVENT_KINDS]
+        name = _event_name(item, loc[1])
+        return f"{name}.{'.'.join(rest)}" if rest else name
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif str(part).startswith("function-"):
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+def _reason(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    if err["type"] == "union_tag_invalid":
+        return f"unknown event kind (expected one of: {', '.join(EVENT_KINDS)})"
+    if err["type"] == "union_tag_not_found":
+        return "event has no kind"
+    message = str(err["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _cross_check(
+    scenario: Scenario, site: SiteConfig, raw: dict[str, Any]
+) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    raw_events = raw.get("events", [])
+    duration = scenario.scenario.duration
+    vehicles = {v.id for v in site.vehicles}
+    connectors = set(site.chargers) | set(site.outlets)
+    loads = {load.id for load in site.loads}
+
+    def name(i: int) -> str:
+        return _event_name(raw_events[i] if i < len(raw_events) else None, i)
+
+    for vid in scenario.initial.soc_pct:
+        if vid not in vehicles:
+            problems.append((f"initial.soc_pct.{vid}", f"unknown vehicle {vid!r} in the site"))
+    for vid in scenario.initial.max_discharge_w:
+        if vid not in vehicles:
+            problems.append(
+                (f"initial.max_discharge_w.{vid}", f"unknown vehicle {vid!r} in the site")
+            )
+    for vid in scenario.initial.absent:
+        if vid not in vehicles:
+            problems.append(("initial.absent", f"unknown vehicle {vid!r} in the site"))
+    for i, event in enumerate(scenario.events):
+        if event.at > duration:
+            problems.append(
+                (
+                    f"{name(i)}.at",
+                    f"{format_span(event.at)} is after the end of the drill"
+                    f" ({format_span(duration)})",
+                )
+            )
+        device = getattr(event, "device", None)
+        if device is not None and device not in site.devices:
+            problems.append((f"{name(i)}.device", f"unknown device {device!r} in the site"))
+        connector = getattr(event, "connector", None)
+        if connector is not None and connector not in connectors:
+            known = ", ".join(sorted(connectors))
+            problems.append(
+                (f"{name(i)}.connector", f"{connector!r} is not a charger or V2L outlet ({known})")
+            )
+        if isinstance(event, VehicleArrives):
+            known_vehicle = site.vehicle_at(event.connector)
+            if event.vehicle not in vehicles and event.capacity_wh is None:
+                problems.append(
+                    (
+                        f"{name(i)}.capacity_wh",
+                        f"vehicle {event.vehicle!r} is not in the site file: give its capacity_wh",
+                    )
+                )
+            if (
+                known_vehicle is not None
+                and known_vehicle.id != event.vehicle
+                and event.tell_controller is not False
+            ):
+                problems.append(
+                    (
+                        f"{name(i)}.connector",
+                        f"{event.connector} is the home of site vehicle {known_vehicle.id!r};"
+                        " the controller would refuse to register another car there",
+                    )
+                )
+        if isinstance(event, LoadChange):
+            if event.load is None and event.tier is None:
+                problems.append((f"{name(i)}", "load_change needs load or tier"))
+            if event.load is not None and event.load not in loads:
+                problems.append((f"{name(i)}.load", f"unknown load {event.load!r} in the site"))
+        if isinstance(event, Command):
+            load_id = event.args.get("load_id")
+            if load_id is not None and str(load_id) not in loads:
+                problems.append((f"{name(i)}.args.load_id", f"unknown load {load_id!r}"))
+    cb = scenario.criteria.charged_by
+    if cb is not None:
+        for vid in cb.vehicles:
+            if vid not in vehicles:
+                problems.append(("criteria.charged_by.vehicles", f"unknown vehicle {vid!r}"))
+        if cb.at > duration:
+            problems.append(("criteria.charged_by.at", "after the end of the drill"))
+    if scenario.criteria.islanded_by is not None and scenario.criteria.islanded_by > duration:
+        problems.append(("criteria.islanded_by", "after the end of the drill"))
+    pv = scenario.pv
+    if pv is not None and pv.sunset_h <= pv.sunrise_h:
+        problems.append(("pv.sunset_h", f"{pv.sunset_h} h is not after sunrise_h {pv.sunrise_h} h"))
+    return problems
+
+
+def parse_scenario(data: dict[str, Any], path: Path) -> LoadedScenario:
+    """Validate a parsed scenario document (site and CAP files are read relative to it)."""
+    file = str(path)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(
+            [ScenarioProblem(file, _key(tuple(e["loc"]), data), _reason(e)) for e in exc.errors()]
+        ) from None
+    site_path = (path.parent / scenario.scenario.site).resolve()
+    try:
+        site = load_site(site_path)
+    except ConfigError as exc:
+        raise ScenarioError(
+            [ScenarioProblem(file, "scenario.site", str(p)) for p in exc.problems]
+        ) from None
+    problems = [ScenarioProblem(file, k, r) for k, r in _cross_check(scenario, site, data)]
+    alerts: dict[int, CapAlert] = {}
+    raw_events = data.get("events", [])
+    for i, event in enumerate(scenario.events):
+        if isinstance(event, CapAlertEvent):
+            try:
+                alerts[i] = load_cap(path.parent / event.file)
+            except CapError as exc:
+                problems.append(
+                    ScenarioProblem(file, f"{_event_name(raw_events[i], i)}.file", str(exc))
+                )
+    if problems:
+        raise ScenarioError(problems)
+    return LoadedScenario(path, scenario, site_path, site, alerts)
+
+
+def load_scenario(path: str | Path) -> LoadedScenario:
+    """Read and validate a scenario file; raises ScenarioError naming file, event/key, reason."""
+    path = Path(path)
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError([ScenarioProblem(file, "(file)", exc.strerror or str(exc))]) from None
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 text (byte {exc.start}: {exc.reason})"
+        raise ScenarioError([ScenarioProblem(file, "(file)", reason)]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError([ScenarioProblem(file, "(syntax)", str(exc))]) from None
+    return parse_scenario(data, path)
