@@ -20,8 +20,9 @@ CONFIG ?= config/site.toml
 PYTEST_ARGS ?=
 DEMO_LOG := var/demo-sim.log
 
-# Debian packages the tests use (Modbus command-line client, pty/socket relay).
-APT_PACKAGES := mbpoll socat
+# Debian packages the tests use (Modbus command-line client, pty/socket relay, the
+# headless browser the tablet-UI tests drive through Playwright).
+APT_PACKAGES := mbpoll socat chromium
 
 # Root runs apt-get itself; anyone else goes through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -87,5 +88,13 @@ demo: venv
 	    sleep 0.1; \
 	  done; \
 	done; \
+	token=$$($(BIN)/resilience token create --role operator --name demo-$$(date +%Y%m%d-%H%M%S) \
+	  --config $(CONFIG) | tail -n 1); \
+	ui=$$($(BIN)/python -c 'import sys; from resilience.config import load_site; \
+	  api = load_site(sys.argv[1]).api; host = "127.0.0.1" if api.host in ("0.0.0.0", "::") else api.host; \
+	  print(f"http://{host}:{api.port}/")' $(CONFIG)); \
+	echo "demo: tablet UI          $$ui"; \
+	echo "demo: operator token     $$token"; \
+	echo "demo: signed-in link     $$ui#token=$$token"; \
 	echo "demo: controller  resilience run --config $(CONFIG)  (foreground; Ctrl-C stops it and the simulator)"; \
 	$(BIN)/resilience run --config $(CONFIG)

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 DEFAULT_CONFIG = "config/site.toml"
 
@@ -163,6 +164,41 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
+# ---------------------------------------------------------------- token
+
+
+def _token_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="create a token; it is printed once, last")
+    create.add_argument(
+        "--role", required=True, choices=("viewer", "responder", "operator", "admin")
+    )
+    create.add_argument("--name", required=True, help="who or what holds it, e.g. tablet-hall")
+    add_config_argument(create)
+    revoke = actions.add_parser("revoke", help="revoke a token by name; it stops working at once")
+    revoke.add_argument("name", metavar="NAME")
+    add_config_argument(revoke)
+    listing = actions.add_parser("list", help="list live tokens (names and roles)")
+    add_config_argument(listing)
+
+
+def token(args: argparse.Namespace, extra: list[str]) -> int:
+    """API tokens in the store the site file names; every change is audited there."""
+    from resilience.tokens_cli import token_command
+
+    return token_command(args)
+
+
+# ---------------------------------------------------------------- drill, survival, cap-alert
+
+
+def _drills() -> Any:
+    """`resilience.drills.commands`: drill, survival and cap-alert (imported when used)."""
+    from resilience.drills import commands
+
+    return commands
+
+
 # ---------------------------------------------------------------- the parser
 
 COMMANDS: dict[str, Command] = {
@@ -175,6 +211,26 @@ COMMANDS: dict[str, Command] = {
         help="validate a site file and print every problem found",
         handler=check_config,
         add_arguments=_check_config_arguments,
+    ),
+    "token": Command(
+        help="create, revoke or list API tokens (in the store the site file names)",
+        handler=token,
+        add_arguments=_token_arguments,
+    ),
+    "drill": Command(
+        help="run a drill scenario against the simulated site; exit 0 pass, 1 fail, 2 bad file",
+        handler=lambda args, extra: _drills().drill(args, extra),
+        add_arguments=lambda parser: _drills().drill_arguments(parser),
+    ),
+    "survival": Command(
+        help="outage survival analysis over a year-long hourly load and PV profile",
+        handler=lambda args, extra: _drills().survival(args, extra),
+        add_arguments=lambda parser: _drills().survival_arguments(parser),
+    ),
+    "cap-alert": Command(
+        help="read a CAP 1.2 alert and print the storm-watch decision (optionally act on it)",
+        handler=lambda args, extra: _drills().cap_alert(args, extra),
+        add_arguments=lambda parser: _drills().cap_alert_arguments(parser),
     ),
     "sim": Command(
         help="run the simulated devices of a site (firmware_sim); other arguments"

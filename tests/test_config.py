@@ -784,6 +784,6 @@ def test_file_that_is_not_utf8(tmp_path: Path) -> None:
 
 def test_load_site_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "site.toml"
-    path.write_text(SITE_FILE.read_text(encoding="utf-8").replace("port = 15050", "port = 0"))
+    path.write_text(SITE_FILE.read_text(encoding="utf-8").replace("port = 15050", "port = 70000"))
     problem = only_problem(path)
-    assert str(problem) == f"{path}: devices.pv.port: Input should be greater than or equal to 1"
+    assert str(problem) == f"{path}: devices.pv.port: Input should be less than or equal to 65535"
