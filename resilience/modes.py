@@ -1077,7 +1077,10 @@ class SiteModes:
 
         The grid-former picks up every load step at once, before the followers' new
         setpoints arrive, so a restore must fit in what it has spare this cycle, not
-        merely in the island's total capacity.
+        merely in the island's total capacity. Restores also stop at the island's N-1
+        capacity: what is left if its largest single source (a follower at its limit,
+        or the PV's present output) drops out, so that losing one source never leaves
+        the former alone with more than it can carry before the next cycle sheds.
         """
         loads = bus_loads(ctx.snap)
         plan = self._plan(ctx, loads, supply_w, "bus", max_tier=max_tier, max_restores=0)
@@ -1088,7 +1091,16 @@ class SiteModes:
             return plan  # one load at a time: pumps and compressors do not start together
         served = sum(load.power_w for load in loads if load.relay_on)
         headroom = discharge_limit_w(former, ctx.config.dispatch) - former.power_w
-        restore_supply = min(supply_w, served + max(0.0, headroom))
+        pv = ctx.snap.pv.power_w if ctx.snap.pv and ctx.snap.pv.available else 0.0
+        largest_w = max(
+            [pv]
+            + [
+                discharge_limit_w(v, ctx.config.dispatch)
+                for v in running_vehicles(ctx)
+                if v.charger_id != former.charger_id
+            ]
+        )
+        restore_supply = min(supply_w - largest_w, served + max(0.0, headroom))
         restore = plan_loads(
             loads,
             restore_supply,

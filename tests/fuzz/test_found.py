@@ -71,12 +71,6 @@ def test_no_black_start_onto_loads_that_cannot_be_shed(machine: SiteMachine) -> 
     assert machine.plant.violations == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the island dispatch is not N-1 secure: with the loads spread over the former and"
-    " one follower, unplugging that follower (or any instant loss of a source) puts its share"
-    " on the former at once, past its 1.1 pu short-time limit, and the island collapses",
-)
 def test_losing_a_follower_in_island(machine: SiteMachine) -> None:
     islanded(machine)
     machine.plant.fault("pv")
