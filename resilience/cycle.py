@@ -269,6 +269,11 @@ class Controller:
         fresh = slot.last_ok_s is not None and now - slot.last_ok_s <= slot.stale_after_s
         if slot.available and fresh:
             return
+        if slot.last_ok_s is None and not slot.error and now - slot.since_s <= slot.stale_after_s:
+            # Never answered yet, still within the start-up grace (the first request also
+            # connects): unknown, so not used, but not worth an alarm either.
+            slot.reading = None
+            return
         if slot.available or not slot.error:
             slot.available = False
             slot.since_s = now
