@@ -66,6 +66,7 @@ log = logging.getLogger("resilience.cycle")
 
 POWER_DEADBAND_W = 50.0  # a setpoint change smaller than this is not worth a write
 REASSERT_S = 2.0  # rewrite a command the device does not reflect after this long
+STARTUP_GRACE_S = 2.0  # a device not yet heard from is alarmed only after this long
 
 
 @dataclass
@@ -269,7 +270,7 @@ class Controller:
         fresh = slot.last_ok_s is not None and now - slot.last_ok_s <= slot.stale_after_s
         if slot.available and fresh:
             return
-        if slot.last_ok_s is None and not slot.error and now - slot.since_s <= slot.stale_after_s:
+        if slot.last_ok_s is None and not slot.error and now - slot.since_s <= STARTUP_GRACE_S:
             # Never answered yet, still within the start-up grace (the first request also
             # connects): unknown, so not used, but not worth an alarm either.
             slot.reading = None
