@@ -13,11 +13,16 @@ enum16) is refused with `BadReply` wherever the driver needs it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from resilience.drivers import registers
 from resilience.drivers.base import RegisterDriver
 from resilience.drivers.registers import to_signed16
 
 __all__ = ["SunSpecDriver", "scaled"]
+
+_T = TypeVar("_T")
 
 _NOT_IMPLEMENTED_UINT16 = 0xFFFF
 _VERIFY_COUNT = registers.FIRST_MODEL_ADDR + 2 - registers.SUNSPEC_BASE  # 72: marker .. model len
@@ -63,6 +68,19 @@ class SunSpecDriver(RegisterDriver):
                 f" length {self.MODEL_LEN}",
             )
         self._verified = True
+
+    async def _read_verified(
+        self, address: int, count: int, decode: Callable[[list[int]], _T]
+    ) -> _T:
+        """Read and decode a block, checking the device's identity first after a start or
+        after any error (a failed read or a reply that does not decode)."""
+        try:
+            if not self._verified:
+                await self.verify()
+            return decode(await self._read(address, count))
+        except BaseException:
+            self._verified = False
+            raise
 
     def _model_header(
         self, register: str, address: int, raw_id: int, raw_len: int, model_id: int, model_len: int

@@ -62,14 +62,7 @@ class SunSpecInverter(SunSpecDriver):
         return cls(transport, device.unit_id, name=name, rating_w=device.rating_w)
 
     async def read(self) -> InverterReading:
-        try:
-            if not self._verified:
-                await self.verify()
-            raw = await self._read(_R.DATA, self.READ_COUNT)
-            return self._decode(raw)
-        except BaseException:
-            self._verified = False
-            raise
+        return await self._read_verified(_R.DATA, self.READ_COUNT, self._decode)
 
     async def limit(self, pct: float) -> None:
         """Limit the output to `pct` [%] of WRtg; 100 lifts the limit (WMaxLim_Ena = 0)."""

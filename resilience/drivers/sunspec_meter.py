@@ -52,14 +52,7 @@ class SunSpecMeter(SunSpecDriver):
         return cls(transport, device.unit_id, name=name, rating_w=device.rating_w)
 
     async def read(self) -> GridReading:
-        try:
-            if not self._verified:
-                await self.verify()
-            raw = await self._read(_R.DATA, _R.READ_COUNT)
-            return self._decode(raw)
-        except BaseException:
-            self._verified = False
-            raise
+        return await self._read_verified(_R.DATA, _R.READ_COUNT, self._decode)
 
     def _decode(self, raw: list[int]) -> GridReading:
         def at(offset: int) -> int:

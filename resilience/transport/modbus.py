@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
@@ -401,20 +401,12 @@ class BusPool:
         self._lines: dict[str, SerialLine] = {}
 
     def get(self, host: str, port: int, timeout_s: float) -> ModbusTcpBus:
-        bus = self._buses.get((host, port))
-        if bus is None:
-            bus = ModbusTcpBus(
-                host,
-                port,
-                timeout_s=timeout_s,
-                backoff_initial_s=self._backoff_initial_s,
-                backoff_max_s=self._backoff_max_s,
-                clock=self._clock,
-            )
-            self._buses[(host, port)] = bus
-        elif timeout_s > bus.timeout_s:
-            bus.timeout_s = timeout_s
-        return bus
+        return _shared(
+            self._buses,
+            (host, port),
+            timeout_s,
+            lambda: ModbusTcpBus(host, port, timeout_s=timeout_s, **self._retry()),
+        )
 
     def get_rtu(
         self,
@@ -428,22 +420,19 @@ class BusPool:
         """The Modbus RTU bus of `serial_port` (one per port, shared by its unit ids)."""
         from resilience.transport.rtu import ModbusRtuBus
 
-        bus = self._rtu.get(serial_port)
-        if bus is None:
-            bus = ModbusRtuBus(
+        return _shared(
+            self._rtu,
+            serial_port,
+            timeout_s,
+            lambda: ModbusRtuBus(
                 serial_port,
                 baudrate=baudrate,
                 parity=parity,
                 stopbits=stopbits,
                 timeout_s=timeout_s,
-                backoff_initial_s=self._backoff_initial_s,
-                backoff_max_s=self._backoff_max_s,
-                clock=self._clock,
-            )
-            self._rtu[serial_port] = bus
-        elif timeout_s > bus.timeout_s:
-            bus.timeout_s = timeout_s
-        return bus
+                **self._retry(),
+            ),
+        )
 
     def get_line(
         self,
@@ -457,22 +446,26 @@ class BusPool:
         """The line-protocol port `serial_port` (one device per port)."""
         from resilience.transport.serial import SerialLine
 
-        line = self._lines.get(serial_port)
-        if line is None:
-            line = SerialLine(
+        return _shared(
+            self._lines,
+            serial_port,
+            timeout_s,
+            lambda: SerialLine(
                 serial_port,
                 baudrate=baudrate,
                 parity=parity,
                 stopbits=stopbits,
                 timeout_s=timeout_s,
-                backoff_initial_s=self._backoff_initial_s,
-                backoff_max_s=self._backoff_max_s,
-                clock=self._clock,
-            )
-            self._lines[serial_port] = line
-        elif timeout_s > line.timeout_s:
-            line.timeout_s = timeout_s
-        return line
+                **self._retry(),
+            ),
+        )
+
+    def _retry(self) -> _Retry:
+        return {
+            "backoff_initial_s": self._backoff_initial_s,
+            "backoff_max_s": self._backoff_max_s,
+            "clock": self._clock,
+        }
 
     @property
     def buses(self) -> tuple[ModbusTcpBus, ...]:
@@ -490,3 +483,29 @@ class BusPool:
             await bus.close()
         for serial_bus in self.serial_buses:
             await serial_bus.close()
+
+
+class _Retry(TypedDict):
+    backoff_initial_s: float
+    backoff_max_s: float
+    clock: Callable[[], float]
+
+
+class _HasTimeout(Protocol):
+    timeout_s: float
+
+
+_BusT = TypeVar("_BusT", bound=_HasTimeout)
+_KeyT = TypeVar("_KeyT")
+
+
+def _shared(
+    cache: dict[_KeyT, _BusT], key: _KeyT, timeout_s: float, make: Callable[[], _BusT]
+) -> _BusT:
+    """One bus per endpoint; it keeps the longest timeout any of its devices asks for."""
+    bus = cache.get(key)
+    if bus is None:
+        bus = cache[key] = make()
+    elif timeout_s > bus.timeout_s:
+        bus.timeout_s = timeout_s
+    return bus
