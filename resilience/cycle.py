@@ -27,7 +27,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from resilience.config import SiteConfig
+from resilience.config import Device, SiteConfig
+from resilience.config import Load as LoadConfig
 from resilience.devices import (
     BidirectionalCharger,
     Breaker,
@@ -53,12 +54,13 @@ from resilience.model import (
     OutletState,
     PVState,
     Snapshot,
+    Tier,
     V2LState,
     VehicleState,
 )
 from resilience.modes import Memory, SiteModes
 from resilience.outputs import Decision, Outputs
-from resilience.overrides import OverrideError, Overrides
+from resilience.overrides import OverrideError, Overrides, VehicleView
 from resilience.store import Store
 from resilience.supervision import Supervisor
 
@@ -157,6 +159,11 @@ class Controller:
         self.status: SiteStatus | None = None
         self._inbox: asyncio.Queue[_Pending] = asyncio.Queue()
         self._written: dict[str, tuple[Any, float]] = {}
+        # snapshot parts by device or load id, with the inputs they were built from
+        self._built: dict[str, tuple[tuple[Any, ...], Any]] = {}
+        self._tuples: dict[str, tuple[Any, ...]] = {}
+        self._health_key: tuple[Any, ...] | None = None
+        self._health_tuple: tuple[DeviceHealth, ...] = ()
         self._last_telemetry_s = -math.inf
         self._status_listeners: list[Callable[[SiteStatus], None]] = []
         self._answering: set[asyncio.Future[None]] = set()
@@ -300,146 +307,96 @@ class Controller:
         return slot.reading if slot is not None and slot.available else None
 
     def build_snapshot(self, now: float) -> Snapshot:
+        """The cycle's snapshot; a device state whose inputs did not change is last cycle's.
+
+        Drivers hand back the same reading for an identical reply, so in a steady field
+        most states are reused (they are immutable) rather than rebuilt every cycle.
+        """
         config = self.config
+        built = self._built
         grid: GridReading | None = self._reading(config.grid.meter)
         pcc: BreakerReading | None = self._reading(config.grid.pcc_breaker)
-        loads = []
+        loads: list[LoadState] = []
         wall = self.wall()
         overrides = self.overrides
         for load in config.loads:
             panel: PanelReading | None = self._reading(load.panel)
-            tier = overrides.tier_of(load.id, load.tier)
-            if panel is None or load.channel >= len(panel.relay_feedback):
-                # Unknown is unsafe: a load whose panel is silent may be on and cannot be
-                # shed, so decisions see it on at its rating (available=False says unknown).
-                loads.append(
-                    LoadState(
-                        load.id,
-                        tier,
-                        load.rated_power_w,
-                        load.supply,
-                        True,
-                        load.rated_power_w,
-                        False,
-                    )
-                )
-            else:
-                loads.append(
-                    LoadState(
-                        load.id,
-                        tier,
-                        load.rated_power_w,
-                        load.supply,
-                        panel.relay_feedback[load.channel],
-                        panel.channel_power_w[load.channel],
-                        True,
-                    )
-                )
-        vehicles = []
+            inputs: tuple[Any, ...] = (panel, overrides.tier_of(load.id, load.tier))
+            cached = built.get(load.id)
+            if cached is not None and cached[0] == inputs:
+                loads.append(cached[1])
+                continue
+            state = _load_state(load, panel, inputs[1])
+            built[load.id] = (inputs, state)
+            loads.append(state)
+        vehicles: list[VehicleState] = []
         for charger_id, device in self._chargers:
             reading: ChargerReading | None = self._reading(charger_id)
-            vehicle = overrides.vehicle_at(config, charger_id, wall)
-            # An unregistered vehicle keeps everything: reserve 100 % until someone registers it,
-            # and so does one past its leaving time.
-            reserve = 100.0 if vehicle is None or vehicle.leaving else vehicle.reserve_soc_pct
-            vehicle_id = vehicle.vehicle_id if vehicle is not None else None
-            if reading is None:
-                # A silent charger gives nothing, but may still be drawing up to its rating
-                # (max_charge_w) on its last command: decisions count that as a load.
-                vehicles.append(
-                    VehicleState(
-                        charger_id,
-                        vehicle_id,
-                        False,
-                        device.can_form,
-                        ChargerState.UNPLUGGED,
-                        ChargerMode.OFF,
-                        0.0,
-                        reserve,
-                        0.0,
-                        0.0,
-                        0.0,
-                        device.rating_w or 0.0,
-                        0.0,
-                        0.0,
-                        False,
-                    )
-                )
+            inputs = (reading, overrides.vehicle_at(config, charger_id, wall))
+            cached = built.get(charger_id)
+            if cached is not None and cached[0] == inputs:
+                vehicles.append(cached[1])
                 continue
-            rating = device.rating_w or 0.0
-            limit = min(reading.max_discharge_w, rating)
-            if vehicle is not None and vehicle.max_discharge_w is not None:
-                limit = min(limit, vehicle.max_discharge_w)
-            vehicles.append(
-                VehicleState(
-                    charger_id=charger_id,
-                    vehicle_id=vehicle_id,
-                    plugged=reading.state is not ChargerState.UNPLUGGED,
-                    can_form=device.can_form and reading.can_form,
-                    state=reading.state,
-                    mode=reading.mode,
-                    soc_pct=reading.soc_pct,
-                    reserve_soc_pct=reserve,
-                    capacity_wh=reading.capacity_wh,
-                    power_w=reading.power_w,
-                    max_discharge_w=limit,
-                    max_charge_w=min(reading.max_charge_w, rating),
-                    bus_voltage_v=reading.ac_voltage_v,
-                    bus_frequency_hz=reading.ac_frequency_hz,
-                    available=True,
-                )
-            )
-        outlets = []
+            vehicle_state = _vehicle_state(charger_id, device, reading, inputs[1])
+            built[charger_id] = (inputs, vehicle_state)
+            vehicles.append(vehicle_state)
+        outlets: list[OutletState] = []
         for outlet_id, device in self._outlets:
             o: OutletReading | None = self._reading(outlet_id)
-            vehicle = overrides.vehicle_at(config, outlet_id, wall)
-            reserve = 100.0 if vehicle is None or vehicle.leaving else vehicle.reserve_soc_pct
-            rating = device.rating_w or 0.0
-            if o is None:
-                outlets.append(
-                    OutletState(
-                        outlet_id,
-                        None,
-                        V2LState.UNPLUGGED,
-                        0.0,
-                        reserve,
-                        0.0,
-                        0.0,
-                        rating,
-                        False,
-                        False,
-                    )
-                )
+            inputs = (o, overrides.vehicle_at(config, outlet_id, wall))
+            cached = built.get(outlet_id)
+            if cached is not None and cached[0] == inputs:
+                outlets.append(cached[1])
                 continue
-            outlets.append(
-                OutletState(
-                    outlet_id=outlet_id,
-                    vehicle_id=vehicle.vehicle_id if vehicle is not None else None,
-                    state=o.state,
-                    soc_pct=o.soc_pct,
-                    reserve_soc_pct=reserve,
-                    capacity_wh=o.capacity_wh,
-                    power_w=o.power_w,
-                    rating_w=min(rating, o.rating_w) if o.rating_w > 0 else rating,
-                    enabled=o.enabled,
-                    available=True,
-                )
-            )
+            outlet_state = _outlet_state(outlet_id, device, o, inputs[1])
+            built[outlet_id] = (inputs, outlet_state)
+            outlets.append(outlet_state)
         pv: PVState | None = None
         for inverter_id, device in self._inverters:
             inv: InverterReading | None = self._reading(inverter_id)
-            pv = PVState(
-                inverter_id,
-                inv.power_w if inv is not None else 0.0,
-                device.rating_w or 0.0,
-                inv.limit_pct if inv is not None else 100.0,
-                inv is not None,
-            )
+            cached = built.get(inverter_id)
+            if cached is not None and cached[0] == (inv,):
+                pv = cached[1]
+            else:
+                pv = PVState(
+                    inverter_id,
+                    inv.power_w if inv is not None else 0.0,
+                    device.rating_w or 0.0,
+                    inv.limit_pct if inv is not None else 100.0,
+                    inv is not None,
+                )
+                built[inverter_id] = ((inv,), pv)
             break
-        health = tuple(
-            DeviceHealth(s.device_id, s.available, s.since_s, s.error) for s in self.slots.values()
+        return Snapshot(
+            now,
+            grid,
+            pcc,
+            self._same_tuple("loads", loads),
+            self._same_tuple("vehicles", vehicles),
+            self._same_tuple("outlets", outlets),
+            pv,
+            self._health(),
         )
-        return Snapshot(now, grid, pcc, tuple(loads), tuple(vehicles), tuple(outlets), pv, health)
+
+    def _same_tuple(self, key: str, items: list[Any]) -> tuple[Any, ...]:
+        """Last cycle's tuple when it holds the same items, so a steady site's snapshot
+        parts compare by identity downstream."""
+        fresh = tuple(items)
+        last = self._tuples.get(key)
+        if last is not None and last == fresh:
+            return last
+        self._tuples[key] = fresh
+        return fresh
+
+    def _health(self) -> tuple[DeviceHealth, ...]:
+        slots = self.slots.values()
+        key = tuple((s.available, s.since_s, s.error) for s in slots)
+        if self._health_key != key:
+            self._health_key = key
+            self._health_tuple = tuple(
+                DeviceHealth(s.device_id, s.available, s.since_s, s.error) for s in slots
+            )
+        return self._health_tuple
 
     # ------------------------------------------------------------------ write phase
     def _due(self, key: str, value: Any, reflected: bool, now: float) -> bool:
@@ -719,6 +676,97 @@ class _Resumed:
                     pending = self._coro.send(sent)
                 except StopIteration as done:
                     return done.value
+
+
+def _load_state(load: LoadConfig, panel: PanelReading | None, tier: Tier) -> LoadState:
+    if panel is None or load.channel >= len(panel.relay_feedback):
+        # Unknown is unsafe: a load whose panel is silent may be on and cannot be shed,
+        # so decisions see it on at its rating (available=False says unknown).
+        return LoadState(
+            load.id, tier, load.rated_power_w, load.supply, True, load.rated_power_w, False
+        )
+    return LoadState(
+        load.id,
+        tier,
+        load.rated_power_w,
+        load.supply,
+        panel.relay_feedback[load.channel],
+        panel.channel_power_w[load.channel],
+        True,
+    )
+
+
+def _vehicle_state(
+    charger_id: str, device: Device, reading: ChargerReading | None, vehicle: VehicleView | None
+) -> VehicleState:
+    # An unregistered vehicle keeps everything: reserve 100 % until someone registers it,
+    # and so does one past its leaving time.
+    reserve = 100.0 if vehicle is None or vehicle.leaving else vehicle.reserve_soc_pct
+    vehicle_id = vehicle.vehicle_id if vehicle is not None else None
+    rating = device.rating_w or 0.0
+    if reading is None:
+        # A silent charger gives nothing, but may still be drawing up to its rating
+        # (max_charge_w) on its last command: decisions count that as a load.
+        return VehicleState(
+            charger_id,
+            vehicle_id,
+            False,
+            device.can_form,
+            ChargerState.UNPLUGGED,
+            ChargerMode.OFF,
+            0.0,
+            reserve,
+            0.0,
+            0.0,
+            0.0,
+            rating,
+            0.0,
+            0.0,
+            False,
+        )
+    limit = min(reading.max_discharge_w, rating)
+    if vehicle is not None and vehicle.max_discharge_w is not None:
+        limit = min(limit, vehicle.max_discharge_w)
+    return VehicleState(
+        charger_id=charger_id,
+        vehicle_id=vehicle_id,
+        plugged=reading.state is not ChargerState.UNPLUGGED,
+        can_form=device.can_form and reading.can_form,
+        state=reading.state,
+        mode=reading.mode,
+        soc_pct=reading.soc_pct,
+        reserve_soc_pct=reserve,
+        capacity_wh=reading.capacity_wh,
+        power_w=reading.power_w,
+        max_discharge_w=limit,
+        max_charge_w=min(reading.max_charge_w, rating),
+        bus_voltage_v=reading.ac_voltage_v,
+        bus_frequency_hz=reading.ac_frequency_hz,
+        available=True,
+    )
+
+
+def _outlet_state(
+    outlet_id: str, device: Device, o: OutletReading | None, vehicle: VehicleView | None
+) -> OutletState:
+    reserve = 100.0 if vehicle is None or vehicle.leaving else vehicle.reserve_soc_pct
+    rating = device.rating_w or 0.0
+    if o is None:
+        return OutletState(
+            outlet_id, None, V2LState.UNPLUGGED, 0.0, reserve, 0.0, 0.0, rating, False, False
+        )
+    return OutletState(
+        outlet_id=outlet_id,
+        vehicle_id=vehicle.vehicle_id if vehicle is not None else None,
+        state=o.state,
+        soc_pct=o.soc_pct,
+        reserve_soc_pct=reserve,
+        capacity_wh=o.capacity_wh,
+        power_w=o.power_w,
+        rating_w=min(rating, o.rating_w) if o.rating_w > 0 else rating,
+        enabled=o.enabled,
+        available=True,
+    )
 
 
 def _opt_float(value: Any) -> float | None:

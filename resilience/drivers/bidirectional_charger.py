@@ -81,6 +81,9 @@ class BidirectionalChargerDriver(RegisterDriver):
 
     async def read(self) -> ChargerReading:
         raw = await self._read(_R.STATE, _R.READ_COUNT)  # the map starts at 0
+        return self._decoded(raw, self._decode)
+
+    def _decode(self, raw: list[int]) -> ChargerReading:
         state = self._enum(ChargerState, "STATE", _R.STATE, raw[_R.STATE])
         mode = self._enum(ChargerMode, "MODE_ACTIVE", _R.MODE_ACTIVE, raw[_R.MODE_ACTIVE])
         soc = self._check_pct("SOC", _R.SOC, raw[_R.SOC] / 10)

@@ -57,6 +57,9 @@ class LoadPanel(RegisterDriver):
 
     async def read(self) -> PanelReading:
         raw = await self._read(_R.RELAY_COMMAND, _R.READ_COUNT)  # the map starts at 0
+        return self._decoded(raw, self._decode)
+
+    def _decode(self, raw: list[int]) -> PanelReading:
         n = self.channels
         command = tuple(
             self._flag(f"RELAY_COMMAND[{i}]", _R.RELAY_COMMAND + i, raw[_R.RELAY_COMMAND + i])

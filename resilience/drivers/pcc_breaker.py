@@ -27,6 +27,9 @@ class PccBreaker(RegisterDriver):
 
     async def read(self) -> BreakerReading:
         raw = await self._read(_R.POSITION, _R.READ_COUNT)  # the map starts at 0
+        return self._decoded(raw, self._decode)
+
+    def _decode(self, raw: list[int]) -> BreakerReading:
         position = self._enum(BreakerPosition, "POSITION", _R.POSITION, raw[_R.POSITION])
         self._enum(BreakerCommand, "COMMAND", _R.COMMAND, raw[_R.COMMAND])
         bus_v = self._check_voltage("BUS_VOLTAGE", _R.BUS_VOLTAGE, raw[_R.BUS_VOLTAGE] / 10)

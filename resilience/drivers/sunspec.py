@@ -77,7 +77,7 @@ class SunSpecDriver(RegisterDriver):
         try:
             if not self._verified:
                 await self.verify()
-            return decode(await self._read(address, count))
+            return self._decoded(await self._read(address, count), decode)
         except BaseException:
             self._verified = False
             raise

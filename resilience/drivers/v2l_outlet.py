@@ -51,6 +51,9 @@ class V2LOutletDriver(RegisterDriver):
 
     async def read(self) -> OutletReading:
         raw = await self._read(_R.STATE, _R.READ_COUNT)  # the map starts at 0
+        return self._decoded(raw, self._decode)
+
+    def _decode(self, raw: list[int]) -> OutletReading:
         state = self._enum(V2LState, "STATE", _R.STATE, raw[_R.STATE])
         plugged = state is not V2LState.UNPLUGGED
         soc = self._check_pct("SOC", _R.SOC, raw[_R.SOC] / 10)

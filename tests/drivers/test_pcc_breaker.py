@@ -69,3 +69,30 @@ async def test_command_writes_the_command_register(unit: FakeUnit, bus: ModbusTc
         (6, BRK.COMMAND, (2,)),
         (6, BRK.COMMAND, (1,)),
     ]
+
+
+async def test_identical_reply_reuses_the_reading_and_a_change_decodes_anew(
+    unit: FakeUnit, bus: ModbusTcpBus
+) -> None:
+    banks.breaker(unit)
+    driver = PccBreaker(bus, 1, name="pcc_breaker")
+    first = await driver.read()
+    assert await driver.read() is first  # same registers: the same immutable reading
+    unit.load(BRK.POSITION, [0])
+    changed = await driver.read()
+    assert changed.position is BreakerPosition.OPEN and changed is not first
+    assert len(unit.requests) == 3  # every read still asks the device
+
+
+async def test_a_bad_reply_is_refused_every_time_it_comes(
+    unit: FakeUnit, bus: ModbusTcpBus
+) -> None:
+    banks.breaker(unit)
+    driver = PccBreaker(bus, 1, name="pcc_breaker")
+    good = await driver.read()
+    unit.load(BRK.BUS_VOLTAGE, [12000])
+    for _ in range(2):
+        with pytest.raises(BadReply, match="BUS_VOLTAGE"):
+            await driver.read()
+    unit.load(BRK.BUS_VOLTAGE, [4000])
+    assert await driver.read() == good
