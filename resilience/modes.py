@@ -49,7 +49,7 @@ from resilience.model import (
 from resilience.outputs import AlarmChange, Decision, Outputs, Transition
 from resilience.policies.endurance import tier_power_w
 from resilience.policies.grid import grid_healthy, healthy_since, ready_for_return
-from resilience.policies.shedding import LoadTimes, plan_loads
+from resilience.policies.shedding import LoadPlan, LoadTimes, plan_loads
 from resilience.policies.sync import island_frequency_target_hz, sync_check
 from resilience.policies.vehicles import (
     allocate_power,
@@ -187,6 +187,35 @@ def running_vehicles(ctx: GuardContext) -> list[VehicleState]:
 
 def bus_loads(snap: Snapshot) -> list[LoadState]:
     return [load for load in snap.loads if load.supply == "bus"]
+
+
+class Circuits:
+    """A snapshot's loads by supply circuit ("bus" or a V2L outlet's id).
+
+    `rated` is a circuit as a dead supply will see it: every load that is on drawing
+    its rating (nothing measures while the circuit is dark). Both are worked out once
+    per load tuple; the controller hands over the same tuple while the loads are steady.
+    """
+
+    def __init__(self, loads: tuple[LoadState, ...]) -> None:
+        self.loads = loads
+        self._by_supply: dict[str, tuple[LoadState, ...]] = {}
+        for load in loads:
+            self._by_supply[load.supply] = (*self._by_supply.get(load.supply, ()), load)
+        self._rated: dict[str, tuple[LoadState, ...]] = {}
+
+    def of(self, supply: str) -> tuple[LoadState, ...]:
+        return self._by_supply.get(supply, ())
+
+    def rated(self, supply: str) -> tuple[LoadState, ...]:
+        rated = self._rated.get(supply)
+        if rated is None:
+            rated = tuple(
+                replace(load, power_w=load.rated_power_w if load.relay_on else 0.0)
+                for load in self.of(supply)
+            )
+            self._rated[supply] = rated
+        return rated
 
 
 def critical_need_w(ctx: GuardContext) -> float:
@@ -495,6 +524,7 @@ class SiteModes:
             }
         )
         self._ctx: GuardContext | None = None
+        self._circuits_cache: Circuits | None = None
         self._reason = ""
         self._transitions: list[Transition] = []
         self._alarms: list[AlarmChange] = []
@@ -771,7 +801,7 @@ class SiteModes:
         max_tier: Tier = Tier.COMFORT,
         max_restores: int = LOAD_RESTORE_PER_CYCLE,
         use_restore_delay: bool = True,
-    ) -> dict[str, bool]:
+    ) -> LoadPlan:
         plan = plan_loads(
             loads,
             supply_w,
@@ -790,7 +820,13 @@ class SiteModes:
             self._notes.append(plan.reason)
         elif plan.restored:
             self._notes.append(plan.reason)
-        return plan.on
+        return plan
+
+    def _circuits(self, snap: Snapshot) -> Circuits:
+        """The snapshot's loads by supply circuit, worked out once per distinct load tuple."""
+        if self._circuits_cache is None or self._circuits_cache.loads is not snap.loads:
+            self._circuits_cache = Circuits(snap.loads)
+        return self._circuits_cache
 
     def _outlets(self, ctx: GuardContext) -> tuple[dict[str, bool], dict[str, bool]]:
         """V2L circuits are small islands of their own, run the same way in every mode."""
@@ -801,26 +837,24 @@ class SiteModes:
                 continue
             enabled = outlet_enabled(outlet, ctx.config.dispatch)
             outlets[outlet.outlet_id] = enabled
-            circuit = [load for load in ctx.snap.loads if load.supply == outlet.outlet_id]
+            circuits = self._circuits(ctx.snap)
             supply = outlet.rating_w if enabled else 0.0
             if not enabled or outlet.power_w <= 0:
-                circuit = [
-                    replace(load, power_w=load.rated_power_w if load.relay_on else 0.0)
-                    for load in circuit
-                ]
-            loads.update(self._plan(ctx, circuit, supply, outlet.outlet_id))
+                circuit = circuits.rated(outlet.outlet_id)
+            else:
+                circuit = circuits.of(outlet.outlet_id)
+            loads.update(self._plan(ctx, circuit, supply, outlet.outlet_id).on)
         return outlets, loads
 
     def _grid_connected(
         self, ctx: GuardContext, outlets: dict[str, bool], outlet_loads: dict[str, bool]
     ) -> Outputs:
         capacity = ctx.config.grid.connection_kva * 1000
-        loads = self._plan(
-            ctx, bus_loads(ctx.snap), capacity, "bus", max_restores=len(ctx.snap.loads)
-        )
+        bus = self._circuits(ctx.snap).of("bus")
+        loads = self._plan(ctx, bus, capacity, "bus", max_restores=len(ctx.snap.loads)).on
         served = sum(
             (load.power_w if load.relay_on else load.rated_power_w)
-            for load in bus_loads(ctx.snap)
+            for load in bus
             if loads.get(load.load_id, load.relay_on)
         )
         pv = ctx.snap.pv.power_w if ctx.snap.pv and ctx.snap.pv.available else 0.0
@@ -877,10 +911,9 @@ class SiteModes:
         memory = self.memory
         vehicles = usable_vehicles(ctx)
         supply = supply_capacity_w(vehicles, ctx.snap.pv, ctx.config.dispatch)
-        loads = self._plan(ctx, bus_loads(ctx.snap), supply, "bus", max_restores=0)
-        served = sum(
-            load.power_w for load in bus_loads(ctx.snap) if loads.get(load.load_id, load.relay_on)
-        )
+        bus = self._circuits(ctx.snap).of("bus")
+        loads = self._plan(ctx, bus, supply, "bus", max_restores=0).on
+        served = sum(load.power_w for load in bus if loads.get(load.load_id, load.relay_on))
         pv = ctx.snap.pv.power_w if ctx.snap.pv and ctx.snap.pv.available else 0.0
         demand = max(0.0, served - pv)
         shares = allocate_power(vehicles, demand, ctx.config.dispatch) if vehicles else {}
@@ -912,11 +945,8 @@ class SiteModes:
 
     def _preshed(self, ctx: GuardContext, supply_w: float) -> dict[str, bool]:
         """Shed, on a dead bus, to what the first source alone can carry (at rated draw)."""
-        rated = [
-            replace(load, power_w=load.rated_power_w if load.relay_on else 0.0)
-            for load in bus_loads(ctx.snap)
-        ]
-        return self._plan(ctx, rated, supply_w, "bus", max_restores=0, use_restore_delay=False)
+        rated = self._circuits(ctx.snap).rated("bus")
+        return self._plan(ctx, rated, supply_w, "bus", max_restores=0, use_restore_delay=False).on
 
     def _former_capacity(self, ctx: GuardContext, former_id: str | None) -> float:
         if former_id is None:
@@ -955,7 +985,7 @@ class SiteModes:
         # Loads on silent panels and silent chargers cannot be switched off: never form
         # onto more than the former can carry (it would collapse at once).
         fixed_w = silent_draw_w(ctx) + sum(
-            load.rated_power_w for load in bus_loads(ctx.snap) if not load.available
+            load.rated_power_w for load in self._circuits(ctx.snap).of("bus") if not load.available
         )
         fits = fixed_w <= capacity
         self._alarm(
@@ -1027,7 +1057,9 @@ class SiteModes:
         else:
             loads = self._preshed(ctx, 0.0)
         served = sum(
-            load.power_w for load in bus_loads(ctx.snap) if loads.get(load.load_id, load.relay_on)
+            load.power_w
+            for load in self._circuits(ctx.snap).of("bus")
+            if loads.get(load.load_id, load.relay_on)
         )
         pv = ctx.snap.pv.power_w if ctx.snap.pv and ctx.snap.pv.available else 0.0
         served += silent_draw_w(ctx)
@@ -1082,13 +1114,17 @@ class SiteModes:
         or the PV's present output) drops out, so that losing one source never leaves
         the former alone with more than it can carry before the next cycle sheds.
         """
-        loads = bus_loads(ctx.snap)
-        plan = self._plan(ctx, loads, supply_w, "bus", max_tier=max_tier, max_restores=0)
+        loads = self._circuits(ctx.snap).of("bus")
+        held = self._plan(ctx, loads, supply_w, "bus", max_tier=max_tier, max_restores=0)
+        plan = held.on
         if any(plan.get(load.load_id, load.relay_on) != load.relay_on for load in loads):
             return plan
         last = self.memory.last_restore_s
         if last is not None and ctx.now_s - last < RESTORE_SPACING_S:
             return plan  # one load at a time: pumps and compressors do not start together
+        off_w = [load.rated_power_w for load in loads if load.available and not load.relay_on]
+        if not off_w:
+            return plan  # nothing to restore
         served = sum(load.power_w for load in loads if load.relay_on)
         headroom = discharge_limit_w(former, ctx.config.dispatch) - former.power_w
         pv = ctx.snap.pv.power_w if ctx.snap.pv and ctx.snap.pv.available else 0.0
@@ -1101,6 +1137,12 @@ class SiteModes:
             ]
         )
         restore_supply = min(supply_w - largest_w, served + max(0.0, headroom))
+        dispatch = ctx.config.dispatch
+        smallest_need_w = min(off_w) * (1 + dispatch.restore_hysteresis_pct / 100)
+        if not held.demand_w + smallest_need_w + dispatch.shed_margin_w <= restore_supply:
+            # Not even the smallest off load would fit: the plan below could restore nothing.
+            # (Nothing was shed above, so its demand is this plan's.)
+            return plan
         restore = plan_loads(
             loads,
             restore_supply,

@@ -65,13 +65,15 @@ class LoadPlan:
     `shed` lists every load this plan switches off, whatever the cause
     (overload, operator lock, mode tier, ordering repair), in switching order;
     the controller should set its `last_shed_s` to now when it is not empty.
-    `restored` lists the loads switched back on.
+    `restored` lists the loads switched back on. `demand_w` [W] is the circuit's
+    demand once this plan's sheds are done, before its restores.
     """
 
     on: dict[str, bool]
     shed: tuple[str, ...]
     restored: tuple[str, ...]
     reason: str
+    demand_w: float = 0.0
 
 
 def _kw(power_w: float) -> str:
@@ -268,4 +270,10 @@ def plan_loads(
 
     if not reasons:
         reasons.append(f"hold: load {_kw(demand_w)} within supply {_kw(supply_w)}")
-    return LoadPlan(on=on, shed=tuple(shed), restored=tuple(restored), reason="; ".join(reasons))
+    return LoadPlan(
+        on=on,
+        shed=tuple(shed),
+        restored=tuple(restored),
+        reason="; ".join(reasons),
+        demand_w=demand_w,
+    )

@@ -101,6 +101,13 @@ def test_everything_fits_nothing_changes() -> None:
     assert p.reason == "hold: load 33.6 kW within supply 40.0 kW"
 
 
+def test_demand_is_what_stays_on_after_sheds_before_restores() -> None:
+    assert plan(SHELTER, 40_000.0).demand_w == 33_600.0
+    assert plan(SHELTER, 30_000.0).demand_w == 33_600.0 - 7_500.0  # lift shed
+    restoring = plan((ld("lighting", LS, 800.0), ld("pump", CR, 3_000.0, on=False)), 10_000.0)
+    assert restoring.restored == ("pump",) and restoring.demand_w == 800.0
+
+
 def test_plan_covers_every_load() -> None:
     p = plan(SHELTER, 0.0)
     assert set(p.on) == {load.load_id for load in SHELTER}
