@@ -37,8 +37,8 @@ the time of the last shed, and passes them in.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from resilience.config import DispatchSection
 from resilience.model import LoadState, Tier
@@ -58,6 +58,14 @@ class LoadTimes:
 _LONG_AGO = LoadTimes(last_on_s=None, last_off_s=None)
 
 
+Reason = str | Callable[[], str]
+"""A reason, or a function that words it (for reasons that are rarely read)."""
+
+
+def _tier(load: LoadState) -> Tier:
+    return load.tier
+
+
 @dataclass(frozen=True)
 class LoadPlan:
     """The relay state wanted for every load, what changed, and why in one sentence.
@@ -72,8 +80,14 @@ class LoadPlan:
     on: dict[str, bool]
     shed: tuple[str, ...]
     restored: tuple[str, ...]
-    reason: str
+    why: tuple[Reason, ...] = field(compare=False)
     demand_w: float = 0.0
+
+    @property
+    def reason(self) -> str:
+        """Why, in one sentence. Reasons to hold are only worded when asked for: most
+        plans change nothing, and the caller then never reads them."""
+        return "; ".join(part if isinstance(part, str) else part() for part in self.why)
 
 
 def _kw(power_w: float) -> str:
@@ -99,6 +113,16 @@ def _off_for_s(times: LoadTimes, now_s: float) -> float:
     return math.inf if times.last_off_s is None else now_s - times.last_off_s
 
 
+def _held_off(load_id: str, off_s: float, wait_s: float) -> Reason:
+    return lambda: f"hold: {load_id} off {off_s:.1f} s of min {wait_s:.1f} s"
+
+
+def _no_room(load_id: str, need_w: float, margin_w: float, free_w: float) -> Reason:
+    return lambda: (
+        f"hold: {load_id} needs {_kw(need_w)} + margin {_kw(margin_w)}, {_kw(free_w)} free"
+    )
+
+
 def _restore(
     candidates: Sequence[LoadState],
     demand_w: float,
@@ -108,7 +132,7 @@ def _restore(
     now_s: float,
     cfg: DispatchSection,
     max_restores: int,
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], list[Reason]]:
     """The off loads to switch back on, highest priority first, and why (not).
 
     `candidates` are in priority order. Once a candidate is blocked (no room, or
@@ -116,7 +140,7 @@ def _restore(
     """
     margin_w = cfg.shed_margin_w
     restored: list[str] = []
-    reasons: list[str] = []
+    reasons: list[Reason] = []
     blocked_tier: Tier | None = None
     for load in candidates:
         if len(restored) >= max_restores:
@@ -127,12 +151,9 @@ def _restore(
         off_s = _off_for_s(times.get(load.load_id, _LONG_AGO), now_s)
         wait_s = min_off_s.get(load.load_id, 0.0)
         if wait_s > 0 and not off_s >= wait_s:
-            blocker = f"{load.load_id} off {off_s:.1f} s of min {wait_s:.1f} s"
+            blocker = _held_off(load.load_id, off_s, wait_s)
         elif not demand_w + need_w + margin_w <= supply_w:
-            blocker = (
-                f"{load.load_id} needs {_kw(need_w)} + margin {_kw(margin_w)},"
-                f" {_kw(supply_w - demand_w)} free"
-            )
+            blocker = _no_room(load.load_id, need_w, margin_w, supply_w - demand_w)
         else:
             restored.append(load.load_id)
             reasons.append(
@@ -145,7 +166,7 @@ def _restore(
             continue
         if blocked_tier is None:
             blocked_tier = load.tier
-            reasons.append(f"hold: {blocker}")
+            reasons.append(blocker)
     return restored, reasons
 
 
@@ -181,10 +202,9 @@ def plan_loads(
     """
     min_off = min_off_s or {}
     margin_w = cfg.shed_margin_w
-    rank = {load.load_id: (load.tier, i) for i, load in enumerate(loads)}
     on = {load.load_id: load.relay_on for load in loads}
     shed: list[str] = []
-    reasons: list[str] = []
+    reasons: list[Reason] = []
 
     # 1. Loads we cannot command, and loads that must be off whatever the supply.
     fixed_w = 0.0
@@ -207,19 +227,20 @@ def plan_loads(
         reasons.append(f"shed {', '.join(locked)}: locked off by operator")
     if above_tier:
         reasons.append(f"shed {', '.join(above_tier)}: mode allows {max_tier.label} and above")
+    # Priority order: by tier, then site-file order (a stable sort keeps it within a tier).
+    by_priority = sorted(balanced, key=_tier)
 
     # 2. Overload: shed from the bottom until the demand fits under the margin.
-    draw = {
-        load.load_id: _draw_w(load, times.get(load.load_id, _LONG_AGO), now_s)
-        for load in balanced
-        if load.relay_on
-    }
+    draw: dict[str, float] = {}
+    for load in balanced:
+        if load.relay_on:
+            draw[load.load_id] = _draw_w(load, times.get(load.load_id, _LONG_AGO), now_s)
     demand_w = fixed_w + sum(draw.values())
     limit_w = supply_w - margin_w
     overload: list[str] = []
     if demand_w > limit_w:
         start_w = demand_w
-        for load in sorted(balanced, key=lambda ld: rank[ld.load_id], reverse=True):
+        for load in reversed(by_priority):
             if not demand_w > limit_w:
                 break
             if on[load.load_id]:
@@ -234,12 +255,12 @@ def plan_loads(
             )
 
     # 3. Ordering repair: no lower tier on while a higher tier that may be on is off.
-    off_balanced = [load for load in balanced if not on[load.load_id]]
-    if off_balanced:
-        top_off = min(off_balanced, key=lambda ld: rank[ld.load_id])
+    off_now = [load for load in by_priority if not on[load.load_id]]
+    if off_now:
+        top_off = off_now[0]
         out_of_order = [
             load.load_id
-            for load in sorted(balanced, key=lambda ld: rank[ld.load_id], reverse=True)
+            for load in reversed(by_priority)
             if on[load.load_id] and load.tier > top_off.tier
         ]
         for load_id in out_of_order:
@@ -251,15 +272,16 @@ def plan_loads(
                 f"shed {', '.join(out_of_order)}: lower tier on while"
                 f" {top_off.load_id} ({top_off.tier.label}) is off"
             )
+            off_now = [load for load in by_priority if not on[load.load_id]]
 
     # 4. Restore from the top, one step at a time, never past a blocked higher tier.
-    off_now = sorted((ld for ld in balanced if not on[ld.load_id]), key=lambda ld: rank[ld.load_id])
     since_shed_s = math.inf if last_shed_s is None else now_s - last_shed_s
     if shed or not off_now:
         restored: list[str] = []
     elif not since_shed_s >= cfg.restore_delay_s:
         restored = []
-        reasons.append(f"hold: restore delay {since_shed_s:.1f} s of {cfg.restore_delay_s:.1f} s")
+        delay_s = cfg.restore_delay_s
+        reasons.append(lambda: f"hold: restore delay {since_shed_s:.1f} s of {delay_s:.1f} s")
     else:
         restored, restore_reasons = _restore(
             off_now, demand_w, supply_w, times, min_off, now_s, cfg, max_restores
@@ -269,11 +291,8 @@ def plan_loads(
         on[load_id] = True
 
     if not reasons:
-        reasons.append(f"hold: load {_kw(demand_w)} within supply {_kw(supply_w)}")
+        held_w = demand_w
+        reasons.append(lambda: f"hold: load {_kw(held_w)} within supply {_kw(supply_w)}")
     return LoadPlan(
-        on=on,
-        shed=tuple(shed),
-        restored=tuple(restored),
-        reason="; ".join(reasons),
-        demand_w=demand_w,
+        on=on, shed=tuple(shed), restored=tuple(restored), why=tuple(reasons), demand_w=demand_w
     )
