@@ -64,12 +64,18 @@ ENERGY_SF = 0
 
 def u16(value: float) -> int:
     """A physical value rounded into an unsigned register (saturating, never wrapping)."""
-    return max(0, min(0xFFFF, round(value)))
+    raw = round(value)  # comparisons, not min/max: this runs ~70 times per control cycle
+    if raw < 0:
+        return 0
+    return 0xFFFF if raw > 0xFFFF else raw
 
 
 def s16(value: float) -> int:
     """A signed value rounded into a two's-complement register (saturating)."""
-    return max(-0x8000, min(0x7FFF, round(value))) & 0xFFFF
+    raw = round(value)
+    if raw < -0x8000:
+        return 0x8000
+    return 0x7FFF if raw > 0x7FFF else raw & 0xFFFF
 
 
 def sf(value: int) -> int:
@@ -135,12 +141,12 @@ class SimulatedDevice(ABC):
 
     def read(self, address: int, count: int) -> ReadResult:
         """Registers address..address+count-1, or the exception the device answers with."""
-        if (code := self._injected_exception()) is not None:
-            return code
+        fault = self.plant.comm_fault(self.device_id)  # once: rendering cannot change it
+        if fault is not None and fault.kind == "exception":
+            return ExcCodes(fault.code)
         if not self._in_map(address, count):
             return ExcCodes.ILLEGAL_ADDRESS
         registers = self.render()
-        fault = self.plant.comm_fault(self.device_id)
         if fault is not None and fault.kind == "garbage":
             if fault.registers:
                 for offset, raw in fault.registers:
@@ -234,6 +240,13 @@ class PanelDevice(SimulatedDevice):
     driver = "load_panel"
     size = LoadPanel.READ_COUNT
 
+    def __init__(self, plant: Plant, device_id: str) -> None:
+        super().__init__(plant, device_id)
+        # The plant's loads are fixed when it is built: find this panel's once, not per read.
+        mine = [load for load in plant.loads.values() if load.spec.panel == device_id]
+        self._metered = tuple((LoadPanel.CHANNEL_POWER + ld.spec.channel, ld) for ld in mine)
+        self._circuit = self._supply()
+
     def _supply(self) -> str:
         """The circuit that feeds this panel: that of its lowest-channel load."""
         loads = sorted(
@@ -246,13 +259,13 @@ class PanelDevice(SimulatedDevice):
         plant = self.plant
         panel = plant.panels[self.device_id]
         regs = [0] * self.size
-        for ch, on in enumerate(panel.relays):
-            regs[LoadPanel.RELAY_COMMAND + ch] = int(on)
-            regs[LoadPanel.RELAY_FEEDBACK + ch] = int(on)
-        for load in plant.loads.values():
-            if load.spec.panel == self.device_id:
-                regs[LoadPanel.CHANNEL_POWER + load.spec.channel] = u16(load.power_w)
-        regs[LoadPanel.SUPPLY_VOLTAGE] = u16(plant.circuit_voltage_v(self._supply()) * 10)
+        relays = list(map(int, panel.relays))  # commands read back as written, feedback follows
+        channels = len(relays)  # at most LoadPanel.CHANNELS: the slices keep their length
+        regs[LoadPanel.RELAY_COMMAND : LoadPanel.RELAY_COMMAND + channels] = relays
+        regs[LoadPanel.RELAY_FEEDBACK : LoadPanel.RELAY_FEEDBACK + channels] = relays
+        for offset, load in self._metered:
+            regs[offset] = u16(load.power_w)
+        regs[LoadPanel.SUPPLY_VOLTAGE] = u16(plant.circuit_voltage_v(self._circuit) * 10)
         regs[LoadPanel.OPERATIONS] = panel.operations & 0xFFFF
         return regs
 
@@ -388,15 +401,26 @@ class SunSpecDevice(SimulatedDevice):
 
     base_address = SUNSPEC_BASE
 
-    _common_cache: list[int] | None = None
+    def __init__(self, plant: Plant, device_id: str) -> None:
+        super().__init__(plant, device_id)
+        self._fixed: list[int] | None = None
+
+    def _fixed_map(self) -> list[int]:
+        """The whole map with every point that never changes in place (marker, common model,
+        headers, scale factors, unimplemented points, end marker): built once per device, so a
+        read only copies it and fills in the measurements. Built on first use, because a
+        subclass picks its scale factors after this class's __init__."""
+        if self._fixed is None:
+            self._fixed = self._render_fixed()
+            assert len(self._fixed) == self.size
+        return self._fixed.copy()
+
+    @abstractmethod
+    def _render_fixed(self) -> list[int]:
+        """The map as `_fixed_map` holds it (measurements left as placeholders)."""
 
     def _common(self) -> list[int]:
-        """The marker and common model never change: rendered once per device."""
-        if self._common_cache is None:
-            self._common_cache = self._render_common()
-        return list(self._common_cache)
-
-    def _render_common(self) -> list[int]:
+        """The marker and the common model (1)."""
         regs = [*SUNSPEC_MARKER, COMMON_MODEL_ID, COMMON_MODEL_LEN]
         regs += encode_ascii(MANUFACTURER, 16)  # Mn
         regs += encode_ascii(f"sim {self.driver}", 16)  # Md
@@ -418,39 +442,43 @@ class MeterDevice(SunSpecDevice):
         super().__init__(plant, device_id)
         self.w_sf = fitting_sf(plant.config.grid.connection_kva * 1000.0 * 1.2)
 
-    def render(self) -> list[int]:
-        plant = self.plant
-        grid = plant.grid
+    def _render_fixed(self) -> list[int]:
         m = SunSpecMeter
         data = [SUNSPEC_NOT_IMPLEMENTED_INT16] * m.MODEL_LEN
-        v_ll = grid.voltage_v
-        v_ln = v_ll / math.sqrt(3.0)
-        watts = plant.meter_power_w
-        phase_a = abs(watts) / (math.sqrt(3.0) * v_ll) if v_ll > 0 else 0.0
-        data[m.A] = scaled(3 * phase_a, A_SF)
-        data[m.A + 1 : m.A + 4] = [scaled(phase_a, A_SF)] * 3
         data[m.A_SF] = sf(A_SF)
-        data[m.PHV] = scaled(v_ln, V_SF)
-        data[m.PHV_A] = data[m.PHV_B] = data[m.PHV_C] = scaled(v_ln, V_SF)
-        data[m.PPV : m.PPV + 4] = [scaled(v_ll, V_SF)] * 4
         data[m.V_SF] = sf(V_SF)
-        data[m.HZ] = scaled(grid.measured_frequency_hz, HZ_SF)
         data[m.HZ_SF] = sf(HZ_SF)
-        data[m.W] = scaled(watts, self.w_sf)
-        data[m.W + 1 : m.W + 4] = [scaled(watts / 3, self.w_sf)] * 3
         data[m.W_SF] = sf(self.w_sf)
         # energy: TotWhExp (36), per phase (38..43), TotWhImp (44), per phase (46..51), TotWh_SF
-        data[36:52] = [0] * 16
-        data[36:38] = acc32(plant.export_wh)
-        data[44:46] = acc32(plant.import_wh)
+        data[36:52] = [0] * 16  # TotWhExp (36:38) and TotWhImp (44:46) filled in by render
         data[52] = sf(ENERGY_SF)
         data[53:69] = [0] * 16  # VAh accumulators: not implemented (acc32 0)
         data[69] = sf(ENERGY_SF)  # TotVAh_SF
         data[70:102] = [0] * 32  # VArh accumulators: not implemented
         data[102] = sf(ENERGY_SF)  # TotVArh_SF
         data[103:105] = [0, 0]  # Evt: no events
-        regs = [*self._common(), m.MODEL_ID, m.MODEL_LEN, *data, SUNSPEC_END_ID, 0]
-        assert len(regs) == self.size
+        return [*self._common(), m.MODEL_ID, m.MODEL_LEN, *data, SUNSPEC_END_ID, 0]
+
+    def render(self) -> list[int]:
+        plant = self.plant
+        grid = plant.grid
+        m = SunSpecMeter
+        regs = self._fixed_map()
+        d = m.DATA - SUNSPEC_BASE  # data point 0 in the map
+        v_ll = grid.voltage_v
+        v_ln = v_ll / math.sqrt(3.0)
+        watts = plant.meter_power_w
+        phase_a = abs(watts) / (math.sqrt(3.0) * v_ll) if v_ll > 0 else 0.0
+        regs[d + m.A] = scaled(3 * phase_a, A_SF)
+        regs[d + m.A + 1 : d + m.A + 4] = [scaled(phase_a, A_SF)] * 3
+        ln = scaled(v_ln, V_SF)
+        regs[d + m.PHV] = regs[d + m.PHV_A] = regs[d + m.PHV_B] = regs[d + m.PHV_C] = ln
+        regs[d + m.PPV : d + m.PPV + 4] = [scaled(v_ll, V_SF)] * 4
+        regs[d + m.HZ] = scaled(grid.measured_frequency_hz, HZ_SF)
+        regs[d + m.W] = scaled(watts, self.w_sf)
+        regs[d + m.W + 1 : d + m.W + 4] = [scaled(watts / 3, self.w_sf)] * 3
+        regs[d + 36 : d + 38] = acc32(plant.export_wh)
+        regs[d + 44 : d + 46] = acc32(plant.import_wh)
         return regs
 
     def garble(self, registers: list[int]) -> None:
@@ -479,29 +507,14 @@ class InverterDevice(SunSpecDevice):
     def _controls_offset(self, model_offset: int) -> int:
         return SunSpecInverter.CONTROLS_DATA - SUNSPEC_BASE + model_offset
 
-    def render(self) -> list[int]:
-        plant = self.plant
-        inv = self.inverter
+    def _render_fixed(self) -> list[int]:
         m = SunSpecInverter
-        producing = inv.power_w > 0 or plant.bus_live
-        v_ll = plant.bus_voltage_v if producing else 0.0
-        v_ln = v_ll / math.sqrt(3.0)
-        phase_a = inv.power_w / (math.sqrt(3.0) * v_ll) if v_ll > 0 else 0.0
-
         d103 = [SUNSPEC_NOT_IMPLEMENTED_INT16] * m.MODEL_LEN
-        d103[0] = scaled(3 * phase_a, A_SF)
-        d103[1:4] = [scaled(phase_a, A_SF)] * 3
         d103[4] = sf(A_SF)
-        d103[5:8] = [scaled(v_ll, V_SF)] * 3
-        d103[m.PHV_A : m.PHV_A + 3] = [scaled(v_ln, V_SF)] * 3
         d103[m.V_SF] = sf(V_SF)
-        d103[m.W] = scaled(inv.power_w, self.w_sf)
         d103[m.W_SF] = sf(self.w_sf)
-        d103[m.HZ] = scaled(plant.bus_frequency_hz if producing else 0.0, HZ_SF)
         d103[m.HZ_SF] = sf(HZ_SF)
-        d103[22:24] = acc32(inv.energy_wh)  # WH
         d103[24] = sf(ENERGY_SF)
-        d103[m.ST] = inv.operating_state
         d103[37] = UINT16_NOT_IMPLEMENTED  # StVnd
         d103[38:50] = [0] * 12  # Evt1, Evt2, EvtVnd1..4: no events
 
@@ -509,16 +522,10 @@ class InverterDevice(SunSpecDevice):
         for offset in (4, 9, 11, 16, 18, 20, 22, 24):  # the *_SF points: sunssf not implemented
             d120[offset] = SUNSPEC_NOT_IMPLEMENTED_INT16
         d120[m.DERTYP] = 4  # PV
-        d120[m.WRTG] = u16(inv.rating_w / 10.0**self.w_sf)
         d120[m.WRTG_SF] = sf(self.w_sf)
         d120[25] = SUNSPEC_NOT_IMPLEMENTED_INT16  # Pad
 
         d123 = [SUNSPEC_NOT_IMPLEMENTED_INT16] * m.CONTROLS_LEN
-        for offset, raw in self._timers.items():
-            d123[offset] = raw
-        d123[m.CONN] = int(inv.connected)
-        d123[m.WMAXLIMPCT] = u16(inv.limit_pct / 10.0**WMAXLIMPCT_SF)
-        d123[m.WMAXLIM_ENA] = int(inv.limit_enabled)
         d123[m.WMAXLIMPCT_SF] = sf(WMAXLIMPCT_SF)
 
         regs = self._common()
@@ -526,7 +533,37 @@ class InverterDevice(SunSpecDevice):
         regs += [m.NAMEPLATE_ID, m.NAMEPLATE_LEN, *d120]
         regs += [m.CONTROLS_ID, m.CONTROLS_LEN, *d123]
         regs += [SUNSPEC_END_ID, 0]
-        assert len(regs) == self.size
+        return regs
+
+    def render(self) -> list[int]:
+        plant = self.plant
+        inv = self.inverter
+        m = SunSpecInverter
+        regs = self._fixed_map()
+        d103 = m.DATA - SUNSPEC_BASE  # where each model's data starts in the map
+        d120 = m.NAMEPLATE_DATA - SUNSPEC_BASE
+        d123 = m.CONTROLS_DATA - SUNSPEC_BASE
+        producing = inv.power_w > 0 or plant.bus_live
+        v_ll = plant.bus_voltage_v if producing else 0.0
+        v_ln = v_ll / math.sqrt(3.0)
+        phase_a = inv.power_w / (math.sqrt(3.0) * v_ll) if v_ll > 0 else 0.0
+
+        regs[d103] = scaled(3 * phase_a, A_SF)
+        regs[d103 + 1 : d103 + 4] = [scaled(phase_a, A_SF)] * 3
+        regs[d103 + 5 : d103 + 8] = [scaled(v_ll, V_SF)] * 3
+        regs[d103 + m.PHV_A : d103 + m.PHV_A + 3] = [scaled(v_ln, V_SF)] * 3
+        regs[d103 + m.W] = scaled(inv.power_w, self.w_sf)
+        regs[d103 + m.HZ] = scaled(plant.bus_frequency_hz if producing else 0.0, HZ_SF)
+        regs[d103 + 22 : d103 + 24] = acc32(inv.energy_wh)  # WH
+        regs[d103 + m.ST] = inv.operating_state
+
+        regs[d120 + m.WRTG] = u16(inv.rating_w / 10.0**self.w_sf)
+
+        for offset, raw in self._timers.items():
+            regs[d123 + offset] = raw
+        regs[d123 + m.CONN] = int(inv.connected)
+        regs[d123 + m.WMAXLIMPCT] = u16(inv.limit_pct / 10.0**WMAXLIMPCT_SF)
+        regs[d123 + m.WMAXLIM_ENA] = int(inv.limit_enabled)
         return regs
 
     def writable(self) -> dict[int, Validator]:

@@ -27,7 +27,7 @@ import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from resilience.config import Device, Load, SiteConfig
 from resilience.drivers.registers import BidirectionalCharger as ChargerMap
@@ -172,6 +172,16 @@ class LoadSim:
     power_w: float = 0.0
     supply_live: bool = False
     excused: bool = False
+
+
+class WiredLoad(NamedTuple):
+    """A load with the panel and channel of its relay, resolved once: the wiring never changes,
+    and the per-step loops should not look it up by id again."""
+
+    load: LoadSim
+    panel: Panel
+    channel: int
+    tier: int  # Tier value: lower is higher priority
 
 
 @dataclass
@@ -397,6 +407,20 @@ class Plant:
                 self.chargers[vcfg.charger].vehicle = vehicle
             elif vcfg.outlet is not None:
                 self.outlets[vcfg.outlet].vehicle = vehicle
+
+        # The wiring, resolved once for the per-step loops, in site-file order (sums and
+        # records keep that order): every load, the circuits ("bus", then each outlet's own),
+        # and the loads each circuit feeds. A supply naming no circuit keeps its entry so
+        # that it still fails loudly in circuit_live.
+        self._wired: tuple[WiredLoad, ...] = tuple(
+            WiredLoad(load, self.panels[load.spec.panel], load.spec.channel, int(load.spec.tier))
+            for load in self.loads.values()
+        )
+        self._circuits: tuple[str, ...] = ("bus", *self.outlets)
+        self._circuit_loads: dict[str, tuple[WiredLoad, ...]] = {
+            supply: tuple(w for w in self._wired if w.load.spec.supply == supply)
+            for supply in (*self._circuits, *(w.load.spec.supply for w in self._wired))
+        }
 
         # bus
         self.bus_source: BusSource = "dead"
@@ -938,13 +962,16 @@ class Plant:
         self.violations.append(Violation(self.time_s, kind, detail))
         self._log("violation", f"{kind}: {detail}")
 
-    def _episode(self, key: str, active: bool, kind: ViolationKind, detail: str) -> None:
-        """Record a violation once, when its episode starts."""
-        if active and key not in self._episodes:
-            self._episodes.add(key)
-            self._record(kind, detail)
-        elif not active:
+    def _episode_starts(self, key: str, active: bool) -> bool:
+        """Track the episode `key`; True only when it starts now, so that the caller records
+        its violation once (and builds the text only then)."""
+        if not active:
             self._episodes.discard(key)
+            return False
+        if key in self._episodes:
+            return False
+        self._episodes.add(key)
+        return True
 
     def _load_at(self, panel_id: str, channel: int) -> LoadSim | None:
         for load in self.loads.values():
@@ -1019,33 +1046,39 @@ class Plant:
         return self._next_event_s()
 
     def _next_event_s(self) -> float:
+        """The earliest event time later than now (+ _T_EPS). It runs twice per drill cycle, so
+        the SoC crossings of every vehicle go into a running minimum, not into lists."""
         t = self.time_s
+        timing = self.timing
         candidates: list[float] = []
         if self._schedule:
             candidates.append(self._schedule[0].time_s)
         for charger in self.chargers.values():
             if charger.form_started_s is not None:
-                candidates.append(charger.form_started_s + self.timing.form_soft_start_s)
+                candidates.append(charger.form_started_s + timing.form_soft_start_s)
         if self._reference_since_s is not None:
-            candidates.append(self._reference_since_s + self.timing.follower_reconnect_s)
+            candidates.append(self._reference_since_s + timing.follower_reconnect_s)
         if self._overload_since_s is not None:
-            candidates.append(self._overload_since_s + self.timing.overload_max_s)
-        settle = self.timing.shed_order_settle_s
-        candidates.extend(changed + settle for changed in self._circuit_changed_s.values())
+            candidates.append(self._overload_since_s + timing.overload_max_s)
+        settle = timing.shed_order_settle_s
+        for changed in self._circuit_changed_s.values():
+            candidates.append(changed + settle)
+        horizon = t + _T_EPS
+        earliest = math.inf
+        for candidate in candidates:
+            if horizon < candidate < earliest:
+                earliest = candidate
         for charger in self.chargers.values():
             if charger.vehicle is not None:
-                crossings = _soc_crossings(
-                    charger.vehicle, charger.power_w, (charger.soc_floor_pct, 0.0)
+                earliest = _soc_crossing_s(
+                    charger.vehicle, charger.power_w, t, earliest, charger.soc_floor_pct, 0.0
                 )
-                candidates.extend(t + d for d in crossings)
         for outlet in self.outlets.values():
             if outlet.vehicle is not None:
-                crossings = _soc_crossings(
-                    outlet.vehicle, outlet.power_w, (outlet.vehicle.cutoff_soc_pct,)
+                earliest = _soc_crossing_s(
+                    outlet.vehicle, outlet.power_w, t, earliest, outlet.vehicle.cutoff_soc_pct
                 )
-                candidates.extend(t + d for d in crossings)
-        future = [c for c in candidates if c > t + _T_EPS]
-        return min(future, default=math.inf)
+        return earliest
 
     # ------------------------------------------------------------------ internals: physics
     def _advance(self, h: float) -> None:
@@ -1063,12 +1096,14 @@ class Plant:
         for outlet in self.outlets.values():
             if outlet.vehicle is not None:
                 _drain(outlet.vehicle, outlet.power_w, hours)
-        for load in self.loads.values():
-            tier = load.spec.tier
-            self.served_energy_wh[tier] += load.power_w * hours
-            if not (load.supply_live and self.load_on(load.spec.id)):
-                self.unserved_energy_wh[tier] += load.spec.rated_power_w * hours
-                self.unserved_load_wh[load.spec.id] += load.spec.rated_power_w * hours
+        served, unserved = self.served_energy_wh, self.unserved_energy_wh
+        for load, panel, channel, _ in self._wired:
+            spec = load.spec
+            served[spec.tier] += load.power_w * hours
+            if not (load.supply_live and panel.relays[channel]):
+                unserved_wh = spec.rated_power_w * hours
+                unserved[spec.tier] += unserved_wh
+                self.unserved_load_wh[spec.id] += unserved_wh
         if self.meter_power_w >= 0:
             self.import_wh += self.meter_power_w * hours
         else:
@@ -1083,16 +1118,15 @@ class Plant:
             if not self._solve_once():
                 break
         after = (self.bus_source, self.former_ids)
-        formers = ", ".join(self.former_ids) or "none"
         if after[0] != before[0]:
             if self.bus_source == "dead":
                 self._log("bus", "site bus dead")
             elif self.bus_source == "grid":
                 self._log("bus", "site bus live from the grid")
             else:
-                self._log("bus", f"site bus live, island formed by {formers}")
+                self._log("bus", f"site bus live, island formed by {_names(after[1])}")
         elif after[1] != before[1]:
-            self._log("bus", f"grid formers now: {formers}")
+            self._log("bus", f"grid formers now: {_names(after[1])}")
         self._judge()
 
     def _solve_once(self) -> bool:
@@ -1166,10 +1200,12 @@ class Plant:
             outlet.live = live
             outlet.power_w = draw
 
-        for load in self.loads.values():
-            load.supply_live = self.circuit_live(load.spec.supply)
-            on = self.load_on(load.spec.id)
-            load.power_w = load.spec.rated_power_w * load.factor if on and load.supply_live else 0.0
+        for supply, wired in self._circuit_loads.items():
+            supply_live = self.circuit_live(supply)
+            for load, panel, channel, _ in wired:
+                load.supply_live = supply_live
+                on = panel.relays[channel]
+                load.power_w = load.spec.rated_power_w * load.factor if on and supply_live else 0.0
 
         for inv in self.inverters.values():
             inv.power_w = inv.potential_w(bus_live)
@@ -1183,7 +1219,7 @@ class Plant:
                     power = charger.clamped_setpoint_w()  # a former paralleled with the grid
             charger.power_w = power
 
-        loads_w = sum(load.power_w for load in self.loads.values() if load.spec.supply == "bus")
+        loads_w = sum(w.load.power_w for w in self._circuit_loads["bus"])
         if self.bus_source == "island":
             if self._balance_island(formers, loads_w):
                 changed = True
@@ -1274,8 +1310,8 @@ class Plant:
     def _circuit_draw_w(self, supply: str) -> float:
         return sum(
             load.spec.rated_power_w * load.factor
-            for load in self.loads.values()
-            if load.spec.supply == supply and self.load_on(load.spec.id)
+            for load, panel, channel, _ in self._circuit_loads.get(supply, ())
+            if panel.relays[channel]
         )
 
     def _inverter_state(self, inv: InverterSim, bus_live: bool) -> int:
@@ -1290,15 +1326,19 @@ class Plant:
         return InverterMap.ST_MPPT
 
     # ------------------------------------------------------------------ internals: the referee
+    # Every judge runs after every settle and decides from the present state; only the text of
+    # a violation is built lazily, when its episode starts (formatting it every step cost more
+    # than judging).
     def _judge(self) -> None:
-        br, grid = self.breaker, self.grid
-        self._episode(
-            "back_feed",
-            br.contacts_closed and not grid.present and self.bus_live,
-            "back_feed",
-            f"site bus energised by {', '.join(self.former_ids) or 'local sources'}"
-            " through a closed PCC onto a dead grid",
-        )
+        br = self.breaker
+        if self._episode_starts(
+            "back_feed", br.contacts_closed and not self.grid.present and self.bus_live
+        ):
+            self._record(
+                "back_feed",
+                f"site bus energised by {', '.join(self.former_ids) or 'local sources'}"
+                " through a closed PCC onto a dead grid",
+            )
         for cid, charger in self.chargers.items():
             self._judge_reserve(cid, charger.vehicle, charger.power_w)
             if not charger.forming_live:
@@ -1315,25 +1355,23 @@ class Plant:
             self._episodes.discard(key)
             return
         limit = vehicle.reserve_soc_pct - RESERVE_TOLERANCE_PCT
-        self._episode(
-            key,
-            power_w > DELIVERING_W and vehicle.soc_pct < limit,
-            "below_reserve",
-            f"{vehicle.vehicle_id} at {connector} delivering {power_w:.0f} W at SoC"
-            f" {vehicle.soc_pct:.2f} % < reserve {vehicle.reserve_soc_pct:.1f} %",
-        )
+        if self._episode_starts(key, power_w > DELIVERING_W and vehicle.soc_pct < limit):
+            self._record(
+                "below_reserve",
+                f"{vehicle.vehicle_id} at {connector} delivering {power_w:.0f} W at SoC"
+                f" {vehicle.soc_pct:.2f} % < reserve {vehicle.reserve_soc_pct:.1f} %",
+            )
 
     def _judge_rating(self, device_id: str, power_w: float, rating_w: float) -> None:
-        self._episode(
-            f"over_rating:{device_id}",
-            power_w > rating_w * (1.0 + OVER_RATING_TOLERANCE),
-            "over_rating",
-            f"{device_id} delivering {power_w:.0f} W > rating {rating_w:.0f} W",
-        )
+        if self._episode_starts(
+            f"over_rating:{device_id}", power_w > rating_w * (1.0 + OVER_RATING_TOLERANCE)
+        ):
+            self._record(
+                "over_rating", f"{device_id} delivering {power_w:.0f} W > rating {rating_w:.0f} W"
+            )
 
     def _judge_shed_order(self) -> None:
-        supplies = ["bus", *self.outlets]
-        for supply in supplies:
+        for supply in self._circuits:
             key = f"wrong_shed_order:{supply}"
             changed = self._circuit_changed_s.get(supply, -math.inf)
             if not self.circuit_live(supply):
@@ -1341,16 +1379,9 @@ class Plant:
                 continue
             if self.time_s < changed + self.timing.shed_order_settle_s - _T_EPS:
                 continue  # relays still moving: judge the result, not the transient
-            loads = [ld for ld in self.loads.values() if ld.spec.supply == supply]
-            off = [ld for ld in loads if not self.load_on(ld.spec.id) and not ld.excused]
-            on = [ld for ld in loads if self.load_on(ld.spec.id)]
-            wrong = [(a.spec.id, b.spec.id) for a in off for b in on if a.spec.tier < b.spec.tier]
-            detail = "; ".join(
-                f"{a} ({self.loads[a].spec.tier.label}) off while {b}"
-                f" ({self.loads[b].spec.tier.label}) on"
-                for a, b in wrong[:4]
-            )
-            self._episode(key, bool(wrong), "wrong_shed_order", f"{supply}: {detail}")
+            loads = self._circuit_loads[supply]
+            if self._episode_starts(key, _shed_out_of_order(loads)):
+                self._record("wrong_shed_order", f"{supply}: {_shed_order_detail(loads)}")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1372,6 +1403,37 @@ def _wrap(deg: float) -> float:
     return 180.0 if wrapped == -180.0 else wrapped
 
 
+def _shed_out_of_order(loads: tuple[WiredLoad, ...]) -> bool:
+    """A load is off (and not excused) while one of a lower priority is on.
+
+    The same question as "is any (off, on) pair in the wrong tier order", asked in one pass:
+    the highest-priority load off against the lowest-priority load on.
+    """
+    best_off = math.inf  # smallest tier value among loads off
+    worst_on = -math.inf  # largest tier value among loads on
+    for load, panel, channel, tier in loads:
+        if panel.relays[channel]:
+            if tier > worst_on:
+                worst_on = tier
+        elif not load.excused and tier < best_off:
+            best_off = tier
+    return best_off < worst_on
+
+
+def _shed_order_detail(loads: tuple[WiredLoad, ...]) -> str:
+    """The first four (off, on) pairs in the wrong order, in site-file order."""
+    off = [w.load.spec for w in loads if not w.panel.relays[w.channel] and not w.load.excused]
+    on = [w.load.spec for w in loads if w.panel.relays[w.channel]]
+    wrong = [(a, b) for a in off for b in on if a.tier < b.tier]
+    return "; ".join(
+        f"{a.id} ({a.tier.label}) off while {b.id} ({b.tier.label}) on" for a, b in wrong[:4]
+    )
+
+
+def _names(ids: tuple[str, ...]) -> str:
+    return ", ".join(ids) or "none"
+
+
 def _mean(values: Iterable[float]) -> float:
     items = list(values)
     return sum(items) / len(items)
@@ -1384,13 +1446,28 @@ def _drain(vehicle: VehicleSim, power_w: float, hours: float) -> None:
     vehicle.min_soc_seen_pct = min(vehicle.min_soc_seen_pct, vehicle.soc_pct)
 
 
-def _soc_crossings(vehicle: VehicleSim, power_w: float, floors: Iterable[float]) -> list[float]:
-    """Seconds from now until SoC reaches each threshold it is heading for."""
+def _soc_crossing_s(
+    vehicle: VehicleSim, power_w: float, now_s: float, earliest_s: float, *floors: float
+) -> float:
+    """The earlier of earliest_s and the first time [s] SoC reaches a threshold it is heading
+    for: 100 % when charging; each floor [%] and just below the reserve when discharging.
+
+    A crossing no later than now_s + _T_EPS is not an event (it is happening now).
+    """
     if abs(power_w) <= _P_EPS:
-        return []
+        return earliest_s
     rate = power_w / vehicle.capacity_wh * 100.0 / 3600.0  # [%/s], + when discharging
     soc = vehicle.soc_pct
+    horizon = now_s + _T_EPS
     if rate < 0:
-        return [(soc - 100.0) / rate] if soc < 100.0 - _SOC_EPS else []
-    thresholds = [*floors, vehicle.reserve_soc_pct - RESERVE_TOLERANCE_PCT - 1e-6]
-    return [(soc - thr) / rate for thr in thresholds if thr < soc - _SOC_EPS]
+        if soc < 100.0 - _SOC_EPS:
+            crossing = now_s + (soc - 100.0) / rate
+            if horizon < crossing < earliest_s:
+                return crossing
+        return earliest_s
+    for threshold in (*floors, vehicle.reserve_soc_pct - RESERVE_TOLERANCE_PCT - 1e-6):
+        if threshold < soc - _SOC_EPS:
+            crossing = now_s + (soc - threshold) / rate
+            if horizon < crossing < earliest_s:
+                earliest_s = crossing
+    return earliest_s

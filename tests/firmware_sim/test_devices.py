@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pymodbus.constants import ExcCodes
 
-from firmware_sim.devices import SimulatedDevice, build_devices
+from firmware_sim.devices import SimulatedDevice, build_devices, s16, u16
 from firmware_sim.plant import Plant
 from resilience.drivers.registers import (
     COMMON_ID_ADDR,
@@ -246,6 +246,50 @@ def test_garbage_injection_returns_impossible_values(
     assert block[BidirectionalCharger.AC_FREQUENCY] == 0
     plant.clear_fault("charger_1")
     assert one(devices["charger_1"], BidirectionalCharger.SOC) == 800
+
+
+def test_garbage_injection_with_named_registers_overrides_exactly_those(
+    plant: Plant, devices: dict[str, SimulatedDevice]
+) -> None:
+    dev = devices["charger_1"]
+    clean = regs(dev, 0, BidirectionalCharger.READ_COUNT)
+    plant.garbage("charger_1", {BidirectionalCharger.SOC: 2500})
+    block = regs(dev, 0, BidirectionalCharger.READ_COUNT)
+    assert block[BidirectionalCharger.SOC] == 2500
+    assert block[: BidirectionalCharger.SOC] == clean[: BidirectionalCharger.SOC]
+    assert block[BidirectionalCharger.SOC + 1 :] == clean[BidirectionalCharger.SOC + 1 :]
+
+
+def test_sunspec_reads_are_fresh_copies(plant: Plant, devices: dict[str, SimulatedDevice]) -> None:
+    """The fixed part of a SunSpec map is built once; a read must never hand it out."""
+    dev = devices["grid_meter"]
+    first = regs(dev, SUNSPEC_BASE, dev.size)
+    first[:] = [0] * dev.size
+    plant.garbage("grid_meter")
+    assert regs(dev, SUNSPEC_BASE, 2) == list(SUNSPEC_MARKER)
+    plant.clear_fault("grid_meter")
+    assert regs(dev, SunSpecMeter.DATA + SunSpecMeter.HZ, 1) == [5000]
+
+
+@pytest.mark.parametrize(
+    ("value", "unsigned", "signed"),
+    [
+        (0.0, 0, 0),
+        (2.5, 2, 2),  # round half to even, as round() does
+        (3.5, 4, 4),
+        (-0.4, 0, 0),
+        (-1.0, 0, 0xFFFF),
+        (-32768.4, 0, 0x8000),
+        (-40000.0, 0, 0x8000),  # saturates, never wraps
+        (32767.4, 32767, 0x7FFF),
+        (40000.0, 40000, 0x7FFF),
+        (65535.4, 0xFFFF, 0x7FFF),
+        (70000.0, 0xFFFF, 0x7FFF),
+    ],
+)
+def test_register_encoding_rounds_and_saturates(value: float, unsigned: int, signed: int) -> None:
+    assert u16(value) == unsigned
+    assert s16(value) == signed
 
 
 def test_exception_injection_answers_everything_with_the_code(

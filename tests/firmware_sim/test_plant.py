@@ -521,6 +521,65 @@ def test_wrong_shed_order_only_judged_on_a_live_circuit(plant: Plant) -> None:
     assert plant.violations == []
 
 
+def test_wrong_shed_order_needs_a_lower_priority_load_on(plant: Plant) -> None:
+    relay(plant, "hvac", False)  # comfort off while other comfort loads stay on: same tier
+    plant.step(2.0)
+    assert plant.violations == []
+    for load_id in ("hot_water", "lift", "ev_charging_non_donor", "kitchen"):
+        relay(plant, load_id, False)  # from the bottom up: never wrong
+    plant.step(2.0)
+    assert plant.violations == []
+    relay(plant, "hvac", True)  # comfort back on while kitchen (essential) is off
+    plant.step(2.0)
+    assert kinds(plant) == ["wrong_shed_order"]
+    assert plant.violations[0].detail == "bus: kitchen (essential) off while hvac (comfort) on"
+
+
+def test_wrong_shed_order_detail_names_the_first_four_pairs_in_site_order(plant: Plant) -> None:
+    relay(plant, "water_pump", False)
+    relay(plant, "medical_fridge", False)
+    plant.step(2.0)
+    pairs = [
+        "medical_fridge (life_safety) off while heating_circulation (critical) on",
+        "medical_fridge (life_safety) off while phone_charging (critical) on",
+        "medical_fridge (life_safety) off while network (critical) on",
+        "medical_fridge (life_safety) off while kitchen (essential) on",
+    ]
+    assert [v.detail for v in plant.violations] == ["bus: " + "; ".join(pairs)]
+
+
+def test_an_excused_load_left_on_still_counts_as_on(plant: Plant) -> None:
+    for load_id in ("hot_water", "lift", "ev_charging_non_donor"):
+        relay(plant, load_id, False)
+    plant.excuse_load("hvac")  # excused, but its relay stays on
+    relay(plant, "kitchen", False)
+    plant.step(2.0)
+    assert kinds(plant) == ["wrong_shed_order"]
+    assert "kitchen (essential) off while hvac (comfort) on" in plant.violations[0].detail
+
+
+def test_wrong_shed_order_is_one_episode_until_the_order_is_right(plant: Plant) -> None:
+    relay(plant, "medical_fridge", False)
+    plant.step(2.0)
+    plant.step(60.0)
+    assert kinds(plant) == ["wrong_shed_order"]
+    relay(plant, "medical_fridge", True)
+    plant.step(2.0)
+    relay(plant, "medical_fridge", False)
+    plant.step(2.0)
+    assert kinds(plant) == ["wrong_shed_order", "wrong_shed_order"]
+
+
+def test_wrong_shed_order_is_judged_per_v2l_circuit(plant: Plant) -> None:
+    plant.set_outlet_enable("v2l_1", True)
+    relay(plant, "tent_lighting", False)  # critical off while the tea urn (comfort) is on
+    relay(plant, "radio_charging_tent", False)  # v2l_2 is not live: not judged
+    plant.step(2.0)
+    assert [v.detail for v in plant.violations] == [
+        "v2l_1: tent_lighting (critical) off while tea_urn (comfort) on"
+    ]
+
+
 # --------------------------------------------------------------------------- injections and books
 def test_relay_operations_are_counted_per_load(plant: Plant) -> None:
     for _ in range(3):
