@@ -55,16 +55,13 @@ class InProcessTransport:
         self.reads = 0
         self.writes = 0
 
-    def _device(self, unit_id: int, address: int, what: str) -> SimulatedDevice:
-        device = self.units.get(unit_id)
-        if device is None or device.silent:
-            raise DeviceTimeout(
-                f"{self.endpoint} unit {unit_id}: {what}: no answer (in-process)",
-                endpoint=self.endpoint,
-                unit_id=unit_id,
-                address=address,
-            )
-        return device
+    def _timeout(self, unit_id: int, address: int, what: str) -> DeviceTimeout:
+        return DeviceTimeout(
+            f"{self.endpoint} unit {unit_id}: {what}: no answer (in-process)",
+            endpoint=self.endpoint,
+            unit_id=unit_id,
+            address=address,
+        )
 
     def _exception(self, code: ExcCodes, unit_id: int, address: int, what: str) -> Exception:
         number = int(code)
@@ -81,9 +78,12 @@ class InProcessTransport:
         """Exactly `count` registers from `address`, as FC3 would return them."""
         _check_request(address, count, MAX_READ_COUNT)
         self.reads += 1
-        what = f"reading {count} registers at {address}"
-        result = self._device(unit_id, address, what).read(address, count)
+        device = self.units.get(unit_id)
+        if device is None or device.silent:
+            raise self._timeout(unit_id, address, f"reading {count} registers at {address}")
+        result = device.read(address, count)
         if isinstance(result, ExcCodes):
+            what = f"reading {count} registers at {address}"  # worded only when it fails
             raise self._exception(result, unit_id, address, what)
         return result
 
@@ -96,7 +96,10 @@ class InProcessTransport:
                 raise ValueError(f"{value} does not fit an unsigned 16-bit register")
         self.writes += 1
         what = f"writing {len(values)} registers at {address}"
-        code = self._device(unit_id, address, what).write(address, values)
+        device = self.units.get(unit_id)
+        if device is None or device.silent:
+            raise self._timeout(unit_id, address, what)
+        code = device.write(address, values)
         if code is not None:
             raise self._exception(code, unit_id, address, what)
 

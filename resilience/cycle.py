@@ -232,7 +232,7 @@ class Controller:
         results: list[Any] = [None] * len(slots)
         waiting: list[tuple[int, asyncio.Future[Any]]] = []
         for i, slot in enumerate(slots):
-            coro = self._read_one(slot)
+            coro = slot.driver.read()
             try:
                 first = coro.send(None)
             except StopIteration as done:
@@ -251,10 +251,6 @@ class Controller:
                 self._failed(slot, result, now)
             else:
                 self._succeeded(slot, result, now)
-
-    async def _read_one(self, slot: DeviceSlot) -> Any:
-        reader: Callable[[], Awaitable[Any]] = slot.driver.read
-        return await reader()
 
     def _succeeded(self, slot: DeviceSlot, reading: Any, now: float) -> None:
         slot.reading = reading

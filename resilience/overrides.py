@@ -50,6 +50,8 @@ class Overrides:
     tiers: dict[str, Tier] = field(default_factory=dict)
     donors: dict[str, DonorVehicle] = field(default_factory=dict)  # by connector
     locked_off: set[str] = field(default_factory=set)
+    _fleet_of: SiteConfig | None = field(default=None, repr=False, compare=False)
+    _fleet: dict[str, VehicleView | None] = field(default_factory=dict, repr=False, compare=False)
 
     # ------------------------------------------------------------ persistence
     def to_state(self) -> dict[str, Any]:
@@ -91,10 +93,17 @@ class Overrides:
         if donor is not None:
             leaving = donor.leaving_at is not None and now_wall >= donor.leaving_at
             return VehicleView(donor.vehicle_id, donor.reserve_soc_pct, None, leaving)
-        vehicle: Vehicle | None = config.vehicle_at(connector)
-        if vehicle is None:
-            return None
-        return VehicleView(vehicle.id, vehicle.reserve_soc_pct, vehicle.max_discharge_w)
+        # A fleet car's view comes from the site file alone: work it out once per connector.
+        if self._fleet_of is not config:
+            self._fleet_of, self._fleet = config, {}
+        if connector not in self._fleet:
+            vehicle: Vehicle | None = config.vehicle_at(connector)
+            self._fleet[connector] = (
+                None
+                if vehicle is None
+                else VehicleView(vehicle.id, vehicle.reserve_soc_pct, vehicle.max_discharge_w)
+            )
+        return self._fleet[connector]
 
     # ------------------------------------------------------------ changes (validated)
     def set_tier(self, config: SiteConfig, load_id: str, tier: str) -> str:
