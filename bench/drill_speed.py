@@ -1,6 +1,6 @@
 """How fast a drill runs: the 72 h earthquake at --speed max, and the survival analysis.
 
-    .venv/bin/python bench/drill_speed.py [--scenario FILE] [--hours H]
+    .venv/bin/python bench/drill_speed.py [--scenario FILE] [--hours H] [--runs N]
 
 Runs `config/drills/earthquake_72h.toml` on the virtual clock (the real
 controller, drivers over the in-process transport, the plant stepped between
@@ -8,7 +8,10 @@ cycles), then the survival analysis of the sample year for outages up to 72 h.
 Prints a human summary, then, last, one line of JSON with `sim_seconds`,
 `wall_seconds`, `speedup`, `control_steps` (and the fast ones: cycles at the
 site's own period after a change), and `survival_seconds`. The goal is
-`speedup` >= 20000 (72 simulated hours in under 13 s on one core).
+`speedup` >= 20000 (72 simulated hours in under 13 s on one core). The drill
+runs `--runs` times (3 by default; machines here are noisy): `wall_seconds` and
+`speedup` are the median run's, `runs_wall_seconds` lists every run. Pin it to
+one core with `taskset -c 0` to measure the goal as stated.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import asyncio
 import json
 import logging
+import statistics
 import sys
 import tempfile
 import time
@@ -35,11 +39,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default=str(REPO / "config/drills/earthquake_72h.toml"))
     parser.add_argument("--hours", type=int, default=72)
+    parser.add_argument("--runs", type=int, default=3, help="drill runs; the median is reported")
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     loaded = load_scenario(args.scenario)
-    with tempfile.TemporaryDirectory() as out:
-        report = asyncio.run(run_max(loaded, Path(out), progress=False))
+    reports = []
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory() as out:
+            reports.append(asyncio.run(run_max(loaded, Path(out), progress=False)))
+    walls = [r["wall_seconds"] for r in reports]
+    report = next(r for r in reports if r["wall_seconds"] == statistics.median_low(walls))
     site = load_site(REPO / "config/site.toml")
     profile = load_profile(REPO / "config/profile_moda_year.csv")
     started = time.perf_counter()
@@ -65,6 +76,8 @@ def main() -> None:
                 "speedup": report["speedup"],
                 "control_steps": report["control_steps"],
                 "control_steps_fast": report["control_steps_fast"],
+                "runs_wall_seconds": walls,
+                "passed_every_run": all(r["passed"] for r in reports),
                 "survival_hours": args.hours,
                 "survival_starts": survival["starts"],
                 "survival_seconds": round(survival_s, 4),
