@@ -303,7 +303,9 @@ class ChargerDevice(SimulatedDevice):
         regs[m.CAPACITY] = u16(vehicle.capacity_wh / 10) if vehicle else 0
         regs[m.MAX_DISCHARGE] = u16(c.max_discharge_w)
         regs[m.MAX_CHARGE] = u16(c.max_charge_w)
-        regs[m.CAPABILITIES] = m.CAP_CAN_FORM if c.can_form else 0
+        regs[m.CAPABILITIES] = (m.CAP_CAN_FORM if c.can_form else 0) | (
+            m.CAP_PCC_INTERLOCK if c.pcc_interlock else 0
+        )
         regs[m.AC_VOLTAGE] = u16(plant.bus_voltage_v * 10) if on_bus else 0
         regs[m.AC_FREQUENCY] = u16(plant.bus_frequency_hz * 100) if on_bus else 0
         regs[m.FAULT_CODE] = c.fault_code

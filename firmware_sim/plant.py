@@ -207,6 +207,10 @@ class ChargerSim:
     device_id: str
     rating_w: float
     can_form: bool
+    # Grid-parallel input wired to the PCC breaker's auxiliary contact: while the contacts
+    # are closed (`pcc_closed`, set by the plant) the unit never forms; FORM runs as FOLLOW.
+    pcc_interlock: bool = False
+    pcc_closed: bool = False
     vehicle: VehicleSim | None = None
     mode_command: ChargerMode = ChargerMode.OFF
     power_setpoint_w: int = 0
@@ -256,6 +260,19 @@ class ChargerSim:
             and self.can_form
             and self.mode_command == ChargerMode.FORM
             and self.fault_code == ChargerMap.FAULT_NONE
+            and not self.interlocked
+        )
+
+    @property
+    def interlocked(self) -> bool:
+        """Held off forming by the PCC interlock (the PCC is closed)."""
+        return self.pcc_interlock and self.pcc_closed
+
+    @property
+    def follows(self) -> bool:
+        """Runs as a grid follower: commanded FOLLOW, or FORM held by the interlock."""
+        return self.mode_command == ChargerMode.FOLLOW or (
+            self.mode_command == ChargerMode.FORM and self.can_form and self.interlocked
         )
 
     def clamped_setpoint_w(self) -> float:
@@ -281,6 +298,8 @@ class ChargerSim:
             return ChargerMode.OFF
         if self.mode_command == ChargerMode.FORM and not self.can_form:
             return ChargerMode.OFF
+        if self.mode_command == ChargerMode.FORM and self.interlocked:
+            return ChargerMode.FOLLOW
         return self.mode_command
 
 
@@ -384,7 +403,8 @@ class Plant:
             self.loads[spec.id] = LoadSim(spec=spec, factor=init.load_factor)
             self.panels[spec.panel].relays[spec.channel] = init.relays_on
         self.chargers: dict[str, ChargerSim] = {
-            cid: ChargerSim(cid, _rating(dev), dev.can_form) for cid, dev in config.chargers.items()
+            cid: ChargerSim(cid, _rating(dev), dev.can_form, pcc_interlock=dev.pcc_interlock)
+            for cid, dev in config.chargers.items()
         }
         self.outlets: dict[str, OutletSim] = {
             oid: OutletSim(oid, _rating(dev)) for oid, dev in config.outlets.items()
@@ -1136,6 +1156,7 @@ class Plant:
         grid, br = self.grid, self.breaker
 
         for charger in self.chargers.values():
+            charger.pcc_closed = br.contacts_closed  # the auxiliary contact, wired to it
             if charger.form_eligible:
                 if charger.form_started_s is None:
                     charger.form_started_s = t
@@ -1213,7 +1234,7 @@ class Plant:
         for charger in self.chargers.values():
             power = 0.0
             if charger.vehicle is not None and charger.fault_code == ChargerMap.FAULT_NONE:
-                if charger.mode_command == ChargerMode.FOLLOW and followers_on:
+                if charger.follows and followers_on:
                     power = charger.clamped_setpoint_w()
                 elif charger.forming_live and grid_fed:
                     power = charger.clamped_setpoint_w()  # a former paralleled with the grid

@@ -204,6 +204,9 @@ class Device(_Model):
     timeout_s: PositiveFloat = 0.01
     rating_w: PositiveFloat | None = None
     can_form: bool = False
+    # A grid-forming charger whose grid-parallel input is wired to the PCC breaker's
+    # auxiliary contact: it never forms while the PCC is closed.
+    pcc_interlock: bool = False
     channels: Annotated[int, Field(ge=1, le=16)] = 16
 
     @model_validator(mode="before")
@@ -573,6 +576,16 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
             )
         if device.can_form and device.driver != "bidirectional_charger":
             problems.append((f"{key}.can_form", "only a bidirectional_charger can form the grid"))
+        if device.pcc_interlock and not (
+            device.can_form and device.driver == "bidirectional_charger"
+        ):
+            problems.append(
+                (
+                    f"{key}.pcc_interlock",
+                    "only a grid-forming bidirectional_charger (can_form = true) has a PCC"
+                    " interlock",
+                )
+            )
 
     problems.extend(_check_serial_lines(config))
 

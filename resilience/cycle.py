@@ -739,6 +739,7 @@ def _vehicle_state(
         bus_voltage_v=reading.ac_voltage_v,
         bus_frequency_hz=reading.ac_frequency_hz,
         available=True,
+        pcc_interlock=device.pcc_interlock and reading.pcc_interlock,
     )
 
 

@@ -48,6 +48,7 @@ class ChargerReading:
     ac_frequency_hz: float
     fault_code: int
     min_soc_pct: float  # the reserve the unit itself enforces
+    pcc_interlock: bool = False  # never forms while the PCC is closed (CAP_PCC_INTERLOCK)
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,9 @@ class VehicleState:
     bus_voltage_v: float
     bus_frequency_hz: float
     available: bool
+    # Configured and reported: it cannot form while the PCC is closed, so it may be closed
+    # onto the grid while forming (make before break).
+    pcc_interlock: bool = False
 
     @property
     def energy_above_reserve_wh(self) -> float:

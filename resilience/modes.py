@@ -97,6 +97,9 @@ class Memory:
     planned_open_sent: bool = False
     planned_open_s: float | None = None
     hold_island: bool = False  # an operator islanded on purpose: stay until asked to reconnect
+    # Resynchronising break before make: the island was stopped so that the PCC closes onto
+    # a dead bus (its grid-former has no PCC interlock and must not be closed onto the grid).
+    resync_dark: bool = False
     grid_unhealthy_since_s: float | None = None
     last_restore_s: float | None = None
     reconnect_requested: bool = False
@@ -465,6 +468,13 @@ def g_abort_resync(ctx: GuardContext) -> str | None:
     return None
 
 
+def g_abort_dark_resync(ctx: GuardContext) -> str | None:
+    """A break-before-make reconnection that fails leaves the site dark: black start."""
+    if not ctx.memory.resync_dark:
+        return None
+    return g_abort_resync(ctx)
+
+
 # (trigger, source, dest, guard), tried in this order for the current state
 TRANSITIONS: tuple[tuple[str, Mode, Mode, Guard], ...] = (
     ("field_islanding", Mode.STARTING, Mode.ISLANDING, g_field_islanding),
@@ -493,6 +503,7 @@ TRANSITIONS: tuple[tuple[str, Mode, Mode, Guard], ...] = (
     ("grid_returned", Mode.EMERGENCY, Mode.RESYNCHRONISING, g_grid_returned),
     ("pcc_closed", Mode.RESYNCHRONISING, Mode.GRID_CONNECTED, g_pcc_closed),
     ("former_lost", Mode.RESYNCHRONISING, Mode.BLACK_START, g_resync_former_lost),
+    ("abort_resync", Mode.RESYNCHRONISING, Mode.BLACK_START, g_abort_dark_resync),
     ("abort_resync", Mode.RESYNCHRONISING, Mode.ISLANDED, g_abort_resync),
 )
 
@@ -578,6 +589,7 @@ class SiteModes:
         memory = self.memory
         now = self._ctx.now_s
         memory.mode_since_s = now
+        memory.resync_dark = False
         dest = Mode(self.state)
         if dest is Mode.ISLANDING:
             memory.former_id = None
@@ -1038,17 +1050,24 @@ class SiteModes:
         # Keep forming with the PCC open, while our own synchronised close is in flight, or
         # when a breaker confirmed open earlier falls silent (stopping the former would black
         # out life-safety loads; nothing here ever commands a close without a reading).
+        closing = (
+            mode is Mode.RESYNCHRONISING
+            and memory.pcc_command is BreakerCommand.CLOSE
+            and position in (BreakerPosition.TRAVELLING, BreakerPosition.CLOSED)
+            and grid_ok(ctx)
+        )
         open_confirmed = (
             position is BreakerPosition.OPEN
-            or (
-                mode is Mode.RESYNCHRONISING
-                and memory.pcc_command is BreakerCommand.CLOSE
-                and position in (BreakerPosition.TRAVELLING, BreakerPosition.CLOSED)
-                and grid_ok(ctx)
-            )
+            or closing
             or (position is None and former is not None and former.state is ChargerState.FORMING)
         )
-        live = bus_live(ctx) and former is not None and former.state is ChargerState.FORMING
+        # A close in flight counts as live: an interlocked former stops forming the instant
+        # the contacts touch, which a reading taken a moment apart may show first.
+        live = (
+            bus_live(ctx)
+            and former is not None
+            and (former.state is ChargerState.FORMING or (closing and former.pcc_interlock))
+        )
         running = running_vehicles(ctx) if live else []
         supply = supply_capacity_w(running, ctx.snap.pv, config.dispatch) - silent_draw_w(ctx)
         max_tier = Tier.LIFE_SAFETY if mode is Mode.EMERGENCY else Tier.COMFORT
@@ -1074,6 +1093,13 @@ class SiteModes:
         if mode is Mode.RESYNCHRONISING:
             frequency, voltage, pcc = self._resync(ctx, frequency, voltage, live)
         chargers: dict[str, ChargerCommand] = {}
+        if mode is Mode.RESYNCHRONISING and memory.resync_dark:
+            # Break before make: every source stays off until the PCC closes onto the dead
+            # bus; the load relays stay as they are and the grid picks them up.
+            chargers = {
+                v.charger_id: self._charger_off(v) for v in ctx.snap.vehicles if v.available
+            }
+            return Outputs(pcc=pcc, chargers=chargers, loads=outlet_loads, outlets=outlets)
         for v in ctx.snap.vehicles:
             if not v.available:
                 continue
@@ -1184,6 +1210,18 @@ class SiteModes:
             )
             return frequency, voltage, BreakerCommand.NONE
         self._alarm("resync_blocked", False)
+        former = former_state(ctx)
+        if live and former is not None and not former.pcc_interlock:
+            # Closing onto the grid while this former forms would leave it forming in parallel
+            # until the next cycle tells it to follow: a grid failing in that moment would be
+            # back-fed. Without a PCC interlock, stop the island and close onto a dead bus.
+            self.memory.resync_dark = True
+            self.memory.former_id = None
+            self._notes.append(
+                f"{former.charger_id} has no PCC interlock: reconnecting break before make"
+                " (the site bus is dark until the PCC closes)"
+            )
+            return frequency, voltage, BreakerCommand.NONE
         check = sync_check(pcc, self._close_check, ctx.config.grid.nominal_voltage_v)
         if not check.ok:
             return frequency, voltage, BreakerCommand.NONE

@@ -560,10 +560,19 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     (
         "no grid-former",
         all_of(
-            set_("devices.charger_1.can_form", False), set_("devices.charger_2.can_form", False)
+            set_("devices.charger_1.can_form", False),
+            set_("devices.charger_2.can_form", False),
+            set_("devices.charger_1.pcc_interlock", False),
+            set_("devices.charger_2.pcc_interlock", False),
         ),
         "devices",
         "no bidirectional_charger can form the grid (can_form = true)",
+    ),
+    (
+        "PCC interlock on a grid follower",
+        set_("devices.charger_3.pcc_interlock", True),
+        "devices.charger_3.pcc_interlock",
+        "only a grid-forming bidirectional_charger (can_form = true) has a PCC interlock",
     ),
     (
         "outlet that forms the grid",

@@ -71,9 +71,14 @@ class Field:
 
     def former(self) -> str | None:
         for cid, mode in self.modes.items():
-            if mode is ChargerMode.FORM and cid not in self.faulted:
+            if mode is ChargerMode.FORM and cid not in self.faulted and not self.interlocked(cid):
                 return cid
         return None
+
+    def interlocked(self, cid: str) -> bool:
+        """A charger with a PCC interlock never forms while the PCC is closed (it follows)."""
+        closed = self.breaker is BreakerPosition.CLOSED
+        return closed and self.config.devices[cid].pcc_interlock
 
     @property
     def bus_live(self) -> bool:
@@ -143,6 +148,8 @@ class Field:
             vehicle = cfg.vehicle_at(cid)
             assert vehicle is not None
             mode = self.modes[cid]
+            if mode is ChargerMode.FORM and self.interlocked(cid):
+                mode = ChargerMode.FOLLOW
             if cid in self.faulted:
                 state = ChargerState.FAULT
             elif mode is ChargerMode.FORM:
@@ -175,6 +182,7 @@ class Field:
                     400.0 if live else 0.0,
                     self.bus_frequency_hz if live else 0.0,
                     cid not in self.silent,
+                    pcc_interlock=device.pcc_interlock,
                 )
             )
         outlets = tuple(
@@ -335,6 +343,64 @@ def test_full_cycle_reconnects_only_in_sync_and_restores_every_load(config: Site
     assert all(run.field.relays.values())
     assert all(m is ChargerMode.FOLLOW for m in run.field.modes.values())
     assert all(sp <= 0 for sp in run.field.setpoints.values())  # charging again
+
+
+def without_interlocks(config: SiteConfig) -> SiteConfig:
+    devices = {
+        name: device.model_copy(update={"pcc_interlock": False})
+        for name, device in config.devices.items()
+    }
+    return config.model_copy(update={"devices": devices})
+
+
+def test_a_former_with_a_pcc_interlock_is_closed_onto_the_grid_while_forming(
+    config: SiteConfig,
+) -> None:
+    run = new_run(config)
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    run.field.grid_present = True
+    run.until(Mode.GRID_CONNECTED, config.grid.return_to_service_s + 30)
+    close = next(d for d in run.decisions if d.outputs.pcc is BreakerCommand.CLOSE)
+    assert ChargerMode.FORM in {c.mode for c in close.outputs.chargers.values()}  # seamless
+    assert not run.field.back_feed and not run.field.closed_out_of_sync
+
+
+def test_a_former_without_a_pcc_interlock_reconnects_break_before_make(
+    config: SiteConfig,
+) -> None:
+    run = new_run(without_interlocks(config))
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    run.advance(5.0)
+    relays = dict(run.field.relays)
+    run.field.grid_present = True
+    run.until(Mode.RESYNCHRONISING, config.grid.return_to_service_s + 5)
+    start = len(run.decisions) - 1  # the cycle that entered resynchronising
+    run.until(Mode.GRID_CONNECTED, 30.0)
+    during = run.decisions[start:-1]
+    close = next(d for d in during if d.outputs.pcc is BreakerCommand.CLOSE)
+    # every source off before the PCC closes onto the dead bus; no load relay switched
+    assert all(c.mode is ChargerMode.OFF for c in close.outputs.chargers.values())
+    assert any("break before make" in note for d in during for note in d.notes)
+    assert all(relays[k] == on for d in during for k, on in d.outputs.loads.items())
+    assert not run.field.back_feed and not run.field.closed_out_of_sync
+
+
+def test_a_break_before_make_reconnection_that_fails_black_starts(config: SiteConfig) -> None:
+    run = new_run(without_interlocks(config), breaker_stuck=True)
+    run.step()
+    run.field.grid_present = False
+    run.field.breaker = BreakerPosition.OPEN  # it opened by hand, then stuck
+    run.until(Mode.ISLANDED, 10.0)
+    run.field.grid_present = True
+    run.until(Mode.RESYNCHRONISING, config.grid.return_to_service_s + 5)
+    run.until(Mode.BLACK_START, config.sync.timeout_s + 5)  # the PCC never closes
+    assert run.modes.memory.active_alarms.get("resync_failed")
+    run.until(Mode.ISLANDED, 10.0)
+    assert not run.field.back_feed
 
 
 def test_losing_the_former_black_starts_on_another(config: SiteConfig) -> None:

@@ -122,6 +122,7 @@ class BidirectionalChargerDriver(RegisterDriver):
             max_discharge_w=max_discharge,
             max_charge_w=max_charge,
             can_form=bool(raw[_R.CAPABILITIES] & _R.CAP_CAN_FORM),
+            pcc_interlock=bool(raw[_R.CAPABILITIES] & _R.CAP_PCC_INTERLOCK),
             ac_voltage_v=volts,
             ac_frequency_hz=hertz,
             fault_code=fault,

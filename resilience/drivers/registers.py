@@ -147,7 +147,7 @@ class BidirectionalCharger:
     CAPACITY: Final = 4  # ro, vehicle usable capacity, Wh / 10
     MAX_DISCHARGE: Final = 5  # ro, W, min(charger rating, vehicle limit)
     MAX_CHARGE: Final = 6  # ro, W
-    CAPABILITIES: Final = 7  # ro, bit 0: can form the grid (voltage source)
+    CAPABILITIES: Final = 7  # ro, bit 0: can form the grid; bit 1: PCC interlock wired
     AC_VOLTAGE: Final = 8  # ro, AC-side line-to-line voltage, V x10
     AC_FREQUENCY: Final = 9  # ro, Hz x100
     FAULT_CODE: Final = 10  # ro, 0 none, see FAULT_*
@@ -159,6 +159,10 @@ class BidirectionalCharger:
     READ_COUNT: Final = 16
 
     CAP_CAN_FORM: Final = 0x0001
+    # The unit's grid-parallel input is wired to the PCC breaker's auxiliary contact: while
+    # the PCC is closed it never forms (a FORM command runs as FOLLOW), so a grid that fails
+    # right after a reconnection meets no voltage source of ours.
+    CAP_PCC_INTERLOCK: Final = 0x0002
     FAULT_NONE: Final = 0
     FAULT_INTERNAL: Final = 1
     FAULT_OVERLOAD: Final = 2

@@ -43,6 +43,14 @@ async def test_decodes_one_block(unit: FakeUnit, bus: ModbusTcpBus) -> None:
     assert [(r.address, r.count) for r in unit.requests] == [(0, CHG.READ_COUNT)]
 
 
+async def test_capabilities_report_the_pcc_interlock(unit: FakeUnit, bus: ModbusTcpBus) -> None:
+    banks.charger(unit)
+    assert not (await charger(bus).read()).pcc_interlock
+    unit.load(CHG.CAPABILITIES, [CHG.CAP_CAN_FORM | CHG.CAP_PCC_INTERLOCK])
+    reading = await charger(bus).read()
+    assert reading.can_form and reading.pcc_interlock
+
+
 async def test_unplugged_charger_may_report_no_capacity(unit: FakeUnit, bus: ModbusTcpBus) -> None:
     banks.charger(unit)
     unit.load(CHG.STATE, [0, 0, 0, 0, 0])  # unplugged, off, 0 %, 0 W, 0 Wh

@@ -29,3 +29,14 @@ def make_plant(site_config: SiteConfig) -> Callable[..., Plant]:
 @pytest.fixture
 def plant(site_config: SiteConfig) -> Plant:
     return Plant(site_config)
+
+
+@pytest.fixture
+def plant_without_interlock(site_config: SiteConfig) -> Plant:
+    """The reference site with no PCC interlock on its grid-formers: a former may run in
+    parallel with the grid (and back-feed it), which the referee must catch."""
+    devices = {
+        name: device.model_copy(update={"pcc_interlock": False})
+        for name, device in site_config.devices.items()
+    }
+    return Plant(site_config.model_copy(update={"devices": devices}))

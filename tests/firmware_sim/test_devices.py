@@ -163,6 +163,18 @@ def test_charger_power_is_signed(plant: Plant, devices: dict[str, SimulatedDevic
     assert block[m.AC_FREQUENCY] == 5000
 
 
+def test_charger_capabilities_and_the_pcc_interlock(
+    plant: Plant, devices: dict[str, SimulatedDevice]
+) -> None:
+    m = BidirectionalCharger
+    block = regs(devices["charger_1"], 0, m.READ_COUNT)
+    assert block[m.CAPABILITIES] == m.CAP_CAN_FORM | m.CAP_PCC_INTERLOCK
+    assert devices["charger_1"].write(m.MODE_COMMAND, [int(ChargerMode.FORM)]) is None
+    block = regs(devices["charger_1"], 0, m.READ_COUNT)
+    assert block[m.MODE_COMMAND] == ChargerMode.FORM
+    assert block[m.MODE_ACTIVE] == ChargerMode.FOLLOW  # the PCC is closed: held off forming
+
+
 def test_breaker_command_and_sync_check_registers(
     plant: Plant, devices: dict[str, SimulatedDevice]
 ) -> None:

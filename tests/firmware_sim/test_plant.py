@@ -87,7 +87,10 @@ def test_grid_loss_without_former_kills_the_bus_without_violation(plant: Plant) 
 
 
 # --------------------------------------------------------------------------- back-feed
-def test_grid_loss_with_closed_breaker_and_former_is_back_feed(plant: Plant) -> None:
+def test_grid_loss_with_closed_breaker_and_former_is_back_feed(
+    plant_without_interlock: Plant,
+) -> None:
+    plant = plant_without_interlock
     shed_above(plant, Tier.CRITICAL)
     form(plant)
     assert plant.former_ids == ("charger_1",)
@@ -97,7 +100,8 @@ def test_grid_loss_with_closed_breaker_and_former_is_back_feed(plant: Plant) -> 
     assert "charger_1" in plant.violations[0].detail
 
 
-def test_back_feed_is_one_episode_however_long(plant: Plant) -> None:
+def test_back_feed_is_one_episode_however_long(plant_without_interlock: Plant) -> None:
+    plant = plant_without_interlock
     shed_above(plant, Tier.CRITICAL)
     form(plant)
     plant.grid_loss()
@@ -106,7 +110,10 @@ def test_back_feed_is_one_episode_however_long(plant: Plant) -> None:
     assert kinds(plant) == ["back_feed"]
 
 
-def test_back_feed_ends_when_breaker_opens_and_a_new_one_is_a_new_episode(plant: Plant) -> None:
+def test_back_feed_ends_when_breaker_opens_and_a_new_one_is_a_new_episode(
+    plant_without_interlock: Plant,
+) -> None:
+    plant = plant_without_interlock
     shed_above(plant, Tier.CRITICAL)
     form(plant)
     plant.grid_loss()
@@ -116,7 +123,8 @@ def test_back_feed_ends_when_breaker_opens_and_a_new_one_is_a_new_episode(plant:
     assert kinds(plant) == ["back_feed", "back_feed"]
 
 
-def test_follower_on_closed_breaker_with_dead_grid_trips(plant: Plant) -> None:
+def test_follower_on_closed_breaker_with_dead_grid_trips(plant_without_interlock: Plant) -> None:
+    plant = plant_without_interlock
     shed_above(plant, Tier.CRITICAL)
     plant.set_charger_setpoints("charger_3", power_w=3000)
     plant.set_charger_mode("charger_3", ChargerMode.FOLLOW)
@@ -126,6 +134,41 @@ def test_follower_on_closed_breaker_with_dead_grid_trips(plant: Plant) -> None:
     plant.step(1.0)
     assert plant.bus_live  # charger_1 back-feeds ...
     assert plant.charger_power_w("charger_3") == 0  # ... but the follower does not
+
+
+def test_an_interlocked_former_follows_while_the_pcc_is_closed(plant: Plant) -> None:
+    """charger_1's grid-parallel input is wired to the PCC: FORM runs as FOLLOW while closed."""
+    shed_above(plant, Tier.CRITICAL)
+    form(plant, power_w=2000)
+    charger = plant.chargers["charger_1"]
+    assert plant.former_ids == () and plant.bus_source == "grid"
+    assert charger.mode_active is ChargerMode.FOLLOW and charger.mode_command is ChargerMode.FORM
+    assert plant.charger_power_w("charger_1") == 2000
+    plant.grid_loss()  # the grid fails with the PCC closed: nothing of ours holds the bus up
+    plant.step(1.0)
+    assert not plant.bus_live and plant.violations == []
+
+
+def test_an_interlocked_former_forms_again_once_the_pcc_opens(plant: Plant) -> None:
+    shed_above(plant, Tier.CRITICAL)
+    form(plant)
+    plant.grid_loss()
+    open_breaker(plant)
+    plant.step(plant.timing.form_soft_start_s)
+    assert plant.former_ids == ("charger_1",) and plant.bus_source == "island"
+    assert plant.violations == []
+
+
+def test_an_interlocked_former_stops_forming_as_the_contacts_close(plant: Plant) -> None:
+    black_start(plant)
+    plant.grid_return()
+    plant.step(10.0)  # same frequency: the angle stays where it was; bring it round
+    plant.grid.phase_deg = plant.bus_phase_deg
+    close_breaker(plant)
+    assert plant.bus_source == "grid" and plant.former_ids == ()
+    assert plant.chargers["charger_1"].mode_active is ChargerMode.FOLLOW
+    plant.grid_loss()
+    assert not plant.bus_live and kinds(plant) == []
 
 
 # --------------------------------------------------------------------------- the island
@@ -375,7 +418,8 @@ def test_closing_out_of_sync_is_recorded(plant: Plant) -> None:
     assert plant.bus_source == "grid"
 
 
-def test_closing_in_phase_after_a_seamless_island_is_fine(plant: Plant) -> None:
+def test_closing_in_phase_after_a_seamless_island_is_fine(plant_without_interlock: Plant) -> None:
+    plant = plant_without_interlock
     shed_above(plant, Tier.CRITICAL)
     form(plant)  # former paralleled with the grid, then planned island
     open_breaker(plant)

@@ -83,3 +83,42 @@ def test_losing_a_follower_in_island(machine: SiteMachine) -> None:
     machine.plant.unplug("charger_3")  # the last follower leaves while discharging
     machine.cycles(5)
     assert machine.plant.violations == []
+
+
+def close_then_lose_the_grid(machine: SiteMachine) -> str | None:
+    """Islanded, the grid returns; the grid fails again the moment the PCC contacts touch,
+    before the controller has read the breaker closed. The former at that moment."""
+    machine.plant.grid_return()
+    for _ in range(1000):  # the plant in 5 ms steps, the controller every 20 ms
+        for _ in range(4):
+            machine.now += 0.005
+            machine.plant.step(0.005)
+            if machine.plant.breaker.contacts_closed:
+                former = machine.controller.modes.memory.former_id
+                machine.plant.grid_loss()
+                machine.cycles(50)
+                return former
+        machine.loop.run_until_complete(machine.controller.cycle_once())
+    raise AssertionError("the PCC never closed")
+
+
+def test_grid_lost_as_the_pcc_closes_onto_an_interlocked_former(machine: SiteMachine) -> None:
+    # The race the random fuzzer found: a former closed onto the grid kept forming until
+    # the next cycle told it to follow, and back-fed the grid failing in that moment.
+    # charger_2 has a PCC interlock: it stops forming as the contacts touch.
+    machine.plant.unplug("charger_1")
+    islanded(machine)
+    assert machine.controller.modes.memory.former_id == "charger_2"
+    assert close_then_lose_the_grid(machine) == "charger_2"
+    assert machine.plant.violations == []
+    assert machine.controller.modes.mode.value == "islanded"
+
+
+def test_grid_lost_as_the_pcc_closes_break_before_make(machine: SiteMachine) -> None:
+    # charger_1 has no interlock here: the island is stopped and the PCC closes onto a
+    # dead bus, so nothing of ours is forming when the grid fails.
+    islanded(machine)
+    assert machine.controller.modes.memory.former_id == "charger_1"
+    assert close_then_lose_the_grid(machine) is None
+    assert machine.plant.violations == []
+    assert machine.controller.modes.mode.value == "islanded"
