@@ -1256,7 +1256,9 @@ def secure_shares(
     So the former's own share is kept small enough that it can still carry the largest
     single source's share within its rating, and followers never charge from the island
     more than the former could supply if the PV vanished. The rest is split by
-    `allocate_power` (levelling the energy above reserve).
+    `allocate_power` (levelling the energy above reserve). When the served load is more
+    than the former alone can carry, the followers always give at least the difference
+    (plus the shed margin), so that losing the PV leaves the former within its rating.
     """
     limit = discharge_limit_w(former, cfg)
     demand = served_w - pv_w
@@ -1277,6 +1279,17 @@ def secure_shares(
             for v in running
         ]
         shares = allocate_power(capped, demand, cfg)
+    followers = [v for v in running if v.charger_id != former.charger_id]
+    floor = served_w + cfg.shed_margin_w - limit
+    given = sum(shares.get(v.charger_id, 0.0) for v in followers)
+    if pv_w > 0 and followers and floor > given + 1.0:
+        # The PV's loss also lands on the former at once: the followers must already give
+        # what the former could not carry alone. In a PV surplus that means followers
+        # discharging while the former absorbs the surplus (the PV droops back if it
+        # cannot): conversion losses, rather than a collapse when the PV trips.
+        raised = allocate_power(followers, floor, cfg)
+        shares = {**shares, **raised}
+        shares[former.charger_id] = served_w - pv_w - sum(raised.values())
     return shares
 
 

@@ -29,7 +29,7 @@ from resilience.model import (
     V2LState,
     VehicleState,
 )
-from resilience.modes import RUNBOOKS, SiteModes
+from resilience.modes import RUNBOOKS, SiteModes, secure_shares
 from resilience.outputs import Decision
 
 SITE = Path(__file__).resolve().parents[1] / "config" / "site.toml"
@@ -664,3 +664,46 @@ def test_starting_commands_nothing_at_all(config: SiteConfig) -> None:
     run.field.silent.add("pcc_breaker")
     decision = run.step()
     assert decision.outputs.loads == {} and decision.outputs.outlets == {}
+
+
+def vehicle(
+    cid: str, power_w: float = 0.0, state: ChargerState = ChargerState.IDLE
+) -> VehicleState:
+    return VehicleState(
+        cid,
+        cid,
+        True,
+        True,
+        state,
+        ChargerMode.FOLLOW,
+        80.0,
+        30.0,
+        77000.0,
+        power_w,
+        11000.0,
+        11000.0,
+        400.0,
+        50.0,
+        True,
+    )
+
+
+def test_secure_shares_keep_the_former_able_to_lose_the_pv(config: SiteConfig) -> None:
+    former = vehicle("f", state=ChargerState.FORMING)
+    running = [former, vehicle("a"), vehicle("b")]
+    served, pv = 12_400.0, 15_000.0  # more load than the former's 11 kW, and a PV surplus
+    shares = secure_shares(running, former, served, pv, config.dispatch)
+    followers = shares["a"] + shares["b"]
+    margin = config.dispatch.shed_margin_w
+    assert followers >= served + margin - 11_000.0 - 1.0  # the PV may trip: the former copes
+    assert shares["f"] == pytest.approx(served - pv - followers)  # and absorbs the rest
+    assert shares["f"] + pv <= 11_000.0  # its output the instant the PV is gone
+
+
+def test_secure_shares_no_circular_flow_when_the_former_carries_all_alone(
+    config: SiteConfig,
+) -> None:
+    former = vehicle("f", state=ChargerState.FORMING)
+    shares = secure_shares([former, vehicle("a")], former, 5_000.0, 8_000.0, config.dispatch)
+    assert shares["a"] < 0.0  # the follower soaks up PV; nobody discharges into the former
+    assert shares["f"] <= 0.0

@@ -122,3 +122,15 @@ def test_grid_lost_as_the_pcc_closes_break_before_make(machine: SiteMachine) -> 
     assert close_then_lose_the_grid(machine) is None
     assert machine.plant.violations == []
     assert machine.controller.modes.mode.value == "islanded"
+
+
+def test_pv_trip_with_more_load_than_the_former_alone_carries(machine: SiteMachine) -> None:
+    # 12.4 kW served, 15 kW of PV: followers idle and the former absorbing the surplus,
+    # so a PV trip left the former alone with 12.4 kW (> 1.1 x 11 kW): collapse.
+    machine.grid_loss()
+    machine.wait(3.0)
+    machine.grid_loss()
+    machine.pv(0.75)
+    machine.wait(8.0)
+    machine.hardware_fault("pv")
+    assert machine.plant.violations == []
