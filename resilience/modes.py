@@ -1279,17 +1279,20 @@ def secure_shares(
             for v in running
         ]
         shares = allocate_power(capped, demand, cfg)
-    followers = [v for v in running if v.charger_id != former.charger_id]
+    others = [v for v in running if v.charger_id != former.charger_id]
     floor = served_w + cfg.shed_margin_w - limit
-    given = sum(shares.get(v.charger_id, 0.0) for v in followers)
-    if pv_w > 0 and followers and floor > given + 1.0:
+    given = sum(shares.get(v.charger_id, 0.0) for v in others)
+    if pv_w > 0 and others and floor > given + 1.0:
         # The PV's loss also lands on the former at once: the followers must already give
         # what the former could not carry alone. In a PV surplus that means followers
         # discharging while the former absorbs the surplus (the PV droops back if it
         # cannot): conversion losses, rather than a collapse when the PV trips.
-        raised = allocate_power(followers, floor, cfg)
+        raised = allocate_power(others, floor, cfg)
         shares = {**shares, **raised}
-        shares[former.charger_id] = served_w - pv_w - sum(raised.values())
+        # What the former is left with, as a setpoint within its rating both ways (more
+        # than its limit means an overload the shedding answers, not a bigger setpoint).
+        rest = served_w - pv_w - sum(raised.values())
+        shares[former.charger_id] = max(-former.max_charge_w, min(limit, rest))
     return shares
 
 

@@ -134,3 +134,17 @@ def test_pv_trip_with_more_load_than_the_former_alone_carries(machine: SiteMachi
     machine.wait(8.0)
     machine.hardware_fault("pv")
     assert machine.plant.violations == []
+
+
+def test_restore_through_a_silent_panel_waits_for_the_panel(machine: SiteMachine) -> None:
+    # The operator restores a load whose panel has gone silent: the controller lifts the
+    # lock but cannot switch anything; the shed order is repaired once the panel answers.
+    machine.shed("radio_charging_tent")
+    machine.plant.silence("panel_v2l")
+    machine.restore("radio_charging_tent")
+    machine.wait(1.0)
+    assert machine.plant.violations == []
+    machine.plant.clear_fault("panel_v2l")
+    machine.wait(3.0)
+    assert machine.plant.violations == []
+    assert machine.plant.load_on("radio_charging_tent")

@@ -107,6 +107,9 @@ class SiteMachine(RuleBasedStateMachine):
             CONFIG, drivers, self.store, clock=lambda: self.now, wall=lambda: 1.7e9 + self.now
         )
         self.pending: list[asyncio.Task[Any]] = []
+        # Loads an operator restored: excused until their panel can be commanded again
+        # (the controller cannot repair the shed order through a panel that is silent).
+        self.restoring: set[str] = set()
         self.bad_close: list[str] = []
         self.trace: list[str] = []
         self.cycles(3)
@@ -131,6 +134,9 @@ class SiteMachine(RuleBasedStateMachine):
                 self.bad_close.append(f"t={self.now:.2f} CLOSE commanded in {mode}")
             for t in decision.transitions:
                 self.trace.append(f"t={self.now:.2f} {t.source}->{t.dest} ({t.trigger})")
+            for load in [load for load in self.restoring if self.answering(load)]:
+                self.restoring.discard(load)
+                self.plant.excuse_load(load, False)
 
     @rule(n=st.integers(1, 25), dt=st.sampled_from([0.02, 0.02, 0.05, 0.1]))
     def run(self, n: int, dt: float) -> None:
@@ -279,6 +285,7 @@ class SiteMachine(RuleBasedStateMachine):
     def shed(self, load: str) -> None:
         self.note(f"operator: shed {load}")
         self.plant.excuse_load(load)  # shed by hand: not a shed-order fault
+        self.restoring.discard(load)
         self.submit("shed_load", {"load_id": load})
         self.cycles(1)
 
@@ -286,8 +293,12 @@ class SiteMachine(RuleBasedStateMachine):
     def restore(self, load: str) -> None:
         self.note(f"operator: restore {load}")
         self.submit("restore_load", {"load_id": load})
+        self.restoring.add(load)
         self.cycles(1)
-        self.plant.excuse_load(load, False)
+
+    def answering(self, load: str) -> bool:
+        panel = self.plant.loads[load].spec.panel
+        return self.plant.comm_fault(panel) is None and self.controller.slots[panel].available
 
     # ------------------------------------------------------------------ the referee
     def note(self, text: str) -> None:
