@@ -699,9 +699,13 @@ class Plant:
                 charger.fault_code = ChargerMap.FAULT_UNPLUGGED_WHILE_ACTIVE
             charger.vehicle = None
         elif connector in self.outlets:
-            if self.outlets[connector].vehicle is None:
+            outlet = self.outlets[connector]
+            if outlet.vehicle is None:
                 raise ValueError(f"{connector} holds no vehicle")
-            self.outlets[connector].vehicle = None
+            outlet.vehicle = None
+            # The contactor is interlocked with the plug: unplugging opens it, and the next
+            # vehicle supplies only once the controller, having read it, enables it again.
+            outlet.enabled = False
         else:
             raise KeyError(connector)
         self._log("injection", f"vehicle unplugged from {connector}")

@@ -148,3 +148,17 @@ def test_restore_through_a_silent_panel_waits_for_the_panel(machine: SiteMachine
     machine.wait(3.0)
     assert machine.plant.violations == []
     assert machine.plant.load_on("radio_charging_tent")
+
+
+def test_a_car_plugged_into_a_silent_v2l_outlet_waits_to_be_enabled(
+    machine: SiteMachine,
+) -> None:
+    # The outlet stopped answering, its car left and another came at 11 % (reserve 35 %):
+    # the contactor stayed closed and the new car supplied at once, below its reserve.
+    machine.plant.silence("v2l_2")
+    machine.cycles(1)
+    machine.unplug("v2l_2")
+    machine.plug("v2l_2", 11.0)
+    machine.wait(1.0)
+    assert machine.plant.violations == []
+    assert not machine.plant.outlets["v2l_2"].enabled
