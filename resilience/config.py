@@ -164,6 +164,9 @@ class DispatchSection(_Model):
     reserve_margin_pct: Annotated[float, Field(ge=0, le=10)] = 0.5
     pv_firm_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
     emergency_exit_delay_s: NonNegativeFloat = 30.0
+    # Loads may draw more than their rating when a dead bus is energised (motors starting,
+    # thermostats that all call at once): a black start counts each at this multiple.
+    cold_load_factor: Annotated[float, Field(ge=1, le=5)] = 1.0
 
 
 class ApiSection(_Model):

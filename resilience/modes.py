@@ -956,8 +956,16 @@ class SiteModes:
         return Outputs(pcc=pcc, chargers=chargers, loads={**loads, **outlet_loads}, outlets=outlets)
 
     def _preshed(self, ctx: GuardContext, supply_w: float) -> dict[str, bool]:
-        """Shed, on a dead bus, to what the first source alone can carry (at rated draw)."""
+        """Shed, on a dead bus, to what the first source alone can carry.
+
+        Nothing is measured on a dead bus, and loads energised together draw more than
+        their rating (cold load pickup): each load that is on counts at its rating times
+        `cold_load_factor`; the island restores the rest on measured draw afterwards.
+        """
+        factor = ctx.config.dispatch.cold_load_factor
         rated = self._circuits(ctx.snap).rated("bus")
+        if factor != 1.0:
+            rated = tuple(replace(load, power_w=load.power_w * factor) for load in rated)
         return self._plan(ctx, rated, supply_w, "bus", max_restores=0, use_restore_delay=False).on
 
     def _former_capacity(self, ctx: GuardContext, former_id: str | None) -> float:

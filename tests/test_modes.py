@@ -707,3 +707,21 @@ def test_secure_shares_no_circular_flow_when_the_former_carries_all_alone(
     shares = secure_shares([former, vehicle("a")], former, 5_000.0, 8_000.0, config.dispatch)
     assert shares["a"] < 0.0  # the follower soaks up PV; nobody discharges into the former
     assert shares["f"] <= 0.0
+
+
+def test_cold_load_factor_keeps_black_start_headroom(config: SiteConfig) -> None:
+    def first_loads(cfg: SiteConfig) -> set[str]:
+        run = new_run(cfg)
+        run.step()
+        run.field.grid_present = False
+        decision = run.step()
+        assert run.modes.mode is Mode.ISLANDING
+        return {load_id for load_id, on in decision.outputs.loads.items() if on}
+
+    rated = first_loads(config)
+    dispatch = config.dispatch.model_copy(update={"cold_load_factor": 1.5})
+    cold = first_loads(config.model_copy(update={"dispatch": dispatch}))
+    life_safety = {load.id for load in config.loads if load.tier is Tier.LIFE_SAFETY}
+    assert life_safety <= cold < rated  # fewer loads on the first former, life-safety first
+    bus = {load.id: load for load in config.loads if load.supply == "bus"}
+    assert sum(bus[i].rated_power_w for i in cold if i in bus) * 1.5 <= 11_000 - 500

@@ -162,3 +162,17 @@ def test_a_car_plugged_into_a_silent_v2l_outlet_waits_to_be_enabled(
     machine.wait(1.0)
     assert machine.plant.violations == []
     assert not machine.plant.outlets["v2l_2"].enabled
+
+
+def test_loads_drawing_half_again_their_rating_as_the_black_start_energises(
+    machine: SiteMachine,
+) -> None:
+    # The bus forms with two loads at 150 % of their rating: a black start filled to the
+    # former's rating at rated draw overloaded it. The fuzz site keeps cold-load headroom.
+    for _ in range(6):
+        machine.grid_loss()
+    machine.pv(0.0)
+    machine.load_factor("emergency_lighting", 1.5)
+    machine.load_factor("water_pump", 1.5)
+    machine.wait(3.0)
+    assert machine.plant.violations == []

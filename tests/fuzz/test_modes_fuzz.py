@@ -63,8 +63,14 @@ def fuzz_config() -> SiteConfig:
                 update={"return_to_service_s": 2.0, "planned_island_timeout_s": 3.0}
             ),
             "sync": config.sync.model_copy(update={"timeout_s": 10.0, "slip_frequency_hz": 0.25}),
+            # Loads here step by up to +50 % at any moment, also on a dark bus: the black
+            # start keeps that much headroom (cold load pickup).
             "dispatch": config.dispatch.model_copy(
-                update={"restore_delay_s": 1.0, "emergency_exit_delay_s": 3.0}
+                update={
+                    "restore_delay_s": 1.0,
+                    "emergency_exit_delay_s": 3.0,
+                    "cold_load_factor": 1.5,
+                }
             ),
         }
     )
