@@ -12,17 +12,14 @@ cannot take is a 409. Units are those of the field names (W, s, %, Wh, pu).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
 from typing import Annotated, Any, Literal
 
-import uvicorn
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from firmware_sim.plant import MODBUS_EXCEPTION_CODES, Plant
 from firmware_sim.server import require_loopback
+from resilience.api.server import AppServer
 
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -185,53 +182,9 @@ def create_app(plant: Plant) -> FastAPI:
     return app
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: the embedding program owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
-
-
-class ControlServer:
-    """The control API served by uvicorn on loopback, in the running event loop."""
+class ControlServer(AppServer):
+    """The control API over one plant, served on loopback only in the running event loop."""
 
     def __init__(self, plant: Plant, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(create_app(plant), require_loopback(host), port, name="control")
         self.plant = plant
-        self.host = require_loopback(host)
-        self.requested_port = port
-        self.port = 0
-        self._server: _Server | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def start(self) -> int:
-        """Bind now (so the port is known and connections queue at once), serve in a task."""
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.requested_port))
-        except OSError as exc:
-            sock.close()
-            raise OSError(
-                f"control: cannot listen on {self.host}:{self.requested_port} ({exc.strerror})"
-            ) from None
-        sock.listen(64)
-        sock.setblocking(False)
-        self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(
-            create_app(self.plant), lifespan="off", log_level="warning", access_log=False
-        )
-        self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="control api")
-        return self.port
-
-    async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-        self._server = None
-        self._task = None

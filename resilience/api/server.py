@@ -27,13 +27,21 @@ class _Server(uvicorn.Server):
         yield
 
 
-class ApiServer:
-    """One app on one host:port, served by a task of the running loop."""
+class AppServer:
+    """One ASGI app on one host:port, served by a task of the running loop.
 
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 8080) -> None:
+    The API and firmware_sim's control interface both serve this way: bound at once
+    (the port is known and connections queue before uvicorn starts), with TCP_NODELAY.
+    `name` says which in a bind error.
+    """
+
+    def __init__(
+        self, app: FastAPI, host: str = "127.0.0.1", port: int = 8080, *, name: str = "api"
+    ) -> None:
         self.app = app
         self.host = host
         self.requested_port = port
+        self.name = name
         self.port = 0
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -55,7 +63,7 @@ class ApiServer:
         except OSError as exc:
             sock.close()
             raise OSError(
-                f"api: cannot listen on {self.host}:{self.requested_port} ({exc.strerror})"
+                f"{self.name}: cannot listen on {self.host}:{self.requested_port} ({exc.strerror})"
             ) from None
         sock.listen(128)
         sock.setblocking(False)
@@ -68,16 +76,25 @@ class ApiServer:
             timeout_graceful_shutdown=2,
         )
         self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="api server")
+        self._task = asyncio.create_task(
+            self._server.serve(sockets=[sock]), name=f"{self.name} server"
+        )
         return self.url
 
     async def stop(self) -> None:
-        await close_app(self.app)
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
             await self._task
         self._server = None
         self._task = None
+
+
+class ApiServer(AppServer):
+    """The controller's API app: its stream hub and token store are closed on stop."""
+
+    async def stop(self) -> None:
+        await close_app(self.app)
+        await super().stop()
 
 
 async def start_api(controller: Controller, host: str, port: int) -> ApiServer:
