@@ -28,18 +28,9 @@ from firmware_sim.devices import SimulatedDevice, build_devices
 from firmware_sim.plant import Plant
 from resilience.config import SiteConfig
 from resilience.transport.errors import DeviceExceptionResponse, DeviceTimeout
-from resilience.transport.modbus import MAX_READ_COUNT, MAX_WRITE_COUNT
+from resilience.transport.modbus import MAX_READ_COUNT, check_request, check_write
 
 __all__ = ["InProcessTransport", "build_inprocess_drivers", "transports_for"]
-
-
-def _check_request(address: int, count: int, limit: int) -> None:
-    if not 0 <= address <= 0xFFFF:
-        raise ValueError(f"register address {address} is outside 0..65535")
-    if not 1 <= count <= limit:
-        raise ValueError(f"{count} registers in one request (1..{limit} allowed)")
-    if address + count > 0x10000:
-        raise ValueError(f"{count} registers from {address} run past address 65535")
 
 
 class InProcessTransport:
@@ -76,7 +67,7 @@ class InProcessTransport:
 
     async def read(self, unit_id: int, address: int, count: int) -> list[int]:
         """Exactly `count` registers from `address`, as FC3 would return them."""
-        _check_request(address, count, MAX_READ_COUNT)
+        check_request(address, count, MAX_READ_COUNT)
         self.reads += 1
         device = self.units.get(unit_id)
         if device is None or device.silent:
@@ -90,10 +81,7 @@ class InProcessTransport:
     async def write(self, unit_id: int, address: int, values: Sequence[int]) -> None:
         """`values` from `address` in one request (all-or-nothing, as FC16)."""
         values = [int(v) for v in values]
-        _check_request(address, len(values), MAX_WRITE_COUNT)
-        for value in values:
-            if not 0 <= value <= 0xFFFF:
-                raise ValueError(f"{value} does not fit an unsigned 16-bit register")
+        check_write(address, values)
         self.writes += 1
         what = f"writing {len(values)} registers at {address}"
         device = self.units.get(unit_id)

@@ -53,6 +53,8 @@ __all__ = [
     "ModbusBus",
     "ModbusTcpBus",
     "RegisterTransport",
+    "check_request",
+    "check_write",
 ]
 
 MAX_READ_COUNT = 125
@@ -86,13 +88,23 @@ class RegisterTransport(Protocol):
     async def close(self) -> None: ...
 
 
-def _check_request(address: int, count: int, limit: int) -> None:
+def check_request(address: int, count: int, limit: int) -> None:
+    """ValueError for a request no device could ever answer (the in-process transport too)."""
     if not 0 <= address <= 0xFFFF:
         raise ValueError(f"register address {address} is outside 0..65535")
     if not 1 <= count <= limit:
         raise ValueError(f"{count} registers in one request (1..{limit} allowed)")
     if address + count > 0x10000:
         raise ValueError(f"{count} registers from {address} run past address 65535")
+
+
+def check_write(address: int, values: Sequence[int]) -> None:
+    """ValueError for a write no device could take: too many registers, or a value that
+    does not fit 16 bits."""
+    check_request(address, len(values), MAX_WRITE_COUNT)
+    for value in values:
+        if not 0 <= value <= 0xFFFF:
+            raise ValueError(f"{value} does not fit an unsigned 16-bit register")
 
 
 class ModbusBus:
@@ -158,7 +170,7 @@ class ModbusBus:
 
     async def read(self, unit_id: int, address: int, count: int) -> list[int]:
         """FC3: exactly `count` holding registers from `address` of unit `unit_id`."""
-        _check_request(address, count, MAX_READ_COUNT)
+        check_request(address, count, MAX_READ_COUNT)
         what = f"reading {count} registers at {address}"
         result = await self._execute(unit_id, address, what, _FC_READ_HOLDING, count=count)
         registers = getattr(result, "registers", None)
@@ -175,10 +187,7 @@ class ModbusBus:
     async def write(self, unit_id: int, address: int, values: Sequence[int]) -> None:
         """FC6 for one value, FC16 for several: all of `values` in one request."""
         values = list(values)
-        _check_request(address, len(values), MAX_WRITE_COUNT)
-        for value in values:
-            if not 0 <= value <= 0xFFFF:
-                raise ValueError(f"{value} does not fit an unsigned 16-bit register")
+        check_write(address, values)
         if len(values) == 1:
             what = f"writing {values[0]} to register {address}"
             result = await self._execute(unit_id, address, what, _FC_WRITE_SINGLE, values=values)
