@@ -127,8 +127,9 @@ class SimulatedDevice(ABC):
         return fault is not None and fault.kind == "silence"
 
     def _injected_exception(self) -> ExcCodes | None:
+        """The exception a write is answered with, if one is injected."""
         fault = self.plant.comm_fault(self.device_id)
-        if fault is not None and fault.kind == "exception":
+        if fault is not None and fault.kind in ("exception", "refuse_writes"):
             return ExcCodes(fault.code)
         return None
 

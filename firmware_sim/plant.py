@@ -49,10 +49,12 @@ ViolationKind = Literal[
     "wrong_shed_order",
     "island_collapse",
 ]
-CommFaultKind = Literal["silence", "exception", "garbage", "corrupt", "truncate"]
+CommFaultKind = Literal["silence", "exception", "garbage", "corrupt", "truncate", "refuse_writes"]
 """silence: no answer; exception: a Modbus exception code; garbage: physically impossible
 values in a sound frame; corrupt: a frame with a bad CRC (RTU) or checksum (line protocol),
-a short frame on TCP; truncate: a frame cut short (a short frame on TCP)."""
+a short frame on TCP; truncate: a frame cut short (a short frame on TCP); refuse_writes:
+reads answered as usual, every write answered with a Modbus exception code (a board left
+in local control, a write-protected unit)."""
 
 V2L_VOLTAGE_V = 230.0  # [V] a vehicle's V2L socket is single-phase
 DELIVERING_W = 50.0  # [W] above this a vehicle counts as delivering power (below_reserve)
@@ -776,6 +778,13 @@ class Plant:
             codes = sorted(MODBUS_EXCEPTION_CODES)
             raise ValueError(f"{code} is not a Modbus exception code {codes}")
         self._set_comm_fault(device_id, CommFault("exception", code))
+
+    def refuse_writes(self, device_id: str, code: int = 4) -> None:
+        """The device still answers reads but refuses every write with exception `code`."""
+        if code not in MODBUS_EXCEPTION_CODES:
+            codes = sorted(MODBUS_EXCEPTION_CODES)
+            raise ValueError(f"{code} is not a Modbus exception code {codes}")
+        self._set_comm_fault(device_id, CommFault("refuse_writes", code))
 
     def garbage(self, device_id: str, registers: Mapping[int, int] | None = None) -> None:
         """Impossible values in sound frames: the device's own choice, or exactly `registers`

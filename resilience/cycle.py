@@ -25,14 +25,13 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from resilience.config import Device, SiteConfig
 from resilience.config import Load as LoadConfig
 from resilience.devices import (
     BidirectionalCharger,
     Breaker,
-    ChargerCommand,
     ChargerReading,
     InverterReading,
     LoadRelays,
@@ -43,7 +42,6 @@ from resilience.devices import (
     V2LOutlet,
 )
 from resilience.model import (
-    BreakerCommand,
     BreakerReading,
     ChargerMode,
     ChargerState,
@@ -63,11 +61,12 @@ from resilience.outputs import Decision, Outputs
 from resilience.overrides import OverrideError, Overrides, VehicleView
 from resilience.store import Store
 from resilience.supervision import Supervisor
+from resilience.write_plan import CANCELLING, Kind, Write, plan_writes
 
 log = logging.getLogger("resilience.cycle")
 
-POWER_DEADBAND_W = 50.0  # a setpoint change smaller than this is not worth a write
-REASSERT_S = 2.0  # rewrite a command the device does not reflect after this long
+GRACE_READS = 5  # a device is unavailable only after this many missed reads in a row ...
+# ... and `DeviceSlot.stale_after_s` without an answer (both must have passed)
 STARTUP_GRACE_S = 2.0  # a device not yet heard from is alarmed only after this long
 
 
@@ -270,7 +269,11 @@ class Controller:
     def _failed(self, slot: DeviceSlot, exc: BaseException, now: float) -> None:
         slot.failures += 1
         message = f"{type(exc).__name__}: {exc}"
-        fresh = slot.last_ok_s is not None and now - slot.last_ok_s <= slot.stale_after_s
+        # The grace is in time and in reads: a cycle that overran (CPU load, a stalled
+        # switch) must not turn one missed read into "unavailable".
+        fresh = slot.last_ok_s is not None and (
+            now - slot.last_ok_s <= slot.stale_after_s or slot.failures < GRACE_READS
+        )
         if slot.available and fresh:
             return
         if slot.last_ok_s is None and not slot.error and now - slot.since_s <= STARTUP_GRACE_S:
@@ -395,97 +398,74 @@ class Controller:
         return self._health_tuple
 
     # ------------------------------------------------------------------ write phase
-    def _due(self, key: str, value: Any, reflected: bool, now: float) -> bool:
-        """Write when the wish changed, or the device does not reflect it after a while."""
-        last = self._written.get(key)
-        if last is None or last[0] != value:
-            return True
-        return not reflected and now - last[1] >= REASSERT_S
-
     async def _write(self, outputs: Outputs, snap: Snapshot) -> None:
+        """Send the cycle's writes phase by phase (see `write_plan`): each phase together,
+        awaited before the next; a failed shed or supply increase cancels the rest."""
         now = snap.time_s
-        jobs: list[tuple[str, Awaitable[None]]] = []
-        config = self.config
-        if outputs.pcc is not BreakerCommand.NONE and self._reading(config.grid.pcc_breaker):
-            breaker: Breaker = self.slots[config.grid.pcc_breaker].driver
-            jobs.append((config.grid.pcc_breaker, breaker.command(outputs.pcc)))
-        for charger_id, command in outputs.chargers.items():
-            slot = self.slots.get(charger_id)
-            reading: ChargerReading | None = self._reading(charger_id)
-            if slot is None or reading is None:
-                continue
-            last = self._written.get(charger_id)
-            if last is not None and _same_charger_command(last[0], command):
-                reflected = reading.mode is command.mode or reading.state is ChargerState.FAULT
-                if reflected or now - last[1] < REASSERT_S:
-                    continue
-            charger: BidirectionalCharger = slot.driver
-            self._written[charger_id] = (command, now)
-            jobs.append((charger_id, charger.command(command)))
-        panels: dict[str, dict[int, bool]] = {}
-        for load in config.loads:
-            want = outputs.loads.get(load.id)
-            if want is not None:
-                panels.setdefault(load.panel, {})[load.channel] = want
-        for panel_id, wanted in panels.items():
-            panel_reading: PanelReading | None = self._reading(panel_id)
-            if panel_reading is None:
-                continue
-            relays = list(panel_reading.relay_command)
-            for channel, on in wanted.items():
-                if channel < len(relays):
-                    relays[channel] = on
-            vector = tuple(relays)
-            reflected = vector == panel_reading.relay_command
-            if reflected:
-                self._written[panel_id] = (vector, now)
-                continue
-            if not self._due(panel_id, vector, reflected, now):
-                continue
-            self._written[panel_id] = (vector, now)
-            relay_driver: LoadRelays = self.slots[panel_id].driver
-            jobs.append((panel_id, relay_driver.set_relays(vector)))
-        for outlet_id, enabled in outputs.outlets.items():
-            o: OutletReading | None = self._reading(outlet_id)
-            if o is None:
-                continue
-            reflected = o.enabled == enabled
-            key = f"{outlet_id}.enable"
-            if reflected:
-                self._written[key] = (enabled, now)
-                continue
-            if self._due(key, enabled, reflected, now):
-                self._written[key] = (enabled, now)
-                outlet: V2LOutlet = self.slots[outlet_id].driver
-                jobs.append((outlet_id, outlet.enable(enabled)))
-        if outputs.pv_limit_pct is not None:
-            for inverter_id in config.pv_inverters:
-                inv: InverterReading | None = self._reading(inverter_id)
-                if inv is None:
-                    continue
-                reflected = abs(inv.limit_pct - outputs.pv_limit_pct) < 0.5
-                key = f"{inverter_id}.limit"
-                if reflected:
-                    self._written[key] = (outputs.pv_limit_pct, now)
-                    continue
-                if self._due(key, outputs.pv_limit_pct, reflected, now):
-                    self._written[key] = (outputs.pv_limit_pct, now)
-                    pv_driver: PVInverter = self.slots[inverter_id].driver
-                    jobs.append((inverter_id, pv_driver.limit(outputs.pv_limit_pct)))
-        if not jobs:
+        readings = {
+            device_id: slot.reading
+            for device_id, slot in self.slots.items()
+            if slot.available and slot.reading is not None
+        }
+        plan = plan_writes(outputs, readings, self._written, now, self.config)
+        for key, value in plan.reflected.items():
+            self._written[key] = (value, now)
+        for phase, writes in plan.phases:
+            for write in writes:
+                self._written[write.key] = (write.value, now)
+            results = await asyncio.gather(
+                *(self._send(write) for write in writes), return_exceptions=True
+            )
+            failed = False
+            for write, result in zip(writes, results, strict=True):
+                if isinstance(result, BaseException):
+                    failed = True
+                    self._write_failed(write, result)
+                else:
+                    self._write_ok(write)
+            if failed and phase in CANCELLING:
+                log.info("write phase %s failed: the later phases wait for the next cycle",
+                         phase.name.lower())
+                return
+
+    def _send(self, write: Write) -> Awaitable[None]:
+        driver = self.slots[write.device_id].driver
+        if write.kind is Kind.BREAKER:
+            return cast(Breaker, driver).command(write.value)
+        if write.kind is Kind.CHARGER:
+            return cast(BidirectionalCharger, driver).command(write.value)
+        if write.kind is Kind.RELAYS:
+            return cast(LoadRelays, driver).set_relays(write.value)
+        if write.kind is Kind.OUTLET:
+            return cast(V2LOutlet, driver).enable(write.value)
+        return cast(PVInverter, driver).limit(write.value)
+
+    def _write_failed(self, write: Write, exc: BaseException) -> None:
+        """A command that did not land is retried next cycle; alarmed once, not every try."""
+        self._written.pop(write.key, None)
+        device_id = write.device_id
+        if isinstance(exc, ValueError):
+            # A driver refused a command as unsafe (past a rating, form on a follower):
+            # a decision bug, never silent.
+            log.error("refused unsafe command to %s: %s", device_id, exc)
+            self.store.record_event(
+                "fault", f"refused unsafe command to {device_id}: {exc}", data={}
+            )
+        code = f"write_failed:{device_id}"
+        if code in self.modes.memory.active_alarms:
             return
-        results = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
-        for (device_id, _), result in zip(jobs, results, strict=True):
-            if isinstance(result, ValueError):
-                # A driver refused a command as unsafe (past a rating, form on a follower):
-                # a decision bug, never silent.
-                log.error("refused unsafe command to %s: %s", device_id, result)
-                self.store.record_event(
-                    "fault", f"refused unsafe command to {device_id}: {result}", data={}
-                )
-            if isinstance(result, BaseException):
-                self._written.pop(device_id, None)
-                log.debug("write to %s failed: %s", device_id, result)
+        message = f"{device_id} did not take a command: {type(exc).__name__}: {exc}"
+        log.warning("%s", message)
+        self.store.record_event("device", message, data={"device": device_id})
+        self._alarm_change(code, True, "warning", message)
+
+    def _write_ok(self, write: Write) -> None:
+        code = f"write_failed:{write.device_id}"
+        if code in self.modes.memory.active_alarms:
+            message = f"{write.device_id} takes commands again"
+            log.info("%s", message)
+            self.store.record_event("device", message, data={"device": write.device_id})
+            self._alarm_change(code, False)
 
     # ------------------------------------------------------------------ commands
     async def _process_commands(self) -> None:
@@ -768,18 +748,6 @@ def _outlet_state(
 
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _same_charger_command(a: Any, b: ChargerCommand) -> bool:
-    if not isinstance(a, ChargerCommand):
-        return False
-    return (
-        a.mode is b.mode
-        and abs(a.power_setpoint_w - b.power_setpoint_w) < POWER_DEADBAND_W
-        and abs(a.frequency_setpoint_hz - b.frequency_setpoint_hz) < 0.005
-        and abs(a.voltage_setpoint_v - b.voltage_setpoint_v) < 0.5
-        and abs(a.min_soc_pct - b.min_soc_pct) < 0.05
-    )
 
 
 def telemetry_samples(snap: Snapshot) -> dict[str, float]:

@@ -71,6 +71,7 @@ RUNBOOKS: dict[Mode, str] = {
     Mode.RESYNCHRONISING: "runbooks/resynchronising.md",
 }
 
+ISLAND_MODES = frozenset({Mode.ISLANDED, Mode.EMERGENCY, Mode.RESYNCHRONISING})
 BLACK_START_TIMEOUT_S = 5.0  # a former that has not energised the bus by then is given up
 FORMER_RETRY_S = 60.0  # a former that failed is not chosen again for this long
 RESYNC_RETRY_S = 60.0  # after a failed resynchronisation, wait this long before the next
@@ -127,31 +128,52 @@ def nominal_v(ctx: GuardContext) -> float:
     return ctx.config.grid.nominal_voltage_v
 
 
-def grid_ok(ctx: GuardContext) -> bool:
-    """Grid health from the meter; the breaker's grid-side sensing stands in when it is silent."""
+def grid_state(ctx: GuardContext) -> bool | None:
+    """Grid health from the meter; the breaker's grid-side sensing stands in when it is
+    silent. None when both are silent: nothing can tell (an alarm, not an outage)."""
     if ctx.snap.grid is not None:
         return grid_healthy(ctx.snap.grid, ctx.config.grid)
     pcc = ctx.snap.pcc
     if pcc is None:
-        return False
+        return None
     return grid_healthy(
         GridReading(pcc.grid_voltage_v, pcc.grid_frequency_hz, 0.0), ctx.config.grid
     )
+
+
+def grid_ok(ctx: GuardContext) -> bool:
+    """The grid is known healthy (see `grid_state`)."""
+    return grid_state(ctx) is True
 
 
 def pcc_position(ctx: GuardContext) -> BreakerPosition | None:
     return None if ctx.snap.pcc is None else ctx.snap.pcc.position
 
 
-def bus_live(ctx: GuardContext) -> bool:
-    """Site-bus voltage from the breaker's bus-side sensing, else from a forming charger."""
+def bus_state(ctx: GuardContext) -> bool | None:
+    """Whether the site bus is live, as far as a device that answered can tell.
+
+    The breaker's bus-side sensing first; when it is silent, the AC side of every
+    charger that answers (each sits on the site bus). None when nothing that answered
+    can tell: unknown is not dead, and never the reason for a black start.
+    """
     limit = BUS_LIVE_PU * nominal_v(ctx)
     if ctx.snap.pcc is not None:
         return ctx.snap.pcc.bus_voltage_v >= limit
-    return any(
-        v.available and v.state is ChargerState.FORMING and v.bus_voltage_v >= limit
-        for v in ctx.snap.vehicles
-    )
+    answering = [v for v in ctx.snap.vehicles if v.available]
+    if not answering:
+        return None
+    return any(v.bus_voltage_v >= limit for v in answering)
+
+
+def bus_live(ctx: GuardContext) -> bool:
+    """The site bus is known live (see `bus_state`)."""
+    return bus_state(ctx) is True
+
+
+def bus_dead(ctx: GuardContext) -> bool:
+    """The site bus is known dead: a device that answered says so."""
+    return bus_state(ctx) is False
 
 
 def forming_vehicle(ctx: GuardContext) -> VehicleState | None:
@@ -268,25 +290,32 @@ def g_field_dark(ctx: GuardContext) -> str | None:
     return None
 
 
-def grid_dead_or_unknown(ctx: GuardContext) -> bool:
-    """No grid at all (under half voltage), or nothing can tell: no ride-through for these."""
+def grid_dead(ctx: GuardContext) -> bool:
+    """No grid at all (under half voltage), as the meter or the breaker measured it: no
+    ride-through for this. With both silent, a PCC last seen closed puts the grid on the
+    site bus, so chargers reading a dead bus say the grid is dead too."""
     dead_v = 0.5 * nominal_v(ctx)
     if ctx.snap.grid is not None:
         return ctx.snap.grid.voltage_v < dead_v
     if ctx.snap.pcc is not None:
         return ctx.snap.pcc.grid_voltage_v < dead_v
-    return True
+    return bus_dead(ctx)
 
 
 def g_grid_lost(ctx: GuardContext) -> str | None:
-    if grid_ok(ctx):
+    """The grid is known lost. Losing sight of it (meter and breaker silent on a live
+    bus) is an alarm, not an outage: opening a healthy connection would cut the site."""
+    state = grid_state(ctx)
+    if state is True:
         return None
     grid = ctx.snap.grid
-    if grid_dead_or_unknown(ctx):
-        if grid is None and ctx.snap.pcc is None:
-            return "grid state unknown (meter and breaker silent)"
+    if grid_dead(ctx):
+        if state is None:
+            return "grid lost: meter and breaker silent, chargers read a dead site bus"
         volts = grid.voltage_v if grid is not None else 0.0
         return f"grid lost: {volts:.0f} V"
+    if state is None:
+        return None
     since = ctx.memory.grid_unhealthy_since_s
     ride_through = ctx.config.grid.ride_through_s
     if since is None or ctx.now_s - since < ride_through:
@@ -297,6 +326,27 @@ def g_grid_lost(ctx: GuardContext) -> str | None:
         else "meter silent"
     )
     return f"grid outside its window for {ride_through:.2f} s: {reading}"
+
+
+def g_grid_back_pcc_closed(ctx: GuardContext) -> str | None:
+    """Islanding, but the PCC never opened (it failed to) and the grid is healthy again:
+    the site is still on the grid, so go back to it. Only once the open command has had
+    its operate time, so that a breaker about to open is not mistaken for a stuck one."""
+    if pcc_position(ctx) is not BreakerPosition.CLOSED or not grid_ok(ctx):
+        return None
+    memory = ctx.memory
+    grid = ctx.config.grid
+    if memory.pcc_command_s is not None and (
+        ctx.now_s - memory.pcc_command_s < grid.breaker_operate_timeout_s
+    ):
+        return None
+    since = memory.grid_healthy_since_s
+    if since is None or ctx.now_s - since < grid.ride_through_s:
+        return None
+    return (
+        f"grid healthy again for {grid.ride_through_s:.2f} s and the PCC never opened:"
+        " back on the grid"
+    )
 
 
 def g_pcc_opened_unexpectedly(ctx: GuardContext) -> str | None:
@@ -382,12 +432,13 @@ def g_former_lost(ctx: GuardContext) -> str | None:
     if ctx.memory.former_id is None:
         return None
     if former is None or not former.available:
-        if not bus_live(ctx):
+        # Silent: only a device that answered and says the bus is dead makes it lost.
+        if bus_dead(ctx):
             return f"grid-former {ctx.memory.former_id} not answering and site bus dead"
         return None
     if former.state is not ChargerState.FORMING:
         return f"grid-former {former.charger_id} stopped forming ({former.state.name.lower()})"
-    if not bus_live(ctx):
+    if bus_dead(ctx):
         return "site bus dead"
     floor = former.reserve_soc_pct + ctx.config.dispatch.reserve_margin_pct / 2
     if former.soc_pct <= floor:
@@ -402,8 +453,21 @@ def g_former_lost(ctx: GuardContext) -> str | None:
     return None
 
 
+def former_silent(ctx: GuardContext) -> bool:
+    """The island has a grid-former that is not answering (its state is unknown)."""
+    if ctx.memory.former_id is None:
+        return False
+    former = former_state(ctx)
+    return former is None or not former.available
+
+
 def g_shortfall(ctx: GuardContext) -> str | None:
-    """The island cannot carry life-safety plus critical loads (operator-locked ones aside)."""
+    """The island cannot carry life-safety plus critical loads (operator-locked ones aside).
+
+    Not while the former is silent: what it can still give is unknown, and emergency
+    would shed every load it may well be carrying."""
+    if former_silent(ctx):
+        return None
     need = critical_need_w(ctx) + ctx.config.dispatch.shed_margin_w
     supply = potential_supply_w(ctx)
     if supply < need:
@@ -489,6 +553,7 @@ TRANSITIONS: tuple[tuple[str, Mode, Mode, Guard], ...] = (
     ("cancel", Mode.PLANNED_ISLANDING, Mode.GRID_CONNECTED, g_abort_planned),
     ("open_failed", Mode.PLANNED_ISLANDING, Mode.GRID_CONNECTED, g_planned_open_failed),
     ("pcc_open", Mode.ISLANDING, Mode.BLACK_START, g_pcc_confirmed_open),
+    ("grid_back", Mode.ISLANDING, Mode.GRID_CONNECTED, g_grid_back_pcc_closed),
     ("pcc_not_open", Mode.BLACK_START, Mode.ISLANDING, g_pcc_not_open),
     ("bus_formed", Mode.BLACK_START, Mode.ISLANDED, g_bus_formed),
     ("no_former", Mode.BLACK_START, Mode.EMERGENCY, g_no_former),
@@ -624,6 +689,9 @@ class SiteModes:
         elif dest is Mode.GRID_CONNECTED:
             memory.former_id = None
             memory.hold_island = False
+            # An old command is never carried into grid-connected: a breaker freed later
+            # must not open a healthy grid connection on a retry of it.
+            memory.pcc_command, memory.pcc_command_s = BreakerCommand.NONE, None
             memory.reconnect_requested = False
             if event.event.name == "open_failed":
                 self._alarm("pcc_fail_to_open", True, "critical", self._reason)
@@ -708,17 +776,36 @@ class SiteModes:
         memory = self.memory
         self._ctx = GuardContext(snap, now, self.config, memory)
         self._transitions, self._alarms, self._notes = [], [], []
-        healthy = grid_ok(self._ctx)
-        memory.grid_healthy_since_s = healthy_since(memory.grid_healthy_since_s, healthy, now)
-        if healthy:
+        health = grid_state(self._ctx)
+        # Unknown restarts the return-to-service clock (the grid must be seen healthy for
+        # the whole delay) but does not start the ride-through one (nothing was seen bad).
+        memory.grid_healthy_since_s = healthy_since(
+            memory.grid_healthy_since_s, health is True, now
+        )
+        if health is True:
             memory.grid_unhealthy_since_s = None
-        elif memory.grid_unhealthy_since_s is None:
+        elif health is False and memory.grid_unhealthy_since_s is None:
             memory.grid_unhealthy_since_s = now
+        self._alarm(
+            "grid_unknown",
+            health is None,
+            "warning",
+            "grid state unknown: grid meter and PCC breaker both silent (no action taken"
+            " on it; check their communications)",
+        )
         self._track_supply(self._ctx)
         self._evaluate(self._ctx)
         # A transition changes what the next guards see (e.g. former chosen); one per cycle.
         ctx = GuardContext(snap, now, self.config, memory)
         outputs = self._outputs(ctx)
+        silent = former_silent(ctx) and self.mode in ISLAND_MODES
+        self._alarm(
+            "former_silent",
+            silent,
+            "warning",
+            f"grid-former {memory.former_id} not answering; the island is held as it is"
+            " (no restores) until it answers",
+        )
         self._remember_switching(snap, outputs, now)
         return Decision(outputs, tuple(self._transitions), tuple(self._alarms), tuple(self._notes))
 
@@ -1018,16 +1105,16 @@ class SiteModes:
         open_confirmed = pcc_position(ctx) is BreakerPosition.OPEN and fits
         pcc = ctx.snap.pcc
         dead_v = ctx.config.sync.dead_bus_max_pu * nominal_v(ctx)
-        bus_dead = pcc is not None and pcc.bus_voltage_v < dead_v
+        dead = pcc is not None and pcc.bus_voltage_v < dead_v
         ours = memory.former_id is not None and any(
             v.charger_id == memory.former_id and v.state is ChargerState.FORMING
             for v in ctx.snap.vehicles
         )
         # Only one voltage source on a bus: form on a dead bus, or keep our own former going.
-        may_form = open_confirmed and (bus_dead or ours)
+        may_form = open_confirmed and (dead or ours)
         self._alarm(
             "bus_live_unknown_source",
-            open_confirmed and not bus_dead and not ours,
+            open_confirmed and not dead and not ours,
             "critical",
             "site bus energised with no known grid-former (a silent charger may still be"
             " forming); not starting another",
@@ -1055,6 +1142,9 @@ class SiteModes:
         config = ctx.config
         position = pcc_position(ctx)
         former = former_state(ctx)
+        max_tier = Tier.LIFE_SAFETY if mode is Mode.EMERGENCY else Tier.COMFORT
+        if former_silent(ctx) and not bus_dead(ctx) and not memory.resync_dark:
+            return self._hold_island(ctx, outlets, outlet_loads, max_tier)
         # Keep forming with the PCC open, while our own synchronised close is in flight, or
         # when a breaker confirmed open earlier falls silent (stopping the former would black
         # out life-safety loads; nothing here ever commands a close without a reading).
@@ -1078,15 +1168,16 @@ class SiteModes:
         )
         running = running_vehicles(ctx) if live else []
         supply = supply_capacity_w(running, ctx.snap.pv, config.dispatch) - silent_draw_w(ctx)
-        max_tier = Tier.LIFE_SAFETY if mode is Mode.EMERGENCY else Tier.COMFORT
         if live and former is not None:
             loads = self._balance(ctx, former, supply, max_tier)
         else:
             loads = self._preshed(ctx, 0.0)
+        # Setpoints follow the loads still on in the field: a load being shed counts until
+        # its relay confirms off, so supply never comes down ahead of the load behind it.
         served = sum(
             load.power_w
             for load in self._circuits(ctx.snap).of("bus")
-            if loads.get(load.load_id, load.relay_on)
+            if load.relay_on or loads.get(load.load_id, False)
         )
         pv = ctx.snap.pv.power_w if ctx.snap.pv and ctx.snap.pv.available else 0.0
         served += silent_draw_w(ctx)
@@ -1135,6 +1226,36 @@ class SiteModes:
             outlets=outlets,
             pv_limit_pct=100.0,
         )
+
+    def _hold_island(
+        self,
+        ctx: GuardContext,
+        outlets: dict[str, bool],
+        outlet_loads: dict[str, bool],
+        max_tier: Tier,
+    ) -> Outputs:
+        """The grid-former is silent but nothing says the bus is dead: hold the island.
+
+        Unknown is not gone: the former most likely still forms, and treating it as lost
+        would shed every load, life-safety included, and stop the followers. So the
+        followers keep their last commands (none is written) and nothing is restored; a
+        load is shed only if the bus carries more than the followers plus the former's
+        rating could (the one thing that would collapse it for sure).
+        """
+        former_id = self.memory.former_id
+        assert former_id is not None
+        dispatch = ctx.config.dispatch
+        followers = [v for v in running_vehicles(ctx) if v.charger_id != former_id]
+        rating = ctx.config.devices[former_id].rating_w or 0.0
+        silent_w = sum(
+            v.max_charge_w
+            for v in ctx.snap.vehicles
+            if not v.available and v.charger_id != former_id
+        )
+        supply = supply_capacity_w(followers, ctx.snap.pv, dispatch) + rating - silent_w
+        bus = self._circuits(ctx.snap).of("bus")
+        loads = self._plan(ctx, bus, supply, "bus", max_tier=max_tier, max_restores=0).on
+        return Outputs(loads={**loads, **outlet_loads}, outlets=outlets)
 
     def _balance(
         self, ctx: GuardContext, former: VehicleState, supply_w: float, max_tier: Tier

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from resilience.config import SiteConfig, load_site
+from resilience.cycle import _vehicle_state
 from resilience.model import (
     BreakerCommand,
     BreakerPosition,
@@ -31,6 +32,7 @@ from resilience.model import (
 )
 from resilience.modes import RUNBOOKS, SiteModes, secure_shares
 from resilience.outputs import Decision
+from resilience.overrides import VehicleView
 
 SITE = Path(__file__).resolve().parents[1] / "config" / "site.toml"
 
@@ -147,6 +149,11 @@ class Field:
         for cid, device in cfg.chargers.items():
             vehicle = cfg.vehicle_at(cid)
             assert vehicle is not None
+            if cid in self.silent:
+                # exactly as production sees a silent charger: unknown, nothing of it kept
+                view = VehicleView(vehicle.id, vehicle.reserve_soc_pct)
+                vehicles.append(_vehicle_state(cid, device, None, view))
+                continue
             mode = self.modes[cid]
             if mode is ChargerMode.FORM and self.interlocked(cid):
                 mode = ChargerMode.FOLLOW

@@ -1,0 +1,256 @@
+"""Regression tests for the safety holes issue 9 found on other sites and faults.
+
+Each drives the real controller against firmware_sim's plant in process, on a
+virtual clock (`tests.inprocess_site`), and judges on what the plant recorded: its
+violations, its relay and breaker operation counts, its log of what each device did.
+Each failed on the controller before the fix it names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from firmware_sim.plant import PlantInit
+from resilience.config import SiteConfig, parse_site
+from resilience.model import BreakerPosition, ChargerMode, Mode, Tier
+from tests.inprocess_site import InProcessSite, reference_data, scaled_site
+
+
+def reference() -> SiteConfig:
+    data = reference_data()
+    data["grid"]["return_to_service_s"] = 10.0
+    return parse_site(data, "reference")
+
+
+@pytest.fixture
+def site() -> Iterator[InProcessSite]:
+    s = InProcessSite(reference())
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def restored(site: InProcessSite, timeout_s: float = 600.0) -> None:
+    """Cycle (at 0.1 s, restores take minutes) until every bus load is back on."""
+    bus = [load.id for load in site.config.loads if load.supply == "bus"]
+    for _ in range(round(timeout_s / 0.1)):
+        if all(site.plant.load_on(load) for load in bus):
+            return
+        site.cycles(1, 0.1)
+    raise AssertionError(f"bus loads not all restored after {timeout_s} s")
+
+
+def field_log(site: InProcessSite, since: int) -> list[str]:
+    """What the devices did (relays, chargers, breaker, bus) since log entry `since`."""
+    return [
+        f"{e.kind}: {e.detail}"
+        for e in site.plant.log[since:]
+        if e.kind in ("relay", "charger", "breaker", "bus", "outlet")
+    ]
+
+
+# --------------------------------------------------------------------------- item 1
+@pytest.mark.parametrize(
+    ("chargers", "loads", "panels"), [(12, 40, 3), (6, 20, 2)], ids=["12x40", "6x20"]
+)
+def test_bulk_shed_in_island_does_not_collapse_it(chargers: int, loads: int, panels: int) -> None:
+    """An operator sheds every comfort load in one go: the relays open before the
+    followers' setpoints come down, so the former never carries the difference."""
+    site = InProcessSite(scaled_site(chargers, loads, panels))
+    try:
+        site.islanded()
+        restored(site)
+        comfort = [
+            load.id
+            for load in site.config.loads
+            if load.tier is Tier.COMFORT and load.supply == "bus"
+        ]
+        assert len(comfort) >= 4
+        for load in comfort:
+            site.plant.excuse_load(load)  # shed by hand: not a shed-order fault
+            site.submit("shed_load", {"load_id": load})
+        site.cycles(25)
+        assert not any(site.plant.load_on(load) for load in comfort)
+        assert site.plant.violations == []
+        assert site.plant.collapses == 0
+        # and back on in one go: supply rises first, then the relays close
+        for load in comfort:
+            site.submit("restore_load", {"load_id": load})
+        restored(site)
+        assert site.plant.violations == []
+        assert site.mode is Mode.ISLANDED
+    finally:
+        site.close()
+
+
+# --------------------------------------------------------------------------- item 3
+@pytest.mark.parametrize(
+    ("cycles", "dt"),
+    [(2, 0.02), (5, 0.02), (2, 0.08), (1, 0.3), (30, 0.02)],
+    ids=["2x20ms", "5x20ms", "2x80ms-overrun", "1x300ms-overrun", "30x20ms"],
+)
+def test_a_comms_stall_changes_nothing_in_a_healthy_island(
+    site: InProcessSite, cycles: int, dt: float
+) -> None:
+    """Every device misses its reads at once (a stalled switch, or a loop that overran):
+    unknown is not dead, so nothing is switched, no former is started, no mode changes."""
+    site.islanded()
+    site.seconds(5)
+    mark = len(site.plant.log)
+    transitions = len(site.controller.modes.memory.active_alarms), site.mode
+    for device in site.config.devices:
+        site.plant.silence(device)
+    site.cycles(cycles, dt)
+    for device in site.config.devices:
+        site.plant.clear_fault(device)
+    site.seconds(2)
+    assert site.mode is Mode.ISLANDED, transitions
+    assert site.plant.former_ids == ("charger_1",)
+    assert field_log(site, mark) == []
+    assert site.plant.load_on("medical_fridge")
+    assert "former_lost" not in site.controller.modes.memory.active_alarms
+    assert site.plant.violations == []
+
+
+def test_a_former_that_answers_faulted_still_starts_a_black_start(site: InProcessSite) -> None:
+    """The other side of the same rule: a known fault does start a black start."""
+    site.islanded()
+    site.seconds(2)
+    site.plant.fault("charger_1")
+    site.seconds(3)
+    assert site.plant.former_ids == ("charger_2",)
+    assert site.mode is Mode.ISLANDED
+    assert site.plant.violations == []
+
+
+# --------------------------------------------------------------------------- item 5
+def test_breaker_stuck_closed_then_grid_returns_goes_back_to_the_grid(
+    site: InProcessSite,
+) -> None:
+    restored(site)
+    site.plant.fail_to_operate(True)
+    site.plant.grid_loss()
+    site.seconds(3)
+    assert site.mode is Mode.ISLANDING
+    assert "pcc_fail_to_open" in site.controller.modes.memory.active_alarms
+    assert all(site.plant.charger_power_w(c) <= 0 for c in site.config.chargers)
+    operations = site.plant.breaker.operations
+    site.plant.grid_return()
+    site.seconds(2)
+    assert site.mode is Mode.GRID_CONNECTED
+    restored(site)
+    site.plant.fail_to_operate(False)  # freed 7 minutes later: no old command opens it
+    site.seconds(420)
+    assert site.plant.breaker_position is BreakerPosition.CLOSED
+    assert site.plant.breaker.operations == operations
+    assert site.mode is Mode.GRID_CONNECTED
+    assert site.plant.violations == []
+
+
+# --------------------------------------------------------------------------- item 11
+def test_a_silent_meter_and_breaker_on_a_healthy_grid_do_not_open_the_pcc(
+    site: InProcessSite,
+) -> None:
+    site.plant.silence("grid_meter")
+    site.plant.silence("pcc_breaker")
+    site.seconds(5)
+    assert site.mode is Mode.GRID_CONNECTED
+    assert "grid_unknown" in site.controller.modes.memory.active_alarms
+    site.plant.clear_fault("grid_meter")
+    site.plant.clear_fault("pcc_breaker")
+    site.seconds(1)
+    assert "grid_unknown" not in site.controller.modes.memory.active_alarms
+    assert site.plant.breaker.operations == 0
+    assert site.plant.violations == []
+
+
+def test_with_meter_and_breaker_silent_a_dead_bus_still_says_the_grid_is_lost(
+    site: InProcessSite,
+) -> None:
+    """Losing sight is not an outage, but the chargers on the site bus still see one."""
+    site.plant.silence("grid_meter")
+    site.plant.silence("pcc_breaker")
+    site.seconds(1)
+    site.plant.grid_loss()
+    site.seconds(1)
+    assert site.mode is Mode.ISLANDING
+    site.plant.clear_fault("pcc_breaker")  # the breaker answers again: it opens
+    site.seconds(3)
+    assert site.mode is Mode.ISLANDED
+    assert site.plant.violations == []
+
+
+# --------------------------------------------------------------------------- item 12
+def test_a_silent_former_with_the_breaker_answering_holds_the_island(
+    site: InProcessSite,
+) -> None:
+    site.islanded()
+    site.cycles(300, 0.1)  # the island restores what it can carry
+    mark = len(site.plant.log)
+    site.plant.silence("charger_1")
+    site.seconds(10)
+    assert site.mode is Mode.ISLANDED
+    assert "former_silent" in site.controller.modes.memory.active_alarms
+    assert field_log(site, mark) == []  # no load shed, no follower stopped
+    assert all(
+        site.plant.chargers[c].mode_command is ChargerMode.FOLLOW
+        for c in ("charger_2", "charger_3", "charger_4")
+    )
+    site.plant.clear_fault("charger_1")
+    site.seconds(1)
+    assert "former_silent" not in site.controller.modes.memory.active_alarms
+    assert site.plant.violations == []
+
+
+# --------------------------------------------------------------------------- item 13
+def test_a_refused_write_is_alarmed_once_and_its_recovery_once(site: InProcessSite) -> None:
+    site.islanded()
+    load = [
+        load.id
+        for load in site.config.loads
+        if load.panel == "panel_main" and site.plant.load_on(load.id)
+    ][-1]
+    site.plant.refuse_writes("panel_main")  # left in local control: reads, but no writes
+    site.plant.excuse_load(load)
+    site.submit("shed_load", {"load_id": load})
+    site.seconds(3)
+    alarms = site.controller.modes.memory.active_alarms
+    assert "write_failed:panel_main" in alarms
+    assert "did not take a command" in alarms["write_failed:panel_main"]
+    site.plant.clear_fault("panel_main")
+    site.seconds(1)
+    assert "write_failed:panel_main" not in alarms
+    assert not site.plant.load_on(load)
+    assert site.store.flush(5.0)
+    stored = [a for a in site.store.alarms(limit=500) if a.code == "write_failed:panel_main"]
+    assert len(stored) == 1 and stored[0].cleared_ts is not None
+    assert site.plant.violations == []
+
+
+def test_a_failed_shed_cancels_the_restores_after_it() -> None:
+    """A board that refuses the shed: the supply is not lowered onto the load it carries."""
+    site = InProcessSite(scaled_site(6, 20, 2), PlantInit())
+    try:
+        site.islanded()
+        restored(site)
+        comfort = [
+            load
+            for load in site.config.loads
+            if load.tier is Tier.COMFORT and load.supply == "bus"
+        ]
+        board = comfort[-1].panel
+        site.plant.refuse_writes(board)
+        for load in comfort:
+            site.plant.excuse_load(load.id)
+            site.submit("shed_load", {"load_id": load.id})
+        site.seconds(2)
+        assert site.plant.violations == []
+        site.plant.clear_fault(board)
+        site.seconds(2)
+        assert not any(site.plant.load_on(load.id) for load in comfort)
+        assert site.plant.violations == []
+    finally:
+        site.close()
