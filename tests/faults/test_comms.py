@@ -181,3 +181,41 @@ async def test_silent_breaker_in_island_keeps_the_island_safe(site: FaultSite) -
     site.plant.clear_fault("pcc_breaker")
     await site.mode(Mode.GRID_CONNECTED, 30)
     site.assert_safe()
+
+
+@pytest.mark.parametrize("stall_s", [0.04, 0.3, 1.5])
+async def test_a_stall_of_every_device_leaves_a_healthy_island_as_it_is(
+    site: FaultSite, stall_s: float
+) -> None:
+    """Every device silent at once (a stalled switch or RS-485 gateway), over the real
+    transports: unknown is not dead, so nothing in the field is switched or started."""
+    await site.mode(Mode.GRID_CONNECTED, 10)
+    site.plant.grid_loss()
+    await site.mode(Mode.ISLANDED, 10)
+    cycles = site.running.controller.stats.cycles
+    await site.until(
+        lambda: site.running.controller.stats.cycles > cycles + 100, 20, "100 more cycles"
+    )
+    mark = len(site.plant.log)
+    formers = site.plant.former_ids
+    for device in site.config.devices:
+        site.plant.silence(device)
+    start = site.plant.time_s
+    await site.until(lambda: site.plant.time_s >= start + stall_s, 10, f"a {stall_s} s stall")
+    for device in site.config.devices:
+        site.plant.clear_fault(device)
+    for device in site.config.devices:
+        await site.until(lambda d=device: site.available(d), 20, f"{device} answering")  # type: ignore[misc]
+    cycles = site.running.controller.stats.cycles
+    await site.until(
+        lambda: site.running.controller.stats.cycles > cycles + 25, 10, "25 more cycles"
+    )
+    changed = [
+        f"{e.kind}: {e.detail}"
+        for e in site.plant.log[mark:]
+        if e.kind in ("relay", "charger", "breaker", "bus", "outlet")
+    ]
+    assert changed == []
+    assert site.plant.former_ids == formers
+    assert site.status.mode is Mode.ISLANDED
+    site.assert_safe()
