@@ -30,9 +30,10 @@ from resilience.model import (
     V2LState,
     VehicleState,
 )
-from resilience.modes import RUNBOOKS, SiteModes, secure_shares
+from resilience.modes import RUNBOOKS, SiteModes
 from resilience.outputs import Decision
 from resilience.overrides import VehicleView
+from resilience.policies.vehicles import secure_shares
 
 SITE = Path(__file__).resolve().parents[1] / "config" / "site.toml"
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from resilience.config import DispatchSection
 from resilience.model import ChargerState, OutletState, PVState, V2LState, VehicleState
@@ -177,3 +178,57 @@ def outlet_supply_w(o: OutletState, cfg: DispatchSection) -> float:
     if not outlet_enabled(o, cfg) or not o.rating_w > 0:
         return 0.0
     return o.rating_w
+
+
+def secure_shares(
+    running: Sequence[VehicleState],
+    former: VehicleState,
+    served_w: float,
+    pv_w: float,
+    cfg: DispatchSection,
+) -> dict[str, float]:
+    """Setpoints that keep the island alive through the loss of any one source (N-1).
+
+    The grid-former takes every sudden change at once, before the next cycle can
+    re-dispatch: if the PV trips or a follower drops out, its share lands on the former.
+    So the former's own share is kept small enough that it can still carry the largest
+    single source's share within its rating, and followers never charge from the island
+    more than the former could supply if the PV vanished. The rest is split by
+    `allocate_power` (levelling the energy above reserve). When the served load is more
+    than the former alone can carry, the followers always give at least the difference
+    (plus the shed margin), so that losing the PV leaves the former within its rating.
+    """
+    limit = discharge_limit_w(former, cfg)
+    demand = served_w - pv_w
+    if demand < 0:
+        # PV surplus: charge followers only as far as the former could carry it without PV.
+        demand = max(demand, -max(0.0, limit - served_w))
+    shares = allocate_power(running, demand, cfg)
+    for _ in range(4):
+        followers = [s for cid, s in shares.items() if cid != former.charger_id]
+        contingency = max([pv_w, *followers, 0.0])
+        cap = max(0.0, limit - contingency)
+        if shares.get(former.charger_id, 0.0) <= cap + 1.0:
+            break
+        capped = [
+            replace(v, max_discharge_w=min(v.max_discharge_w, cap))
+            if v.charger_id == former.charger_id
+            else v
+            for v in running
+        ]
+        shares = allocate_power(capped, demand, cfg)
+    others = [v for v in running if v.charger_id != former.charger_id]
+    floor = served_w + cfg.shed_margin_w - limit
+    given = sum(shares.get(v.charger_id, 0.0) for v in others)
+    if pv_w > 0 and others and floor > given + 1.0:
+        # The PV's loss also lands on the former at once: the followers must already give
+        # what the former could not carry alone. In a PV surplus that means followers
+        # discharging while the former absorbs the surplus (the PV droops back if it
+        # cannot): conversion losses, rather than a collapse when the PV trips.
+        raised = allocate_power(others, floor, cfg)
+        shares = {**shares, **raised}
+        # What the former is left with, as a setpoint within its rating both ways (more
+        # than its limit means an overload the shedding answers, not a bigger setpoint).
+        rest = served_w - pv_w - sum(raised.values())
+        shares[former.charger_id] = max(-former.max_charge_w, min(limit, rest))
+    return shares
