@@ -1,6 +1,7 @@
 """`python -m firmware_sim`: run the simulated site from a site file until SIGINT/SIGTERM.
 
-Prints one line per device ("device_id driver host:port unit N") and the
+Prints one line per device ("device_id driver host:port unit N"; the devices
+behind one gateway share a host:port) and the
 control URL, so a person or a script (`resilience sim`) knows where to point the
 controller and the drills. Exit status: 0 after a clean stop, 2 for a bad site
 file or arguments, 1 when a port cannot be bound.
@@ -31,7 +32,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--free-ports",
         action="store_true",
-        help="bind every device to a free port instead of the one in the site file",
+        help="bind every endpoint to a free port instead of the one in the site file"
+        " (devices that share a host:port, as behind a gateway, share one)",
     )
     parser.add_argument(
         "--tick", type=float, default=0.01, help="plant step period [s] (default 0.01)"
@@ -75,12 +77,13 @@ async def run(
     try:
         await site.start()
         await control.start()
-        for device_id, server in site.servers.items():
-            device = config.devices[device_id]
-            print(
-                f"{device_id} {device.driver} {server.host}:{server.port} unit {device.unit_id}",
-                flush=True,
-            )
+        for server in site.servers.values():
+            for unit, sim in server.devices.items():
+                driver = config.devices[sim.device_id].driver
+                print(
+                    f"{sim.device_id} {driver} {server.host}:{server.port} unit {unit}",
+                    flush=True,
+                )
         for serial_port, line in site.lines.items():
             for device_id, device in config.devices.items():
                 if device.serial_port == serial_port:

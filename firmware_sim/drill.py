@@ -51,6 +51,7 @@ from resilience.config import SiteConfig
 from resilience.cycle import Controller
 from resilience.drills.report import write_reports
 from resilience.drills.scenario import (
+    RELEASE_WALK_S,
     BreakerFailToOperate,
     CapAlertEvent,
     Command,
@@ -73,6 +74,7 @@ from resilience.drills.scenario import (
     format_span,
     load_scenario,
     parse_span,
+    registers_vehicle,
 )
 from resilience.model import Mode, Tier
 from resilience.outputs import Decision
@@ -87,8 +89,6 @@ FAST_WINDOW_S = 5.0
 """[s] after a change the controller cycles at its own period for this long."""
 DRILL_TELEMETRY_PERIOD_S = 60.0
 """[s] store telemetry period in a virtual-clock drill (the report samples the plant itself)."""
-RELEASE_WALK_S = 10.0
-"""[s] from the operator's release of a donor car to its owner unplugging it."""
 MAX_SAMPLES = 1500
 
 
@@ -444,16 +444,7 @@ def _apply(drill: Drill, index: int, event: Any) -> Callable[[], None]:
                 reserve,
                 known.max_discharge_w if known is not None else None,
             )
-            home = site.vehicle_at(event.connector)
-            register = event.tell_controller
-            if register is None:
-                register = (
-                    home is None
-                    or home.id != event.vehicle
-                    or event.leaving is not None
-                    or (event.reserve_soc_pct is not None and reserve != home.reserve_soc_pct)
-                )
-            if register:
+            if registers_vehicle(event, site):
                 args: dict[str, Any] = {
                     "vehicle_id": event.vehicle,
                     "connector": event.connector,

@@ -35,6 +35,7 @@ from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from firmware_sim.devices import SimulatedDevice
+from firmware_sim.units import answer_known_units_only
 from resilience import rs485
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class RtuLine:
             ignore_missing_devices=True,  # an absent unit id is silent on RS-485
             trace_packet=self._trace,
         )
+        answer_known_units_only(server, sims)  # (pymodbus would answer it with exception 4)
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:

@@ -1,11 +1,13 @@
 """Modbus TCP servers for the simulated devices, and the site that runs them with the plant.
 
-Owns the wire: one pymodbus `ModbusTcpServer` per device, answering from the
-device's register bank (`devices.py`) through the simulator's `action` hook so
-that every read is rendered live from the plant and every write goes straight
-to it. Also owns real time: `SimSite` steps the plant by the measured monotonic
-time every `tick_s` seconds, or not at all (`tick_s=None`) when a test or a
-drill steps it by hand.
+Owns the wire: one pymodbus `ModbusTcpServer` per Modbus TCP endpoint (host:port)
+of the site file, answering each unit id from its device's register bank
+(`devices.py`) through the simulator's `action` hook so that every read is
+rendered live from the plant and every write goes straight to it. Devices that
+share a host:port (an RS-485-to-TCP gateway: several unit ids behind one port)
+are served by one server, as the gateway would serve them. Also owns real time:
+`SimSite` steps the plant by the measured monotonic time every `tick_s` seconds,
+or not at all (`tick_s=None`) when a test or a drill steps it by hand.
 
 Comms faults are acted out here because only the wire can be silent: a request
 that reaches a silenced device is lost for good, as on a cut cable. It is never
@@ -24,7 +26,7 @@ import ipaddress
 import logging
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 
 from pymodbus.constants import ExcCodes
@@ -35,11 +37,17 @@ from firmware_sim.devices import SimulatedDevice, build_devices
 from firmware_sim.plant import Plant, PlantInit
 from firmware_sim.rtu import RtuLine
 from firmware_sim.serial_line import V2LLineMeter
+from firmware_sim.units import answer_known_units_only
 from resilience.config import SiteConfig
 
 log = logging.getLogger(__name__)
 
 HOLDING_REGISTER_FUNCTIONS = frozenset({3, 6, 16})  # read, write single, write multiple
+
+Action = Callable[
+    [int, int, int, int, list[int], list[int] | list[bool] | None],
+    Coroutine[None, None, ExcCodes | None],
+]
 
 
 def require_loopback(host: str) -> str:
@@ -55,35 +63,58 @@ def require_loopback(host: str) -> str:
     raise ValueError(f"firmware_sim serves on loopback addresses only, not {host!r}")
 
 
-class DeviceServer:
-    """One device on one TCP port, with its unit id."""
+class EndpointServer:
+    """One Modbus TCP endpoint (host:port) and the devices behind it, each under its unit id.
 
-    def __init__(self, device: SimulatedDevice, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.device = device
+    Usually one device; several when the site file puts them behind one host:port,
+    as an RS-485-to-TCP gateway does (the most common field wiring). Each unit id is
+    answered from its own device, with that device's faults: a silenced unit loses
+    its requests while the others keep answering, and corrupt or truncate spoils only
+    its own replies. A request for a unit id no device has is answered at once with
+    GATEWAY_TARGET_FAILED_TO_RESPOND (0x0B), as a gateway answers for a unit that
+    does not reply behind it (`firmware_sim.units`).
+    """
+
+    def __init__(
+        self, devices: Sequence[SimulatedDevice], host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        units = [d.unit_id for d in devices]
+        if not devices or len(set(units)) != len(units):
+            names = ", ".join(f"{d.device_id} (unit {d.unit_id})" for d in devices)
+            raise ValueError(f"{host}:{port}: one endpoint needs distinct unit ids, not {names}")
+        self.devices = {d.unit_id: d for d in devices}
         self.host = require_loopback(host)
         self.requested_port = port
         self.port = 0
         self._server: ModbusTcpServer | None = None
         self._lost: set[asyncio.Task[object]] = set()
 
+    @property
+    def device_ids(self) -> list[str]:
+        return [d.device_id for d in self.devices.values()]
+
     async def start(self) -> int:
         """Listen; returns the bound port."""
-        dev = self.device
-        sim = SimDevice(
-            id=dev.unit_id,
-            simdata=[
-                SimData(dev.base_address, count=dev.size, values=0, datatype=DataType.REGISTERS)
-            ],
-            action=self._action,
-        )
+        sims = [
+            SimDevice(
+                id=unit,
+                simdata=[
+                    SimData(dev.base_address, count=dev.size, values=0, datatype=DataType.REGISTERS)
+                ],
+                action=self._action_for(dev),
+            )
+            for unit, dev in self.devices.items()
+        ]
         server = ModbusTcpServer(
-            sim, address=(self.host, self.requested_port), trace_packet=self._trace
+            sims, address=(self.host, self.requested_port), trace_packet=self._trace
         )
+        answer_known_units_only(server, sims)
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:
             raise OSError(
-                f"{dev.device_id}: cannot listen on {self.host}:{self.requested_port} ({exc})"
+                f"{', '.join(self.device_ids)}: cannot listen on"
+                f" {self.host}:{self.requested_port} ({exc})"
             ) from None
         self._server = server
         transport = server.transport
@@ -100,37 +131,41 @@ class DeviceServer:
             server, self._server = self._server, None
             await server.shutdown()  # type: ignore[no-untyped-call]
 
-    async def _action(
-        self,
-        function_code: int,
-        start_address: int,
-        address: int,
-        count: int,
-        registers: list[int],
-        set_values: list[int] | list[bool] | None,
-    ) -> ExcCodes | None:
-        if self.device.silent:
-            await self._lose_request()
-        if function_code not in HOLDING_REGISTER_FUNCTIONS:
-            return ExcCodes.ILLEGAL_FUNCTION
-        offset = address - start_address
-        if set_values is None:
-            result = self.device.read(address, count)
-            if isinstance(result, ExcCodes):
-                return result
-            registers[offset : offset + count] = result
-            return None
-        return self.device.write(address, [int(v) for v in set_values])
+    def _action_for(self, device: SimulatedDevice) -> Action:
+        async def action(
+            function_code: int,
+            start_address: int,
+            address: int,
+            count: int,
+            registers: list[int],
+            set_values: list[int] | list[bool] | None,
+        ) -> ExcCodes | None:
+            if device.silent:
+                await self._lose_request()
+            if function_code not in HOLDING_REGISTER_FUNCTIONS:
+                return ExcCodes.ILLEGAL_FUNCTION
+            offset = address - start_address
+            if set_values is None:
+                result = device.read(address, count)
+                if isinstance(result, ExcCodes):
+                    return result
+                registers[offset : offset + count] = result
+                return None
+            return device.write(address, [int(v) for v in set_values])
+
+        return action
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
         """A corrupt or truncate fault sends a short frame (TCP has no CRC to spoil): one
-        register fewer than asked in a read reply, the last byte missing from any other."""
-        fault = self.device.plant.comm_fault(self.device.device_id)
-        if not sending or fault is None or fault.kind not in ("corrupt", "truncate"):
-            return data
-        if len(data) < 9:
+        register fewer than asked in a read reply, the last byte missing from any other.
+        The unit id in the reply's MBAP header says whose fault applies."""
+        if not sending or len(data) < 9:
             return data
         tid, pid, _length, unit = struct.unpack(">HHHB", data[:7])
+        device = self.devices.get(unit)
+        fault = None if device is None else device.plant.comm_fault(device.device_id)
+        if fault is None or fault.kind not in ("corrupt", "truncate"):
+            return data
         pdu = data[7:]
         read_reply = pdu[0] == 3 and len(pdu) >= 4
         pdu = bytes([3, pdu[1] - 2]) + pdu[2:-2] if read_reply else pdu[:-1]
@@ -145,10 +180,14 @@ class DeviceServer:
 
 
 class SimSite:
-    """The whole simulated site: plant, one Modbus server per device, and a real-time ticker.
+    """The whole simulated site: plant, one Modbus TCP server per endpoint, and a
+    real-time ticker.
 
     Use as `async with SimSite(config, bind_free_ports=True) as site:`; `site.ports` maps
     device id -> bound port and `site.controller_config()` is the site file pointed at them.
+    Devices that share a host:port in the site file (a gateway) share one server
+    (`EndpointServer`), also on a free port: `site.servers` maps each endpoint of the
+    site file (``host:port``) to its server.
 
     Devices on serial transports ("rtu", "serial") are served on pseudo-terminals:
     `serial_links` maps each serial port of the site file (the controller's end) to
@@ -172,7 +211,7 @@ class SimSite:
         self.tick_s = tick_s
         self.plant = Plant(config, init)
         self.devices = build_devices(self.plant)
-        self.servers: dict[str, DeviceServer] = {}
+        self.servers: dict[str, EndpointServer] = {}
         self.ports: dict[str, int] = {}
         self.serial_links = dict(serial_links or {})
         self.lines: dict[str, RtuLine | V2LLineMeter] = {}
@@ -181,15 +220,20 @@ class SimSite:
     async def start(self) -> None:
         try:
             on_lines: dict[str, list[str]] = {}
+            endpoints: dict[tuple[str, int], list[SimulatedDevice]] = {}
             for device_id, device in self.devices.items():
                 cfg = self.config.devices[device_id]
                 if cfg.transport != "tcp" and cfg.serial_port is not None:
                     on_lines.setdefault(cfg.serial_port, []).append(device_id)
                     continue
-                port = 0 if self.bind_free_ports else cfg.port
-                server = DeviceServer(device, cfg.host, port)
-                self.servers[device_id] = server
-                self.ports[device_id] = await server.start()
+                host = require_loopback(cfg.host)
+                endpoints.setdefault((host, cfg.port), []).append(device)
+            for (host, port), devices in endpoints.items():
+                server = EndpointServer(devices, host, 0 if self.bind_free_ports else port)
+                self.servers[f"{host}:{port}"] = server
+                bound = await server.start()
+                for device in devices:
+                    self.ports[device.device_id] = bound
             for serial_port, device_ids in on_lines.items():
                 await self._start_line(serial_port, device_ids)
         except BaseException:

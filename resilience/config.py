@@ -2,9 +2,12 @@
 
 A bad site file must never half-start a controller, so everything is checked up
 front: field types and ranges by pydantic, then the cross-checks (unknown device
-references, duplicate ports and unit ids, loads on the same relay, a timeout that
-cannot fit in the cycle...). Every problem becomes one `ConfigProblem` that names
-the file, the key path and the reason; `load_site` raises them all at once.
+references, duplicate ports and unit ids, loads on the same relay or with the same
+name, a timeout that cannot fit in the cycle, alone or with the other devices behind
+one Modbus TCP gateway...). Every problem becomes one `ConfigProblem` that names the
+file, the key path and the reason; `load_site` raises them all at once. A load or a
+vehicle is named by its index and its id (``loads[27] (kitchen_2).tier``), as a
+person looking for it in a long file needs both.
 
 Units are in the field names (`_w`, `_v`, `_hz`, `_s`, `_pct`, `_pu`, `_kva`).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -444,18 +448,96 @@ def _check_transport(name: str, device: Device) -> list[tuple[str, str]]:
     return problems
 
 
+Members = list[tuple[str, Device]]
+"""The devices on one bus, (name, device) in file order."""
+
+
+def _buses(config: SiteConfig) -> tuple[dict[tuple[str, int], Members], dict[str, Members]]:
+    """The devices grouped by the bus the controller reaches them on: one Modbus TCP
+    connection per (host, port), as `resilience.transport.modbus.BusPool` opens them,
+    and one line per serial port."""
+    tcp: dict[tuple[str, int], Members] = {}
+    serial: dict[str, Members] = {}
+    for name, device in config.devices.items():
+        if device.transport == "tcp" and device.port != 0:
+            tcp.setdefault((device.host, device.port), []).append((name, device))
+        elif device.transport != "tcp" and device.serial_port is not None:
+            serial.setdefault(device.serial_port, []).append((name, device))
+    return tcp, serial
+
+
+def _duplicate_unit_ids(
+    members: Members, field: str, duplicate: Callable[[Device], str]
+) -> list[tuple[str, str]]:
+    """Unit ids must be unique on one bus (a TCP gateway or an RS-485 line): two devices
+    with one id would both answer, or the wrong one would. `duplicate` words the reason."""
+    problems: list[tuple[str, str]] = []
+    units: dict[int, str] = {}
+    for name, device in members:
+        other = units.setdefault(device.unit_id, name)
+        if other != name:
+            problems.append(
+                (f"devices.{name}.{field}", f"{duplicate(device)} (also used by devices.{other})")
+            )
+    return problems
+
+
+def _check_tcp_endpoints(config: SiteConfig) -> list[tuple[str, str]]:
+    """Devices behind one Modbus TCP endpoint (an RS-485-to-TCP gateway: one host:port,
+    several unit ids) share one connection and one request in flight: unit ids unique
+    on it, and a cycle in which they all go silent must still fit in the cycle period.
+
+    Every request on the shared connection waits up to the bus's timeout, which is the
+    longest `timeout_s` of its devices (`BusPool` keeps the longest, so as not to cut
+    the slowest off), so the worst cycle costs devices x longest timeout; that is the
+    sum of their timeouts when they are equal, as they usually are.
+    """
+    problems: list[tuple[str, str]] = []
+    cycle = config.site.cycle_period_s
+    tcp, _ = _buses(config)
+    for (host, port), members in tcp.items():
+        problems.extend(
+            _duplicate_unit_ids(
+                members,
+                "port",
+                lambda d: f"duplicate endpoint {d.host}:{d.port} unit id {d.unit_id}",
+            )
+        )
+        if len(members) < 2:
+            continue
+        longest = max(d.timeout_s for _, d in members)
+        worst = len(members) * longest
+        if round(worst, 9) > cycle:  # 3 x 0.01 s is not more than 0.03 s
+            first_name, _ = members[0]
+            names = ", ".join(f"devices.{n} (unit {d.unit_id})" for n, d in members)
+            problems.append(
+                (
+                    f"devices.{first_name}.timeout_s",
+                    f"Modbus TCP endpoint {host}:{port} serves {names} one request at a"
+                    f" time, each waiting up to their longest timeout {longest:g} s: when all"
+                    f" are silent a cycle needs {len(members)} x {longest:g} s ="
+                    f" {worst:g} s, more than the cycle period {cycle:g} s"
+                    " (site.cycle_period_s): shorten the timeouts, split the gateway or"
+                    " lengthen the cycle",
+                )
+            )
+    return problems
+
+
 def _check_serial_lines(config: SiteConfig) -> list[tuple[str, str]]:
     """One serial port is one line: one protocol and one set of line settings, unit ids
     unique on it, and time to read every device on it within one control cycle."""
     problems: list[tuple[str, str]] = []
-    lines: dict[str, list[tuple[str, Device]]] = {}
-    for name, device in config.devices.items():
-        if device.transport != "tcp" and device.serial_port is not None:
-            lines.setdefault(device.serial_port, []).append((name, device))
+    _, lines = _buses(config)
     cycle = config.site.cycle_period_s
     for port, members in lines.items():
         first_name, first = members[0]
-        units: dict[int, str] = {}
+        rtu = [(n, d) for n, d in members if d.transport == "rtu"]
+
+        def duplicate(device: Device, port: str = port) -> str:
+            return f"duplicate unit id {device.unit_id} on serial port {port}"
+
+        problems.extend(_duplicate_unit_ids(rtu, "unit_id", duplicate))
         for name, device in members:
             key = f"devices.{name}"
             if name != first_name:
@@ -485,17 +567,6 @@ def _check_serial_lines(config: SiteConfig) -> list[tuple[str, str]]:
                         " device needs a serial port of its own",
                     )
                 )
-            if device.transport == "rtu":
-                if device.unit_id in units:
-                    problems.append(
-                        (
-                            f"{key}.unit_id",
-                            f"duplicate unit id {device.unit_id} on serial port {port}"
-                            f" (also used by devices.{units[device.unit_id]})",
-                        )
-                    )
-                else:
-                    units[device.unit_id] = name
             need_s = device.exchange_time_s()
             if device.timeout_s < need_s:
                 problems.append(
@@ -541,24 +612,9 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
     need("grid.meter", config.grid.meter, "sunspec_meter")
     need("grid.pcc_breaker", config.grid.pcc_breaker, "pcc_breaker")
 
-    endpoints: dict[tuple[str, int, int], str] = {}
     for name, device in devices.items():
         key = f"devices.{name}"
         problems.extend(_check_transport(name, device))
-        endpoint = (device.host, device.port, device.unit_id)
-        if device.transport != "tcp" or device.port == 0:
-            pass  # serial lines are checked by _check_serial_lines
-        elif endpoint in endpoints:
-            other = endpoints[endpoint]
-            problems.append(
-                (
-                    f"{key}.port",
-                    f"duplicate endpoint {device.host}:{device.port} unit id {device.unit_id}"
-                    f" (also used by devices.{other})",
-                )
-            )
-        else:
-            endpoints[endpoint] = name
         if device.timeout_s >= cycle:
             problems.append(
                 (
@@ -590,6 +646,7 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
                 )
             )
 
+    problems.extend(_check_tcp_endpoints(config))
     problems.extend(_check_serial_lines(config))
 
     if config.sync.slip_frequency_hz >= config.sync.max_frequency_diff_hz:
@@ -604,11 +661,23 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
         problems.append(("devices", "no bidirectional_charger can form the grid (can_form = true)"))
 
     ids = Counter(load.id for load in config.loads)
+    named: dict[str, list[str]] = {}
+    for i, load in enumerate(config.loads):
+        named.setdefault(_display_name(load.name), []).append(item_key("loads", i, load.id))
     relays: dict[tuple[str, int], str] = {}
     for i, load in enumerate(config.loads):
-        key = f"loads[{i}]"
+        key = item_key("loads", i, load.id)
         if ids[load.id] > 1:
             problems.append((f"{key}.id", f"duplicate load id {load.id!r}"))
+        same_name = [other for other in named[_display_name(load.name)] if other != key]
+        if same_name:
+            problems.append(
+                (
+                    f"{key}.name",
+                    f"duplicate load name {load.name!r} (also {', '.join(same_name)}): the"
+                    " tablet and the alarms name loads by it",
+                )
+            )
         if load.panel not in devices:
             problems.append((f"{key}.panel", f"unknown device {load.panel!r}"))
         elif devices[load.panel].driver != "load_panel":
@@ -644,7 +713,7 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
     connectors: dict[str, str] = {}
     vehicle_ids = Counter(v.id for v in config.vehicles)
     for i, vehicle in enumerate(config.vehicles):
-        key = f"vehicles[{i}]"
+        key = item_key("vehicles", i, vehicle.id)
         if vehicle_ids[vehicle.id] > 1:
             problems.append((f"{key}.id", f"duplicate vehicle id {vehicle.id!r}"))
         if vehicle.charger is not None:
@@ -664,11 +733,36 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
     return problems
 
 
-def _key_path(loc: tuple[int | str, ...]) -> str:
+def item_key(section: str, index: int, item_id: Any = None) -> str:
+    """How a problem names an entry of a list section: ``loads[27] (kitchen_2)``, or just
+    ``loads[27]`` when the entry has no usable id."""
+    if isinstance(item_id, str) and item_id:
+        return f"{section}[{index}] ({item_id})"
+    return f"{section}[{index}]"
+
+
+def _display_name(name: str) -> str:
+    """Two load names a person would read as the same (case and surrounding spaces)."""
+    return " ".join(name.split()).casefold()
+
+
+_LIST_SECTIONS = ("loads", "vehicles")
+
+
+def _key_path(loc: tuple[int | str, ...], data: Any = None) -> str:
+    """The key path of a pydantic error location; an entry of loads or vehicles gets the
+    id it has in `data` (the parsed document) beside its index."""
     path = ""
-    for part in loc:
+    for n, part in enumerate(loc):
         if isinstance(part, int):
-            path += f"[{part}]"
+            section = loc[0] if n == 1 else None
+            item_id = None
+            if section in _LIST_SECTIONS and isinstance(data, dict):
+                entries = data.get(str(section))
+                if isinstance(entries, list) and 0 <= part < len(entries):
+                    entry = entries[part]
+                    item_id = entry.get("id") if isinstance(entry, dict) else None
+            path = item_key(path, part, item_id)
         elif part in ("function-after", "function-before") or "[" in str(part):
             continue
         else:
@@ -682,7 +776,8 @@ def parse_site(data: dict[str, Any], file: str = "<site>") -> SiteConfig:
         config = SiteConfig.model_validate(data)
     except ValidationError as exc:
         problems = [
-            ConfigProblem(file, _key_path(tuple(err["loc"])), _reason(err)) for err in exc.errors()
+            ConfigProblem(file, _key_path(tuple(err["loc"]), data), _reason(err))
+            for err in exc.errors()
         ]
         raise ConfigError(problems) from None
     cross = cross_check(config)
@@ -706,7 +801,8 @@ def load_site(path: str | Path) -> SiteConfig:
     """Read and validate a site file; raises ConfigError naming file, key and reason."""
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (as Windows editors write one) is not TOML, skip it
+        text = Path(path).read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise ConfigError([ConfigProblem(file, "(file)", exc.strerror or str(exc))]) from None
     except UnicodeDecodeError as exc:

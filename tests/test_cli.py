@@ -62,7 +62,7 @@ def test_check_config_invalid_file_prints_one_line_per_problem(
             f"{bad}: grid.return_to_servce_s: unknown key",
             f"{bad}: devices.pv.port: Input should be a valid integer,"
             " unable to parse string as an integer",
-            f"{bad}: loads[10].tier: unknown tier 'luxury'"
+            f"{bad}: loads[10] (hvac).tier: unknown tier 'luxury'"
             " (expected one of: life_safety, critical, essential, comfort)",
         ]
     )
@@ -82,7 +82,7 @@ def test_check_config_reports_every_cross_check_problem(
     assert code == 1
     assert lines == [
         f"{bad}: grid.meter: unknown device 'grid_metre'",
-        f"{bad}: vehicles[3].charger: unknown device 'charger_5'",
+        f"{bad}: vehicles[3] (fleet_4).charger: unknown device 'charger_5'",
     ]
 
 

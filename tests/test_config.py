@@ -108,6 +108,15 @@ def vehicle_index(vehicle_id: str) -> int:
     return next(i for i, v in enumerate(REFERENCE["vehicles"]) if v["id"] == vehicle_id)
 
 
+def load_key(load_id: str) -> str:
+    """How problems name a load: its index and its id."""
+    return f"loads[{load_index(load_id)}] ({load_id})"
+
+
+def vehicle_key(vehicle_id: str) -> str:
+    return f"vehicles[{vehicle_index(vehicle_id)}] ({vehicle_id})"
+
+
 # ---------------------------------------------------------------- the reference site
 
 
@@ -185,6 +194,12 @@ CLINIC_FRIDGE = load_index("field_clinic_fridge")  # panel_v2l channel 0, supply
 FLEET_1 = vehicle_index("fleet_1")  # charger_1
 FLEET_2 = vehicle_index("fleet_2")  # charger_2
 DONOR_1 = vehicle_index("donor_v2l_1")  # v2l_1
+LIGHTING_AT = load_key("emergency_lighting")
+RADIO_AT = load_key("radio_comms")
+CLINIC_FRIDGE_AT = load_key("field_clinic_fridge")
+FLEET_1_AT = vehicle_key("fleet_1")
+FLEET_2_AT = vehicle_key("fleet_2")
+DONOR_1_AT = vehicle_key("donor_v2l_1")
 
 CASES: list[tuple[str, Mutation, str, str]] = [
     # unknown or wrong devices referenced
@@ -204,37 +219,37 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     (
         "load panel unknown",
         set_(f"loads[{LIGHTING}].panel", "panel_x"),
-        f"loads[{LIGHTING}].panel",
+        f"{LIGHTING_AT}.panel",
         "unknown device 'panel_x'",
     ),
     (
         "load panel is not a panel",
         set_(f"loads[{LIGHTING}].panel", "charger_1"),
-        f"loads[{LIGHTING}].panel",
+        f"{LIGHTING_AT}.panel",
         "device 'charger_1' is not a load_panel",
     ),
     (
         "load supply unknown",
         set_(f"loads[{CLINIC_FRIDGE}].supply", "v2l_9"),
-        f"loads[{CLINIC_FRIDGE}].supply",
+        f"{CLINIC_FRIDGE_AT}.supply",
         "unknown device 'v2l_9'",
     ),
     (
         "load supply is not an outlet",
         set_(f"loads[{CLINIC_FRIDGE}].supply", "charger_1"),
-        f"loads[{CLINIC_FRIDGE}].supply",
+        f"{CLINIC_FRIDGE_AT}.supply",
         "device 'charger_1' is a bidirectional_charger, not a v2l_outlet",
     ),
     (
         "vehicle charger unknown",
         set_(f"vehicles[{FLEET_1}].charger", "charger_9"),
-        f"vehicles[{FLEET_1}].charger",
+        f"{FLEET_1_AT}.charger",
         "unknown device 'charger_9'",
     ),
     (
         "vehicle outlet unknown",
         set_(f"vehicles[{DONOR_1}].outlet", "v2l_9"),
-        f"vehicles[{DONOR_1}].outlet",
+        f"{DONOR_1_AT}.outlet",
         "unknown device 'v2l_9'",
     ),
     # duplicates
@@ -247,76 +262,76 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     (
         "two loads on one relay",
         set_(f"loads[{RADIO}].channel", 0),
-        f"loads[{RADIO}].channel",
+        f"{RADIO_AT}.channel",
         "panel_main channel 0 already switches 'emergency_lighting'",
     ),
     (
         "two vehicles at one charger",
         set_(f"vehicles[{FLEET_2}].charger", "charger_1"),
-        f"vehicles[{FLEET_2}].charger",
+        f"{FLEET_2_AT}.charger",
         "'charger_1' already holds vehicle 'fleet_1'",
     ),
     # panels and channels
     (
         "channel beyond the panel",
         set_(f"loads[{CLINIC_FRIDGE}].channel", 9),
-        f"loads[{CLINIC_FRIDGE}].channel",
+        f"{CLINIC_FRIDGE_AT}.channel",
         "channel 9 is beyond panel 'panel_v2l' (8 channels)",
     ),
     (
         "channel beyond any panel",
         set_(f"loads[{LIGHTING}].channel", 16),
-        f"loads[{LIGHTING}].channel",
+        f"{LIGHTING_AT}.channel",
         "Input should be less than or equal to 15",
     ),
     (
         "negative channel",
         set_(f"loads[{LIGHTING}].channel", -1),
-        f"loads[{LIGHTING}].channel",
+        f"{LIGHTING_AT}.channel",
         "Input should be greater than or equal to 0",
     ),
     # tiers
     (
         "load without tier",
         delete(f"loads[{LIGHTING}].tier"),
-        f"loads[{LIGHTING}].tier",
+        f"{LIGHTING_AT}.tier",
         "required key is missing",
     ),
     (
         "bad tier label",
         set_(f"loads[{LIGHTING}].tier", "vip"),
-        f"loads[{LIGHTING}].tier",
+        f"{LIGHTING_AT}.tier",
         "unknown tier 'vip' (expected one of: life_safety, critical, essential, comfort)",
     ),
     (
         "tier given as a number",
         set_(f"loads[{LIGHTING}].tier", 0),
-        f"loads[{LIGHTING}].tier",
+        f"{LIGHTING_AT}.tier",
         "expected a tier label, one of: life_safety, critical, essential, comfort",
     ),
     (
         "empty tier label",
         set_(f"loads[{LIGHTING}].tier", ""),
-        f"loads[{LIGHTING}].tier",
+        f"{LIGHTING_AT}.tier",
         "unknown tier ''",
     ),
     # power and ratings
     (
         "negative load power",
         set_(f"loads[{LIGHTING}].rated_power_w", -800.0),
-        f"loads[{LIGHTING}].rated_power_w",
+        f"{LIGHTING_AT}.rated_power_w",
         "Input should be greater than 0",
     ),
     (
         "zero load power",
         set_(f"loads[{LIGHTING}].rated_power_w", 0),
-        f"loads[{LIGHTING}].rated_power_w",
+        f"{LIGHTING_AT}.rated_power_w",
         "Input should be greater than 0",
     ),
     (
         "load larger than the grid connection",
         set_(f"loads[{LIGHTING}].rated_power_w", 150_000.0),
-        f"loads[{LIGHTING}].rated_power_w",
+        f"{LIGHTING_AT}.rated_power_w",
         "larger than the grid connection",
     ),
     (
@@ -489,7 +504,7 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     (
         "typo in a load",
         rename(f"loads[{LIGHTING}].min_off_s", "min_of_s"),
-        f"loads[{LIGHTING}].min_of_s",
+        f"{LIGHTING_AT}.min_of_s",
         "unknown key",
     ),
     ("unknown section", set_("grids", {}), "grids", "unknown key"),
@@ -523,7 +538,7 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     (
         "load name is a number",
         set_(f"loads[{LIGHTING}].name", 5),
-        f"loads[{LIGHTING}].name",
+        f"{LIGHTING_AT}.name",
         "Input should be a valid string",
     ),
     (
@@ -584,31 +599,31 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     (
         "vehicle with both charger and outlet",
         set_(f"vehicles[{FLEET_1}].outlet", "v2l_1"),
-        f"vehicles[{FLEET_1}]",
+        f"{FLEET_1_AT}",
         "a vehicle names exactly one of charger or outlet",
     ),
     (
         "vehicle with neither charger nor outlet",
         delete(f"vehicles[{FLEET_1}].charger"),
-        f"vehicles[{FLEET_1}]",
+        f"{FLEET_1_AT}",
         "a vehicle names exactly one of charger or outlet",
     ),
     (
         "reserve above 100 %",
         set_(f"vehicles[{FLEET_1}].reserve_soc_pct", 120.0),
-        f"vehicles[{FLEET_1}].reserve_soc_pct",
+        f"{FLEET_1_AT}.reserve_soc_pct",
         "Input should be less than or equal to 100",
     ),
     (
         "reserve is nan",
         set_(f"vehicles[{FLEET_1}].reserve_soc_pct", float("nan")),
-        f"vehicles[{FLEET_1}].reserve_soc_pct",
+        f"{FLEET_1_AT}.reserve_soc_pct",
         "Input should be a finite number",
     ),
     (
         "infinite battery",
         set_(f"vehicles[{FLEET_1}].capacity_wh", float("inf")),
-        f"vehicles[{FLEET_1}].capacity_wh",
+        f"{FLEET_1_AT}.capacity_wh",
         "Input should be a finite number",
     ),
 ]
@@ -629,28 +644,28 @@ def test_one_problem(mutation: Mutation, key: str, reason: str) -> None:
 def test_duplicate_load_id_names_both_loads() -> None:
     problems = problems_after(set_(f"loads[{RADIO}].id", "emergency_lighting"))
     assert {(p.key, p.reason) for p in problems} == {
-        (f"loads[{LIGHTING}].id", "duplicate load id 'emergency_lighting'"),
-        (f"loads[{RADIO}].id", "duplicate load id 'emergency_lighting'"),
+        (f"{LIGHTING_AT}.id", "duplicate load id 'emergency_lighting'"),
+        (f"loads[{RADIO}] (emergency_lighting).id", "duplicate load id 'emergency_lighting'"),
     }
 
 
 def test_duplicate_vehicle_id_names_both_vehicles() -> None:
     problems = problems_after(set_(f"vehicles[{FLEET_2}].id", "fleet_1"))
     assert {(p.key, p.reason) for p in problems} == {
-        (f"vehicles[{FLEET_1}].id", "duplicate vehicle id 'fleet_1'"),
-        (f"vehicles[{FLEET_2}].id", "duplicate vehicle id 'fleet_1'"),
+        (f"{FLEET_1_AT}.id", "duplicate vehicle id 'fleet_1'"),
+        (f"vehicles[{FLEET_2}] (fleet_1).id", "duplicate vehicle id 'fleet_1'"),
     }
 
 
 def test_vehicle_at_an_outlet_named_as_charger() -> None:
-    donor_2 = vehicle_index("donor_v2l_2")
+    donor_2 = vehicle_key("donor_v2l_2")
     problems = problems_after(set_(f"vehicles[{FLEET_1}].charger", "v2l_2"))
     assert [(p.key, p.reason) for p in problems] == [
         (
-            f"vehicles[{FLEET_1}].charger",
+            f"{FLEET_1_AT}.charger",
             "device 'v2l_2' is a v2l_outlet, not a bidirectional_charger",
         ),
-        (f"vehicles[{donor_2}].outlet", "'v2l_2' already holds vehicle 'fleet_1'"),
+        (f"{donor_2}.outlet", "'v2l_2' already holds vehicle 'fleet_1'"),
     ]
 
 
@@ -700,7 +715,7 @@ def test_several_field_problems_are_all_reported() -> None:
         "grid.meter",
         "grid.metre",
         "grid.return_to_service_s",
-        f"loads[{LIGHTING}].tier",
+        f"{LIGHTING_AT}.tier",
     ]
 
 
@@ -716,10 +731,130 @@ def test_several_cross_check_problems_are_all_reported() -> None:
         "devices.charger_2.port",
         "devices.pv.timeout_s",
         "grid.meter",
-        f"loads[{RADIO}].channel",
-        f"vehicles[{FLEET_1}].charger",
+        f"{RADIO_AT}.channel",
+        f"{FLEET_1_AT}.charger",
     ]
     assert all(p.file == FILE for p in problems)
+
+
+# ---------------------------------------------------------------- names in key paths
+
+
+def test_two_loads_with_one_name_are_both_named() -> None:
+    problems = problems_after(set_(f"loads[{RADIO}].name", "Emergency lighting"))
+    assert [(p.key, p.reason) for p in problems] == [
+        (
+            f"{LIGHTING_AT}.name",
+            f"duplicate load name 'Emergency lighting' (also {RADIO_AT}): the tablet and the"
+            " alarms name loads by it",
+        ),
+        (
+            f"{RADIO_AT}.name",
+            f"duplicate load name 'Emergency lighting' (also {LIGHTING_AT}): the tablet and the"
+            " alarms name loads by it",
+        ),
+    ]
+
+
+def test_load_names_that_differ_only_in_case_and_spaces_are_one_name() -> None:
+    problems = problems_after(set_(f"loads[{RADIO}].name", "  emergency   LIGHTING "))
+    assert [p.key for p in problems] == [f"{LIGHTING_AT}.name", f"{RADIO_AT}.name"]
+
+
+def test_reference_load_names_are_unique(site: SiteConfig) -> None:
+    names = [" ".join(load.name.split()).casefold() for load in site.loads]
+    assert len(set(names)) == len(names)
+
+
+def test_field_error_of_a_load_names_its_id() -> None:
+    kitchen = load_index("kitchen")
+    problems = problems_after(set_(f"loads[{kitchen}].tier", "vip"))
+    assert [p.key for p in problems] == [f"loads[{kitchen}] (kitchen).tier"]
+
+
+def test_field_error_of_a_vehicle_names_its_id() -> None:
+    problems = problems_after(set_(f"vehicles[{FLEET_2}].capacity_wh", -1))
+    assert [p.key for p in problems] == [f"vehicles[{FLEET_2}] (fleet_2).capacity_wh"]
+
+
+@pytest.mark.parametrize("bad_id", [None, 5, ""])
+def test_a_load_without_a_usable_id_is_named_by_index(bad_id: Any) -> None:
+    path = f"loads[{RADIO}].id"
+    mutation = delete(path) if bad_id is None else set_(path, bad_id)
+    problems = problems_after(mutation)
+    assert [p.key for p in problems] == [f"loads[{RADIO}].id"]
+
+
+def test_cross_check_problem_of_a_load_names_its_id() -> None:
+    problems = problems_after(set_(f"loads[{RADIO}].panel", "panel_x"))
+    assert [str(p) for p in problems] == [
+        f"{FILE}: loads[{RADIO}] (radio_comms).panel: unknown device 'panel_x'"
+    ]
+
+
+# ---------------------------------------------------------------- Modbus TCP gateways
+# Several devices behind one host:port (an RS-485-to-TCP gateway) share one connection,
+# one request at a time: charger_1 is at 127.0.0.1:15031, unit 1.
+
+
+def behind_charger_1(*names: str, timeout_s: float | None = None) -> list[Mutation]:
+    """Move devices to charger_1's endpoint, with unit ids 2, 3, ..."""
+    mutations: list[Mutation] = []
+    for unit, name in enumerate(names, start=2):
+        mutations += [set_(f"devices.{name}.port", 15031), set_(f"devices.{name}.unit_id", unit)]
+        if timeout_s is not None:
+            mutations.append(set_(f"devices.{name}.timeout_s", timeout_s))
+    return mutations
+
+
+def test_gateway_whose_timeouts_add_up_beyond_the_cycle() -> None:
+    problems = problems_after(*behind_charger_1("charger_2", "charger_3"))
+    assert [(p.key, p.reason) for p in problems] == [
+        (
+            "devices.charger_1.timeout_s",
+            "Modbus TCP endpoint 127.0.0.1:15031 serves devices.charger_1 (unit 1),"
+            " devices.charger_2 (unit 2), devices.charger_3 (unit 3) one request at a time,"
+            " each waiting up to their longest timeout 0.01 s: when all are silent a cycle"
+            " needs 3 x 0.01 s = 0.03 s, more than the cycle period 0.02 s"
+            " (site.cycle_period_s): shorten the timeouts, split the gateway or lengthen the"
+            " cycle",
+        )
+    ]
+
+
+def test_gateway_whose_timeouts_add_up_to_the_cycle_is_fine() -> None:
+    site = parses_after(*behind_charger_1("charger_2"))
+    assert site.devices["charger_2"].endpoint == site.devices["charger_1"].endpoint
+    # 3 x 0.01 s is 0.03 s, whatever the float sum says
+    parses_after(*behind_charger_1("charger_2", "charger_3"), set_("site.cycle_period_s", 0.03))
+
+
+def test_gateway_timeouts_count_the_longest_for_every_request() -> None:
+    # 0.004 + 0.012 s fit in 0.02 s, but the shared connection waits 0.012 s for each
+    problems = problems_after(
+        set_("devices.charger_1.timeout_s", 0.004), *behind_charger_1("charger_2", timeout_s=0.012)
+    )
+    assert [p.key for p in problems] == ["devices.charger_1.timeout_s"]
+    assert "2 x 0.012 s = 0.024 s, more than the cycle period 0.02 s" in problems[0].reason
+
+
+def test_gateway_with_a_duplicate_unit_id() -> None:
+    problems = problems_after(
+        *behind_charger_1("charger_2", "charger_3"),
+        set_("devices.charger_3.unit_id", 2),
+        set_("site.cycle_period_s", 0.05),
+    )
+    assert [(p.key, p.reason) for p in problems] == [
+        (
+            "devices.charger_3.port",
+            "duplicate endpoint 127.0.0.1:15031 unit id 2 (also used by devices.charger_2)",
+        )
+    ]
+
+
+def test_devices_on_their_own_ports_are_not_a_gateway() -> None:
+    # every device of the reference site has its own port: 11 x 0.01 s is no problem
+    parses_after(set_("site.cycle_period_s", 0.011))
 
 
 # ---------------------------------------------------------------- accepted variants
@@ -789,6 +924,12 @@ def test_file_that_is_not_utf8(tmp_path: Path) -> None:
     problem = only_problem(path)
     assert problem.key == "(file)"
     assert "not UTF-8" in problem.reason
+
+
+def test_file_with_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + SITE_FILE.read_bytes())
+    assert load_site(path) == load_site(SITE_FILE)
 
 
 def test_load_site_names_the_file(tmp_path: Path) -> None:

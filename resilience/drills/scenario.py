@@ -18,8 +18,11 @@ ISO 8601 time with its offset (the wall time of drill time 0).
 
 from __future__ import annotations
 
+import heapq
 import re
 import tomllib
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +42,7 @@ from resilience.config import ConfigError, SiteConfig, load_site
 from resilience.model import Mode, Tier
 
 __all__ = [
+    "RELEASE_WALK_S",
     "Criteria",
     "Event",
     "LoadedScenario",
@@ -48,7 +52,11 @@ __all__ = [
     "format_span",
     "load_scenario",
     "parse_span",
+    "registers_vehicle",
 ]
+
+RELEASE_WALK_S = 10.0
+"""[s] from the operator's release of a donor car (vehicle_leaves) to its owner unplugging it."""
 
 _SPAN_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|d)\s*")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
@@ -199,6 +207,21 @@ class VehicleArrives(_Event):
     reserve_soc_pct: Percent | None = None  # default: the site file's
     leaving: Span | None = None  # drill time the owner wants to leave
     tell_controller: bool | None = None  # operator registers it (default: when needed)
+
+
+def registers_vehicle(event: VehicleArrives, site: SiteConfig) -> bool:
+    """Whether the operator registers an arriving car on the tablet (`register_vehicle`):
+    when told so, else when it is not the site file's car for that connector, or its
+    owner states a leaving time or another reserve than the site file's."""
+    if event.tell_controller is not None:
+        return event.tell_controller
+    home = site.vehicle_at(event.connector)
+    return (
+        home is None
+        or home.id != event.vehicle
+        or event.leaving is not None
+        or (event.reserve_soc_pct is not None and event.reserve_soc_pct != home.reserve_soc_pct)
+    )
 
 
 class VehicleLeaves(_Event):
@@ -416,6 +439,118 @@ def _reason(err: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
+@dataclass(eq=False)
+class _Parked:
+    """A car at a connector, in the occupancy check: how it came, and when it goes."""
+
+    vehicle: str
+    came: str  # how it got there, for messages
+    from_site: bool = False  # the site file's car, parked from the start
+    leaves_s: float | None = None  # unplugged at this drill time (a released donor)
+    released_by: str = ""
+
+
+_Step = tuple[float, int, int, _Parked | None]
+"""One step of the occupancy check: drill time, order, event index, and the released car
+whose owner unplugs it (None: the event itself)."""
+
+
+def _occupancy(
+    scenario: Scenario, site: SiteConfig, name: Callable[[int], str]
+) -> list[tuple[str, str]]:
+    """Cars arrive only at free connectors, and a car is at one connector at a time.
+
+    Plays the timeline's arrivals and departures as `firmware_sim.drill` applies them:
+    in time order (file order at one time), a registered donor that leaves
+    (vehicle_leaves) is unplugged `RELEASE_WALK_S` later, after any event at that
+    time, and anything else that leaves is unplugged at once. The plant refuses to
+    plug a car into an occupied connector, or a car that is still at another one,
+    so such an event would only fail mid-drill.
+    """
+    problems: list[tuple[str, str]] = []
+    connectors = set(site.chargers) | set(site.outlets)
+    absent = set(scenario.initial.absent)
+    parked: dict[str, _Parked] = {}
+    for vehicle in site.vehicles:
+        connector = vehicle.charger or vehicle.outlet or ""
+        if vehicle.id not in absent:
+            parked[connector] = _Parked(
+                vehicle.id, "the site file's car, parked from the start", from_site=True
+            )
+    registered: dict[str, str] = {}  # connector -> donor registered there (as the drill keeps)
+    timeline: list[_Step] = [
+        (event.at, i, i, None)
+        for i, event in enumerate(scenario.events)
+        if event.at <= scenario.scenario.duration
+        and isinstance(event, VehicleArrives | VehicleLeaves | Unplug)
+        and event.connector in connectors
+    ]
+    heapq.heapify(timeline)
+    order = len(scenario.events)
+    while timeline:
+        at, _, i, walking = heapq.heappop(timeline)
+        event = scenario.events[i]
+        assert isinstance(event, VehicleArrives | VehicleLeaves | Unplug)
+        connector = event.connector
+        here = parked.get(connector)
+        if walking is not None:  # the released donor's owner unplugs it now
+            if here is walking:
+                del parked[connector]
+            continue
+        if isinstance(event, VehicleArrives):
+            elsewhere = next(
+                (c for c, car in parked.items() if car.vehicle == event.vehicle and c != connector),
+                None,
+            )
+            if here is not None:
+                fix = "free it first with a vehicle_leaves or unplug event"
+                if here.leaves_s is not None:
+                    fix = f"arrive after {format_span(here.leaves_s)}"
+                elif here.from_site:
+                    fix += f", or list {here.vehicle!r} in initial.absent"
+                problems.append(
+                    (
+                        f"{name(i)}.connector",
+                        f"{connector} is not free at {format_span(at)}: it holds"
+                        f" {here.vehicle!r} ({_story(here)}); {fix}",
+                    )
+                )
+            elif elsewhere is not None:
+                car = parked[elsewhere]
+                problems.append(
+                    (
+                        f"{name(i)}.vehicle",
+                        f"{event.vehicle!r} is still at {elsewhere} at {format_span(at)}"
+                        f" ({_story(car)}); one car cannot be at two connectors",
+                    )
+                )
+            else:
+                parked[connector] = _Parked(event.vehicle, f"plugged in by {name(i)}")
+                if registers_vehicle(event, site):
+                    registered[connector] = event.vehicle
+            continue
+        if here is None:
+            continue  # the drill notes "nothing to unplug"
+        if isinstance(event, VehicleLeaves) and connector in registered:
+            del registered[connector]
+            here.leaves_s = at + RELEASE_WALK_S
+            here.released_by = name(i)
+            order += 1
+            heapq.heappush(timeline, (here.leaves_s, order, i, here))
+        else:
+            del parked[connector]
+    return problems
+
+
+def _story(car: _Parked) -> str:
+    if car.leaves_s is None:
+        return car.came
+    return (
+        f"{car.came}; released by {car.released_by}, its owner unplugs it"
+        f" {RELEASE_WALK_S:g} s later, at {format_span(car.leaves_s)}"
+    )
+
+
 def _cross_check(
     scenario: Scenario, site: SiteConfig, raw: dict[str, Any]
 ) -> list[tuple[str, str]]:
@@ -440,6 +575,9 @@ def _cross_check(
     for vid in scenario.initial.absent:
         if vid not in vehicles:
             problems.append(("initial.absent", f"unknown vehicle {vid!r} in the site"))
+    for vid, count in Counter(scenario.initial.absent).items():
+        if count > 1:
+            problems.append(("initial.absent", f"vehicle {vid!r} is named {count} times"))
     for i, event in enumerate(scenario.events):
         if event.at > duration:
             problems.append(
@@ -488,6 +626,7 @@ def _cross_check(
             load_id = event.args.get("load_id")
             if load_id is not None and str(load_id) not in loads:
                 problems.append((f"{name(i)}.args.load_id", f"unknown load {load_id!r}"))
+    problems.extend(_occupancy(scenario, site, name))
     cb = scenario.criteria.charged_by
     if cb is not None:
         for vid in cb.vehicles:
@@ -540,7 +679,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     path = Path(path)
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is skipped
     except OSError as exc:
         raise ScenarioError([ScenarioProblem(file, "(file)", exc.strerror or str(exc))]) from None
     except UnicodeDecodeError as exc:

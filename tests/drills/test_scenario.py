@@ -3,15 +3,24 @@ event and reason; the CLI exits 2 for a bad file."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from firmware_sim import drill
-from resilience.drills.scenario import ScenarioError, load_scenario, parse_span
+from resilience.config import load_site
+from resilience.drills.scenario import (
+    LoadedScenario,
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    parse_span,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DRILLS = REPO / "config" / "drills"
@@ -66,6 +75,12 @@ def test_good_file(tmp_path: Path) -> None:
     loaded = load_scenario(write(tmp_path, GOOD))
     assert loaded.duration_s == 600.0
     assert [e.kind for e in loaded.scenario.events] == ["grid_loss", "sag"]
+
+
+def test_file_with_a_byte_order_mark(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_scenario(path).duration_s == 600.0
 
 
 @pytest.mark.parametrize(
@@ -194,3 +209,206 @@ def test_cli_exits_2_on_a_bad_file(tmp_path: Path) -> None:
     )
     assert done.returncode == 2, done.stderr
     assert "events[0] (meteor at 1m): unknown event kind" in done.stderr
+
+
+# ---------------------------------------------------------------- connector occupancy
+# In the reference site every connector has its car: fleet_1..4 on charger_1..4,
+# donor_v2l_1/2 on v2l_1/2. A car can only arrive at a free connector.
+
+OCCUPANCY = """
+[scenario]
+name = "occupancy"
+site = "{site}"
+duration = "10m"
+{initial}
+"""
+
+
+def arrives(at: str, vehicle: str, connector: str, extra: str = "") -> str:
+    return (
+        f'\n[[events]]\nat = "{at}"\nkind = "vehicle_arrives"\nvehicle = "{vehicle}"\n'
+        f'connector = "{connector}"\nsoc_pct = 60\n{extra}'
+    )
+
+
+def leaves(at: str, connector: str, kind: str = "vehicle_leaves") -> str:
+    return f'\n[[events]]\nat = "{at}"\nkind = "{kind}"\nconnector = "{connector}"\n'
+
+
+def occupancy(*events: str, initial: str = "") -> str:
+    return OCCUPANCY.replace("{initial}", initial) + "".join(events)
+
+
+ABSENT_3 = '[initial]\nabsent = ["fleet_3"]\n'
+DONOR_3 = 'leaving = "1h"\n'  # fleet_3 with a leaving time: the operator registers it
+
+REFUSED = [
+    pytest.param(
+        occupancy(arrives("1m", "fleet_1", "charger_1")),
+        "events[0] (vehicle_arrives at 1m).connector: charger_1 is not free at 60 s: it holds"
+        " 'fleet_1' (the site file's car, parked from the start); free it first with a"
+        " vehicle_leaves or unplug event, or list 'fleet_1' in initial.absent",
+        id="site car arrives where it is parked",
+    ),
+    pytest.param(
+        occupancy(
+            arrives("1m", "guest", "charger_2", "capacity_wh = 40000\ntell_controller = false\n")
+        ),
+        "events[0] (vehicle_arrives at 1m).connector: charger_2 is not free at 60 s: it holds"
+        " 'fleet_2'",
+        id="unregistered guest at an occupied charger",
+    ),
+    pytest.param(
+        occupancy(
+            arrives("1m", "fleet_3", "charger_3"),
+            arrives("2m", "fleet_3", "charger_3"),
+            initial=ABSENT_3,
+        ),
+        "events[1] (vehicle_arrives at 2m).connector: charger_3 is not free at 2 min: it holds"
+        " 'fleet_3' (plugged in by events[0] (vehicle_arrives at 1m)); free it first with a"
+        " vehicle_leaves or unplug event",
+        id="two arrivals without a departure between",
+    ),
+    pytest.param(
+        occupancy(
+            leaves("1m", "charger_1", "unplug"),
+            arrives("2m", "fleet_1", "charger_1"),
+            arrives("3m", "fleet_1", "charger_1"),
+        ),
+        "events[2] (vehicle_arrives at 3m).connector: charger_1 is not free at 3 min",
+        id="freed once, filled twice",
+    ),
+    pytest.param(
+        occupancy(
+            arrives("1m", "fleet_3", "charger_3", DONOR_3),
+            leaves("5m", "charger_3"),
+            arrives("5m5s", "fleet_3", "charger_3"),
+            initial=ABSENT_3,
+        ),
+        "events[2] (vehicle_arrives at 5m5s).connector: charger_3 is not free at 5.083 min:"
+        " it holds 'fleet_3' (plugged in by events[0] (vehicle_arrives at 1m); released by"
+        " events[1] (vehicle_leaves at 5m), its owner unplugs it 10 s later, at 5.167 min);"
+        " arrive after 5.167 min",
+        id="arrival while a released donor is still being unplugged",
+    ),
+    pytest.param(
+        occupancy(
+            arrives("1m", "fleet_3", "charger_3", DONOR_3),
+            leaves("5m", "charger_3"),
+            arrives("5m10s", "fleet_3", "charger_3"),
+            initial=ABSENT_3,
+        ),
+        "events[2] (vehicle_arrives at 5m10s).connector: charger_3 is not free at 5.167 min",
+        id="arrival at the very time the donor is unplugged",
+    ),
+    pytest.param(
+        occupancy(
+            leaves("1m", "charger_3", "unplug"),
+            arrives("2m", "fleet_1", "charger_3", "tell_controller = false\n"),
+        ),
+        "events[1] (vehicle_arrives at 2m).vehicle: 'fleet_1' is still at charger_1 at 2 min"
+        " (the site file's car, parked from the start); one car cannot be at two connectors",
+        id="one car at two connectors",
+    ),
+    pytest.param(
+        occupancy(initial='[initial]\nabsent = ["fleet_3", "fleet_3"]\n'),
+        "initial.absent: vehicle 'fleet_3' is named 2 times",
+        id="absent twice",
+    ),
+]
+
+ACCEPTED = [
+    pytest.param(
+        occupancy(leaves("1m", "charger_1", "unplug"), arrives("2m", "fleet_1", "charger_1")),
+        id="unplugged, then back",
+    ),
+    pytest.param(
+        occupancy(leaves("1m", "charger_1"), arrives("1m", "fleet_1", "charger_1")),
+        id="leaves and comes back at one time, in that order",
+    ),
+    pytest.param(
+        occupancy(arrives("1m", "fleet_3", "charger_3"), initial=ABSENT_3),
+        id="absent car arrives",
+    ),
+    pytest.param(
+        occupancy(
+            arrives("1m", "fleet_3", "charger_3", DONOR_3),
+            leaves("5m", "charger_3"),
+            arrives("5m11s", "fleet_3", "charger_3"),
+            initial=ABSENT_3,
+        ),
+        id="registered donor leaves, unplugged 10 s later, comes back",
+    ),
+    pytest.param(
+        occupancy(
+            leaves("1m", "v2l_1", "unplug"),
+            leaves("1m", "v2l_2", "unplug"),
+            arrives("2m", "donor_v2l_2", "v2l_1", "tell_controller = false\n"),
+            arrives("3m", "donor_v2l_1", "v2l_2", "tell_controller = false\n"),
+        ),
+        id="two cars swap outlets",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), REFUSED)
+def test_arrival_at_an_occupied_connector_is_refused(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    found = problems(write(tmp_path, text))
+    assert len(found) == 1, found
+    assert found[0].startswith(f"{tmp_path / 's.toml'}: {expected}"), found
+
+
+@pytest.mark.parametrize("text", ACCEPTED)
+def test_arrival_at_a_freed_connector_loads_and_runs(tmp_path: Path, text: str) -> None:
+    """What the check accepts, the drill plays through (the plant refuses a car at an
+    occupied connector with a ValueError, so this would raise)."""
+    path = write(tmp_path, text)
+    load_scenario(path)
+    code = drill.main([str(path), "--out", str(tmp_path / "out"), "--quiet", "--duration", "6m"])
+    assert code in (0, 1)
+
+
+def test_cli_refuses_an_arrival_at_an_occupied_connector(tmp_path: Path) -> None:
+    path = write(tmp_path, occupancy(arrives("1m", "fleet_1", "charger_1")))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "resilience.cli",
+            "drill",
+            str(path),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"{path}: events[0] (vehicle_arrives at 1m).connector: charger_1 is not free at 60 s:"
+        " it holds 'fleet_1' (the site file's car, parked from the start); free it first"
+        " with a vehicle_leaves or unplug event, or list 'fleet_1' in initial.absent"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("text", "expected"), REFUSED)
+def test_what_the_check_refuses_would_fail_mid_drill(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """The check is no stricter than the drill: run past it, each refused timeline makes
+    the plant raise (this is what the check saves a drill from)."""
+    data = tomllib.loads(write(tmp_path, text).read_text(encoding="utf-8"))
+    site_path = REPO / "config" / "site.toml"
+    loaded = LoadedScenario(
+        tmp_path / "s.toml", Scenario.model_validate(data), site_path, load_site(site_path), {}
+    )
+    with pytest.raises(ValueError, match=r"already holds a vehicle|is already at|holds no vehicle"):
+        asyncio.run(drill.run_max(loaded, tmp_path / "out", duration_s=360.0, progress=False))

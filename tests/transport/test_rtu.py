@@ -176,6 +176,17 @@ async def test_silent_unit_times_out_and_the_line_goes_on(fast: Line) -> None:
         await bus.close()
 
 
+async def test_unit_id_nobody_has_is_silent_on_the_line(fast: Line) -> None:
+    """On RS-485 an absent slave does not answer (no exception from anyone)."""
+    bus = fast.bus(timeout_s=0.1)
+    try:
+        with pytest.raises(DeviceTimeout):
+            await bus.read(7, 0, CHG.READ_COUNT)
+        assert (await bus.read(1, 0, CHG.READ_COUNT))[CHG.SOC] == 800
+    finally:
+        await bus.close()
+
+
 async def test_exception_code_is_reported(fast: Line) -> None:
     bus = fast.bus()
     try:
