@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_sim.inprocess import build_inprocess_drivers
-from firmware_sim.plant import Plant, PlantInit, VehicleSim
+from firmware_sim.plant import Plant, PlantInit, VehicleSim, outage_json
 from resilience.config import SiteConfig
 from resilience.cycle import Controller
 from resilience.drills.report import write_reports
@@ -832,12 +832,18 @@ def evaluate(drill: Drill) -> list[dict[str, Any]]:
     if crit.max_safety_violations is not None:
         count = len(plant.violations)
         kinds = sorted({v.kind for v in plant.violations})
+        # Island collapses the world caused (an unplugged or faulted grid-former) are counted
+        # and listed in the report, but they are not the controller's violations.
+        world = sum(1 for o in plant.outages if o.by == "world")
+        notes = [", ".join(kinds)] if kinds else []
+        if world:
+            notes.append(f"island collapses caused by the world (not violations): {world}")
         add(
             "safety violations",
             f"<= {crit.max_safety_violations}",
             count,
             count <= crit.max_safety_violations,
-            ", ".join(kinds),
+            "; ".join(notes),
         )
     if crit.island_within_ms is not None:
         # every time the site left the grid because of the grid: from the grid event that
@@ -984,6 +990,7 @@ def report(drill: Drill, wall_seconds: float, speed: str) -> dict[str, Any]:
         "safety_violations": [
             {"time_s": v.time_s, "kind": v.kind, "detail": v.detail} for v in plant.violations
         ],
+        "island_collapses": [outage_json(o) for o in plant.outages],
         "alarms": rec.alarm_log,
         "commands": rec.commands,
         "events": rec.applied,
@@ -991,6 +998,8 @@ def report(drill: Drill, wall_seconds: float, speed: str) -> dict[str, Any]:
         "dispatch_notes": rec.notes,
         "plant": {
             "collapses": plant.collapses,
+            "collapses_by_controller": sum(1 for o in plant.outages if o.by == "controller"),
+            "collapses_by_world": sum(1 for o in plant.outages if o.by == "world"),
             "breaker_operations": plant.breaker.operations,
             "import_kwh": round(plant.import_wh / 1000, 3),
             "export_kwh": round(plant.export_wh / 1000, 3),

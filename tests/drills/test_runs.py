@@ -17,6 +17,7 @@ DATA = Path(__file__).resolve().parent / "data"
 
 REPORT_KEYS = {
     "scenario",
+    "island_collapses",
     "passed",
     "criteria",
     "sim_seconds",
@@ -101,7 +102,18 @@ def test_report_has_every_key_and_a_self_contained_page(tmp_path: Path) -> None:
     assert any(t["to"] == "black_start" for t in report["transitions"])  # type: ignore[union-attr]
     assert any(a["code"] == "former_lost" for a in report["alarms"])  # type: ignore[union-attr]
     assert report["control_steps"] > 0
+    # charger_1's fault drops the island: a collapse the world caused, counted, not a violation
+    assert report["plant"]["collapses"] == 1  # type: ignore[index]
+    assert report["plant"]["collapses_by_world"] == 1  # type: ignore[index]
+    assert report["plant"]["collapses_by_controller"] == 0  # type: ignore[index]
+    (collapse,) = report["island_collapses"]  # type: ignore[misc]
+    assert (collapse["by"], collapse["cause"]) == ("world", "fault")
+    assert collapse["loads"] and collapse["ended_s"] > collapse["time_s"]
+    assert report["safety_violations"] == []
+    verdicts = {c["name"]: c for c in report["criteria"]}  # type: ignore[union-attr]
+    assert "caused by the world (not violations): 1" in verdicts["safety violations"]["detail"]
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Island collapses" in page and "charger_1 hardware fault" in page
     assert "http://" not in page and "https://" not in page
     assert "<script" not in page and "<link" not in page and "@import" not in page
     assert page.count("<svg") >= 4  # mode timeline, tiers, supply, state of charge
