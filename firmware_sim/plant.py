@@ -35,14 +35,20 @@ dark. Every collapse is counted in `collapses` and described by an `Outage`
   unplugged (``unplugged``), an injected hardware fault of the former
   (``fault``), or the world cutting across one of the controller's own
   operations above (``interrupted``): a grid event, a breaker failure or trip,
-  a device fault, a comms fault or a vehicle plugged or unplugged between two
-  control cycles before that operation and its end (for a stop, its
-  `break_before_make_s` allowance), e.g. the grid failing again while the bus
-  is dark for a break-before-make reconnection.
+  a device fault or its recovery, a comms fault, a vehicle plugged or
+  unplugged, from two control cycles (the age of the readings it acted on)
+  before that operation until it ends (for a stop, its `break_before_make_s`
+  allowance), e.g. the grid failing again while the bus is dark for a
+  break-before-make reconnection. (Load and PV changes are the world too, but
+  they cannot excuse a collapse: keeping the island within its sources is the
+  controller's job.)
 
 Dark buses that are not collapses: the bus going dead from the grid (the grid
 fails, or the PCC opens, before any island is formed: the dark interval before
-the first black start), and an island shut down with every load off.
+the first black start, or of a planned island), a break-before-make
+reconnection that closes in time, and an island shut down with every load off.
+The V2L circuits are not the bus: an outlet reaching its vehicle's cut-off is
+not a collapse.
 
 Units: W, Wh, V, Hz, degrees, %, seconds of plant time. The site bus voltage is
 line-to-line (nominal from the site file); V2L circuits are 230 V single-phase.
