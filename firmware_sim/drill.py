@@ -15,7 +15,12 @@ Speeds:
   `SLOW_STEP_S` (10 s) and at its own period (`site.cycle_period_s`) for
   `FAST_WINDOW_S` (5 s) after anything changes: a timeline event, a
   transition, a dispatch note (shed, restore), an alarm raised or cleared, or
-  an event inside the plant (a breaker landing, a battery reaching a limit).
+  an event inside the plant (a breaker landing, a battery reaching a limit);
+  and at its own period for as long as it times something
+  (`timed_action_pending`): any mode but grid_connected, islanded and
+  emergency (a synchronised close waiting for the angle, a black start,
+  islanding), the ramp-down after reconnecting, a breaker command awaiting
+  its feedback.
   The step also stops exactly at each timeline event and each plant event.
 - ``N`` (a number other than 1): the same virtual-clock run, paced to N times
   real time.
@@ -46,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_sim.inprocess import build_inprocess_drivers
-from firmware_sim.plant import Plant, PlantInit, VehicleSim
+from firmware_sim.plant import Plant, PlantInit, VehicleSim, outage_json
 from resilience.config import SiteConfig
 from resilience.cycle import Controller
 from resilience.drills.report import write_reports
@@ -76,7 +81,8 @@ from resilience.drills.scenario import (
     parse_span,
     registers_vehicle,
 )
-from resilience.model import Mode, Tier
+from resilience.model import BreakerCommand, Mode, Tier
+from resilience.modes import RAMP_DOWN_S, SiteModes
 from resilience.outputs import Decision
 from resilience.policies.storm import storm_watch
 from resilience.store import Store
@@ -84,9 +90,11 @@ from resilience.store import Store
 log = logging.getLogger("firmware_sim.drill")
 
 SLOW_STEP_S = 10.0
-"""[s] longest the controller goes without a full cycle."""
+"""[s] longest the controller goes without a full cycle (the default of `run_max`)."""
 FAST_WINDOW_S = 5.0
 """[s] after a change the controller cycles at its own period for this long."""
+STEADY_MODES = frozenset({Mode.GRID_CONNECTED, Mode.ISLANDED, Mode.EMERGENCY})
+"""Modes the controller can sit in for hours; every other one times something."""
 DRILL_TELEMETRY_PERIOD_S = 60.0
 """[s] store telemetry period in a virtual-clock drill (the report samples the plant itself)."""
 MAX_SAMPLES = 1500
@@ -632,6 +640,31 @@ def build(loaded: LoadedScenario, out: Path, duration_s: float | None = None) ->
 
 
 # --------------------------------------------------------------------------- the loop
+def timed_action_pending(modes: SiteModes, now_s: float) -> bool:
+    """The controller is waiting on something it times at its own period, so a drill must
+    cycle it at that period (not every slow step) until it is over.
+
+    Any mode but the steady ones (grid_connected, islanded, emergency): a synchronised close
+    waiting for the angle to come round (the slip would carry it past the window between
+    two slow steps), a black start, planned islanding, islanding, starting. In a steady
+    mode: the ramp-down of the local sources after reconnecting, and a breaker command
+    still waiting for its feedback (the retry after grid.breaker_operate_timeout_s).
+    Reads only the public state of the mode machine (`mode`, `memory`).
+    """
+    if modes.mode not in STEADY_MODES:
+        return True
+    memory = modes.memory
+    ramp_from = memory.ramp_down_from_s
+    if ramp_from is not None and now_s - ramp_from < RAMP_DOWN_S:
+        return True
+    sent = memory.pcc_command_s
+    return (
+        memory.pcc_command is not BreakerCommand.NONE
+        and sent is not None
+        and now_s - sent < modes.config.grid.breaker_operate_timeout_s
+    )
+
+
 class Progress:
     """A one-line progress bar on stderr (stdlib only); plain lines when not a terminal."""
 
@@ -676,8 +709,16 @@ class Progress:
             sys.stderr.flush()
 
 
-async def run_virtual(drill: Drill, *, speed: float | None, progress: Progress) -> None:
-    """Cycle the controller and step the plant on the virtual clock (see the module doc)."""
+async def run_virtual(
+    drill: Drill, *, speed: float | None, progress: Progress, slow_step_s: float = SLOW_STEP_S
+) -> None:
+    """Cycle the controller and step the plant on the virtual clock (see the module doc).
+
+    The controller cycles at its own period within FAST_WINDOW_S of a change and while a
+    timed action is pending (`timed_action_pending`), otherwise every `slow_step_s`.
+    """
+    if not (math.isfinite(slow_step_s) and slow_step_s > 0):
+        raise ValueError(f"slow_step_s must be a finite number > 0, not {slow_step_s!r}")
     plant, controller, clock, rec = drill.plant, drill.controller, drill.clock, drill.recorder
     period = drill.config.site.cycle_period_s
     end = drill.duration_s
@@ -699,8 +740,6 @@ async def run_virtual(drill: Drill, *, speed: float | None, progress: Progress) 
             next_sample = t
         decision = await controller.cycle_once()
         rec.control_steps += 1
-        if t < fast_until:
-            rec.fast_steps += 1
         status = controller.status
         mode = status.mode if status is not None else Mode.STARTING
         changed = bool(decision.transitions or decision.notes)
@@ -732,7 +771,10 @@ async def run_virtual(drill: Drill, *, speed: float | None, progress: Progress) 
         progress.update(t, mode.value)
         if t >= end - 1e-9:
             break
-        step = period if t < fast_until else SLOW_STEP_S
+        fast = t < fast_until or timed_action_pending(controller.modes, t)
+        if fast:
+            rec.fast_steps += 1
+        step = period if fast else slow_step_s
         target = t + step
         if drill.timeline:
             target = min(target, drill.timeline[0].t)
@@ -823,12 +865,18 @@ def evaluate(drill: Drill) -> list[dict[str, Any]]:
     if crit.max_safety_violations is not None:
         count = len(plant.violations)
         kinds = sorted({v.kind for v in plant.violations})
+        # Island collapses the world caused (an unplugged or faulted grid-former) are counted
+        # and listed in the report, but they are not the controller's violations.
+        world = sum(1 for o in plant.outages if o.by == "world")
+        notes = [", ".join(kinds)] if kinds else []
+        if world:
+            notes.append(f"island collapses caused by the world (not violations): {world}")
         add(
             "safety violations",
             f"<= {crit.max_safety_violations}",
             count,
             count <= crit.max_safety_violations,
-            ", ".join(kinds),
+            "; ".join(notes),
         )
     if crit.island_within_ms is not None:
         # every time the site left the grid because of the grid: from the grid event that
@@ -975,6 +1023,7 @@ def report(drill: Drill, wall_seconds: float, speed: str) -> dict[str, Any]:
         "safety_violations": [
             {"time_s": v.time_s, "kind": v.kind, "detail": v.detail} for v in plant.violations
         ],
+        "island_collapses": [outage_json(o) for o in plant.outages],
         "alarms": rec.alarm_log,
         "commands": rec.commands,
         "events": rec.applied,
@@ -982,6 +1031,8 @@ def report(drill: Drill, wall_seconds: float, speed: str) -> dict[str, Any]:
         "dispatch_notes": rec.notes,
         "plant": {
             "collapses": plant.collapses,
+            "collapses_by_controller": sum(1 for o in plant.outages if o.by == "controller"),
+            "collapses_by_world": sum(1 for o in plant.outages if o.by == "world"),
             "breaker_operations": plant.breaker.operations,
             "import_kwh": round(plant.import_wh / 1000, 3),
             "export_kwh": round(plant.export_wh / 1000, 3),
@@ -998,15 +1049,19 @@ async def run_max(
     speed: float | None = None,
     duration_s: float | None = None,
     progress: bool = True,
+    slow_step_s: float = SLOW_STEP_S,
 ) -> dict[str, Any]:
-    """Run on the virtual clock (paced to `speed` x real time when given); the report dict."""
+    """Run on the virtual clock (paced to `speed` x real time when given); the report dict.
+
+    `slow_step_s`: the longest the controller goes without a cycle when nothing is going on.
+    """
     install_eager_tasks(asyncio.get_running_loop())
     logging.getLogger("resilience").setLevel(logging.ERROR)
     drill = build(loaded, out, duration_s)
     bar = Progress(drill.duration_s, loaded.path.stem, progress)
     started = time.perf_counter()
     try:
-        await run_virtual(drill, speed=speed, progress=bar)
+        await run_virtual(drill, speed=speed, progress=bar, slow_step_s=slow_step_s)
     finally:
         bar.done()
         wall = time.perf_counter() - started

@@ -15,6 +15,41 @@ Why a referee lives here: the controller can lie to itself, the plant cannot.
 A back-feed, an out-of-sync close or a vehicle drained below its owner's
 reserve is judged from the physics, not from what the controller believed.
 
+Collapses of an island (`collapses`, `outages`). An island is the site bus
+energised by its own grid-formers, not by the grid (`bus_source == "island"`,
+normally behind an open PCC). It collapses when the bus goes dead while loads
+are on it (a relay closed on a load that draws); the episode lasts until the
+bus is live again and counts once, however many things happen while it is
+dark. Every collapse is counted in `collapses` and described by an `Outage`
+(when, what dropped, why, and whose doing it was, `by`):
+
+- ``by="controller"``, also an ``island_collapse`` violation: a former
+  overloaded (beyond `overload_pu`, or past its rating for `overload_max_s`)
+  or at its MIN_SOC floor with loads to carry (cause ``overload``, ``floor``);
+  the controller stopping the island's last former (mode OFF or FOLLOW) with
+  loads on (``stopped``), unless the PCC then closes onto the live grid within
+  `break_before_make_s` (a planned break-before-make reconnection: logged, not
+  counted); the PCC closing onto a dead grid, which stops an interlocked
+  former (``pcc_closed``).
+- ``by="world"``, counted and reported, not a violation: the forming vehicle
+  unplugged (``unplugged``), an injected hardware fault of the former
+  (``fault``), or the world cutting across one of the controller's own
+  operations above (``interrupted``): a grid event, a breaker failure or trip,
+  a device fault or its recovery, a comms fault, a vehicle plugged or
+  unplugged, from two control cycles (the age of the readings it acted on)
+  before that operation until it ends (for a stop, its `break_before_make_s`
+  allowance), e.g. the grid failing again while the bus is dark for a
+  break-before-make reconnection. (Load and PV changes are the world too, but
+  they cannot excuse a collapse: keeping the island within its sources is the
+  controller's job.)
+
+Dark buses that are not collapses: the bus going dead from the grid (the grid
+fails, or the PCC opens, before any island is formed: the dark interval before
+the first black start, or of a planned island), a break-before-make
+reconnection that closes in time, and an island shut down with every load off.
+The V2L circuits are not the bus: an outlet reaching its vehicle's cut-off is
+not a collapse.
+
 Units: W, Wh, V, Hz, degrees, %, seconds of plant time. The site bus voltage is
 line-to-line (nominal from the site file); V2L circuits are 230 V single-phase.
 Sign conventions: a source's power is + when it supplies its bus (a vehicle
@@ -26,7 +61,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
 
 from resilience.config import Device, Load, SiteConfig
@@ -48,6 +83,10 @@ ViolationKind = Literal[
     "over_rating",
     "wrong_shed_order",
     "island_collapse",
+]
+OutageBy = Literal["controller", "world"]
+OutageCause = Literal[
+    "overload", "floor", "stopped", "pcc_closed", "unplugged", "fault", "interrupted"
 ]
 CommFaultKind = Literal["silence", "exception", "garbage", "corrupt", "truncate", "refuse_writes"]
 """silence: no answer; exception: a Modbus exception code; garbage: physically impossible
@@ -75,6 +114,23 @@ class Violation:
     time_s: float
     kind: ViolationKind
     detail: str
+
+
+@dataclass(frozen=True)
+class Outage:
+    """One collapse of an island: its bus went dead with loads on (see the module doc).
+
+    `by` says whose doing it was: "controller" (also recorded as an island_collapse
+    violation) or "world" (an unplug, an injected fault: counted, not a violation).
+    """
+
+    time_s: float  # when the bus went dead
+    by: OutageBy
+    cause: OutageCause
+    detail: str
+    loads: tuple[str, ...]  # bus loads on (relay closed, drawing) when it went dead
+    loads_w: float  # their demand [W]
+    ended_s: float | None = None  # when the bus was live again; None while it is still dead
 
 
 @dataclass(frozen=True)
@@ -107,6 +163,11 @@ class PlantTiming:
     overload_pu: float = 1.1  # a former may carry this much over MAX_DISCHARGE ...
     overload_max_s: float = 2.0  # ... for this long
     shed_order_settle_s: float = 1.0  # relays of a circuit must be still this long to be judged
+    # From the controller stopping its island's last former with loads on to the PCC closing
+    # onto the grid, for a planned break-before-make reconnection; None: two control cycles
+    # (to see the dead bus and command the close) plus the site file's
+    # grid.breaker_operate_timeout_s (for the contacts to close).
+    break_before_make_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +217,7 @@ class Breaker:
     failed_last_command: bool = False
     last_command: BreakerCommand = BreakerCommand.NONE
     travel_target: BreakerPosition | None = None
+    travel_started_s: float = -math.inf  # when the present (or last) operation was commanded
 
 
 @dataclass
@@ -356,6 +418,18 @@ class InverterSim:
         return max(0.0, min(self.available_w, ceiling))
 
 
+@dataclass
+class _Stopped:
+    """The controller stopped its island with loads on: a collapse unless the PCC closes onto
+    the grid in time (a break-before-make reconnection)."""
+
+    time_s: float
+    detail: str
+    loads: tuple[str, ...]
+    loads_w: float
+    until_s: float
+
+
 @dataclass(order=True)
 class _Scheduled:
     time_s: float
@@ -459,7 +533,21 @@ class Plant:
         self.served_energy_wh: dict[Tier, float] = {tier: 0.0 for tier in Tier}
         self.unserved_energy_wh: dict[Tier, float] = {tier: 0.0 for tier in Tier}
         self.unserved_load_wh: dict[str, float] = dict.fromkeys(self.loads, 0.0)  # per load id
-        self.collapses = 0
+        self.collapses = 0  # every collapse of an island, whoever caused it (= len(outages))
+        self.outages: list[Outage] = []
+        self._open_outage: int | None = None  # index in outages while its bus is still dead
+        self._stopped: _Stopped | None = None  # a controller stop waiting for its PCC close
+        cycle_s = config.site.cycle_period_s
+        self.break_before_make_s = (
+            init.timing.break_before_make_s
+            if init.timing.break_before_make_s is not None
+            else 2 * cycle_s + config.grid.breaker_operate_timeout_s
+        )
+        # A controller's decision may rest on readings up to two control cycles old: the world
+        # acting this long before one of its operations still cuts across it.
+        self._decision_lag_s = 2 * cycle_s
+        self._world_s = -math.inf  # the last thing the world did to the site, and when
+        self._world_detail = ""
         self._episodes: set[str] = set()
         self._circuit_changed_s: dict[str, float] = {}
         self._reference_since_s: float | None = -math.inf
@@ -500,13 +588,13 @@ class Plant:
     def grid_loss(self) -> None:
         if self.grid.present:
             self.grid.present = False
-            self._log("grid", "grid lost")
+            self._world_event("grid", "grid lost")
         self._settle()
 
     def grid_return(self) -> None:
         if not self.grid.present:
             self.grid.present = True
-            self._log("grid", "grid returned")
+            self._world_event("grid", "grid returned")
         self._settle()
 
     def sag(self, pu: float, duration_s: float) -> None:
@@ -516,12 +604,12 @@ class Plant:
         self._sag_token += 1
         token = self._sag_token
         self.grid.sag_pu = pu
-        self._log("grid", f"voltage sag to {pu:.2f} pu for {duration_s:g} s")
+        self._world_event("grid", f"voltage sag to {pu:.2f} pu for {duration_s:g} s")
 
         def recover() -> None:
             if self._sag_token == token:
                 self.grid.sag_pu = 1.0
-                self._log("grid", "voltage sag over")
+                self._world_event("grid", "voltage sag over")
 
         self.schedule(duration_s, recover, "sag end")
         self._settle()
@@ -530,7 +618,7 @@ class Plant:
         """`count` times: grid lost for half a period, back for the other half."""
         if period_s <= 0 or count < 1:
             raise ValueError("flicker needs period_s > 0 and count >= 1")
-        self._log("grid", f"flicker: {count} x {period_s:g} s")
+        self._world_event("grid", f"flicker: {count} x {period_s:g} s")
         for i in range(count):
             self.schedule(i * period_s, self.grid_loss, "flicker loss")
             self.schedule(i * period_s + period_s / 2, self.grid_return, "flicker return")
@@ -541,14 +629,14 @@ class Plant:
         if not 40.0 <= hz <= 70.0:
             raise ValueError("grid frequency must be within 40..70 Hz")
         self.grid.frequency_hz = hz
-        self._log("grid", f"grid frequency {hz:.3f} Hz")
+        self._world_event("grid", f"grid frequency {hz:.3f} Hz")
         self._settle()
 
     def set_grid_voltage(self, volts: float) -> None:
         if not 0.0 < volts <= 2.0 * self.nominal_voltage_v:
             raise ValueError("grid voltage must be within 0..2x nominal")
         self.grid.level_v = volts
-        self._log("grid", f"grid voltage {volts:.1f} V")
+        self._world_event("grid", f"grid voltage {volts:.1f} V")
         self._settle()
 
     # ------------------------------------------------------------------ breaker
@@ -560,7 +648,7 @@ class Plant:
             return
         if br.fail_to_operate:
             br.failed_last_command = True
-            self._log("breaker", f"failed to operate on {command.name}")
+            self._world_event("breaker", f"failed to operate on {command.name}")
             return
         br.failed_last_command = False
         if br.travel_target is not None:
@@ -571,6 +659,7 @@ class Plant:
             return
         br.position = BreakerPosition.TRAVELLING
         br.travel_target = target
+        br.travel_started_s = self.time_s
         self._log("breaker", f"{command.name.lower()} command, travelling")
         if self.breaker_operate_s <= 0:
             self._complete_breaker()
@@ -580,7 +669,7 @@ class Plant:
 
     def fail_to_operate(self, failed: bool = True) -> None:
         self.breaker.fail_to_operate = failed
-        self._log("injection", f"breaker fail_to_operate={failed}")
+        self._world_event("injection", f"breaker fail_to_operate={failed}")
 
     def trip_breaker(self) -> None:
         """Protection trip: contacts open now, whatever the command."""
@@ -590,7 +679,7 @@ class Plant:
             br.contacts_closed = False
             br.position = BreakerPosition.OPEN
             br.operations += 1
-        self._log("breaker", "tripped open")
+        self._world_event("breaker", "tripped open")
         self._settle()
 
     # ------------------------------------------------------------------ loads
@@ -688,7 +777,7 @@ class Plant:
         else:
             raise KeyError(connector)
         self.vehicles[vehicle_id] = vehicle
-        self._log("injection", f"{vehicle_id} plugged into {connector} at {soc_pct:.1f} %")
+        self._world_event("injection", f"{vehicle_id} plugged into {connector} at {soc_pct:.1f} %")
         self._settle()
 
     def unplug(self, connector: str) -> None:
@@ -710,7 +799,7 @@ class Plant:
             outlet.enabled = False
         else:
             raise KeyError(connector)
-        self._log("injection", f"vehicle unplugged from {connector}")
+        self._world_event("injection", f"vehicle unplugged from {connector}")
         self._settle()
 
     # ------------------------------------------------------------------ V2L and PV
@@ -766,7 +855,7 @@ class Plant:
             raise ValueError(
                 f"device {device_id!r} cannot fault (not a charger, outlet, PV or breaker)"
             )
-        self._log("injection", f"{device_id} fault")
+        self._world_event("injection", f"{device_id} fault")
         self._settle()
 
     # ------------------------------------------------------------------ communication faults
@@ -816,7 +905,7 @@ class Plant:
             self.inverters[device_id].faulted = False
         if device_id == self.breaker.device_id:
             self.breaker.fail_to_operate = False
-        self._log("injection", f"{device_id} faults cleared")
+        self._world_event("injection", f"{device_id} faults cleared")
         self._settle()
 
     def comm_fault(self, device_id: str) -> CommFault | None:
@@ -966,6 +1055,8 @@ class Plant:
             "violations": [
                 {"time_s": v.time_s, "kind": v.kind, "detail": v.detail} for v in self.violations
             ],
+            "collapses": self.collapses,
+            "outages": [outage_json(o) for o in self.outages],
             "log": [
                 {"time_s": e.time_s, "kind": e.kind, "detail": e.detail}
                 for e in self.log[-log_tail:]
@@ -986,13 +1077,26 @@ class Plant:
         self._require_device(device_id)
         self._comm_faults[device_id] = fault
         code = f" {fault.code}" if fault.code else ""
-        self._log("injection", f"{device_id} {fault.kind}{code}")
+        self._world_event("injection", f"{device_id} {fault.kind}{code}")
 
     def _log(self, kind: str, detail: str) -> None:
         self.log.append(LogEntry(self.time_s, kind, detail))
 
-    def _record(self, kind: ViolationKind, detail: str) -> None:
-        self.violations.append(Violation(self.time_s, kind, detail))
+    def _world_event(self, kind: str, detail: str) -> None:
+        """Log something the world did to the site (not the controller): it may excuse a
+        collapse that cuts across one of the controller's operations."""
+        self._log(kind, detail)
+        self._world_s = self.time_s
+        self._world_detail = detail
+
+    def _world_since(self, t_s: float) -> str | None:
+        """What the world last did, if it did anything from a decision lag before t_s on."""
+        if math.isfinite(self._world_s) and self._world_s >= t_s - self._decision_lag_s - _T_EPS:
+            return f"{self._world_detail} at {self._world_s:.3f} s"
+        return None
+
+    def _record(self, kind: ViolationKind, detail: str, time_s: float | None = None) -> None:
+        self.violations.append(Violation(self.time_s if time_s is None else time_s, kind, detail))
         self._log("violation", f"{kind}: {detail}")
 
     def _episode_starts(self, key: str, active: bool) -> bool:
@@ -1147,6 +1251,7 @@ class Plant:
     def _settle(self) -> None:
         """Find the operating point for the present discrete state, then judge it."""
         before = (self.bus_source, self.former_ids)
+        collapses = self.collapses
         for _ in range(10):
             if not self._solve_once():
                 break
@@ -1154,10 +1259,15 @@ class Plant:
         if after[0] != before[0]:
             if self.bus_source == "dead":
                 self._log("bus", "site bus dead")
-            elif self.bus_source == "grid":
-                self._log("bus", "site bus live from the grid")
+                if before[0] == "island" and self.collapses == collapses:
+                    self._island_died(before[1])
             else:
-                self._log("bus", f"site bus live, island formed by {_names(after[1])}")
+                if self.bus_source == "grid":
+                    self._log("bus", "site bus live from the grid")
+                else:
+                    self._log("bus", f"site bus live, island formed by {_names(after[1])}")
+                if before[0] == "dead":
+                    self._bus_back()
         elif after[1] != before[1]:
             self._log("bus", f"grid formers now: {_names(after[1])}")
         self._judge()
@@ -1304,14 +1414,16 @@ class Plant:
             if cap <= 0.0:
                 assert c.vehicle is not None
                 self._collapse(
+                    "floor",
                     f"former {c.device_id} cannot discharge: SoC {c.vehicle.soc_pct:.1f} %"
-                    f" at its floor {c.soc_floor_pct:.1f} % (MIN_SOC)"
+                    f" at its floor {c.soc_floor_pct:.1f} % (MIN_SOC)",
                 )
                 return True
             if each > cap * overload_limit + _P_EPS:
                 self._collapse(
+                    "overload",
                     f"former {c.device_id} overloaded: {each:.0f} W > {overload_limit:.2f} x"
-                    f" {cap:.0f} W"
+                    f" {cap:.0f} W",
                 )
                 return True
         if any(each > c.discharge_cap_w + _P_EPS for c in formers):
@@ -1324,13 +1436,15 @@ class Plant:
                         f"former {c.device_id} delivered {each:.0f} W > {c.discharge_cap_w:.0f} W"
                         f" for {timing.overload_max_s:g} s",
                     )
-                self._collapse(f"formers overloaded for {timing.overload_max_s:g} s")
+                self._collapse("overload", f"formers overloaded for {timing.overload_max_s:g} s")
                 return True
         else:
             self._overload_since_s = None
         return False
 
-    def _collapse(self, reason: str) -> None:
+    def _collapse(self, cause: OutageCause, reason: str) -> None:
+        """The formers trip on what the controller left them to carry: a collapse it caused."""
+        self._bus_back()  # the island was live, if only for this instant
         for charger in self.chargers.values():
             if charger.forming_live:
                 charger.fault_code = ChargerMap.FAULT_OVERLOAD
@@ -1338,8 +1452,123 @@ class Plant:
                 charger.forming_live = False
                 charger.power_w = 0.0
         self._overload_since_s = None
+        loads, loads_w = self._bus_loads_on()
+        self._add_outage("controller", cause, reason, loads, loads_w, self.time_s)
+
+    # ------------------------------------------------------------------ internals: outages
+    def _bus_loads_on(self) -> tuple[tuple[str, ...], float]:
+        """The bus loads on (relay closed, drawing), and their demand [W]."""
+        on = [
+            w.load
+            for w in self._circuit_loads["bus"]
+            if w.panel.relays[w.channel] and w.load.factor * w.load.spec.rated_power_w > _P_EPS
+        ]
+        return tuple(ld.spec.id for ld in on), sum(ld.spec.rated_power_w * ld.factor for ld in on)
+
+    def _add_outage(
+        self,
+        by: OutageBy,
+        cause: OutageCause,
+        detail: str,
+        loads: tuple[str, ...],
+        loads_w: float,
+        time_s: float,
+        ended_s: float | None = None,
+    ) -> None:
         self.collapses += 1
-        self._record("island_collapse", reason)
+        self.outages.append(Outage(time_s, by, cause, detail, loads, loads_w, ended_s))
+        if ended_s is None:
+            self._open_outage = len(self.outages) - 1
+        what = f"{detail}; {loads_w / 1000:.1f} kW of loads dropped ({', '.join(loads) or 'none'})"
+        if by == "controller":
+            self._record("island_collapse", what, time_s)
+        else:
+            self._log("collapse", f"island collapse (world): {what}")
+
+    def _bus_back(self) -> None:
+        """The bus is live again: the dark episode (if any) ends."""
+        if self._stopped is not None:
+            self._resolve_stop(onto_grid=self.bus_source == "grid")
+        if self._open_outage is not None:
+            i, self._open_outage = self._open_outage, None
+            self.outages[i] = replace(self.outages[i], ended_s=self.time_s)
+
+    def _island_died(self, formers: tuple[str, ...]) -> None:
+        """The island's bus went dead without a trip: find out why its formers stopped."""
+        loads, loads_w = self._bus_loads_on()
+        if not loads:
+            return  # shut down with nothing on it: nothing dropped
+        lost = [self.chargers[cid] for cid in formers]
+        for c in lost:
+            if c.vehicle is None:
+                detail = f"vehicle unplugged from {c.device_id} while it formed the island"
+                self._add_outage("world", "unplugged", detail, loads, loads_w, self.time_s)
+                return
+            if c.internal_fault:
+                detail = f"{c.device_id} hardware fault while it formed the island"
+                self._add_outage("world", "fault", detail, loads, loads_w, self.time_s)
+                return
+        if any(c.interlocked for c in lost):
+            started = self.breaker.travel_started_s
+            world = self._world_since(started)
+            if world is not None:
+                detail = (
+                    f"the PCC closed onto a dead grid, stopping {_names(formers)} (PCC interlock);"
+                    f" the world cut across the close commanded at {started:.3f} s: {world}"
+                )
+                self._add_outage("world", "interrupted", detail, loads, loads_w, self.time_s)
+            else:
+                detail = (
+                    f"the PCC closed onto a dead grid (commanded at {started:.3f} s), stopping"
+                    f" {_names(formers)} (PCC interlock)"
+                )
+                self._add_outage("controller", "pcc_closed", detail, loads, loads_w, self.time_s)
+            return
+        # The controller told its last former(s) to stop (OFF or FOLLOW). Planned only as a
+        # break-before-make reconnection: judged when the bus is live again or the time is up.
+        commanded = ", ".join(f"{c.device_id} {c.mode_command.name}" for c in lost)
+        stop = _Stopped(
+            self.time_s,
+            f"the controller stopped the island's last grid-former ({commanded})",
+            loads,
+            loads_w,
+            self.time_s + self.break_before_make_s,
+        )
+        self._stopped = stop
+
+        def deadline() -> None:
+            if self._stopped is stop:
+                self._resolve_stop(onto_grid=False)
+
+        self.schedule(self.break_before_make_s, deadline, "break-before-make allowance")
+
+    def _resolve_stop(self, onto_grid: bool) -> None:
+        """A controller stop ends: planned if the PCC closed onto the grid in time, otherwise a
+        collapse (the world's, if it cut across the stop)."""
+        stop = self._stopped
+        assert stop is not None
+        self._stopped = None
+        now = self.time_s
+        if onto_grid and now <= stop.until_s + _T_EPS:
+            self._log(
+                "bus",
+                f"site bus dark {now - stop.time_s:.3f} s for a break-before-make reconnection",
+            )
+            return
+        ended = now if self.bus_live else None
+        how = "the bus came back as an island" if self.bus_live else "the PCC did not close"
+        detail = (
+            f"{stop.detail} with loads on; not a break-before-make reconnection ({how}"
+            f" within {self.break_before_make_s:g} s)"
+        )
+        world = self._world_since(stop.time_s)
+        if world is not None:
+            detail = f"{detail}; the world cut across it: {world}"
+            by: OutageBy = "world"
+            cause: OutageCause = "interrupted"
+        else:
+            by, cause = "controller", "stopped"
+        self._add_outage(by, cause, detail, stop.loads, stop.loads_w, stop.time_s, ended)
 
     def _circuit_draw_w(self, supply: str) -> float:
         return sum(
@@ -1419,6 +1648,19 @@ class Plant:
 
 
 # --------------------------------------------------------------------------- helpers
+def outage_json(outage: Outage) -> dict[str, Any]:
+    """An outage as JSON-ready data (GET /state, a drill's report.json)."""
+    return {
+        "time_s": outage.time_s,
+        "ended_s": outage.ended_s,
+        "by": outage.by,
+        "cause": outage.cause,
+        "detail": outage.detail,
+        "loads": list(outage.loads),
+        "loads_w": round(outage.loads_w, 1),
+    }
+
+
 def _rating(device: Device) -> float:
     if device.rating_w is None:
         raise ValueError(f"a {device.driver} needs rating_w")

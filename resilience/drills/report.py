@@ -5,7 +5,8 @@ Python, its style is inline, and it loads nothing (no script, no font, no
 image from anywhere). Charts of a drill: load served per tier (stacked) and
 supply over time, each vehicle's state of charge against its owner's reserve,
 the mode timeline; then the criteria table and the record (transitions,
-violations, alarms, vehicles, operator commands, timeline events). A survival
+violations, island collapses, alarms, vehicles, operator commands, timeline
+events). A survival
 report has the survival curves and a table.
 
 Units in the data: seconds [s] of drill time, watts [W], kWh, percent [%].
@@ -447,6 +448,32 @@ def drill_html(result: dict[str, Any]) -> str:
                 [
                     (_fmt_t(v["time_s"]), v["kind"], v["detail"])
                     for v in result["safety_violations"]
+                ],
+            )
+        )
+    else:
+        parts.append("<p>None.</p>")
+    parts.append("<h2>Island collapses (counted by the plant)</h2>")
+    parts.append(
+        '<p class="meta">The bus of an island went dead with loads on. Caused by the'
+        " controller: also a safety violation (island_collapse). Caused by the world (a"
+        " grid-former unplugged or faulted): counted, not a violation.</p>"
+    )
+    collapses = result.get("island_collapses", [])
+    if collapses:
+        parts.append(
+            _table(
+                ["time", "bus live again", "caused by", "cause", "loads dropped [kW]", "detail"],
+                [
+                    (
+                        _fmt_t(o["time_s"]),
+                        _fmt_t(o["ended_s"]) if o["ended_s"] is not None else "not again",
+                        o["by"],
+                        o["cause"],
+                        round(o["loads_w"] / 1000, 2),
+                        o["detail"],
+                    )
+                    for o in collapses
                 ],
             )
         )

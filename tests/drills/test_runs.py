@@ -3,13 +3,17 @@ reports have every key and the HTML page is self-contained. (Speed is measured i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from firmware_sim import drill
+from resilience.drills.scenario import load_scenario
+from resilience.model import BreakerCommand
 
 REPO = Path(__file__).resolve().parents[2]
 DRILLS = REPO / "config" / "drills"
@@ -17,6 +21,7 @@ DATA = Path(__file__).resolve().parent / "data"
 
 REPORT_KEYS = {
     "scenario",
+    "island_collapses",
     "passed",
     "criteria",
     "sim_seconds",
@@ -101,10 +106,116 @@ def test_report_has_every_key_and_a_self_contained_page(tmp_path: Path) -> None:
     assert any(t["to"] == "black_start" for t in report["transitions"])  # type: ignore[union-attr]
     assert any(a["code"] == "former_lost" for a in report["alarms"])  # type: ignore[union-attr]
     assert report["control_steps"] > 0
+    # charger_1's fault drops the island: a collapse the world caused, counted, not a violation
+    assert report["plant"]["collapses"] == 1  # type: ignore[index]
+    assert report["plant"]["collapses_by_world"] == 1  # type: ignore[index]
+    assert report["plant"]["collapses_by_controller"] == 0  # type: ignore[index]
+    (collapse,) = report["island_collapses"]  # type: ignore[misc]
+    assert (collapse["by"], collapse["cause"]) == ("world", "fault")
+    assert collapse["loads"] and collapse["ended_s"] > collapse["time_s"]
+    assert report["safety_violations"] == []
+    verdicts = {c["name"]: c for c in report["criteria"]}  # type: ignore[union-attr]
+    assert "caused by the world (not violations): 1" in verdicts["safety violations"]["detail"]
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Island collapses" in page and "charger_1 hardware fault" in page
     assert "http://" not in page and "https://" not in page
     assert "<script" not in page and "<link" not in page and "@import" not in page
     assert page.count("<svg") >= 4  # mode timeline, tiers, supply, state of charge
     assert "Pass criteria" in page and "PASSED" in page
     # the controller's own store, with simulated timestamps
     assert (tmp_path / "drill.sqlite").exists()
+
+
+# --------------------------------------------------------------------------- resynchronising
+GRID_LOSS_AND_RETURN = """
+[scenario]
+name = "60 Hz grid loss and return"
+site = "site.toml"
+start = "2025-03-10T14:00:00+03:00"
+duration = "20m"
+
+[initial]
+load_factor = 0.7
+
+[[events]]
+at = "1m"
+kind = "grid_loss"
+
+[[events]]
+at = "3m"
+kind = "grid_return"
+
+[criteria]
+max_unserved_kwh = { life_safety = 0.05 }
+unserved_scope = "bus"
+max_safety_violations = 0
+must_enter = ["islanded", "resynchronising"]
+final_mode = "grid_connected"
+"""
+
+
+def site_60hz(tmp_path: Path, breaker_close_time_s: float) -> Path:
+    """The reference site on a 60 Hz grid, with the breaker closing in breaker_close_time_s
+    (which sets the island's angle against the grid once it is back: the dark interval of
+    the black start is the breaker's operate time plus the former's soft start)."""
+    text = (REPO / "config" / "site.toml").read_text(encoding="utf-8")
+    for old, new in (
+        ("nominal_frequency_hz = 50.0", "nominal_frequency_hz = 60.0"),
+        ("frequency_window_hz = [49.5, 50.5]", "frequency_window_hz = [59.5, 60.5]"),
+        ("breaker_close_time_s = 0.05", f"breaker_close_time_s = {breaker_close_time_s}"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    (tmp_path / "site.toml").write_text(text, encoding="utf-8")
+    scenario = tmp_path / "grid_loss_and_return.toml"
+    scenario.write_text(GRID_LOSS_AND_RETURN, encoding="utf-8")
+    return scenario
+
+
+@pytest.mark.parametrize("slow_step_s", [None, 7.0], ids=["slow-step-default", "slow-step-7s"])
+@pytest.mark.parametrize("breaker_close_time_s", [0.05, 0.06, 0.08])
+def test_resynchronisation_closes_at_the_first_window_at_speed_max(
+    tmp_path: Path, breaker_close_time_s: float, slow_step_s: float | None
+) -> None:
+    """While resynchronising, the runner cycles the controller at its own period: between two
+    slow steps the slip would carry the angle past the synchronism window (once a slip
+    period is a whole number of slow steps it is never seen in the window again)."""
+    loaded = load_scenario(site_60hz(tmp_path, breaker_close_time_s))
+    kwargs: dict[str, Any] = {} if slow_step_s is None else {"slow_step_s": slow_step_s}
+    report = asyncio.run(drill.run_max(loaded, tmp_path / "out", progress=False, **kwargs))
+    assert [a["code"] for a in report["alarms"] if a["code"] == "resync_failed"] == []
+    assert report["final_mode"] == "grid_connected"
+    assert report["safety_violations"] == []
+    assert report["passed"], [c for c in report["criteria"] if not c["passed"]]
+    transitions = report["transitions"]
+    entered = next(t["time_s"] for t in transitions if t["to"] == "resynchronising")
+    left = next(t for t in transitions if t["from"] == "resynchronising")
+    assert left["to"] == "grid_connected"
+    # the angle comes round once per slip period (0.1 Hz: 10 s)
+    slip_period_s = 1.0 / loaded.site.sync.slip_frequency_hz
+    assert left["time_s"] - entered <= slip_period_s + 1.0
+
+
+def test_timed_actions_keep_the_controller_at_its_own_period(tmp_path: Path) -> None:
+    loaded = load_scenario(site_60hz(tmp_path, 0.05))
+    built = drill.build(loaded, tmp_path / "out")
+    try:
+        modes = built.controller.modes
+        modes.machine.set_state("grid_connected")
+        assert not drill.timed_action_pending(modes, 100.0)
+        modes.memory.ramp_down_from_s = 98.0  # reconnected 2 s ago: ramping down
+        assert drill.timed_action_pending(modes, 100.0)
+        assert not drill.timed_action_pending(modes, 104.0)
+        modes.memory.ramp_down_from_s = None
+        modes.memory.pcc_command = BreakerCommand.CLOSE
+        modes.memory.pcc_command_s = 99.5  # waiting for the breaker's feedback
+        assert drill.timed_action_pending(modes, 100.0)
+        assert not drill.timed_action_pending(modes, 101.0)  # long closed (or retried)
+        for mode in ("islanded", "emergency"):
+            modes.machine.set_state(mode)
+            assert not drill.timed_action_pending(modes, 200.0)
+        for mode in ("resynchronising", "black_start", "islanding", "planned_islanding"):
+            modes.machine.set_state(mode)
+            assert drill.timed_action_pending(modes, 200.0)
+    finally:
+        built.store.close()

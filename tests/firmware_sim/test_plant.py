@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from firmware_sim.plant import Plant, PlantTiming
+from resilience.config import SiteConfig
 from resilience.drivers.registers import BidirectionalCharger as ChargerMap
 from resilience.drivers.registers import SunSpecInverter
 from resilience.model import BreakerCommand, BreakerPosition, ChargerMode, ChargerState, Tier
@@ -318,6 +319,241 @@ def test_unplugging_a_former_faults_it_and_drops_the_bus(plant: Plant) -> None:
     charger = plant.chargers["charger_1"]
     assert charger.state == ChargerState.UNPLUGGED
     assert charger.fault_code == ChargerMap.FAULT_UNPLUGGED_WHILE_ACTIVE
+
+
+# --------------------------------------------------------------------------- collapses and outages
+def test_unplugging_the_forming_car_mid_island_is_a_collapse_the_world_caused(
+    plant: Plant,
+) -> None:
+    black_start(plant)
+    plant.step(10.0)
+    plant.unplug("charger_1")
+    assert plant.collapses == 1
+    assert plant.violations == []  # the world did it, not the controller
+    (outage,) = plant.outages
+    assert (outage.by, outage.cause) == ("world", "unplugged")
+    assert outage.time_s == pytest.approx(plant.time_s)
+    assert "charger_1" in outage.detail
+    assert outage.loads_w == pytest.approx(LIFE_SAFETY_W + CRITICAL_W)
+    assert "medical_fridge" in outage.loads and "hvac" not in outage.loads
+    assert outage.ended_s is None  # still dark
+    plant.step(3.0)
+    form(plant, "charger_2")  # the controller's black start on the other former
+    assert plant.bus_live
+    assert plant.outages[0].ended_s == pytest.approx(plant.time_s)
+    assert plant.collapses == 1 and plant.violations == []
+
+
+def test_two_unplugs_in_one_dark_episode_count_once(plant: Plant) -> None:
+    black_start(plant)
+    plant.unplug("charger_1")
+    plant.step(1.0)
+    plant.plug("charger_1", "fleet_1", soc_pct=80.0, capacity_wh=77400)  # still told to FORM
+    plant.step(plant.timing.form_soft_start_s / 2)
+    plant.unplug("charger_1")  # gone again before its soft start ended: the bus stayed dark
+    plant.unplug("charger_3")
+    assert not plant.bus_live
+    assert plant.collapses == 1 and len(plant.outages) == 1
+    form(plant, "charger_2")  # live again: the episode is over; a new loss is a new one
+    plant.unplug("charger_2")
+    assert plant.collapses == 2
+    assert [o.cause for o in plant.outages] == ["unplugged", "unplugged"]
+    assert plant.violations == []
+
+
+def test_fault_of_the_forming_charger_is_a_collapse_the_world_caused(plant: Plant) -> None:
+    black_start(plant)
+    plant.fault("charger_1")
+    assert plant.collapses == 1 and plant.violations == []
+    assert [(o.by, o.cause) for o in plant.outages] == [("world", "fault")]
+
+
+def test_overload_collapse_is_a_violation_and_an_outage_the_controller_caused(
+    plant: Plant,
+) -> None:
+    black_start(plant)
+    relay(plant, "hvac", True)  # 12 kW more onto an 11 kW former
+    assert not plant.bus_live
+    assert kinds(plant) == ["island_collapse"]
+    assert plant.collapses == 1
+    (outage,) = plant.outages
+    assert (outage.by, outage.cause) == ("controller", "overload")
+    assert "hvac" in outage.loads
+    assert plant.violations[0].time_s == outage.time_s
+
+
+def test_the_dark_bus_before_the_first_black_start_is_not_a_collapse(plant: Plant) -> None:
+    plant.grid_loss()  # the grid died: the bus was never an island
+    open_breaker(plant)
+    plant.step(30.0)
+    shed_above(plant, Tier.CRITICAL)
+    form(plant)
+    assert plant.bus_live
+    assert plant.collapses == 0 and plant.outages == []
+
+
+def test_planned_islanding_dark_interval_is_not_a_collapse(plant: Plant) -> None:
+    shed_above(plant, Tier.CRITICAL)
+    open_breaker(plant)  # the grid is healthy: PCC open, bus dark until the former is up
+    assert not plant.bus_live
+    form(plant)
+    assert plant.bus_live and plant.bus_source == "island"
+    assert plant.collapses == 0 and plant.violations == []
+
+
+def test_an_island_shut_down_with_every_load_off_is_not_a_collapse(plant: Plant) -> None:
+    black_start(plant)
+    for load_id in plant.loads:
+        relay(plant, load_id, False)
+    plant.set_charger_mode("charger_1", ChargerMode.OFF)
+    plant.step(5.0)
+    assert not plant.bus_live
+    assert plant.collapses == 0 and plant.violations == []
+
+
+def test_the_controller_stopping_its_last_former_with_loads_on_is_a_collapse(
+    plant: Plant,
+) -> None:
+    black_start(plant)
+    plant.step(10.0)
+    stopped_s = plant.time_s
+    plant.set_charger_mode("charger_1", ChargerMode.OFF)
+    assert not plant.bus_live
+    plant.step(plant.break_before_make_s / 2)
+    assert plant.collapses == 0  # it might still be a break-before-make reconnection
+    plant.step(plant.break_before_make_s)
+    assert kinds(plant) == ["island_collapse"]
+    (outage,) = plant.outages
+    assert (outage.by, outage.cause) == ("controller", "stopped")
+    assert outage.time_s == pytest.approx(stopped_s)
+    assert plant.violations[0].time_s == pytest.approx(stopped_s)
+    assert "charger_1 OFF" in outage.detail
+    assert outage.ended_s is None
+
+
+def test_the_allowance_follows_the_site_file(plant: Plant, site_config: SiteConfig) -> None:
+    cycle = site_config.site.cycle_period_s
+    assert plant.break_before_make_s == pytest.approx(
+        2 * cycle + site_config.grid.breaker_operate_timeout_s
+    )
+
+
+def test_a_black_start_handover_that_stops_a_live_former_is_a_collapse(plant: Plant) -> None:
+    black_start(plant)
+    plant.set_charger_mode("charger_1", ChargerMode.OFF)
+    form(plant, "charger_2")  # back as an island: not a reconnection, a blackout
+    assert plant.bus_live
+    assert kinds(plant) == ["island_collapse"]
+    (outage,) = plant.outages
+    assert (outage.by, outage.cause) == ("controller", "stopped")
+    assert outage.ended_s == pytest.approx(plant.time_s)
+    assert "came back as an island" in outage.detail
+
+
+def islanded_with_the_grid_back(plant: Plant) -> None:
+    """Islanded on charger_1, the grid back and healthy for the return-to-service delay."""
+    shed_above(plant, Tier.CRITICAL)
+    plant.set_pv_available(0)
+    plant.grid_loss()
+    open_breaker(plant)
+    form(plant)
+    plant.step(60.0)
+    plant.grid_return()
+    plant.step(300.0)
+
+
+def reconnect_break_before_make(plant: Plant) -> None:
+    """A former without PCC interlock must not be closed onto the grid: the controller stops
+    the island first (the bus goes dark), then closes the PCC onto the dead bus."""
+    islanded_with_the_grid_back(plant)
+    plant.set_charger_mode("charger_1", ChargerMode.OFF)
+
+
+def test_break_before_make_reconnection_is_not_a_collapse(plant_without_interlock: Plant) -> None:
+    plant = plant_without_interlock
+    reconnect_break_before_make(plant)
+    assert not plant.bus_live
+    plant.step(0.04)  # two control cycles later the controller closes onto the dead bus
+    close_breaker(plant)
+    assert plant.bus_source == "grid"
+    plant.step(5.0)
+    assert plant.collapses == 0 and plant.violations == []
+    assert any("break-before-make" in e.detail for e in plant.log)
+
+
+def test_a_break_before_make_that_never_closes_is_the_controllers_collapse(
+    plant_without_interlock: Plant,
+) -> None:
+    plant = plant_without_interlock
+    reconnect_break_before_make(plant)
+    plant.step(plant.break_before_make_s + 0.01)
+    close_breaker(plant)  # too late: the loads were dark for longer than the design allows
+    assert kinds(plant) == ["island_collapse"]
+    assert [(o.by, o.cause) for o in plant.outages] == [("controller", "stopped")]
+    assert plant.outages[0].ended_s == pytest.approx(plant.time_s)
+
+
+def test_a_grid_loss_during_break_before_make_is_the_worlds_collapse(
+    plant_without_interlock: Plant,
+) -> None:
+    plant = plant_without_interlock
+    reconnect_break_before_make(plant)
+    plant.step(0.02)
+    plant.grid_loss()  # nothing to close onto: the controller black starts instead
+    plant.step(1.0)
+    form(plant)
+    assert plant.collapses == 1 and plant.violations == []
+    (outage,) = plant.outages
+    assert (outage.by, outage.cause) == ("world", "interrupted")
+    assert "grid lost" in outage.detail
+
+
+def test_a_break_before_make_through_a_failed_breaker_is_the_worlds_collapse(
+    plant_without_interlock: Plant,
+) -> None:
+    plant = plant_without_interlock
+    islanded_with_the_grid_back(plant)
+    plant.fail_to_operate()  # nobody can tell until it is commanded
+    plant.step(60.0)
+    plant.set_charger_mode("charger_1", ChargerMode.OFF)
+    plant.step(0.04)
+    plant.command_breaker(BreakerCommand.CLOSE)  # ... and it does not move
+    plant.step(plant.break_before_make_s)
+    assert plant.collapses == 1 and plant.violations == []
+    (outage,) = plant.outages
+    assert (outage.by, outage.cause) == ("world", "interrupted")
+    assert "failed to operate" in outage.detail
+
+
+def test_closing_onto_a_dead_grid_stops_an_interlocked_island(plant: Plant) -> None:
+    black_start(plant)
+    plant.step(10.0)
+    close_breaker(plant)  # the grid is still dead
+    assert not plant.bus_live
+    assert kinds(plant) == ["island_collapse"]
+    assert [(o.by, o.cause) for o in plant.outages] == [("controller", "pcc_closed")]
+
+
+def test_the_grid_failing_while_the_pcc_closes_is_the_worlds_collapse(plant: Plant) -> None:
+    black_start(plant)
+    plant.grid_return()
+    plant.step(300.0)
+    plant.command_breaker(BreakerCommand.CLOSE)
+    plant.step(plant.breaker_operate_s / 2)
+    plant.grid_loss()
+    plant.step(plant.breaker_operate_s)
+    assert not plant.bus_live
+    assert plant.collapses == 1 and plant.violations == []
+    assert [(o.by, o.cause) for o in plant.outages] == [("world", "interrupted")]
+
+
+def test_state_lists_outages(plant: Plant) -> None:
+    black_start(plant)
+    plant.unplug("charger_1")
+    state = plant.state()
+    assert state["collapses"] == 1
+    assert state["outages"][0]["by"] == "world"
+    assert state["outages"][0]["cause"] == "unplugged"
 
 
 # --------------------------------------------------------------------------- followers
