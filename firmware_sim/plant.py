@@ -29,8 +29,10 @@ dark. Every collapse is counted in `collapses` and described by an `Outage`
   the controller stopping the island's last former (mode OFF or FOLLOW) with
   loads on (``stopped``), unless the PCC then closes onto the live grid within
   `break_before_make_s` (a planned break-before-make reconnection: logged, not
-  counted); the PCC closing onto a dead grid, which stops an interlocked
-  former (``pcc_closed``).
+  counted), or another former forms the island within that allowance after every
+  stopped one had reached its MIN_SOC floor (a handover at the reserve, likewise);
+  the PCC closing onto a dead grid, which stops an interlocked former
+  (``pcc_closed``).
 - ``by="world"``, counted and reported, not a violation: the forming vehicle
   unplugged (``unplugged``), an injected hardware fault of the former
   (``fault``), or the world cutting across one of the controller's own
@@ -99,6 +101,7 @@ V2L_VOLTAGE_V = 230.0  # [V] a vehicle's V2L socket is single-phase
 DELIVERING_W = 50.0  # [W] above this a vehicle counts as delivering power (below_reserve)
 RESERVE_TOLERANCE_PCT = 0.1  # [%] SoC slack before below_reserve is called
 OVER_RATING_TOLERANCE = 0.02  # [-] fraction above rating before over_rating is called
+HANDOVER_SOC_TOLERANCE_PCT = 1.0  # [%] a former stopped this close to its floor hands over
 DEFAULT_CUTOFF_SOC_PCT = 10.0  # [%] a vehicle's own V2L cut-off
 MODBUS_EXCEPTION_CODES = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 10, 11})
 
@@ -428,6 +431,9 @@ class _Stopped:
     loads: tuple[str, ...]
     loads_w: float
     until_s: float
+    # every stopped former was at its MIN_SOC floor: a handover to another former, planned
+    # if that one forms within the same allowance
+    handover: bool = False
 
 
 @dataclass(order=True)
@@ -1533,6 +1539,11 @@ class Plant:
             loads,
             loads_w,
             self.time_s + self.break_before_make_s,
+            handover=all(
+                c.vehicle is not None
+                and c.vehicle.soc_pct <= c.soc_floor_pct + HANDOVER_SOC_TOLERANCE_PCT
+                for c in lost
+            ),
         )
         self._stopped = stop
 
@@ -1549,10 +1560,18 @@ class Plant:
         assert stop is not None
         self._stopped = None
         now = self.time_s
-        if onto_grid and now <= stop.until_s + _T_EPS:
+        in_time = now <= stop.until_s + _T_EPS
+        if onto_grid and in_time:
             self._log(
                 "bus",
                 f"site bus dark {now - stop.time_s:.3f} s for a break-before-make reconnection",
+            )
+            return
+        if stop.handover and in_time and self.bus_source == "island":
+            self._log(
+                "bus",
+                f"site bus dark {now - stop.time_s:.3f} s for a grid-former handover at its"
+                " reserve",
             )
             return
         ended = now if self.bus_live else None

@@ -55,6 +55,7 @@ from resilience.policies.vehicles import (
     allocate_power,
     can_discharge,
     choose_former,
+    discharge_floor_pct,
     discharge_limit_w,
     outlet_enabled,
     secure_shares,
@@ -72,6 +73,7 @@ RUNBOOKS: dict[Mode, str] = {
     Mode.RESYNCHRONISING: "runbooks/resynchronising.md",
 }
 
+HANDOVER_SOC_PCT = 0.5  # [%] a former this close above its discharge floor hands over
 ISLAND_MODES = frozenset({Mode.ISLANDED, Mode.EMERGENCY, Mode.RESYNCHRONISING})
 BLACK_START_TIMEOUT_S = 5.0  # a former that has not energised the bus by then is given up
 FORMER_RETRY_S = 60.0  # a former that failed is not chosen again for this long
@@ -441,7 +443,9 @@ def g_former_lost(ctx: GuardContext) -> str | None:
         return f"grid-former {former.charger_id} stopped forming ({former.state.name.lower()})"
     if bus_dead(ctx):
         return "site bus dead"
-    floor = former.reserve_soc_pct + ctx.config.dispatch.reserve_margin_pct / 2
+    # Hand over before the former reaches the SoC at which its charger stops it (its
+    # MIN_SOC, reserve plus margin): there it would drop the island with every load on.
+    floor = discharge_floor_pct(former, ctx.config.dispatch) + HANDOVER_SOC_PCT
     if former.soc_pct <= floor:
         other = choose_former(
             ctx.snap.vehicles, ctx.config.dispatch, frozenset({former.charger_id})

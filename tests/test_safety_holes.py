@@ -254,3 +254,19 @@ def test_a_failed_shed_cancels_the_restores_after_it() -> None:
         assert site.plant.violations == []
     finally:
         site.close()
+
+
+# --------------------------------------------------------------------------- item 6
+def test_a_former_near_its_reserve_hands_over_without_a_collapse(site: InProcessSite) -> None:
+    """Before its charger's MIN_SOC stops it with every load on, the former hands the
+    island to another one: a dark blip the referee counts as planned, not a collapse."""
+    site.islanded()
+    site.seconds(2)
+    assert site.plant.former_ids == ("charger_1",)
+    site.plant.vehicles["fleet_1"].soc_pct = 30.9  # reserve 30 %, MIN_SOC 30.5 %
+    site.seconds(30)
+    assert site.plant.former_ids == ("charger_2",)
+    assert site.mode is Mode.ISLANDED
+    assert site.plant.collapses == 0
+    assert site.plant.violations == []
+    assert site.plant.vehicle_soc("fleet_1") >= 30.0

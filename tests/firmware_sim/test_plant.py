@@ -450,6 +450,34 @@ def test_a_black_start_handover_that_stops_a_live_former_is_a_collapse(plant: Pl
     assert "came back as an island" in outage.detail
 
 
+def test_a_handover_at_the_reserve_is_planned_not_a_collapse(plant: Plant) -> None:
+    """The former stopped at its MIN_SOC floor and another forming within the allowance is
+    the controller's planned handover (its charger would stop it anyway, loads on)."""
+    black_start(plant)
+    plant.set_charger_setpoints("charger_1", min_soc_pct=30.5)
+    vehicle = plant.chargers["charger_1"].vehicle
+    assert vehicle is not None
+    vehicle.soc_pct = 31.0
+    plant.set_charger_mode("charger_1", ChargerMode.OFF)
+    form(plant, "charger_2")
+    assert plant.bus_live
+    assert plant.collapses == 0 and kinds(plant) == []
+    assert any("handover at its reserve" in e.detail for e in plant.log)
+
+
+def test_a_handover_that_does_not_form_in_time_is_a_collapse(plant: Plant) -> None:
+    black_start(plant)
+    plant.set_charger_setpoints("charger_1", min_soc_pct=30.5)
+    vehicle = plant.chargers["charger_1"].vehicle
+    assert vehicle is not None
+    vehicle.soc_pct = 31.0
+    plant.set_charger_mode("charger_1", ChargerMode.OFF)
+    plant.step(plant.break_before_make_s + 0.5)
+    form(plant, "charger_2")
+    (outage,) = plant.outages
+    assert (outage.by, outage.cause) == ("controller", "stopped")
+
+
 def islanded_with_the_grid_back(plant: Plant) -> None:
     """Islanded on charger_1, the grid back and healthy for the return-to-service delay."""
     shed_above(plant, Tier.CRITICAL)
