@@ -171,6 +171,10 @@ class DispatchSection(_Model):
     # Loads may draw more than their rating when a dead bus is energised (motors starting,
     # thermostats that all call at once): a black start counts each at this multiple.
     cold_load_factor: Annotated[float, Field(ge=1, le=5)] = 1.0
+    # A car with an announced leaving time is wound down before it: full rating until this
+    # long before, falling to nothing at half of it (policies/leaving.py). Long enough to
+    # shed a V2L circuit's loads one by one and to move an island off a leaving former.
+    leave_notice_s: Annotated[float, Field(ge=60, le=3600)] = 600.0
 
 
 class ApiSection(_Model):

@@ -57,6 +57,7 @@ from resilience.model import (
     VehicleState,
 )
 from resilience.modes import Memory, SiteModes
+from resilience.occupancy import Occupancy, describe
 from resilience.outputs import Decision, Outputs
 from resilience.overrides import OverrideError, Overrides, VehicleView
 from resilience.store import Store
@@ -329,9 +330,14 @@ class Controller:
             built[load.id] = (inputs, state)
             loads.append(state)
         vehicles: list[VehicleState] = []
+        seen: list[Occupancy] = []  # connectors whose occupancy this reading changed
         for charger_id, device in self._chargers:
             reading: ChargerReading | None = self._reading(charger_id)
-            inputs = (reading, overrides.vehicle_at(config, charger_id, wall))
+            plugged = None if reading is None else reading.state is not ChargerState.UNPLUGGED
+            if (new := overrides.observe(config, charger_id, plugged, wall)) is not None:
+                seen.append(new)
+            forming = reading is not None and reading.state is ChargerState.FORMING
+            inputs = (reading, overrides.vehicle_at(config, charger_id, wall, forming=forming))
             cached = built.get(charger_id)
             if cached is not None and cached[0] == inputs:
                 vehicles.append(cached[1])
@@ -342,6 +348,9 @@ class Controller:
         outlets: list[OutletState] = []
         for outlet_id, device in self._outlets:
             o: OutletReading | None = self._reading(outlet_id)
+            plugged = None if o is None else o.state is not V2LState.UNPLUGGED
+            if (new := overrides.observe(config, outlet_id, plugged, wall)) is not None:
+                seen.append(new)
             inputs = (o, overrides.vehicle_at(config, outlet_id, wall))
             cached = built.get(outlet_id)
             if cached is not None and cached[0] == inputs:
@@ -350,6 +359,10 @@ class Controller:
             outlet_state = _outlet_state(outlet_id, device, o, inputs[1])
             built[outlet_id] = (inputs, outlet_state)
             outlets.append(outlet_state)
+        for new in seen:
+            self.store.record_event("vehicle", describe(new), data={"connector": new.connector})
+        if seen:
+            self.store.put_state("overrides", overrides.to_state())
         pv: PVState | None = None
         for inverter_id, device in self._inverters:
             inv: InverterReading | None = self._reading(inverter_id)
@@ -530,11 +543,17 @@ class Controller:
                 detail = (
                     f"accepted: {donor.vehicle_id} at {donor.connector},"
                     f" keeps {donor.reserve_soc_pct:g} %"
+                    + ("" if donor.car_seen else " (waiting for it to be plugged in)")
                 )
             elif name == "release_vehicle":
                 former = modes.memory.former_id if modes.mode is not Mode.GRID_CONNECTED else None
-                donor = self.overrides.release(str(args["vehicle_id"]), former_connector=former)
-                detail = f"accepted: {donor.vehicle_id} released from {donor.connector}"
+                donor = self.overrides.release(
+                    str(args["vehicle_id"]), former_connector=former, now_wall=self.wall()
+                )
+                detail = (
+                    f"accepted: {donor.vehicle_id} released from {donor.connector};"
+                    " it gives nothing until it is unplugged"
+                )
             else:
                 return CommandResult(name, "refused", f"unknown command {name!r}")
         except KeyError as exc:
@@ -673,12 +692,12 @@ def _load_state(load: LoadConfig, panel: PanelReading | None, tier: Tier) -> Loa
 
 
 def _vehicle_state(
-    charger_id: str, device: Device, reading: ChargerReading | None, vehicle: VehicleView | None
+    charger_id: str, device: Device, reading: ChargerReading | None, vehicle: VehicleView
 ) -> VehicleState:
-    # An unregistered vehicle keeps everything: reserve 100 % until someone registers it,
-    # and so does one past its leaving time.
-    reserve = 100.0 if vehicle is None or vehicle.leaving else vehicle.reserve_soc_pct
-    vehicle_id = vehicle.vehicle_id if vehicle is not None else None
+    # The connector's occupancy says whose car it is and what it keeps (Overrides.vehicle_at):
+    # 100 % for a car nobody vouches for, a released one, and one about to leave.
+    reserve = vehicle.reserve_soc_pct
+    vehicle_id = vehicle.vehicle_id
     rating = device.rating_w or 0.0
     if reading is None:
         # A silent charger gives nothing, but may still be drawing up to its rating
@@ -701,13 +720,16 @@ def _vehicle_state(
             False,
         )
     limit = min(reading.max_discharge_w, rating)
-    if vehicle is not None and vehicle.max_discharge_w is not None:
+    if vehicle.max_discharge_w is not None:
         limit = min(limit, vehicle.max_discharge_w)
+    charge = min(reading.max_charge_w, rating)
+    if vehicle.max_charge_w is not None:
+        charge = min(charge, vehicle.max_charge_w)
     return VehicleState(
         charger_id=charger_id,
         vehicle_id=vehicle_id,
         plugged=reading.state is not ChargerState.UNPLUGGED,
-        can_form=device.can_form and reading.can_form,
+        can_form=device.can_form and reading.can_form and vehicle.may_form,
         state=reading.state,
         mode=reading.mode,
         soc_pct=reading.soc_pct,
@@ -715,32 +737,37 @@ def _vehicle_state(
         capacity_wh=reading.capacity_wh,
         power_w=reading.power_w,
         max_discharge_w=limit,
-        max_charge_w=min(reading.max_charge_w, rating),
+        max_charge_w=charge,
         bus_voltage_v=reading.ac_voltage_v,
         bus_frequency_hz=reading.ac_frequency_hz,
         available=True,
         pcc_interlock=device.pcc_interlock and reading.pcc_interlock,
+        leave_in_s=vehicle.leave_in_s,
     )
 
 
 def _outlet_state(
-    outlet_id: str, device: Device, o: OutletReading | None, vehicle: VehicleView | None
+    outlet_id: str, device: Device, o: OutletReading | None, vehicle: VehicleView
 ) -> OutletState:
-    reserve = 100.0 if vehicle is None or vehicle.leaving else vehicle.reserve_soc_pct
+    reserve = vehicle.reserve_soc_pct
     rating = device.rating_w or 0.0
     if o is None:
         return OutletState(
             outlet_id, None, V2LState.UNPLUGGED, 0.0, reserve, 0.0, 0.0, rating, False, False
         )
+    rating_w = min(rating, o.rating_w) if o.rating_w > 0 else rating
+    if vehicle.max_discharge_w is not None:
+        # Winding down before its driver leaves: the circuit is shed to fit, then opened.
+        rating_w = min(rating_w, vehicle.max_discharge_w)
     return OutletState(
         outlet_id=outlet_id,
-        vehicle_id=vehicle.vehicle_id if vehicle is not None else None,
+        vehicle_id=vehicle.vehicle_id,
         state=o.state,
         soc_pct=o.soc_pct,
         reserve_soc_pct=reserve,
         capacity_wh=o.capacity_wh,
         power_w=o.power_w,
-        rating_w=min(rating, o.rating_w) if o.rating_w > 0 else rating,
+        rating_w=rating_w,
         enabled=o.enabled,
         available=True,
     )

@@ -156,6 +156,9 @@ class VehicleState:
     # Configured and reported: it cannot form while the PCC is closed, so it may be closed
     # onto the grid while forming (make before break).
     pcc_interlock: bool = False
+    # Whole seconds until its driver's announced leaving time (negative once past); None
+    # when none was given (policies/leaving.py winds the connector down before it).
+    leave_in_s: float | None = None
 
     @property
     def energy_above_reserve_wh(self) -> float:

@@ -458,6 +458,28 @@ def g_former_lost(ctx: GuardContext) -> str | None:
     return None
 
 
+def g_former_leaving(ctx: GuardContext) -> str | None:
+    """The grid-former's driver leaves within `dispatch.leave_notice_s`: black start on
+    another former now, while it still forms (a brief dark interval), so that it can be
+    wound down and unplugged giving nothing. Fired as `former_lost`: the leaving car is
+    then not retried as a former, and is not chosen again while it is due to leave
+    (`policies.leaving.may_start_forming`). With no other former it keeps forming (the
+    supervisor raises `former_leaving`)."""
+    former = former_state(ctx)
+    if former is None or not former.available or former.state is not ChargerState.FORMING:
+        return None
+    leave_in = former.leave_in_s
+    if leave_in is None or leave_in > ctx.config.dispatch.leave_notice_s:
+        return None
+    other = choose_former(ctx.snap.vehicles, ctx.config.dispatch, frozenset({former.charger_id}))
+    if other is None:
+        return None
+    return (
+        f"grid-former {former.charger_id} ({former.vehicle_id}) leaves in {max(leave_in, 0):.0f} s;"
+        f" black start on {other} before it does"
+    )
+
+
 def former_silent(ctx: GuardContext) -> bool:
     """The island has a grid-former that is not answering (its state is unknown)."""
     if ctx.memory.former_id is None:
@@ -564,10 +586,12 @@ TRANSITIONS: tuple[tuple[str, Mode, Mode, Guard], ...] = (
     ("no_former", Mode.BLACK_START, Mode.EMERGENCY, g_no_former),
     ("pcc_not_open", Mode.ISLANDED, Mode.ISLANDING, g_pcc_not_open),
     ("former_lost", Mode.ISLANDED, Mode.BLACK_START, g_former_lost),
+    ("former_lost", Mode.ISLANDED, Mode.BLACK_START, g_former_leaving),
     ("shortfall", Mode.ISLANDED, Mode.EMERGENCY, g_shortfall),
     ("grid_returned", Mode.ISLANDED, Mode.RESYNCHRONISING, g_grid_returned),
     ("pcc_not_open", Mode.EMERGENCY, Mode.ISLANDING, g_pcc_not_open),
     ("former_lost", Mode.EMERGENCY, Mode.BLACK_START, g_former_lost),
+    ("former_lost", Mode.EMERGENCY, Mode.BLACK_START, g_former_leaving),
     ("black_start", Mode.EMERGENCY, Mode.BLACK_START, g_dark_and_former_available),
     ("supply_recovered", Mode.EMERGENCY, Mode.ISLANDED, g_supply_recovered),
     ("grid_returned", Mode.EMERGENCY, Mode.RESYNCHRONISING, g_grid_returned),

@@ -15,6 +15,10 @@ but must not go unnoticed:
     vehicle_unplugged:<id>     a vehicle left a charger or V2L outlet while it was
                                delivering power; cleared when a vehicle is plugged in again
     charger_fault:<id>         a charger reports a fault (internal, overload, anti-islanding)
+    former_leaving             (critical) the island's grid-former is due to leave within twice
+                               `dispatch.leave_notice_s` and no other vehicle can form the grid
+                               (`policies.leaving`): the island keeps forming on it and will
+                               collapse when it is unplugged; cleared once that no longer holds
     store_unhealthy            the SQLite store cannot write (locked, disk full): control goes
                                on, records wait in memory; cleared when writes succeed again
                                (`store_health` from the store's writer thread, and a look at
@@ -37,6 +41,7 @@ from typing import TYPE_CHECKING
 from resilience.config import SiteConfig
 from resilience.model import ChargerState, V2LState
 from resilience.policies.grid import grid_healthy
+from resilience.policies.leaving import former_leaving_message
 
 if TYPE_CHECKING:
     from resilience.cycle import SiteStatus
@@ -80,6 +85,7 @@ class Supervisor:
         self._delivering: dict[str, tuple[str | None, float]] = {}
         self._unplugged: set[str] = set()
         self._faulted: set[str] = set()
+        self._former_leaving = False
         self._store_healthy = store_healthy
         self._store_ok = True
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -97,6 +103,7 @@ class Supervisor:
         self._check_clock(now, wall)
         self._check_grid(status, now)
         self._check_vehicles(status)
+        self._check_former_leaving(status)
         if self._store_healthy is not None:
             self._store_alarm(self._store_healthy())
 
@@ -186,6 +193,17 @@ class Supervisor:
                 self._delivering[connector] = (vehicle_id, power_w)
             else:
                 self._delivering.pop(connector, None)
+
+    def _check_former_leaving(self, status: SiteStatus) -> None:
+        message = former_leaving_message(status.snapshot.vehicles, self.config.dispatch)
+        if message is not None and not self._former_leaving:
+            self._former_leaving = True
+            log.warning("%s", message)
+            self._alarm("former_leaving", True, "critical", message)
+        elif message is None and self._former_leaving:
+            self._former_leaving = False
+            log.info("grid-former no longer leaving without a replacement")
+            self._alarm("former_leaving", False, "critical", "")
 
     def _check_charger_fault(self, charger_id: str, state: ChargerState) -> None:
         code = f"charger_fault:{charger_id}"

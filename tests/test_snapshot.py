@@ -102,20 +102,28 @@ async def test_a_silent_panel_makes_its_loads_unknown_and_on_at_rating(rig: Rig)
     assert (await rig.cycle()).load("kitchen").available
 
 
-async def test_a_donor_past_its_leaving_time_keeps_everything(rig: Rig) -> None:
+async def test_a_donor_is_wound_down_before_its_leaving_time(rig: Rig) -> None:
+    """A leaving time reaches the snapshot: steady until the notice, capped while it ramps
+    (once a second, so the state is reused in between), keeping everything after."""
     overrides = rig.controller.overrides
-    overrides.donors.clear()
+    notice = rig.config.dispatch.leave_notice_s
     overrides.register(
         rig.config,
         vehicle_id="fleet_1",  # its own car, now with a leaving time
         connector="charger_1",
         reserve_soc_pct=40.0,
-        leaving_at=WALL0 + rig.now[0] + 1.0,
+        leaving_at=WALL0 + rig.now[0] + notice + 2.5,
         now_wall=WALL0 + rig.now[0],
         by="test",
     )
     staying = (await rig.cycle()).vehicle("charger_1")
     assert (staying.vehicle_id, staying.reserve_soc_pct) == ("fleet_1", 40.0)
+    assert staying.max_discharge_w == 11000.0 and staying.leave_in_s == notice + 2
     assert (await rig.cycle()).vehicle("charger_1") is staying
-    leaving = (await rig.cycle(1.0)).vehicle("charger_1")
+    ramping = (await rig.cycle(notice / 4 + 2.0)).vehicle("charger_1")
+    assert ramping.reserve_soc_pct == 40.0
+    assert 0.0 < ramping.max_discharge_w < 11000.0 and 0.0 < ramping.max_charge_w < 11000.0
+    assert not ramping.can_form  # not started as a grid-former this close to leaving
+    leaving = (await rig.cycle(notice / 4 + 1.0)).vehicle("charger_1")
     assert leaving.reserve_soc_pct == 100.0
+    assert leaving.max_discharge_w == 0.0 and leaving.max_charge_w == 0.0

@@ -31,6 +31,7 @@ from resilience.api.status import iso
 from resilience.api.stream import alarm_json, event_json
 from resilience.auth import NAME_PATTERN, Principal, TokenError
 from resilience.auth import Role as RoleName
+from resilience.occupancy import Kind, Source
 
 COMMAND_TIMEOUT_S = 5.0
 MAX_ID = 2**63 - 1
@@ -247,7 +248,7 @@ async def loads(ctx: Ctx, _: Responder) -> dict[str, Any]:
 async def vehicles(ctx: Ctx, _: Responder) -> dict[str, Any]:
     doc = _status_doc(ctx)
     config = ctx.controller.config
-    donors = ctx.controller.overrides.donors
+    overrides = ctx.controller.overrides
     out = []
     for entry in doc["vehicles"]["list"]:
         item = dict(entry)
@@ -257,9 +258,11 @@ async def vehicles(ctx: Ctx, _: Responder) -> dict[str, Any]:
         item["can_form"] = bool(device and device.can_form)
         configured = config.vehicle_at(connector)
         item["fleet_vehicle"] = configured.id if configured is not None else None
-        donor = donors.get(connector)
-        item["registered_by"] = donor.registered_by if donor is not None else None
-        item["registered_at"] = donor.registered_at if donor is not None else None
+        held = overrides.at(connector)
+        by_operator = held.asserted_by is Source.OPERATOR
+        item["registered_by"] = held.asserted_actor if by_operator else None
+        item["registered_at"] = held.asserted_at if by_operator else None
+        item["since_ts"] = held.since
         out.append(item)
     return {"vehicles": out, "energy_above_reserve_wh": doc["vehicles"]["energy_above_reserve_wh"]}
 
@@ -445,7 +448,7 @@ async def register_vehicle(
 @router.post(
     "/vehicles/{vehicle_id}/release",
     tags=["vehicles"],
-    summary="Release a donor vehicle: its driver is leaving",
+    summary="Release a donor or fleet car: it gives nothing until unplugged",
     responses={**R404, **R409},
     response_model=CommandAnswer,
 )
@@ -455,9 +458,13 @@ async def release_vehicle(
     vehicle_id: Annotated[str, Path(pattern=VEHICLE_PATTERN)],
 ) -> CommandAnswer | JSONResponse:
     args = {"vehicle_id": vehicle_id}
-    donors = ctx.controller.overrides.donors.values()
-    if not any(d.vehicle_id == vehicle_id for d in donors):
-        detail = f"vehicle_id: no registered donor vehicle {vehicle_id!r}"
+    held = ctx.controller.overrides.holding(vehicle_id)
+    if held is None or held.kind is Kind.RELEASED:
+        detail = (
+            f"vehicle_id: no registered donor vehicle {vehicle_id!r}"
+            if held is None
+            else f"vehicle_id: {vehicle_id!r} at {held.connector} is already released"
+        )
         return await _reject(ctx, principal, "release_vehicle", args, 404, detail)
     return await _submit(ctx, principal, "release_vehicle", args)
 

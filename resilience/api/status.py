@@ -17,6 +17,13 @@ Units are in the keys: `_w` watts, `_wh` watt-hours, `_v` volts, `_hz` hertz,
                  draw on the energy above the vehicles' reserves; null when unbounded.
                  PV counts only where forecast: the controller has no forecast yet, so
                  none is counted (the estimate is pessimistic on a sunny day)
+
+Each connector in `vehicles.list` says who is there, from its occupancy
+(`resilience.occupancy`): `occupancy` (unknown, empty, unidentified, fleet, donor,
+released), `identified_by` (site_file, operator, vehicle, or null), `donor` (and
+`awaiting_car`: registered before it was plugged in), `released`,
+`keeps_everything` (it gives nothing: unidentified, released or no car), `leaving_at`
+[Unix s] and `leaving` (released, or within `dispatch.leave_notice_s` of leaving_at).
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ from resilience.config import SiteConfig
 from resilience.cycle import Controller, SiteStatus
 from resilience.model import BreakerPosition, ChargerState, Mode, Tier, V2LState
 from resilience.modes import RUNBOOKS
-from resilience.overrides import DonorVehicle, Overrides
+from resilience.occupancy import Kind, Occupancy, Source
+from resilience.overrides import Overrides
 from resilience.policies.endurance import endurance_h, energy_above_reserve_wh
 from resilience.policies.grid import grid_healthy
 from resilience.policies.vehicles import discharge_floor_pct, supply_capacity_w
@@ -124,7 +132,6 @@ def status_document(
     draw_w = protect_draw_w if protect_draw_w > 0 else protect_rated_w
     hours = endurance_h(energy_wh, draw_w) if draw_w > 0 else math.inf
 
-    donors = overrides.donors
     dispatch = config.dispatch
     fleet_names = {v.id: v.name or v.id for v in config.vehicles}
     vehicles = []
@@ -132,7 +139,7 @@ def status_document(
     for v in snap.vehicles:
         is_connected = v.available and v.plugged and v.state is not ChargerState.FAULT
         connected += is_connected
-        donor = donors.get(v.charger_id)
+        occupancy = overrides.at(v.charger_id)
         vehicles.append(
             {
                 "connector": v.charger_id,
@@ -141,7 +148,7 @@ def status_document(
                 "name": fleet_names.get(v.vehicle_id or "", v.vehicle_id),
                 "available": v.available,
                 "at_reserve": is_connected and v.soc_pct <= discharge_floor_pct(v, dispatch),
-                "leaving": _leaving(donor, now_wall),
+                "leaving": _leaving(occupancy, now_wall, dispatch.leave_notice_s),
                 "connected": is_connected,
                 "state": v.state.name.lower(),
                 "forming": v.state is ChargerState.FORMING,
@@ -149,14 +156,13 @@ def status_document(
                 "reserve_soc_pct": v.reserve_soc_pct,
                 "energy_above_reserve_wh": round(v.energy_above_reserve_wh),
                 "power_w": round(v.power_w, 1),
-                "donor": donor is not None,
-                "leaving_at": donor.leaving_at if donor is not None else None,
+                **_occupancy(occupancy),
             }
         )
     for o in snap.outlets:
         is_connected = o.available and o.state is not V2LState.UNPLUGGED
         connected += is_connected
-        donor = donors.get(o.outlet_id)
+        occupancy = overrides.at(o.outlet_id)
         vehicles.append(
             {
                 "connector": o.outlet_id,
@@ -165,7 +171,7 @@ def status_document(
                 "name": fleet_names.get(o.vehicle_id or "", o.vehicle_id),
                 "available": o.available,
                 "at_reserve": is_connected and o.soc_pct <= discharge_floor_pct(o, dispatch),
-                "leaving": _leaving(donor, now_wall),
+                "leaving": _leaving(occupancy, now_wall, dispatch.leave_notice_s),
                 "connected": is_connected,
                 "state": o.state.name.lower(),
                 "forming": False,
@@ -173,8 +179,7 @@ def status_document(
                 "reserve_soc_pct": o.reserve_soc_pct,
                 "energy_above_reserve_wh": round(o.energy_above_reserve_wh),
                 "power_w": round(o.power_w, 1),
-                "donor": donor is not None,
-                "leaving_at": donor.leaving_at if donor is not None else None,
+                **_occupancy(occupancy),
             }
         )
 
@@ -216,8 +221,28 @@ def status_document(
     }
 
 
-def _leaving(donor: DonorVehicle | None, now_wall: float) -> bool:
-    return donor is not None and donor.leaving_at is not None and now_wall >= donor.leaving_at
+def _leaving(occupancy: Occupancy, now_wall: float, notice_s: float) -> bool:
+    """Its driver is leaving: released, or being wound down before the leaving time."""
+    if occupancy.kind is Kind.RELEASED:
+        return True
+    leaving_at = occupancy.leaving_at
+    return occupancy.kind is Kind.DONOR and leaving_at is not None and (
+        now_wall >= leaving_at - notice_s
+    )
+
+
+def _occupancy(occupancy: Occupancy) -> dict[str, Any]:
+    """Who is at the connector and who says so (`resilience.occupancy`)."""
+    asserted = occupancy.asserted_by
+    return {
+        "occupancy": occupancy.kind.value,
+        "identified_by": None if asserted is Source.NONE else asserted.value,
+        "donor": occupancy.kind is Kind.DONOR,
+        "awaiting_car": occupancy.kind is Kind.DONOR and not occupancy.car_seen,
+        "released": occupancy.kind is Kind.RELEASED,
+        "keeps_everything": occupancy.keeps_everything,
+        "leaving_at": occupancy.leaving_at,
+    }
 
 
 class StatusCache:

@@ -146,11 +146,63 @@ async def test_register_and_release_a_donor_vehicle(api: Api) -> None:
     vehicles = (await responder.get("/api/v1/vehicles")).json()["vehicles"]
     v2l = next(v for v in vehicles if v["connector"] == "v2l_1")
     assert v2l["donor"] and v2l["registered_by"] == "test-responder"
-    assert v2l["leaving_at"] == pytest.approx(leaving)
+    assert (v2l["occupancy"], v2l["identified_by"]) == ("donor", "operator")
+    assert v2l["leaving_at"] == pytest.approx(leaving) and not v2l["leaving"]
+    fleet = next(v for v in vehicles if v["connector"] == "charger_3")
+    assert (fleet["occupancy"], fleet["identified_by"], fleet["vehicle_id"]) == (
+        "fleet",
+        "site_file",
+        "fleet_3",
+    )
+    assert fleet["registered_by"] is None and not fleet["keeps_everything"]
     r = await responder.post("/api/v1/vehicles/donor_v2l_1/release")
     assert r.status_code == 200, r.text
+    await api.until(
+        lambda: (
+            api.running.controller.status is not None
+            and any(
+                o.outlet_id == "v2l_1" and o.reserve_soc_pct == 100 and not o.enabled
+                for o in api.running.controller.status.snapshot.outlets
+            )
+        ),
+        5,
+        "the released car's outlet opened",
+    )
+    vehicles = (await responder.get("/api/v1/vehicles")).json()["vehicles"]
+    v2l = next(v for v in vehicles if v["connector"] == "v2l_1")
+    assert (v2l["occupancy"], v2l["vehicle_id"], v2l["reserve_soc_pct"]) == (
+        "released",
+        "donor_v2l_1",
+        100.0,
+    )
+    assert v2l["released"] and v2l["leaving"] and v2l["keeps_everything"] and not v2l["donor"]
     r = await responder.post("/api/v1/vehicles/donor_v2l_1/release")
     assert r.status_code == 404 and r.json()["detail"].startswith("vehicle_id:")
+    assert "already released" in r.json()["detail"]
+    # a fleet car may be released too (its driver takes it away)
+    r = await responder.post("/api/v1/vehicles/fleet_3/release")
+    assert r.status_code == 200, r.text
+    # a donor registered before it is plugged in waits for its car
+    api.plant.unplug("v2l_2")
+    await api.until(
+        lambda: api.running.controller.overrides.at("v2l_2").kind.value == "empty",
+        5,
+        "v2l_2 seen empty",
+    )
+    r = await responder.post(
+        "/api/v1/vehicles",
+        json={"vehicle_id": "donor_v2l_2", "connector": "v2l_2", "reserve_soc_pct": 50},
+    )
+    assert r.status_code == 200, r.text
+    vehicles = (await responder.get("/api/v1/vehicles")).json()["vehicles"]
+    v2l = next(v for v in vehicles if v["connector"] == "v2l_2")
+    assert (v2l["occupancy"], v2l["awaiting_car"], v2l["connected"]) == ("donor", True, False)
+    api.plant.plug("v2l_2", "donor_v2l_2", 80.0, 77400.0, reserve_soc_pct=50.0)
+    await api.until(
+        lambda: api.running.controller.overrides.at("v2l_2").car_seen,
+        5,
+        "the donor's car seen at v2l_2",
+    )
 
 
 async def test_events_alarms_and_audit_reads(api: Api) -> None:
