@@ -29,8 +29,9 @@ dark. Every collapse is counted in `collapses` and described by an `Outage`
   the controller stopping the island's last former (mode OFF or FOLLOW) with
   loads on (``stopped``), unless the PCC then closes onto the live grid within
   `break_before_make_s` (a planned break-before-make reconnection: logged, not
-  counted), or another former forms the island within that allowance after every
-  stopped one had reached its MIN_SOC floor (a handover at the reserve, likewise);
+  counted), or another former forms the island within that allowance (a planned
+  handover, at a former's reserve or before its car leaves: in `handovers`, not
+  counted);
   the PCC closing onto a dead grid, which stops an interlocked former
   (``pcc_closed``).
 - ``by="world"``, counted and reported, not a violation: the forming vehicle
@@ -431,9 +432,20 @@ class _Stopped:
     loads: tuple[str, ...]
     loads_w: float
     until_s: float
-    # every stopped former was at its MIN_SOC floor: a handover to another former, planned
-    # if that one forms within the same allowance
-    handover: bool = False
+    formers: tuple[str, ...] = ()  # the formers it stopped
+    at_floor: bool = False  # every one of them was at its MIN_SOC floor
+
+
+@dataclass(frozen=True)
+class Handover:
+    """The controller moved the island to another grid-former: stopped its last former(s)
+    and another formed the bus within the break-before-make allowance (planned, the dark
+    interval is the price of one voltage source at a time; not a collapse)."""
+
+    time_s: float
+    from_formers: tuple[str, ...]
+    to_formers: tuple[str, ...]
+    dark_s: float
 
 
 @dataclass(order=True)
@@ -543,6 +555,7 @@ class Plant:
         self.outages: list[Outage] = []
         self._open_outage: int | None = None  # index in outages while its bus is still dead
         self._stopped: _Stopped | None = None  # a controller stop waiting for its PCC close
+        self.handovers: list[Handover] = []  # planned moves of the island to another former
         cycle_s = config.site.cycle_period_s
         self.break_before_make_s = (
             init.timing.break_before_make_s
@@ -1539,7 +1552,8 @@ class Plant:
             loads,
             loads_w,
             self.time_s + self.break_before_make_s,
-            handover=all(
+            formers=tuple(c.device_id for c in lost),
+            at_floor=all(
                 c.vehicle is not None
                 and c.vehicle.soc_pct <= c.soc_floor_pct + HANDOVER_SOC_TOLERANCE_PCT
                 for c in lost
@@ -1567,11 +1581,16 @@ class Plant:
                 f"site bus dark {now - stop.time_s:.3f} s for a break-before-make reconnection",
             )
             return
-        if stop.handover and in_time and self.bus_source == "island":
+        if in_time and self.bus_source == "island" and not set(self.former_ids) & set(
+            stop.formers
+        ):
+            why = "at its reserve" if stop.at_floor else "(its car about to leave, or planned)"
+            handover = Handover(stop.time_s, stop.formers, self.former_ids, now - stop.time_s)
+            self.handovers.append(handover)
             self._log(
                 "bus",
-                f"site bus dark {now - stop.time_s:.3f} s for a grid-former handover at its"
-                " reserve",
+                f"site bus dark {handover.dark_s:.3f} s for a grid-former handover"
+                f" {why}: {_names(stop.formers)} -> {_names(self.former_ids)}",
             )
             return
         ended = now if self.bus_live else None

@@ -1141,9 +1141,11 @@ class SiteModes:
         )
         # Only one voltage source on a bus: form on a dead bus, or keep our own former going.
         may_form = open_confirmed and (dead or ours)
+        # A live bus from a former we just stopped (it still reads forming) is a known
+        # source on its way down; only a bus with no answering former is a mystery.
         self._alarm(
             "bus_live_unknown_source",
-            open_confirmed and not dead and not ours,
+            open_confirmed and not dead and not ours and forming_vehicle(ctx) is None,
             "critical",
             "site bus energised with no known grid-former (a silent charger may still be"
             " forming); not starting another",

@@ -438,10 +438,11 @@ def test_the_allowance_follows_the_site_file(plant: Plant, site_config: SiteConf
     )
 
 
-def test_a_black_start_handover_that_stops_a_live_former_is_a_collapse(plant: Plant) -> None:
+def test_stopping_a_live_former_and_restarting_it_is_a_collapse(plant: Plant) -> None:
     black_start(plant)
     plant.set_charger_mode("charger_1", ChargerMode.OFF)
-    form(plant, "charger_2")  # back as an island: not a reconnection, a blackout
+    plant.step(0.02)
+    form(plant, "charger_1")  # back as an island on the same former: a blackout
     assert plant.bus_live
     assert kinds(plant) == ["island_collapse"]
     (outage,) = plant.outages
@@ -462,6 +463,9 @@ def test_a_handover_at_the_reserve_is_planned_not_a_collapse(plant: Plant) -> No
     form(plant, "charger_2")
     assert plant.bus_live
     assert plant.collapses == 0 and kinds(plant) == []
+    (handover,) = plant.handovers
+    assert (handover.from_formers, handover.to_formers) == (("charger_1",), ("charger_2",))
+    assert handover.dark_s == pytest.approx(plant.timing.form_soft_start_s)
     assert any("handover at its reserve" in e.detail for e in plant.log)
 
 
