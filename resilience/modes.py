@@ -27,6 +27,7 @@ Units: seconds, watts, percent, as in `resilience.model`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -402,11 +403,16 @@ def g_abort_planned(ctx: GuardContext) -> str | None:
 
 
 def g_bus_formed(ctx: GuardContext) -> str | None:
+    """The island is up. With the breaker silent, our own former forming a live bus (as
+    its own and the other chargers' AC sensing says) is enough: the breaker was confirmed
+    open to start the black start and nothing has commanded it since."""
     former = former_state(ctx) or forming_vehicle(ctx)
+    position = pcc_position(ctx)
+    ours = former is not None and former.charger_id == ctx.memory.former_id
     if (
         former is not None
         and former.state is ChargerState.FORMING
-        and pcc_position(ctx) is BreakerPosition.OPEN
+        and (position is BreakerPosition.OPEN or (position is None and ours))
         and bus_live(ctx)
     ):
         return f"bus energised by {former.charger_id}"
@@ -1131,13 +1137,19 @@ class SiteModes:
             f"cannot black start: {fixed_w / 1000:.1f} kW on silent devices cannot be shed"
             f" and exceeds the grid-former's {capacity / 1000:.1f} kW",
         )
-        open_confirmed = pcc_position(ctx) is BreakerPosition.OPEN and fits
         pcc = ctx.snap.pcc
         dead_v = ctx.config.sync.dead_bus_max_pu * nominal_v(ctx)
         dead = pcc is not None and pcc.bus_voltage_v < dead_v
         ours = memory.former_id is not None and any(
             v.charger_id == memory.former_id and v.state is ChargerState.FORMING
             for v in ctx.snap.vehicles
+        )
+        # The PCC was confirmed open to come here; if it falls silent while our former
+        # already forms, keep it forming (stopping it would drop every load on the bus).
+        # Nothing new is started without a reading.
+        position = pcc_position(ctx)
+        open_confirmed = fits and (
+            position is BreakerPosition.OPEN or (position is None and ours)
         )
         # Only one voltage source on a bus: form on a dead bus, or keep our own former going.
         may_form = open_confirmed and (dead or ours)
@@ -1305,14 +1317,6 @@ class SiteModes:
         plan = held.on
         if any(plan.get(load.load_id, load.relay_on) != load.relay_on for load in loads):
             return plan
-        last = self.memory.last_restore_s
-        if last is not None and ctx.now_s - last < RESTORE_SPACING_S:
-            return plan  # one load at a time: pumps and compressors do not start together
-        off_w = [load.rated_power_w for load in loads if load.available and not load.relay_on]
-        if not off_w:
-            return plan  # nothing to restore
-        served = sum(load.power_w for load in loads if load.relay_on)
-        headroom = discharge_limit_w(former, ctx.config.dispatch) - former.power_w
         pv = ctx.snap.pv.power_w if ctx.snap.pv and ctx.snap.pv.available else 0.0
         largest_w = max(
             [pv]
@@ -1322,6 +1326,17 @@ class SiteModes:
                 if v.charger_id != former.charger_id
             ]
         )
+        secured = self._secure(ctx, loads, held, supply_w - largest_w, largest_w, max_tier)
+        if secured is not None:
+            return secured
+        last = self.memory.last_restore_s
+        if last is not None and ctx.now_s - last < RESTORE_SPACING_S:
+            return plan  # one load at a time: pumps and compressors do not start together
+        off_w = [load.rated_power_w for load in loads if load.available and not load.relay_on]
+        if not off_w:
+            return plan  # nothing to restore
+        served = sum(load.power_w for load in loads if load.relay_on)
+        headroom = discharge_limit_w(former, ctx.config.dispatch) - former.power_w
         restore_supply = min(supply_w - largest_w, served + max(0.0, headroom))
         dispatch = ctx.config.dispatch
         smallest_need_w = min(off_w) * (1 + dispatch.restore_hysteresis_pct / 100)
@@ -1346,6 +1361,56 @@ class SiteModes:
         self.memory.last_restore_s = ctx.now_s
         self._notes.append(restore.reason)
         return restore.on
+
+    def _secure(
+        self,
+        ctx: GuardContext,
+        loads: Sequence[LoadState],
+        held: LoadPlan,
+        secure_w: float,
+        largest_w: float,
+        max_tier: Tier,
+    ) -> dict[str, bool] | None:
+        """Shed essential and comfort loads that the island could not carry if its largest
+        source dropped out (N-1), or None when nothing needs to go.
+
+        Restores already stop at the N-1 capacity; this is for the island whose sources
+        shrank under it (followers unplugged, reaching their reserve, PV fading): without
+        it the next loss lands on the former with more than it can carry, and the collapse
+        drops life-safety too. Life-safety and critical loads are never shed for N-1
+        alone, only when the island cannot carry them at all.
+        """
+        dispatch = ctx.config.dispatch
+        if held.demand_w + dispatch.shed_margin_w <= secure_w:
+            return None
+        flexible = [load for load in loads if load.tier >= Tier.ESSENTIAL]
+        if not any(held.on.get(load.load_id, load.relay_on) for load in flexible):
+            return None
+        times, now = self.memory.load_times, ctx.now_s
+        locked = frozenset(self.memory.locked_off)
+        as_is = plan_loads(
+            flexible,
+            math.inf,
+            times,
+            now,
+            dispatch,
+            last_shed_s=None,
+            max_tier=max_tier,
+            locked_off=locked,
+            max_restores=0,
+            min_off_s=self._min_off_s,
+        )
+        firm_w = held.demand_w - as_is.demand_w
+        plan = self._plan(
+            ctx, flexible, secure_w - firm_w, "bus", max_tier=max_tier, max_restores=0
+        )
+        if not plan.shed:
+            return None
+        self._notes.append(
+            f"N-1: the island could not carry its loads without its largest source"
+            f" ({largest_w / 1000:.1f} kW)"
+        )
+        return {**held.on, **plan.on}
 
     def _resync(
         self, ctx: GuardContext, frequency: float, voltage: float, live: bool

@@ -85,7 +85,8 @@ def scaled_site(
             "port": 17000 if shared_gateway else 17000 + b,
             "unit_id": b + 1,
             "channels": 16,
-            "timeout_s": 0.005 if shared_gateway else 0.01,
+            # one gateway answers one request at a time: all of them within the cycle
+            "timeout_s": round(0.018 / panels, 4) if shared_gateway else 0.01,
         }
     tier_order = {"life_safety": 0, "critical": 1, "essential": 2, "comfort": 3}
     generated = []

@@ -270,3 +270,24 @@ def test_a_former_near_its_reserve_hands_over_without_a_collapse(site: InProcess
     assert site.plant.collapses == 0
     assert site.plant.violations == []
     assert site.plant.vehicle_soc("fleet_1") >= 30.0
+
+
+# --------------------------------------------------------------------------- N-1
+def test_an_island_whose_followers_leave_one_by_one_sheds_to_survive_the_next() -> None:
+    """24 chargers, followers unplugged every 2 s: each loss must leave an island that
+    survives the next one (N-1), by shedding comfort and essential loads in time."""
+    site = InProcessSite(scaled_site(24, 80, 5, formers=3), PlantInit(pv_available_fraction=0.0))
+    try:
+        site.islanded()
+        site.cycles(3000, 0.1)
+        for i in range(4, 25):
+            site.plant.unplug(f"charger_{i}")
+            site.seconds(2)
+            assert site.plant.violations == [], f"after unplugging charger_{i}"
+        assert site.plant.collapses == 0
+        life_safety = [
+            load.id for load in site.config.loads if load.tier is Tier.LIFE_SAFETY
+        ]
+        assert all(site.plant.load_on(load) for load in life_safety)
+    finally:
+        site.close()

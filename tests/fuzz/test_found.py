@@ -176,3 +176,14 @@ def test_loads_drawing_half_again_their_rating_as_the_black_start_energises(
     machine.load_factor("water_pump", 1.5)
     machine.wait(3.0)
     assert machine.plant.violations == []
+
+
+def test_breaker_silent_during_black_start_keeps_the_new_former(machine: SiteMachine) -> None:
+    """The breaker, confirmed open, falls silent as the former starts: the former must not
+    be stopped on a bus it energises with loads on (found after the read grace grew)."""
+    for _ in range(4):
+        machine.grid_loss()
+    machine.comm_fault(code=1, device="pcc_breaker", kind="silence")
+    machine.wait(3.0)
+    assert machine.controller.modes.mode.value == "islanded"
+    assert machine.plant.violations == []
