@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer
-from pymodbus.simulator import DataType, SimData, SimDevice
 
 from firmware_sim.devices import SimulatedDevice
-from firmware_sim.units import answer_known_units_only
+from firmware_sim.units import Action, answer_known_units_only, sim_devices
 from resilience import rs485
 
 log = logging.getLogger(__name__)
@@ -44,11 +43,6 @@ __all__ = ["RtuLine"]
 
 HOLDING_REGISTER_FUNCTIONS = frozenset({3, 6, 16})  # read, write single, write multiple
 _EXCEPTION_REPLY_BYTES = 5  # unit, function | 0x80, code, CRC
-
-Action = Callable[
-    [int, int, int, int, list[int], list[int] | list[bool] | None],
-    Coroutine[None, None, ExcCodes | None],
-]
 
 
 def _request_bytes(function_code: int, count: int) -> int:
@@ -93,16 +87,7 @@ class RtuLine:
         self._lost: set[asyncio.Task[object]] = set()
 
     async def start(self) -> None:
-        sims = [
-            SimDevice(
-                id=unit,
-                simdata=[
-                    SimData(dev.base_address, count=dev.size, values=0, datatype=DataType.REGISTERS)
-                ],
-                action=self._action_for(dev),
-            )
-            for unit, dev in self.devices.items()
-        ]
+        sims = sim_devices(self.devices, self._action_for)
         # A pty refuses parity settings (EINVAL) and ignores the rest: open it 8N1, and
         # time the frames with the line's real settings (self.char_s).
         server = ModbusSerialServer(

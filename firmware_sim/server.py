@@ -26,28 +26,22 @@ import ipaddress
 import logging
 import struct
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
 
 from firmware_sim.devices import SimulatedDevice, build_devices
 from firmware_sim.plant import Plant, PlantInit
 from firmware_sim.rtu import RtuLine
 from firmware_sim.serial_line import V2LLineMeter
-from firmware_sim.units import answer_known_units_only
+from firmware_sim.units import Action, answer_known_units_only, sim_devices
 from resilience.config import SiteConfig
 
 log = logging.getLogger(__name__)
 
 HOLDING_REGISTER_FUNCTIONS = frozenset({3, 6, 16})  # read, write single, write multiple
-
-Action = Callable[
-    [int, int, int, int, list[int], list[int] | list[bool] | None],
-    Coroutine[None, None, ExcCodes | None],
-]
 
 
 def require_loopback(host: str) -> str:
@@ -95,16 +89,7 @@ class EndpointServer:
 
     async def start(self) -> int:
         """Listen; returns the bound port."""
-        sims = [
-            SimDevice(
-                id=unit,
-                simdata=[
-                    SimData(dev.base_address, count=dev.size, values=0, datatype=DataType.REGISTERS)
-                ],
-                action=self._action_for(dev),
-            )
-            for unit, dev in self.devices.items()
-        ]
+        sims = sim_devices(self.devices, self._action_for)
         server = ModbusTcpServer(
             sims, address=(self.host, self.requested_port), trace_packet=self._trace
         )

@@ -12,13 +12,43 @@ server was made with ``ignore_missing_devices=True``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING
+
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusBaseServer
-from pymodbus.simulator import SimDevice
+from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simcore import SimCore
 
-__all__ = ["KnownUnits", "answer_known_units_only"]
+if TYPE_CHECKING:
+    from firmware_sim.devices import SimulatedDevice
+
+__all__ = ["Action", "KnownUnits", "answer_known_units_only", "sim_devices"]
+
+Action = Callable[
+    [int, int, int, int, list[int], list[int] | list[bool] | None],
+    Coroutine[None, None, ExcCodes | None],
+]
+"""A pymodbus simulator action: (function code, start, address, count, registers,
+values written or None) -> the exception to answer with, or None."""
+
+
+def sim_devices(
+    devices: Mapping[int, SimulatedDevice], action_for: Callable[[SimulatedDevice], Action]
+) -> list[SimDevice]:
+    """One pymodbus `SimDevice` per unit id, its register bank the size of the device's map;
+    every request goes through the device's own action (reads render the plant's state)."""
+    return [
+        SimDevice(
+            id=unit,
+            simdata=[
+                SimData(dev.base_address, count=dev.size, values=0, datatype=DataType.REGISTERS)
+            ],
+            action=action_for(dev),
+        )
+        for unit, dev in devices.items()
+    ]
 
 
 class KnownUnits(SimCore):
