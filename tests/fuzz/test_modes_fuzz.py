@@ -22,24 +22,17 @@ CI runs `max_examples` x `stateful_step_count` >= 10 000 steps; a longer run:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from firmware_sim.inprocess import build_inprocess_drivers
-from firmware_sim.plant import MODBUS_EXCEPTION_CODES, Plant, PlantInit
+from firmware_sim.plant import MODBUS_EXCEPTION_CODES, PlantInit
 from resilience.config import SiteConfig, load_site
-from resilience.cycle import Controller
-from resilience.model import BreakerCommand, BreakerPosition, Mode
-from resilience.store import Store
+from tests.fuzz.machine import Harness, fuzz_timers
 
 SITE = Path(__file__).resolve().parents[2] / "config" / "site.toml"
 EXAMPLES = int(os.environ.get("RESILIENCE_FUZZ_EXAMPLES", "200"))
@@ -53,27 +46,10 @@ def fuzz_config() -> SiteConfig:
     charger_1 (the usual grid-former) has no PCC interlock, so it reconnects break before
     make; charger_2 keeps its interlock and reconnects seamlessly: both ways are fuzzed.
     """
-    config = load_site(SITE)
+    config = fuzz_timers(load_site(SITE))
     devices = dict(config.devices)
     devices["charger_1"] = devices["charger_1"].model_copy(update={"pcc_interlock": False})
-    return config.model_copy(
-        update={
-            "devices": devices,
-            "grid": config.grid.model_copy(
-                update={"return_to_service_s": 2.0, "planned_island_timeout_s": 3.0}
-            ),
-            "sync": config.sync.model_copy(update={"timeout_s": 10.0, "slip_frequency_hz": 0.25}),
-            # Loads here step by up to +50 % at any moment, also on a dark bus: the black
-            # start keeps that much headroom (cold load pickup).
-            "dispatch": config.dispatch.model_copy(
-                update={
-                    "restore_delay_s": 1.0,
-                    "emergency_exit_delay_s": 3.0,
-                    "cold_load_factor": 1.5,
-                }
-            ),
-        }
-    )
+    return config.model_copy(update={"devices": devices})
 
 
 CONFIG = fuzz_config()
@@ -86,63 +62,15 @@ VEHICLE_AT = {(v.charger or v.outlet): v for v in CONFIG.vehicles}
 PV_RATING_W = sum(d.rating_w or 0.0 for d in CONFIG.pv_inverters.values())
 
 
-class Tmp:
-    """One temporary directory for the whole run (a store file per example)."""
-
-    directory = Path(tempfile.mkdtemp(prefix="resilience-fuzz-"))
-    count = 0
-
-    @classmethod
-    def store_path(cls) -> Path:
-        cls.count += 1
-        return cls.directory / f"fuzz-{cls.count}.sqlite"
-
-
-class SiteMachine(RuleBasedStateMachine):
-    """The controller and the plant, stepped together on a virtual clock."""
+class SiteMachine(Harness, RuleBasedStateMachine):
+    """The controller and the plant of the reference site (`Harness`), and the rules."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.now = 1000.0
-        self.plant = Plant(CONFIG, PlantInit(pv_available_fraction=0.3))
-        self.loop = asyncio.new_event_loop()
-        self.store = Store(Tmp.store_path(), clock=lambda: self.now, telemetry_flush_s=3600.0)
-        self.store.start()
-        drivers = build_inprocess_drivers(self.plant)
-        self.controller = Controller(
-            CONFIG, drivers, self.store, clock=lambda: self.now, wall=lambda: 1.7e9 + self.now
-        )
-        self.pending: list[asyncio.Task[Any]] = []
-        # Loads an operator restored: excused until their panel can be commanded again
-        # (the controller cannot repair the shed order through a panel that is silent).
-        self.restoring: set[str] = set()
-        self.bad_close: list[str] = []
-        self.trace: list[str] = []
-        self.cycles(3)
+        self.start(CONFIG, PlantInit(pv_available_fraction=0.3), CYCLE_S)
 
     def teardown(self) -> None:
-        for task in [*self.pending, *self.controller._answering]:
-            task.cancel()
-        self.loop.run_until_complete(asyncio.sleep(0))
-        self.loop.close()
-        self.store.close(timeout=5.0)
-        with contextlib.suppress(OSError):
-            self.store.path.unlink()
-
-    # ------------------------------------------------------------------ time
-    def cycles(self, n: int, dt: float = CYCLE_S) -> None:
-        for _ in range(n):
-            self.now += dt
-            self.plant.step(dt)
-            decision = self.loop.run_until_complete(self.controller.cycle_once())
-            mode = self.controller.modes.mode
-            if decision.outputs.pcc is BreakerCommand.CLOSE and mode is not Mode.RESYNCHRONISING:
-                self.bad_close.append(f"t={self.now:.2f} CLOSE commanded in {mode}")
-            for t in decision.transitions:
-                self.trace.append(f"t={self.now:.2f} {t.source}->{t.dest} ({t.trigger})")
-            for load in [load for load in self.restoring if self.answering(load)]:
-                self.restoring.discard(load)
-                self.plant.excuse_load(load, False)
+        self.stop()
 
     @rule(n=st.integers(1, 25), dt=st.sampled_from([0.02, 0.02, 0.05, 0.1]))
     def run(self, n: int, dt: float) -> None:
@@ -153,12 +81,6 @@ class SiteMachine(RuleBasedStateMachine):
         self.cycles(int(seconds / 0.2), 0.2)
 
     # ------------------------------------------------------------------ grid
-    def closing(self) -> bool:
-        """The breaker is travelling to close: a grid that changes now changes under a close
-        already committed to physics (the sync check passed before), which no controller can
-        take back; the referee would blame the controller for the grid's timing."""
-        return self.plant.breaker.travel_target is BreakerPosition.CLOSED
-
     @rule()
     def grid_loss(self) -> None:
         if self.closing():
@@ -271,10 +193,6 @@ class SiteMachine(RuleBasedStateMachine):
         self.cycles(1)
 
     # ------------------------------------------------------------------ operator
-    def submit(self, command: str, args: dict[str, Any]) -> None:
-        coro = self.controller.submit(command, args, actor="fuzz", role="operator")
-        self.pending.append(self.loop.create_task(coro))
-
     @rule()
     def planned_island(self) -> None:
         self.note("operator: planned island")
@@ -302,20 +220,10 @@ class SiteMachine(RuleBasedStateMachine):
         self.restoring.add(load)
         self.cycles(1)
 
-    def answering(self, load: str) -> bool:
-        panel = self.plant.loads[load].spec.panel
-        return self.plant.comm_fault(panel) is None and self.controller.slots[panel].available
-
     # ------------------------------------------------------------------ the referee
-    def note(self, text: str) -> None:
-        self.trace.append(f"t={self.now:.2f} {text}")
-
     @invariant()
     def safe(self) -> None:
-        assert not self.bad_close, self.bad_close
-        if self.plant.violations:
-            tail = "\n".join(self.trace[-40:])
-            raise AssertionError(f"{self.plant.violations}\nlast events:\n{tail}")
+        self.check()
 
     @invariant()
     def controller_alive(self) -> None:

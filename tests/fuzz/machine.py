@@ -1,0 +1,178 @@
+"""What the state-machine fuzzers share: the real controller and the plant on a virtual clock.
+
+`Harness` holds one example's world: firmware_sim's `Plant` (the referee), the real
+`Controller` (snapshot, mode machine, policies, write phase) reading and writing the
+simulated register banks through the real drivers over the in-process transport, a
+SQLite store, and the virtual clock they share. `cycles()` steps the plant and runs
+one control cycle per step; `check()` is the referee's verdict after every step.
+test_modes_fuzz.py (the reference site) and test_sites_fuzz.py (generated sites)
+mix it into their `RuleBasedStateMachine`s; test_found.py replays sequences on it.
+
+`fuzz_timers()` shortens a site's long timers (return to service, planned-island and
+resynchronisation timeouts, restore and emergency-exit delays) so that a few dozen
+steps reach every mode; everything else is the site's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from firmware_sim.inprocess import build_inprocess_drivers
+from firmware_sim.plant import Plant, PlantInit
+from resilience.config import SiteConfig
+from resilience.cycle import Controller
+from resilience.model import BreakerCommand, BreakerPosition, Mode
+from resilience.store import Store
+
+WALL_OFFSET_S = 1.7e9
+"""The controller's wall clock is the virtual clock plus this (a plausible Unix time)."""
+
+
+def fuzz_timers(config: SiteConfig) -> SiteConfig:
+    """`config` with its long timers shortened for fuzzing (see the module docstring).
+
+    Loads here step by up to +50 % at any moment, also on a dark bus, so a black start
+    keeps that much headroom (cold_load_factor 1.5, or the site's own if larger).
+    """
+    sync = config.sync
+    return config.model_copy(
+        update={
+            "grid": config.grid.model_copy(
+                update={"return_to_service_s": 2.0, "planned_island_timeout_s": 3.0}
+            ),
+            "sync": sync.model_copy(
+                update={
+                    "timeout_s": 10.0,
+                    # a faster slip catches the grid sooner; below the window, or it never passes
+                    "slip_frequency_hz": min(0.25, sync.max_frequency_diff_hz - 0.05),
+                }
+            ),
+            "dispatch": config.dispatch.model_copy(
+                update={
+                    "restore_delay_s": 1.0,
+                    "emergency_exit_delay_s": 3.0,
+                    "cold_load_factor": max(1.5, config.dispatch.cold_load_factor),
+                }
+            ),
+        }
+    )
+
+
+class Tmp:
+    """One temporary directory for the whole run (a store file per example)."""
+
+    directory = Path(tempfile.mkdtemp(prefix="resilience-fuzz-"))
+    count = 0
+
+    @classmethod
+    def store_path(cls) -> Path:
+        cls.count += 1
+        return cls.directory / f"fuzz-{cls.count}.sqlite"
+
+
+class Harness:
+    """The controller and the plant, stepped together on a virtual clock."""
+
+    config: SiteConfig
+    cycle_s: float
+    now: float
+    plant: Plant
+    loop: asyncio.AbstractEventLoop
+    store: Store
+    controller: Controller
+    pending: list[asyncio.Task[Any]]
+    restoring: set[str]
+    bad_close: list[str]
+    trace: list[str]
+    started: bool = False
+
+    def start(self, config: SiteConfig, init: PlantInit, cycle_s: float | None = None) -> None:
+        self.config = config
+        self.cycle_s = config.site.cycle_period_s if cycle_s is None else cycle_s
+        self.now = 1000.0
+        self.plant = Plant(config, init)
+        self.loop = asyncio.new_event_loop()
+        self.store = Store(Tmp.store_path(), clock=lambda: self.now, telemetry_flush_s=3600.0)
+        self.store.start()
+        drivers = build_inprocess_drivers(self.plant)
+        self.controller = Controller(
+            config, drivers, self.store, clock=lambda: self.now, wall=self.wall
+        )
+        self.pending = []
+        # Loads an operator restored: excused until their panel can be commanded again
+        # (the controller cannot repair the shed order through a panel that is silent).
+        self.restoring = set()
+        self.bad_close = []
+        self.trace = []
+        self.started = True
+        self.cycles(3)
+
+    def stop(self) -> None:
+        if not self.started:
+            return
+        for task in [*self.pending, *self.controller._answering]:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.sleep(0))
+        self.loop.close()
+        self.store.close(timeout=5.0)
+        with contextlib.suppress(OSError):
+            self.store.path.unlink()
+
+    def wall(self) -> float:
+        return WALL_OFFSET_S + self.now
+
+    # ------------------------------------------------------------------ time
+    def cycles(self, n: int, dt: float | None = None) -> None:
+        step = self.cycle_s if dt is None else dt
+        for _ in range(n):
+            self.now += step
+            self.plant.step(step)
+            decision = self.loop.run_until_complete(self.controller.cycle_once())
+            mode = self.controller.modes.mode
+            if decision.outputs.pcc is BreakerCommand.CLOSE and mode is not Mode.RESYNCHRONISING:
+                self.bad_close.append(f"t={self.now:.2f} CLOSE commanded in {mode}")
+            for t in decision.transitions:
+                self.trace.append(f"t={self.now:.2f} {t.source}->{t.dest} ({t.trigger})")
+            for load in [load for load in self.restoring if self.answering(load)]:
+                self.restoring.discard(load)
+                self.judge_again(load)
+            self.after_cycle()
+
+    def judge_again(self, load: str) -> None:
+        """An operator restored `load` and its panel answers: the shed order counts again."""
+        self.plant.excuse_load(load, False)
+
+    def after_cycle(self) -> None:
+        """Hook: called after every control cycle."""
+
+    def closing(self) -> bool:
+        """The breaker is travelling to close: a grid that changes now changes under a close
+        already committed to physics (the sync check passed before), which no controller can
+        take back; the referee would blame the controller for the grid's timing."""
+        return self.plant.breaker.travel_target is BreakerPosition.CLOSED
+
+    # ------------------------------------------------------------------ operator
+    def submit(self, command: str, args: dict[str, Any]) -> asyncio.Task[Any]:
+        coro = self.controller.submit(command, args, actor="fuzz", role="operator")
+        task = self.loop.create_task(coro)
+        self.pending.append(task)
+        return task
+
+    def answering(self, load: str) -> bool:
+        panel = self.plant.loads[load].spec.panel
+        return self.plant.comm_fault(panel) is None and self.controller.slots[panel].available
+
+    # ------------------------------------------------------------------ the referee
+    def note(self, text: str) -> None:
+        self.trace.append(f"t={self.now:.2f} {text}")
+
+    def check(self) -> None:
+        """The plant recorded no violation and no CLOSE was commanded outside resync."""
+        assert not self.bad_close, self.bad_close
+        if self.plant.violations:
+            tail = "\n".join(self.trace[-40:])
+            raise AssertionError(f"{self.plant.violations}\nlast events:\n{tail}")
