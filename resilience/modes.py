@@ -101,6 +101,7 @@ class Memory:
     planned_requested_s: float = 0.0
     planned_open_sent: bool = False
     planned_open_s: float | None = None
+    form_sent_s: float | None = None  # black start: when the chosen former was told FORM
     hold_island: bool = False  # an operator islanded on purpose: stay until asked to reconnect
     # Resynchronising break before make: the island was stopped so that the PCC closes onto
     # a dead bus (its grid-former has no PCC interlock and must not be closed onto the grid).
@@ -416,6 +417,15 @@ def g_bus_formed(ctx: GuardContext) -> str | None:
         and bus_live(ctx)
     ):
         return f"bus energised by {former.charger_id}"
+    if (
+        ctx.memory.form_sent_s is not None
+        and former_silent(ctx)
+        and position is BreakerPosition.OPEN
+        and bus_live(ctx)
+    ):
+        # told to form, now silent, and the breaker sees the bus live: the island is up
+        # (islanded then holds it as it is until the former answers)
+        return f"bus energised, {ctx.memory.former_id} not answering"
     return None
 
 
@@ -696,6 +706,7 @@ class SiteModes:
             memory.hold_island = False
             self._reset_planned()
         elif dest is Mode.BLACK_START:
+            memory.form_sent_s = None
             if event.event.name in ("pcc_opened", "pcc_open") and source_name(event) in (
                 Mode.GRID_CONNECTED.value,
                 Mode.PLANNED_ISLANDING.value,
@@ -1111,17 +1122,29 @@ class SiteModes:
         self, ctx: GuardContext, outlets: dict[str, bool], outlet_loads: dict[str, bool]
     ) -> Outputs:
         memory = self.memory
-        if memory.former_id is not None:
+        # Told to form, then silent, on a bus that is not known dead: most likely forming
+        # unseen. It is neither given up nor stopped (that would drop the loads it carries).
+        unseen = (
+            memory.former_id is not None
+            and memory.form_sent_s is not None
+            and former_silent(ctx)
+            and not bus_dead(ctx)
+        )
+        if memory.former_id is not None and not unseen:
             former = former_state(ctx)
             stuck = ctx.now_s - memory.mode_since_s > BLACK_START_TIMEOUT_S
             if former is None or not can_discharge(former, ctx.config.dispatch) or stuck:
                 memory.failed_formers[memory.former_id] = ctx.now_s
                 self._notes.append(f"black start: {memory.former_id} did not energise the bus")
                 memory.former_id = None
+                memory.form_sent_s = None
                 memory.mode_since_s = ctx.now_s
         if memory.former_id is None:
             memory.former_id = available_former(ctx)
+            memory.form_sent_s = None
         capacity = self._former_capacity(ctx, memory.former_id)
+        if unseen and memory.former_id is not None:
+            capacity = ctx.config.devices[memory.former_id].rating_w or 0.0
         loads = self._preshed(ctx, capacity - silent_draw_w(ctx))
         chargers: dict[str, ChargerCommand] = {}
         # Loads on silent panels and silent chargers cannot be switched off: never form
@@ -1157,7 +1180,11 @@ class SiteModes:
         # source on its way down; only a bus with no answering former is a mystery.
         self._alarm(
             "bus_live_unknown_source",
-            open_confirmed and not dead and not ours and forming_vehicle(ctx) is None,
+            open_confirmed
+            and not dead
+            and not ours
+            and forming_vehicle(ctx) is None
+            and memory.form_sent_s is None,
             "critical",
             "site bus energised with no known grid-former (a silent charger may still be"
             " forming); not starting another",
@@ -1172,6 +1199,13 @@ class SiteModes:
                     voltage_setpoint_v=ctx.config.grid.nominal_voltage_v,
                     min_soc_pct=self._reserve_floor(v),
                 )
+                if memory.form_sent_s is None:
+                    memory.form_sent_s = ctx.now_s
+            elif v.charger_id == memory.former_id and memory.form_sent_s is not None and not dead:
+                # Told to form and the bus is live: its reading may lag the command (a
+                # reply from before it, or readings kept through a few missed ones). Leave
+                # it be; only a dead bus or a known fault makes it give up.
+                continue
             else:
                 chargers[v.charger_id] = self._charger_off(v)
         return Outputs(chargers=chargers, loads={**loads, **outlet_loads}, outlets=outlets)

@@ -197,6 +197,9 @@ def secure_shares(
     `allocate_power` (levelling the energy above reserve). When the served load is more
     than the former alone can carry, the followers always give at least the difference
     (plus the shed margin), so that losing the PV leaves the former within its rating.
+    Last, whatever the followers can still take is moved off the former, which keeps its
+    rating free as the island's spinning reserve for load steps (the followers level
+    their energy among themselves; the former, the last to go, keeps its own).
     """
     limit = discharge_limit_w(former, cfg)
     demand = served_w - pv_w
@@ -231,4 +234,14 @@ def secure_shares(
         # than its limit means an overload the shedding answers, not a bigger setpoint).
         rest = served_w - pv_w - sum(raised.values())
         shares[former.charger_id] = max(-former.max_charge_w, min(limit, rest))
+    own = shares.get(former.charger_id, 0.0)
+    given = sum(shares.get(v.charger_id, 0.0) for v in others)
+    spare = sum(discharge_limit_w(v, cfg) for v in others) - given
+    if own > 1.0 and spare > 1.0:
+        # Spinning reserve: every step of load (a dozen heaters switching on together)
+        # lands on the former before the next cycle can re-dispatch, so what the followers
+        # can carry is theirs and the former keeps its rating free for the step.
+        raised = allocate_power(others, given + min(own, spare), cfg)
+        shares = {**shares, **raised}
+        shares[former.charger_id] = own - (sum(raised.values()) - given)
     return shares

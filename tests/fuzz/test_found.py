@@ -187,3 +187,16 @@ def test_breaker_silent_during_black_start_keeps_the_new_former(machine: SiteMac
     machine.wait(3.0)
     assert machine.controller.modes.mode.value == "islanded"
     assert machine.plant.violations == []
+
+
+def test_a_former_whose_readings_lag_its_form_command_is_not_stopped(
+    machine: SiteMachine,
+) -> None:
+    """The chosen former answers garbage as it is told to form: its last good reading (kept
+    through the grace) still says idle while it energises the bus. Stopping it for "a live
+    bus of unknown origin" dropped the loads it had just picked up."""
+    machine.grid_loss()
+    machine.comm_fault(code=1, device="charger_1", kind="garbage")
+    machine.wait(1.0)
+    assert machine.plant.violations == []
+    assert machine.controller.modes.mode.value == "islanded"
