@@ -188,6 +188,38 @@ def test_stall_of_every_device_keeps_the_island(machine: SitesMachine) -> None:
     assert violations(machine) == []
 
 
+# ----------------------------------------------------------------- stopping the island
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 9 item 13: stopping an island (break-before-make resynchronisation) turns"
+    " the followers off before the grid-former: the former carries the whole load and"
+    " collapses",
+)
+def test_break_before_make_resync_stops_the_former_first(machine: SitesMachine) -> None:
+    """The grid returns; charger_3 (7.4 kW, no PCC interlock) must stop before the PCC
+    closes onto the dead bus. The controller writes OFF to charger_1, charger_2, charger_3
+    in that order: after the first two, charger_3 carries 14 kW > 1.1 x 7.4 kW and the
+    plant records a collapse (and the former latches an overload fault) before it is
+    stopped. Wanted: the former stopped first (or everything at once), as the site goes
+    dark for the close anyway."""
+    start(
+        machine,
+        site(
+            chargers=SMALL_FORMER,
+            loads=[
+                *FIRM,
+                *((f"light_{i}", "essential", 1000.0, "board_a") for i in range(6)),
+                *((f"heater_{i}", "comfort", 1000.0, "board_b") for i in range(6)),
+            ],
+        ),
+    )
+    islanded_with_everything_on(machine)
+    machine.grid_return()
+    machine.wait(8.0)
+    assert machine.controller.modes.mode.value == "grid_connected"
+    assert violations(machine) == []
+
+
 # ----------------------------------------------------------------- bulk shed
 @pytest.mark.xfail(
     strict=False,
