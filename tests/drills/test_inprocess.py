@@ -4,19 +4,22 @@ and device faults surface as the same transport errors."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from firmware_sim.devices import build_devices
 from firmware_sim.inprocess import InProcessTransport, build_inprocess_drivers, transports_for
+from firmware_sim.plant import Plant
 from firmware_sim.server import SimSite
-from resilience.config import load_site
-from resilience.devices import ChargerCommand
+from resilience.config import cross_check, load_site
+from resilience.devices import BidirectionalCharger, ChargerCommand
 from resilience.drivers.registry import build_driver, driver_for
-from resilience.model import ChargerMode
+from resilience.model import ChargerMode, ChargerState
 from resilience.service import quiet_pymodbus
 from resilience.transport.errors import BadReply, DeviceExceptionResponse, DeviceTimeout
 from resilience.transport.modbus import BusPool
+from tests.serial_lines import mixed_site
 
 SITE = Path(__file__).resolve().parents[2] / "config" / "site.toml"
 
@@ -86,3 +89,25 @@ async def test_requests_that_can_never_be_valid() -> None:
     with pytest.raises(DeviceExceptionResponse) as caught:
         await transport.read(1, 9000, 1)
     assert caught.value.name == "ILLEGAL_ADDRESS"
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 9 item 12: transports_for keys every serial device by host:port, which is"
+    " 127.0.0.1:0 for all of them: the same unit id on two serial lines (or a line-protocol"
+    " meter, unit id 1 by default, beside RTU unit 1) answers with one device's bank",
+)
+async def test_serial_lines_are_separate_endpoints_in_process() -> None:
+    """Unit id 1 on /dev/ttyUSB0 and unit id 1 on /dev/ttyUSB1 are two devices (a valid
+    site: unit ids are unique per line); in process each driver must read its own."""
+    reference = load_site(SITE)
+    config = mixed_site(mixed_site(reference, "/dev/ttyUSB0", ["charger_3"]), "/dev/ttyUSB1",
+                        ["charger_4"])  # fmt: skip
+    assert cross_check(config) == []
+    plant = Plant(config)
+    drivers = build_inprocess_drivers(plant)
+    charger_3 = cast(BidirectionalCharger, drivers["charger_3"])
+    charger_4 = cast(BidirectionalCharger, drivers["charger_4"])
+    plant.unplug("charger_3")
+    assert (await charger_3.read()).state is ChargerState.UNPLUGGED
+    assert (await charger_4.read()).state is not ChargerState.UNPLUGGED

@@ -47,9 +47,11 @@ from typing import Any
 import pytest
 
 from firmware_sim import drill
+from resilience import cli
 from resilience.config import SiteConfig, load_site
 from resilience.drills.scenario import LoadedScenario, parse_scenario, parse_span
 from resilience.model import Tier
+from tests.sites import pending_problems
 
 REPO = Path(__file__).resolve().parents[2]
 DRILLS = REPO / "config" / "drills"
@@ -213,6 +215,13 @@ def _keep_logging() -> Iterator[None]:
 def test_every_site_file_is_in_the_matrix() -> None:
     assert {p.stem for p in SITES} >= {"us_site", "tiny_site", "large_site", "rural_clinic_rtu"}
     assert len(SCENARIOS) >= 6
+
+
+@pytest.mark.parametrize("site_path", SITES, ids=[p.stem for p in SITES])
+def test_site_file_passes_check_config(site_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["check-config", str(site_path)]) == 0
+    assert capsys.readouterr().out.startswith(f"{site_path}: ok (")
+    assert pending_problems(load_site(site_path)) == []
 
 
 def test_roles_map_the_reference_onto_itself() -> None:
