@@ -98,17 +98,17 @@ class InProcessTransport:
 def transports_for(
     config: SiteConfig, devices: Mapping[str, SimulatedDevice]
 ) -> dict[str, InProcessTransport]:
-    """One transport per ``host:port`` of the site file, keyed by device id (shared like a bus)."""
-    by_endpoint: dict[tuple[str, int], dict[int, SimulatedDevice]] = {}
+    """One transport per endpoint of the site file (a ``host:port``, or a serial port: each
+    line is a bus of its own), keyed by device id (shared like a bus)."""
+    by_endpoint: dict[str, dict[int, SimulatedDevice]] = {}
     for device_id, device in config.devices.items():
-        by_endpoint.setdefault((device.host, device.port), {})[device.unit_id] = devices[device_id]
+        by_endpoint.setdefault(device.endpoint, {})[device.unit_id] = devices[device_id]
     transports = {
-        key: InProcessTransport(units, f"{key[0]}:{key[1]} (in-process)")
-        for key, units in by_endpoint.items()
+        endpoint: InProcessTransport(units, f"{endpoint} (in-process)")
+        for endpoint, units in by_endpoint.items()
     }
     return {
-        device_id: transports[(device.host, device.port)]
-        for device_id, device in config.devices.items()
+        device_id: transports[device.endpoint] for device_id, device in config.devices.items()
     }
 
 

@@ -9,6 +9,8 @@ in which commands land is a property of the outputs, not of dict iteration order
     BREAKER      the PCC first (islanding opens it before anything else moves)
     SHED         relays that switch off (a board's other channels keep their state)
     SUPPLY_UP    sources that give more (a follower's setpoint up, FORM, an outlet on)
+    STOP_FORMER  a grid-former told to stop forming (the island is stopped from its source:
+                 followers stopped first would leave it carrying their load alone)
     SUPPLY_DOWN  sources that give less (setpoint down, OFF, an outlet off, PV limited)
     RESTORE      relays that switch on
 
@@ -50,8 +52,9 @@ class Phase(IntEnum):
     BREAKER = 0
     SHED = 1
     SUPPLY_UP = 2
-    SUPPLY_DOWN = 3
-    RESTORE = 4
+    STOP_FORMER = 3
+    SUPPLY_DOWN = 4
+    RESTORE = 5
 
 
 CANCELLING = frozenset({Phase.SHED, Phase.SUPPLY_UP})
@@ -123,6 +126,9 @@ def _charger_phase(command: ChargerCommand, last: Any, reading: ChargerReading) 
         before = _gives_w(last.mode, last.power_setpoint_w)
     else:
         before = _gives_w(reading.mode, reading.power_w)
+    forming = reading.mode is ChargerMode.FORM or reading.state is ChargerState.FORMING
+    if command.mode is not ChargerMode.FORM and (forming or before == math.inf):
+        return Phase.STOP_FORMER
     return Phase.SUPPLY_UP if after > before else Phase.SUPPLY_DOWN
 
 

@@ -91,12 +91,6 @@ async def test_requests_that_can_never_be_valid() -> None:
     assert caught.value.name == "ILLEGAL_ADDRESS"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 9 item 12: transports_for keys every serial device by host:port, which is"
-    " 127.0.0.1:0 for all of them: the same unit id on two serial lines (or a line-protocol"
-    " meter, unit id 1 by default, beside RTU unit 1) answers with one device's bank",
-)
 async def test_serial_lines_are_separate_endpoints_in_process() -> None:
     """Unit id 1 on /dev/ttyUSB0 and unit id 1 on /dev/ttyUSB1 are two devices (a valid
     site: unit ids are unique per line); in process each driver must read its own."""

@@ -109,12 +109,6 @@ FIRM = [  # 2 kW of life-safety and critical load on board_a
 
 
 # ----------------------------------------------------------------- stale board at black start
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 9 item 10: black start trusts a board that stopped answering within the"
-    " stale-reading grace (5 cycles): its pre-shed is never confirmed, the former starts"
-    " onto its loads",
-)
 def test_no_black_start_onto_a_board_that_just_went_silent(machine: SitesMachine) -> None:
     """The kitchen board stops answering 0.1 s before the grid fails. At a 100 ms cycle the
     controller still holds its last reading for 5 cycles (0.5 s), writes the pre-shed to
@@ -158,11 +152,6 @@ SMALL_FORMER = [  # a 7.4 kW grid-former and two 11 kW followers (listed first)
 
 
 # ----------------------------------------------------------------- stall
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 9 item 2: a comms stall of every device tears the island down: the silent"
-    " former is taken as lost and the followers are stopped under it",
-)
 def test_stall_of_every_device_keeps_the_island(machine: SitesMachine) -> None:
     """Islanded on charger_3 (7.4 kW) with two followers carrying most of 14 kW; the switch
     every device hangs off reboots (1.8 s of silence at a 200 ms cycle). The controller
@@ -189,12 +178,6 @@ def test_stall_of_every_device_keeps_the_island(machine: SitesMachine) -> None:
 
 
 # ----------------------------------------------------------------- stopping the island
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 9 item 13: stopping an island (break-before-make resynchronisation) turns"
-    " the followers off before the grid-former: the former carries the whole load and"
-    " collapses",
-)
 def test_break_before_make_resync_stops_the_former_first(machine: SitesMachine) -> None:
     """The grid returns; charger_3 (7.4 kW, no PCC interlock) must stop before the PCC
     closes onto the dead bus. The controller writes OFF to charger_1, charger_2, charger_3
@@ -221,11 +204,6 @@ def test_break_before_make_resync_stops_the_former_first(machine: SitesMachine) 
 
 
 # ----------------------------------------------------------------- bulk shed
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 9 item 1: shedding several loads at once collapses the island (followers'"
-    " setpoints are lowered before the relays open)",
-)
 def test_operator_sheds_many_loads_at_once_in_island(machine: SitesMachine) -> None:
     """Islanded on charger_3 (7.4 kW, 1 kW of its own) with two followers carrying 13 kW;
     an operator sheds the eight 1 kW heaters in one go. The followers' setpoints drop by
