@@ -38,8 +38,7 @@ loads off, and nothing the controller commands elsewhere changes that.
 
 CI runs a derandomised set: `EXAMPLES` x `STEPS` = 350 x 50, about 50-60 s on one core,
 without the shrink phase (shrinking a sequence on a drawn site re-runs it thousands of
-times: minutes). Today that set finds a bulk shed collapsing the former (issue 9 item 1)
-and is an xfail until the controller is fixed. A long random run, with shrinking:
+times: minutes). A long random run, with shrinking:
 
     RESILIENCE_FUZZ_RANDOM=1 RESILIENCE_FUZZ_EXAMPLES=2000 RESILIENCE_FUZZ_STEPS=60 \\
         .venv/bin/pytest tests/fuzz/test_sites_fuzz.py -q -p no:cacheprovider
@@ -515,8 +514,4 @@ SitesMachine.TestCase.settings = settings(
     # reports the failing example as found; long runs (and RESILIENCE_FUZZ_SHRINK=1) shrink.
     phases=list(Phase) if SHRINK else [p for p in Phase if p is not Phase.shrink],
 )
-test_sites_machine = pytest.mark.xfail(
-    strict=False,
-    reason="issue 9 items 1, 2, 10, 11, 13 (test_sites_found.py): the derandomised set finds a"
-    " bulk shed collapsing the former",
-)(pytest.mark.timeout(3600)(SitesMachine.TestCase))
+test_sites_machine = pytest.mark.timeout(3600)(SitesMachine.TestCase)
