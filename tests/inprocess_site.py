@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from resilience.cycle import CommandResult, Controller
 from resilience.model import Mode
 from resilience.outputs import Decision
 from resilience.store import Store
+from tests.fuzz.machine import Tmp
 
 SITE = Path(__file__).resolve().parents[1] / "config" / "site.toml"
 
@@ -108,18 +108,6 @@ def scaled_site(
     data["loads"] = generated + v2l_loads
     data["dispatch"] = {**data.get("dispatch", {}), **dispatch}
     return parse_site(data, "scaled_site")
-
-
-class Tmp:
-    """One temporary directory for a test run (a store file per site)."""
-
-    directory = Path(tempfile.mkdtemp(prefix="resilience-inprocess-"))
-    count = 0
-
-    @classmethod
-    def store_path(cls) -> Path:
-        cls.count += 1
-        return cls.directory / f"site-{cls.count}.sqlite"
 
 
 class InProcessSite:
