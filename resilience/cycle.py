@@ -437,8 +437,11 @@ class Controller:
                 else:
                     self._write_ok(write)
             if failed and phase in CANCELLING:
-                log.info("write phase %s failed: the later phases wait for the next cycle",
-                         phase.name.lower())
+                # retried every cycle; the failure itself is alarmed once (_write_failed)
+                log.debug(
+                    "write phase %s failed: the later phases wait for the next cycle",
+                    phase.name.lower(),
+                )
                 return
 
     def _send(self, write: Write) -> Awaitable[None]:
