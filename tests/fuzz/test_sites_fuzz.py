@@ -36,7 +36,7 @@ the controller can repair it (`excuse_behind_silent_panels`): with several board
 one circuit a board that does not answer can hold lower-tier loads on, or higher-tier
 loads off, and nothing the controller commands elsewhere changes that.
 
-CI runs a derandomised set: `EXAMPLES` x `STEPS` = 350 x 50, about 50-60 s on one core,
+CI runs a derandomised set: `EXAMPLES` x `STEPS` = 250 x 50, about 40 s on one core,
 without the shrink phase (shrinking a sequence on a drawn site re-runs it thousands of
 times: minutes). A long random run, with shrinking:
 
@@ -70,7 +70,7 @@ from tests.sites import CAPACITIES_WH, site_documents
 EXAMPLES = int(
     os.environ.get("RESILIENCE_SITES_FUZZ_EXAMPLES")
     or os.environ.get("RESILIENCE_FUZZ_EXAMPLES")
-    or "350"
+    or "250"
 )
 STEPS = int(
     os.environ.get("RESILIENCE_SITES_FUZZ_STEPS") or os.environ.get("RESILIENCE_FUZZ_STEPS") or "50"
