@@ -979,6 +979,11 @@ class SiteModes:
         loads: dict[str, bool] = {}
         for outlet in ctx.snap.outlets:
             if not outlet.available:
+                # Status quo on a circuit whose outlet cannot be read, but a shed is always
+                # safe: an operator's lock-out is still carried out.
+                for load in self._circuits(ctx.snap).of(outlet.outlet_id):
+                    if load.load_id in self.memory.locked_off and load.available:
+                        loads[load.load_id] = False
                 continue
             enabled = outlet_enabled(outlet, ctx.config.dispatch)
             outlets[outlet.outlet_id] = enabled
