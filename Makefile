@@ -21,8 +21,9 @@ PYTEST_ARGS ?=
 DEMO_LOG := var/demo-sim.log
 
 # Debian packages the tests use (Modbus command-line client, pty/socket relay, the
-# headless browser the tablet-UI tests drive through Playwright).
-APT_PACKAGES := mbpoll socat chromium
+# headless browser the tablet-UI tests drive through Playwright, the tracer that checks
+# the systemd unit's seccomp filter against the syscalls the controller makes).
+APT_PACKAGES := mbpoll socat chromium strace
 
 # Root runs apt-get itself; anyone else goes through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -252,6 +252,19 @@ class Controller:
             else:
                 self._succeeded(slot, result, now)
 
+    def field_read(self) -> tuple[int, int] | None:
+        """(answering, silent) once every device has answered or been declared
+        unavailable, None while some device is still unheard within its start-up grace.
+
+        This is "the field has been read": what the controller does next rests on a
+        reading or on a known silence, never on a request still in flight.
+        """
+        answering = sum(1 for slot in self.slots.values() if slot.available)
+        silent = sum(1 for slot in self.slots.values() if not slot.available and slot.error)
+        if answering + silent < len(self.slots):
+            return None
+        return answering, silent
+
     def _succeeded(self, slot: DeviceSlot, reading: Any, now: float) -> None:
         slot.reading = reading
         slot.last_ok_s = now

@@ -90,8 +90,10 @@ def watchdog_interval_s(environ: Mapping[str, str] | None = None) -> float | Non
 class Watchdog:
     """A `Controller.on_status` listener that tells systemd the controller is alive and well.
 
-    The first cycle's status sends ``READY=1`` (the field has been read and decided
-    on). Then each cycle sends ``WATCHDOG=1`` at most every `interval_s`, and only when
+    The first cycle after the field has been read (every device answered, or was
+    declared unavailable after its start-up grace: `Controller.field_read`) sends
+    ``READY=1``; before that systemd keeps the unit "activating". Then each cycle
+    sends ``WATCHDOG=1`` at most every `interval_s`, and only when
 
     - the cycle is on time: it started within `late_s` of the one before (default
       five cycle periods, at least 0.5 s), and
@@ -145,7 +147,15 @@ class Watchdog:
         if not self.notifier.enabled:
             return
         if not self.ready:
+            field = self.controller.field_read()
+            if field is None:
+                return  # not READY, and no pings, before the field is read
             self.ready = True
+            answering, silent = field
+            log.info(
+                "field read: %d devices answering, %d silent; mode %s; READY=1 to systemd",
+                answering, silent, status.mode.value,
+            )  # fmt: skip
             self.notifier.notify("READY=1")
         mode = status.mode.value
         if mode != self._last_mode:

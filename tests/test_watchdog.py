@@ -85,6 +85,53 @@ def test_watchdog_interval_is_half_the_period() -> None:
     assert watchdog_interval_s({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "1"}) is None
 
 
+async def test_ready_only_once_every_device_answered_or_was_declared_silent(
+    systemd: FakeSystemd, tmp_path: Path
+) -> None:
+    """READY=1 means "the field has been read": not on a first cycle whose requests are
+    still connecting (the PCC breaker unheard yet), only once each device answered or,
+    silent through its start-up grace, was declared unavailable (a dead panel must not
+    hold the unit in "activating" until systemd kills it)."""
+    quiet_pymodbus()
+    config = load_site(SITE)
+    async with SimSite(config, bind_free_ports=True) as sim:
+        sim.plant.silence("pcc_breaker")
+        sim.plant.silence("panel_v2l")
+        running = await start(sim.controller_config(), store_path=str(tmp_path / "s.sqlite"))
+        controller = running.controller
+        environ = {"NOTIFY_SOCKET": str(systemd.path), "WATCHDOG_USEC": "200000"}
+        watchdog = Watchdog.from_environment(controller, environ)
+        ready_at: list[tuple[int, int] | None] = []
+
+        def on_status(status: object) -> None:
+            was = watchdog.ready
+            watchdog.on_status(status)  # type: ignore[arg-type]
+            if watchdog.ready and not was:
+                ready_at.append(controller.field_read())
+
+        controller.on_status(on_status)
+        cycled = asyncio.Event()
+        controller.on_status(lambda _s: cycled.set())
+        try:
+            for _ in range(3):
+                cycled.clear()
+                await asyncio.wait_for(cycled.wait(), 5)
+            assert not watchdog.ready and systemd.drain() == []
+            sim.plant.clear_fault("pcc_breaker")
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while not watchdog.ready:
+                assert loop.time() < deadline, "never READY"
+                cycled.clear()
+                await asyncio.wait_for(cycled.wait(), 5)
+            assert ready_at == [(len(config.devices) - 1, 1)]
+            assert controller.slots["pcc_breaker"].available
+            assert not controller.slots["panel_v2l"].available
+            assert systemd.drain()[0] == "READY=1"
+        finally:
+            await stop_running(running)
+
+
 async def test_ready_then_watchdog_only_while_healthy(systemd: FakeSystemd, tmp_path: Path) -> None:
     quiet_pymodbus()
     config = load_site(SITE)
