@@ -1,9 +1,12 @@
 # The two commands of the README, each doing all its own set-up on a fresh
 # Debian machine (python3 >= 3.11 present; PyPI and Debian's packages reachable):
 #
-#   make test    venv + Debian tools the tests need, then ruff, mypy and pytest
-#   make demo    venv, then the simulated site in the background and the
-#                controller in the foreground; stopping the controller stops both
+#   make test    venv with the test tools + Debian tools the tests need, then ruff,
+#                mypy and pytest
+#   make demo    venv (the controller and the simulator only), then the simulated
+#                site in the background and the controller in the foreground;
+#                stopping the controller stops both
+#   make install-test  install.sh on a booted Debian root (root only; CI runs it)
 #
 # Variables: PYTEST_ARGS (passed to pytest), CONFIG (site file for the demo),
 # PYTHON (the interpreter that creates .venv).
@@ -16,6 +19,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 CONFIG ?= config/site.toml
 PYTEST_ARGS ?=
 DEMO_LOG := var/demo-sim.log
@@ -43,19 +47,35 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: test demo venv system-packages lint typecheck pytest clean-venv
+.PHONY: test install-test demo venv venv-test system-packages lint typecheck pytest clean-venv
 
-test: venv system-packages
+test: venv-test system-packages
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-venv: $(STAMP)
+# deploy/install.sh on a booted Debian 12 (debootstrap, cached in
+# $$RESILIENCE_DEBIAN_CACHE, default /var/cache/resilience-test), against the
+# simulated site: tests/deploy/test_install_booted.py. Needs root; .ci/run runs it
+# after `make test`. About two minutes, one more the first time (debootstrap).
+install-test: venv-test system-packages
+	@$(call apt_install,debootstrap)
+	$(SUDO) env RESILIENCE_INSTALL_TEST=1 $(BIN)/pytest -q -s -p no:cacheprovider \
+	  tests/deploy/test_install_booted.py
 
-# Re-installed only when pyproject.toml changes (or .venv is gone).
+# The controller and simulator only (what `make demo` needs); the test tools on top
+# of it for `make test`. Each is re-installed only when pyproject.toml changes (or
+# .venv is gone).
+venv: $(STAMP)
+venv-test: $(TEST_STAMP)
+
 $(STAMP): pyproject.toml
 	@if ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then $(call apt_install,python3-venv); fi
 	@[ -x $(BIN)/python ] || { echo "creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+$(TEST_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@
 
