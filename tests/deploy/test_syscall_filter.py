@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import httpx
@@ -27,7 +28,8 @@ import pytest
 
 from firmware_sim.server import SimSite
 from resilience.auth import TokenStore
-from resilience.config import load_site
+from resilience.config import parse_site
+from tests.serial_lines import socat_pair
 
 from .field import SITE_FILE, exercise, free_port, site_file_text
 from .syscalls import missing_syscalls, traced_syscalls, unit_allowed_syscalls
@@ -107,15 +109,35 @@ def _as_service_user(work: Path) -> list[str]:
     ]  # fmt: skip
 
 
-async def test_the_controller_makes_no_syscall_the_unit_forbids() -> None:
+RURAL_RTU = SITE_FILE.parent / "sites" / "rural_clinic_rtu.toml"
+
+
+@pytest.mark.parametrize("kind", ["tcp", "rtu"])
+async def test_the_controller_makes_no_syscall_the_unit_forbids(kind: str) -> None:
+    """The reference site (Modbus TCP), and the rural clinic on an RS-485 line (pyserial
+    on a socat pty: termios, exclusive locks)."""
     with tempfile.TemporaryDirectory(prefix="resilience-syscalls-") as work:
-        await _trace_and_check(Path(work))
+        tmp_path = Path(work)
+        if kind == "tcp":
+            await _trace_and_check(tmp_path, SITE_FILE.read_text(encoding="utf-8"), {})
+            return
+        async with socat_pair(tmp_path, "rs485") as (line_ctl, line_sim):
+            for end in (line_ctl, line_sim):
+                os.chmod(os.path.realpath(end), 0o666)  # the pty, for the unprivileged trace
+            # a pty cannot keep parity: tcsetattr with PARENB fails there (EINVAL), so the
+            # line runs 8N1 here; the syscalls are the same
+            text = (
+                RURAL_RTU.read_text(encoding="utf-8")
+                .replace("/dev/ttyUSB0", line_ctl)
+                .replace('parity = "E"', 'parity = "N"')
+            )
+            await _trace_and_check(tmp_path, text, {line_ctl: line_sim})
 
 
-async def _trace_and_check(tmp_path: Path) -> None:
-    config = load_site(SITE_FILE)
+async def _trace_and_check(tmp_path: Path, site_text: str, links: dict[str, str]) -> None:
+    config = parse_site(tomllib.loads(site_text), "site.toml")
     store = tmp_path / "site.sqlite"
-    async with SimSite(config, bind_free_ports=True) as sim:
+    async with SimSite(config, bind_free_ports=True, serial_links=links) as sim:
         api_port = free_port()
         site = tmp_path / "site.toml"
         site.write_text(
@@ -123,9 +145,11 @@ async def _trace_and_check(tmp_path: Path) -> None:
                 sim.ports,
                 store_path=str(store),
                 api_port=api_port,
-                # strace stops the process at every syscall: slower cycles, longer timeouts
-                values={"site": {"cycle_period_s": "0.1"}, "grid": {"return_to_service_s": "2.0"}},
-                device_values={"timeout_s": "0.08"},
+                # strace stops the process at every syscall: slower cycles, longer TCP
+                # timeouts (the RS-485 line's are set by its baud rate; one cycle fits them)
+                values={"site": {"cycle_period_s": "0.3"}, "grid": {"return_to_service_s": "2.0"}},
+                device_values={} if links else {"timeout_s": "0.08"},
+                base=site_text,
             ),
             encoding="utf-8",
         )
@@ -166,7 +190,12 @@ async def _trace_and_check(tmp_path: Path) -> None:
                 for path in ("/", "/api/v1/status", "/metrics"):
                     response = await client.get(path, headers=headers, timeout=30)
                     assert response.status_code == 200, (path, response.text)
-            seen = await exercise(sim.plant, island_timeout_s=60, reconnect_timeout_s=90)
+            try:
+                seen = await exercise(sim.plant, island_timeout_s=60, reconnect_timeout_s=90)
+            except AssertionError as exc:
+                log.flush()
+                tail = (tmp_path / "run.log").read_text(errors="replace")[-3000:]
+                raise AssertionError(f"{exc}; the controller's log:\n{tail}") from None
             assert not sim.plant.violations, sim.plant.violations
             assert seen.islanded_after_s is not None
             (controller,) = _children(tracer.pid)
