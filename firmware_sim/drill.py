@@ -21,7 +21,9 @@ Speeds:
   emergency (a synchronised close waiting for the angle, a black start,
   islanding), the ramp-down after reconnecting, a breaker command awaiting
   its feedback.
-  The step also stops exactly at each timeline event and each plant event.
+  The step also stops exactly at each timeline event, each plant event (a step of
+  a grid frequency or voltage ramp is one) and when a must-trip clearing time of a
+  connected site runs out (`trip_deadline`).
 - ``N`` (a number other than 1): the same virtual-clock run, paced to N times
   real time.
 - ``1``: real time over Modbus TCP (`server.SimSite`) with the controller run

@@ -9,9 +9,14 @@ only when someone asks, so the control loop pays nothing for readers: its
 Units are in the keys: `_w` watts, `_wh` watt-hours, `_v` volts, `_hz` hertz,
 `_pct` percent, `_h` hours, `_ts` Unix seconds. Definitions:
 
-    supply_w     what the site can supply now: the grid connection (when the grid is
-                 healthy and the PCC closed) or the vehicles' discharge limits above
-                 their reserves, plus firm PV, plus V2L outlets that supply their circuits
+    grid         present (live), healthy (inside the enter-service window: the site may
+                 reconnect to it), riding_through (connected outside that window but
+                 inside the must-trip settings), waiting_reason (islanded, grid back
+                 outside the window: why the site does not reconnect, else null)
+    supply_w     what the site can supply now: the grid connection (when the PCC is
+                 closed and the grid healthy or ridden through) or the vehicles'
+                 discharge limits above their reserves, plus firm PV, plus V2L outlets
+                 that supply their circuits
     load_w       the power the loads that are on draw now, as their panels measure it
     endurance_h  hours the life-safety and critical tiers can still run at their present
                  draw on the energy above the vehicles' reserves; null when unbounded.
