@@ -900,9 +900,14 @@ class SiteModes:
             and not grid_dead(ctx)
         )
         why = enter_service_reason(reading, ctx.config.grid) if waiting else None
+        if why is None:
+            self._alarm(WAITING_ALARM, False)
+            return
+        if WAITING_ALARM in self.memory.active_alarms:
+            return  # said once; /status shows the reason as it is now
         self._alarm(
             WAITING_ALARM,
-            why is not None,
+            True,
             "warning",
             f"grid back but not reconnecting: {why}; the site reconnects once the grid has"
             f" been inside the enter-service window for {ctx.config.grid.return_to_service_s:g} s",

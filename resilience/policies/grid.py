@@ -113,10 +113,20 @@ def evaluate_trip(
     since = state.beyond_since_s or (None,) * len(points)
     if grid is None or not (math.isfinite(grid.voltage_v) and math.isfinite(grid.frequency_hz)):
         return TripVerdict(TripState(tuple(since)), None, "")
+    pu, hz = grid.voltage_v / nominal_v, grid.frequency_hz
+    flags = [
+        ((pu if p.voltage else hz) > p.level)
+        if p.over
+        else ((pu if p.voltage else hz) < p.level)
+        for p in points
+    ]  # `beyond`, inlined: this runs every cycle
+    if not any(flags) and not any(t is not None for t in since):
+        # the steady case, every cycle: nothing beyond, nothing timing
+        return TripVerdict(state if state.beyond_since_s else TripState(tuple(since)), None, "")
     new: list[float | None] = []
     tripped: TripPoint | None = None
-    for point, started in zip(points, since, strict=True):
-        if not beyond(point, grid, nominal_v):
+    for point, started, past in zip(points, since, flags, strict=True):
+        if not past:
             new.append(None)
             continue
         started = now_s if started is None else started
