@@ -21,7 +21,9 @@ Speeds:
   emergency (a synchronised close waiting for the angle, a black start,
   islanding), the ramp-down after reconnecting, a breaker command awaiting
   its feedback.
-  The step also stops exactly at each timeline event and each plant event.
+  The step also stops exactly at each timeline event, each plant event (a step of
+  a grid frequency or voltage ramp is one) and when a must-trip clearing time of a
+  connected site runs out (`trip_deadline`).
 - ``N`` (a number other than 1): the same virtual-clock run, paced to N times
   real time.
 - ``1``: real time over Modbus TCP (`server.SimSite`) with the controller run
@@ -66,8 +68,10 @@ from resilience.drills.scenario import (
     DeviceRecovers,
     DeviceSilent,
     Flicker,
+    GridFrequency,
     GridLoss,
     GridReturn,
+    GridVoltage,
     LoadChange,
     LoadedScenario,
     Sag,
@@ -84,6 +88,7 @@ from resilience.drills.scenario import (
 from resilience.model import BreakerCommand, Mode, Tier
 from resilience.modes import RAMP_DOWN_S, SiteModes
 from resilience.outputs import Decision
+from resilience.policies.grid import next_trip_s
 from resilience.policies.storm import storm_watch
 from resilience.store import Store
 
@@ -438,6 +443,14 @@ def _apply(drill: Drill, index: int, event: Any) -> Callable[[], None]:
         elif isinstance(event, Flicker):
             plant.flicker(event.period_s, event.count)
             record(f"grid flicker: {event.count} x {event.period_s:g} s")
+        elif isinstance(event, GridFrequency):
+            plant.ramp_grid_frequency(event.hz, event.ramp)
+            how = f"over {format_span(event.ramp)}" if event.ramp > 0 else "(step)"
+            record(f"grid frequency to {event.hz:g} Hz {how}")
+        elif isinstance(event, GridVoltage):
+            plant.ramp_grid_voltage(event.pu * site.grid.nominal_voltage_v, event.ramp)
+            how = f"over {format_span(event.ramp)}" if event.ramp > 0 else "(step)"
+            record(f"grid voltage to {event.pu:g} pu {how}")
         elif isinstance(event, VehicleArrives):
             known = next((v for v in site.vehicles if v.id == event.vehicle), None)
             capacity = event.capacity_wh or (known.capacity_wh if known else 0.0)
@@ -665,6 +678,16 @@ def timed_action_pending(modes: SiteModes, now_s: float) -> bool:
     )
 
 
+def trip_deadline(modes: SiteModes) -> float | None:
+    """When a must-trip timer of a connected site runs out (`policies.grid.next_trip_s`): the
+    runner cycles the controller exactly then, not at the next slow step (OF1's 300 s would
+    otherwise trip up to `SLOW_STEP_S` late). None when nothing is timing or the site is
+    not on the grid. Reads only the public state of the mode machine."""
+    if modes.mode not in (Mode.GRID_CONNECTED, Mode.PLANNED_ISLANDING):
+        return None
+    return next_trip_s(modes.trip_points, modes.memory.trip_state)
+
+
 class Progress:
     """A one-line progress bar on stderr (stdlib only); plain lines when not a terminal."""
 
@@ -778,6 +801,9 @@ async def run_virtual(
         target = t + step
         if drill.timeline:
             target = min(target, drill.timeline[0].t)
+        deadline = trip_deadline(controller.modes)
+        if deadline is not None and deadline > t + 1e-9:
+            target = min(target, deadline)  # a must-trip clearing time runs out then
         target = min(target, end, max(plant.next_event_s(), t + 1e-6))
         if speed is not None:
             lag = (target / speed) - (time.perf_counter() - wall0)

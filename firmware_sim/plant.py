@@ -106,6 +106,10 @@ HANDOVER_SOC_TOLERANCE_PCT = 1.0  # [%] a former stopped this close to its floor
 DEFAULT_CUTOFF_SOC_PCT = 10.0  # [%] a vehicle's own V2L cut-off
 MODBUS_EXCEPTION_CODES = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 10, 11})
 
+RAMP_HZ_STEP = 0.01  # [Hz] a frequency ramp moves in steps no larger than this
+RAMP_PU_STEP = 0.001  # [pu] and a voltage ramp in steps no larger than this of nominal
+MAX_RAMP_STEPS = 20_000  # a steep long ramp takes coarser steps rather than more
+
 _SOC_EPS = 1e-7  # [%] a SoC this close to a limit is at the limit
 _T_EPS = 1e-9  # [s] events this close together happen together
 _P_EPS = 1e-6  # [W]
@@ -574,6 +578,7 @@ class Plant:
         self._schedule: list[_Scheduled] = []
         self._seq = 0
         self._sag_token = 0
+        self._ramp_tokens: dict[str, int] = {}
         self._comm_faults: dict[str, CommFault] = {}
         self._settle()
 
@@ -645,17 +650,75 @@ class Plant:
         self._settle()
 
     def set_grid_frequency(self, hz: float) -> None:
-        if not 40.0 <= hz <= 70.0:
-            raise ValueError("grid frequency must be within 40..70 Hz")
-        self.grid.frequency_hz = hz
-        self._world_event("grid", f"grid frequency {hz:.3f} Hz")
-        self._settle()
+        """A step of the utility's frequency (cancels a ramp of it in progress)."""
+        self.ramp_grid_frequency(hz, 0.0)
 
     def set_grid_voltage(self, volts: float) -> None:
+        """A step of the utility's voltage level (a sag still applies on top of it; cancels a
+        ramp of it in progress)."""
+        self.ramp_grid_voltage(volts, 0.0)
+
+    def ramp_grid_frequency(self, hz: float, duration_s: float) -> None:
+        """The utility's frequency moves linearly to hz over duration_s (0: a step), in steps
+        of at most `RAMP_HZ_STEP` Hz, each a plant event (see `_ramp`)."""
+        if not 40.0 <= hz <= 70.0:
+            raise ValueError("grid frequency must be within 40..70 Hz")
+        self._ramp("frequency", self.grid.frequency_hz, hz, duration_s, RAMP_HZ_STEP)
+
+    def ramp_grid_voltage(self, volts: float, duration_s: float) -> None:
+        """The utility's voltage level moves linearly to volts over duration_s (0: a step), in
+        steps of at most `RAMP_PU_STEP` of nominal, each a plant event (see `_ramp`)."""
         if not 0.0 < volts <= 2.0 * self.nominal_voltage_v:
             raise ValueError("grid voltage must be within 0..2x nominal")
-        self.grid.level_v = volts
-        self._world_event("grid", f"grid voltage {volts:.1f} V")
+        step = RAMP_PU_STEP * self.nominal_voltage_v
+        self._ramp("voltage", self.grid.level_v, volts, duration_s, step)
+
+    def _ramp(
+        self, quantity: str, start: float, end: float, duration_s: float, step: float
+    ) -> None:
+        """Move the grid's frequency or voltage level from start to end over duration_s.
+
+        The plant stays piecewise constant (phase and energy integrate exactly): the ramp
+        is a staircase of scheduled steps no larger than `step`, evenly spaced, the last
+        landing on `end` at duration_s. A drill runner stops at each (they are plant
+        events), so a controller sees every threshold within one step of its crossing. A
+        new step or ramp of the same quantity cancels the rest of one in progress.
+        """
+        if not math.isfinite(duration_s) or duration_s < 0:
+            raise ValueError("a ramp needs a duration >= 0")
+        token = self._ramp_tokens.get(quantity, 0) + 1
+        self._ramp_tokens[quantity] = token
+        unit = "Hz" if quantity == "frequency" else "V"
+
+        def apply(value: float) -> None:
+            if quantity == "frequency":
+                self.grid.frequency_hz = value
+            else:
+                self.grid.level_v = value
+
+        if duration_s <= 0 or start == end:
+            apply(end)
+            self._world_event("grid", f"grid {quantity} {end:.3f} {unit}")
+            self._settle()
+            return
+        n = min(MAX_RAMP_STEPS, max(1, math.ceil(abs(end - start) / step - 1e-9)))
+        self._world_event(
+            "grid", f"grid {quantity} ramp {start:.3f} -> {end:.3f} {unit} over {duration_s:g} s"
+        )
+
+        def stair(i: int) -> Callable[[], None]:
+            def act() -> None:
+                if self._ramp_tokens.get(quantity) != token:
+                    return  # a later step or ramp took over
+                apply(end if i == n else start + (end - start) * i / n)
+                self._world_s = self.time_s  # the world acting, quietly (one log line a ramp)
+                if i == n:
+                    self._world_event("grid", f"grid {quantity} {end:.3f} {unit} (ramp done)")
+
+            return act
+
+        for i in range(1, n + 1):
+            self.schedule(duration_s * i / n, stair(i), f"grid {quantity} ramp")
         self._settle()
 
     # ------------------------------------------------------------------ breaker

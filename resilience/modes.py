@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 
 from transitions import EventData, Machine
 
-from resilience.config import SiteConfig
+from resilience.config import SiteConfig, trip_points
 from resilience.devices import ChargerCommand
 from resilience.model import (
     BreakerCommand,
@@ -49,7 +49,15 @@ from resilience.model import (
 )
 from resilience.outputs import AlarmChange, Decision, Outputs, Transition
 from resilience.policies.endurance import tier_power_w
-from resilience.policies.grid import grid_healthy, healthy_since, ready_for_return
+from resilience.policies.grid import (
+    TripState,
+    enter_service_reason,
+    evaluate_trip,
+    grid_healthy,
+    healthy_since,
+    ready_for_return,
+    within_trip_limits,
+)
 from resilience.policies.shedding import LoadPlan, LoadTimes, plan_loads
 from resilience.policies.sync import island_frequency_target_hz, sync_check
 from resilience.policies.vehicles import (
@@ -83,6 +91,9 @@ RAMP_DOWN_S = 5.0  # after reconnecting, local sources ramp to zero over this ti
 BUS_LIVE_PU = 0.9  # site bus counts as energised above this fraction of nominal voltage
 LOAD_RESTORE_PER_CYCLE = 1
 RESTORE_SPACING_S = 0.5  # in island, at least this long between two restores
+GRID_BACK_CONFIRM_S = 0.2  # islanding with the PCC stuck closed: the grid back inside the
+# enter-service window this long returns the site to grid_connected
+WAITING_ALARM = "grid_outside_enter_service"  # islanded, grid back but outside the window
 
 
 @dataclass
@@ -106,7 +117,9 @@ class Memory:
     # Resynchronising break before make: the island was stopped so that the PCC closes onto
     # a dead bus (its grid-former has no PCC interlock and must not be closed onto the grid).
     resync_dark: bool = False
-    grid_unhealthy_since_s: float | None = None
+    # Must-trip timers (policies.grid.evaluate_trip) and, once one has cleared, why.
+    trip_state: TripState = field(default_factory=TripState)
+    trip_reason: str = ""
     last_restore_s: float | None = None
     reconnect_requested: bool = False
     resync_blocked_until_s: float = 0.0
@@ -133,22 +146,45 @@ def nominal_v(ctx: GuardContext) -> float:
     return ctx.config.grid.nominal_voltage_v
 
 
-def grid_state(ctx: GuardContext) -> bool | None:
-    """Grid health from the meter; the breaker's grid-side sensing stands in when it is
-    silent. None when both are silent: nothing can tell (an alarm, not an outage)."""
-    if ctx.snap.grid is not None:
-        return grid_healthy(ctx.snap.grid, ctx.config.grid)
-    pcc = ctx.snap.pcc
+def grid_reading(snap: Snapshot) -> GridReading | None:
+    """The grid as measured: the meter, or the breaker's grid-side sensing when the meter
+    is silent. None when both are silent: nothing can tell (an alarm, not an outage)."""
+    if snap.grid is not None:
+        return snap.grid
+    pcc = snap.pcc
     if pcc is None:
         return None
-    return grid_healthy(
-        GridReading(pcc.grid_voltage_v, pcc.grid_frequency_hz, 0.0), ctx.config.grid
+    return GridReading(pcc.grid_voltage_v, pcc.grid_frequency_hz, 0.0)
+
+
+def grid_state(ctx: GuardContext) -> bool | None:
+    """Whether the grid is inside the enter-service window (see `grid_reading`): the site may
+    go back to it. None when meter and breaker are both silent. Not the trip setting: a
+    connected site rides through anything short of a must-trip point (`g_grid_lost`)."""
+    reading = grid_reading(ctx.snap)
+    return None if reading is None else grid_healthy(reading, ctx.config.grid)
+
+
+def grid_connectable(ctx: GuardContext) -> bool:
+    """At a restart with the PCC closed: the grid is known, not dead and past no must-trip
+    point, so the site stays on it (the trip timers run from now)."""
+    reading = grid_reading(ctx.snap)
+    return (
+        reading is not None
+        and not grid_dead(ctx)
+        and within_trip_limits(reading, trip_points(ctx.config.grid), nominal_v(ctx))
     )
 
 
 def grid_ok(ctx: GuardContext) -> bool:
     """The grid is known healthy (see `grid_state`)."""
     return grid_state(ctx) is True
+
+
+def grid_riding(ctx: GuardContext) -> bool:
+    """A connected site may stay on this grid: seen, not dead, no must-trip point cleared
+    (inside the trip table, whether or not inside the enter-service window)."""
+    return grid_reading(ctx.snap) is not None and not grid_dead(ctx) and not ctx.memory.trip_reason
 
 
 def pcc_position(ctx: GuardContext) -> BreakerPosition | None:
@@ -267,14 +303,14 @@ def available_former(ctx: GuardContext) -> str | None:
 
 # --------------------------------------------------------------------------- guards
 def g_field_grid_connected(ctx: GuardContext) -> str | None:
-    if pcc_position(ctx) is BreakerPosition.CLOSED and grid_ok(ctx):
-        return "restart: PCC closed and grid healthy"
+    if pcc_position(ctx) is BreakerPosition.CLOSED and grid_connectable(ctx):
+        return "restart: PCC closed and grid inside its must-trip settings"
     return None
 
 
 def g_field_islanding(ctx: GuardContext) -> str | None:
-    if pcc_position(ctx) is BreakerPosition.CLOSED and not grid_ok(ctx):
-        return "restart: PCC closed and grid unhealthy or unknown"
+    if pcc_position(ctx) is BreakerPosition.CLOSED and not grid_connectable(ctx):
+        return "restart: PCC closed and grid unknown, dead or beyond a must-trip point"
     if pcc_position(ctx) in (BreakerPosition.TRAVELLING, BreakerPosition.FAULT):
         return "restart: PCC position not confirmed open; opening it"
     return None
@@ -308,8 +344,10 @@ def grid_dead(ctx: GuardContext) -> bool:
 
 
 def g_grid_lost(ctx: GuardContext) -> str | None:
-    """The grid is known lost. Losing sight of it (meter and breaker silent on a live
-    bus) is an alarm, not an outage: opening a healthy connection would cut the site."""
+    """The grid is known lost: dead (at once), or beyond a must-trip point for its clearing
+    time (`policies.grid.evaluate_trip`, run in `SiteModes.step`); anything short of that
+    is ridden through. Losing sight of it (meter and breaker silent on a live bus) is an
+    alarm, not an outage: opening a healthy connection would cut the site."""
     state = grid_state(ctx)
     if state is True:
         return None
@@ -321,16 +359,7 @@ def g_grid_lost(ctx: GuardContext) -> str | None:
         return f"grid lost: {volts:.0f} V"
     if state is None:
         return None
-    since = ctx.memory.grid_unhealthy_since_s
-    ride_through = ctx.config.grid.ride_through_s
-    if since is None or ctx.now_s - since < ride_through:
-        return None  # a sag or a frequency excursion is ridden through this long
-    reading = (
-        f"{grid.voltage_v:.0f} V, {grid.frequency_hz:.2f} Hz"
-        if grid is not None
-        else "meter silent"
-    )
-    return f"grid outside its window for {ride_through:.2f} s: {reading}"
+    return ctx.memory.trip_reason or None
 
 
 def g_grid_back_pcc_closed(ctx: GuardContext) -> str | None:
@@ -346,11 +375,11 @@ def g_grid_back_pcc_closed(ctx: GuardContext) -> str | None:
     ):
         return None
     since = memory.grid_healthy_since_s
-    if since is None or ctx.now_s - since < grid.ride_through_s:
+    if since is None or ctx.now_s - since < GRID_BACK_CONFIRM_S:
         return None
     return (
-        f"grid healthy again for {grid.ride_through_s:.2f} s and the PCC never opened:"
-        " back on the grid"
+        f"grid inside the enter-service window again for {GRID_BACK_CONFIRM_S:.2f} s and"
+        " the PCC never opened: back on the grid"
     )
 
 
@@ -379,7 +408,7 @@ def g_planned_open_failed(ctx: GuardContext) -> str | None:
     """The PCC would not open for a planned island: give up and stay on the grid."""
     memory = ctx.memory
     first_open = memory.planned_open_s
-    if first_open is None or pcc_position(ctx) is BreakerPosition.OPEN or not grid_ok(ctx):
+    if first_open is None or pcc_position(ctx) is BreakerPosition.OPEN or not grid_riding(ctx):
         return None
     limit = 3 * ctx.config.grid.breaker_operate_timeout_s
     if ctx.now_s - first_open > limit:
@@ -637,6 +666,7 @@ class SiteModes:
         # and the command takes up to another cycle to reach the breaker, so the angle
         # is predicted that much further ahead and only half the phase window is used.
         self._min_off_s = {load.id: load.min_off_s for load in config.loads}
+        self.trip_points = trip_points(config.grid)
         self._close_check = config.sync.model_copy(
             update={
                 "breaker_close_time_s": config.sync.breaker_close_time_s
@@ -822,16 +852,18 @@ class SiteModes:
         memory = self.memory
         self._ctx = GuardContext(snap, now, self.config, memory)
         self._transitions, self._alarms, self._notes = [], [], []
-        health = grid_state(self._ctx)
+        reading = grid_reading(snap)
+        health = None if reading is None else grid_healthy(reading, self.config.grid)
         # Unknown restarts the return-to-service clock (the grid must be seen healthy for
-        # the whole delay) but does not start the ride-through one (nothing was seen bad).
+        # the whole delay) but neither starts nor resets a must-trip timer (nothing was
+        # seen, good or bad).
         memory.grid_healthy_since_s = healthy_since(
             memory.grid_healthy_since_s, health is True, now
         )
-        if health is True:
-            memory.grid_unhealthy_since_s = None
-        elif health is False and memory.grid_unhealthy_since_s is None:
-            memory.grid_unhealthy_since_s = now
+        verdict = evaluate_trip(
+            reading, self.trip_points, self.config.grid.nominal_voltage_v, memory.trip_state, now
+        )
+        memory.trip_state, memory.trip_reason = verdict.state, verdict.reason
         self._alarm(
             "grid_unknown",
             health is None,
@@ -843,6 +875,7 @@ class SiteModes:
         self._evaluate(self._ctx)
         # A transition changes what the next guards see (e.g. former chosen); one per cycle.
         ctx = GuardContext(snap, now, self.config, memory)
+        self._waiting_alarm(ctx, reading)
         outputs = self._outputs(ctx)
         silent = former_silent(ctx) and self.mode in ISLAND_MODES
         self._alarm(
@@ -854,6 +887,31 @@ class SiteModes:
         )
         self._remember_switching(snap, outputs, now)
         return Decision(outputs, tuple(self._transitions), tuple(self._alarms), tuple(self._notes))
+
+    def _waiting_alarm(self, ctx: GuardContext, reading: GridReading | None) -> None:
+        """Islanded with the grid back (live, seen) but outside the enter-service window: say
+        once why the site waits, not every cycle; cleared when the grid enters the window,
+        goes again, or the site leaves the island. Not while an operator holds the island
+        (then the site waits for the operator, not for the grid)."""
+        waiting = (
+            self.mode in (Mode.ISLANDED, Mode.EMERGENCY)
+            and not (self.memory.hold_island and not self.memory.reconnect_requested)
+            and reading is not None
+            and not grid_dead(ctx)
+        )
+        why = enter_service_reason(reading, ctx.config.grid) if waiting else None
+        if why is None:
+            self._alarm(WAITING_ALARM, False)
+            return
+        if WAITING_ALARM in self.memory.active_alarms:
+            return  # said once; /status shows the reason as it is now
+        self._alarm(
+            WAITING_ALARM,
+            True,
+            "warning",
+            f"grid back but not reconnecting: {why}; the site reconnects once the grid has"
+            f" been inside the enter-service window for {ctx.config.grid.return_to_service_s:g} s",
+        )
 
     def _evaluate(self, ctx: GuardContext) -> None:
         # The guards are pure, so they are tried here first and the machine is asked to
@@ -1073,7 +1131,7 @@ class SiteModes:
         ready = import_w <= ctx.config.grid.planned_island_max_import_w or (
             elapsed >= ctx.config.grid.planned_island_timeout_s
         )
-        open_now = memory.planned_open_sent or (ready and grid_ok(ctx))
+        open_now = memory.planned_open_sent or (ready and grid_riding(ctx))
         chargers: dict[str, ChargerCommand] = {}
         for v in ctx.snap.vehicles:
             if not v.available:

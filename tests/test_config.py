@@ -51,6 +51,15 @@ def _walk(data: Any, path: str) -> tuple[Any, str | int]:
     return data, parts[-1]
 
 
+GRID_60HZ = {
+    "nominal_voltage_v": 480.0,
+    "nominal_frequency_hz": 60.0,
+    "connection_kva": 100.0,
+    "meter": "grid_meter",
+    "pcc_breaker": "pcc_breaker",
+}
+
+
 def set_(path: str, value: Any) -> Mutation:
     def mutate(data: dict[str, Any]) -> None:
         container, key = _walk(data, path)
@@ -360,10 +369,63 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         " or resynchronisation never passes",
     ),
     (
-        "ride-through longer than 5 s",
-        set_("grid.ride_through_s", 30.0),
+        "the old ride-through setting",
+        set_("grid.ride_through_s", 0.2),
         "grid.ride_through_s",
-        "Input should be less than or equal to 5",
+        "replaced by the must-trip table (grid.trip_table, [grid.trip]): the grid is ridden"
+        " through inside it; remove this key (see docs/grid-trip.md)",
+    ),
+    (
+        "unknown trip table",
+        set_("grid.trip_table", "ieee1547_cat9"),
+        "grid.trip_table",
+        "Input should be 'ieee1547_cat2', 'ieee1547_cat3' or 'en50549'",
+    ),
+    (
+        "a frequency on a voltage trip point",
+        set_("grid.trip", {"ov1": {"hz": 51.0}}),
+        "grid.trip.ov1.hz",
+        "unknown key",
+    ),
+    (
+        "an unknown trip point",
+        set_("grid.trip", {"ov3": {"pu": 1.3}}),
+        "grid.trip.ov3",
+        "unknown key",
+    ),
+    (
+        "a clearing time of zero",
+        set_("grid.trip", {"uf1": {"clearing_s": 0.0}}),
+        "grid.trip.uf1.clearing_s",
+        "Input should be greater than 0",
+    ),
+    (
+        "stage 2 not beyond stage 1",
+        set_("grid.trip", {"uv2": {"pu": 0.9}}),
+        "grid.trip.uv2",
+        "UV2 0.9 pu (0.1 s) must be below UV1 0.85 pu (0.3 s) (stage 2 beyond stage 1, both"
+        " beyond nominal)",
+    ),
+    (
+        "a deeper stage that waits longer",
+        set_("grid.trip", {"of2": {"clearing_s": 1.0}}),
+        "grid.trip.of2",
+        "OF2 52 Hz (1 s) waits longer than OF1 51.5 Hz (0.1 s): a deeper excursion must clear"
+        " no later",
+    ),
+    (
+        "an enter-service window beyond a trip point",
+        set_("grid.trip", {"of1": {"hz": 50.3}}),
+        "grid.frequency_window_hz",
+        "[49.5, 50.5] must lie inside the must-trip points UF1 47.5 Hz (0.1 s) and OF1 50.3 Hz"
+        " (0.1 s): the enter-service window is where the site may reconnect",
+    ),
+    (
+        "the European table on a 60 Hz site",
+        set_("grid", {**GRID_60HZ, "trip_table": "en50549"}),
+        "grid.trip_table",
+        "en50549 is a table for 50 Hz sites; this site is 60 Hz (use ieee1547_cat2 or"
+        " ieee1547_cat3)",
     ),
     (
         "absurd v2l rating",
@@ -881,9 +943,14 @@ def test_sections_with_defaults_may_be_left_out() -> None:
     assert site.dispatch.shed_margin_w == 500.0
 
 
-def test_60_hz_site_gets_a_60_hz_default_window() -> None:
-    site = parses_after(set_("grid.nominal_frequency_hz", 60.0), delete("grid.frequency_window_hz"))
-    assert site.grid.frequency_window_hz == (59.5, 60.5)
+def test_60_hz_site_gets_the_ieee_1547_enter_service_window() -> None:
+    site = parses_after(
+        set_("grid.nominal_frequency_hz", 60.0),
+        delete("grid.frequency_window_hz"),
+        delete("grid.trip_table"),
+    )
+    assert site.grid.frequency_window_hz == (59.5, 60.1)
+    assert site.grid.trip_table == "ieee1547_cat2"
 
 
 def test_50_hz_default_window() -> None:

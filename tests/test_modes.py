@@ -7,12 +7,13 @@ sequence of steps walks the machine through whole scenarios with a fake clock.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
-from resilience.config import SiteConfig, load_site
+from resilience.config import SiteConfig, load_site, parse_site
 from resilience.cycle import _vehicle_state
 from resilience.model import (
     BreakerCommand,
@@ -30,7 +31,7 @@ from resilience.model import (
     V2LState,
     VehicleState,
 )
-from resilience.modes import RUNBOOKS, SiteModes
+from resilience.modes import RUNBOOKS, WAITING_ALARM, SiteModes
 from resilience.outputs import Decision
 from resilience.overrides import VehicleView
 from resilience.policies.vehicles import secure_shares
@@ -50,6 +51,7 @@ class Field:
     config: SiteConfig
     grid_present: bool = True
     grid_frequency_hz: float = 50.0
+    grid_voltage_v: float = 400.0
     breaker: BreakerPosition = BreakerPosition.CLOSED
     breaker_stuck: bool = False
     relays: dict[str, bool] = field(default_factory=dict)
@@ -114,7 +116,7 @@ class Field:
 
     def snapshot(self, now: float) -> Snapshot:
         cfg = self.config
-        v_grid = 400.0 if self.grid_present else 0.0
+        v_grid = self.grid_voltage_v if self.grid_present else 0.0
         f_grid = self.grid_frequency_hz if self.grid_present else 0.0
         live = self.bus_live
         grid = None if "grid_meter" in self.silent else GridReading(v_grid, f_grid, 0.0)
@@ -621,17 +623,144 @@ def test_lost_former_during_resync_black_starts_and_never_closes(config: SiteCon
         assert not (forms(d) and d.outputs.pcc is BreakerCommand.CLOSE)
 
 
-def test_a_short_frequency_excursion_is_ridden_through(config: SiteConfig) -> None:
+def site_60hz(config: SiteConfig, **grid: object) -> SiteConfig:
+    """The reference site on a 60 Hz grid with the IEEE 1547-2018 defaults: the enter-service
+    window 59.5-60.1 Hz and (no trip_table given) the Category II must-trip table."""
+    text = SITE.read_text(encoding="utf-8")
+    lines = [
+        line
+        for line in text.splitlines()
+        if not line.startswith(("trip_table", "ride_through_s", "frequency_window_hz"))
+    ]
+    text = "\n".join(lines).replace(
+        "nominal_frequency_hz = 50.0",
+        "nominal_frequency_hz = 60.0\nfrequency_window_hz = [59.5, 60.1]",
+    )
+    site = parse_site(tomllib.loads(text), "site_60hz.toml")
+    return site.model_copy(update={"grid": site.grid.model_copy(update=grid)}) if grid else site
+
+
+def first_transition(run: Run, dest: str) -> float | None:
+    for d in run.decisions:
+        for t in d.transitions:
+            if t.dest == dest:
+                return t.time_s
+    return None
+
+
+def test_a_60_hz_site_rides_through_a_60_2_hz_grid(config: SiteConfig) -> None:
+    """Issue 11: the enter-service window (59.5-60.1 Hz) was also the trip setting, so a
+    60 Hz site on a 60.2 Hz grid islanded after 0.2 s."""
+    site = site_60hz(config)
+    run = new_run(site, grid_frequency_hz=60.0, bus_frequency_hz=60.0)
+    run.step()
+    assert run.modes.mode is Mode.GRID_CONNECTED
+    run.field.grid_frequency_hz = 60.2
+    run.advance(5.0)
+    assert run.modes.mode is Mode.GRID_CONNECTED
+    assert run.field.breaker is BreakerPosition.CLOSED
+    assert all(d.outputs.pcc is not BreakerCommand.OPEN for d in run.decisions)
+
+
+def test_a_60_hz_site_trips_on_of2_within_its_clearing_time(config: SiteConfig) -> None:
+    site = site_60hz(config)
+    run = new_run(site, grid_frequency_hz=60.0, bus_frequency_hz=60.0)
+    run.step()
+    start = run.now
+    run.field.grid_frequency_hz = 62.5
+    run.advance(0.5)
+    tripped = first_transition(run, "islanding")
+    assert tripped is not None
+    assert 0.16 - 1e-6 <= tripped - start <= 0.16 + run.dt + 1e-6
+    reasons = [t.reason for d in run.decisions for t in d.transitions if t.dest == "islanding"]
+    assert "must-trip OF2" in reasons[0]
+
+
+def test_a_restart_inside_the_trip_table_stays_on_the_grid(config: SiteConfig) -> None:
+    site = site_60hz(config)
+    run = new_run(site, grid_frequency_hz=60.2, bus_frequency_hz=60.2)
+    run.step()
+    assert run.modes.mode is Mode.GRID_CONNECTED
+    beyond = new_run(site, grid_frequency_hz=61.5, bus_frequency_hz=61.5)
+    beyond.step()
+    assert beyond.modes.mode is Mode.ISLANDING
+
+
+def test_frequency_inside_the_trip_table_is_ridden_through(config: SiteConfig) -> None:
+    """The reference site (EN 50549 table): 49.4 Hz is outside the enter-service window
+    (49.5-50.5 Hz) but inside UF1 (47.5 Hz): stays connected; beyond UF1 for less than its
+    0.1 s clearing time is ridden through, for longer it islands."""
     run = new_run(config)
     run.step()
     run.field.grid_frequency_hz = 49.4
-    run.advance(config.grid.ride_through_s / 2)
+    run.advance(30.0)
+    assert run.modes.mode is Mode.GRID_CONNECTED
+    run.field.grid_frequency_hz = 47.4
+    run.advance(0.06)
     run.field.grid_frequency_hz = 50.0
     run.advance(1.0)
     assert run.modes.mode is Mode.GRID_CONNECTED
-    run.field.grid_frequency_hz = 49.4
-    run.advance(config.grid.ride_through_s + 0.1)
-    assert run.modes.mode is not Mode.GRID_CONNECTED
+    start = run.now
+    run.field.grid_frequency_hz = 47.4
+    run.advance(0.2)
+    tripped = first_transition(run, "islanding")
+    assert tripped is not None and tripped - start <= 0.1 + run.dt + 1e-6
+
+
+def test_a_sag_inside_the_trip_table_is_ridden_through(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.step()
+    run.field.grid_voltage_v = 0.88 * 400.0  # below the window's 0.917 pu, above UV1 0.85
+    run.advance(30.0)
+    assert run.modes.mode is Mode.GRID_CONNECTED
+    run.field.grid_voltage_v = 0.80 * 400.0  # beyond UV1 (0.85 pu, 0.3 s) for 0.2 s
+    run.advance(0.2)
+    run.field.grid_voltage_v = 400.0
+    run.advance(1.0)
+    assert run.modes.mode is Mode.GRID_CONNECTED
+    start = run.now
+    run.field.grid_voltage_v = 0.80 * 400.0
+    run.advance(0.5)
+    tripped = first_transition(run, "islanding")
+    assert tripped is not None and 0.3 - 1e-6 <= tripped - start <= 0.3 + run.dt + 1e-6
+
+
+def test_silence_mid_excursion_trips_nothing(config: SiteConfig) -> None:
+    run = new_run(config)
+    run.step()
+    run.field.grid_frequency_hz = 47.0
+    run.field.silent.update({"grid_meter", "pcc_breaker"})
+    run.advance(2.0)
+    assert run.modes.mode is Mode.GRID_CONNECTED
+    assert "grid_unknown" in run.modes.memory.active_alarms
+
+
+def test_after_a_trip_the_site_waits_for_the_enter_service_window_and_says_why_once(
+    config: SiteConfig,
+) -> None:
+    site = config.model_copy(
+        update={"grid": config.grid.model_copy(update={"return_to_service_s": 20.0})}
+    )
+    run = new_run(site)
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    run.field.grid_present = True
+    run.field.grid_frequency_hz = 50.7  # back, inside the trip table, outside 49.5-50.5 Hz
+    run.advance(60.0)
+    assert run.modes.mode is Mode.ISLANDED
+    assert all(d.outputs.pcc is not BreakerCommand.CLOSE for d in run.decisions)
+    raised = [a for d in run.decisions for a in d.alarms if a.code == WAITING_ALARM and a.raised]
+    assert len(raised) == 1
+    assert "frequency 50.70 Hz above the enter-service limit 50.5 Hz" in raised[0].message
+    run.field.grid_frequency_hz = 50.0
+    run.step()
+    assert WAITING_ALARM not in run.modes.memory.active_alarms
+    run.advance(15.0)
+    assert run.modes.mode is Mode.ISLANDED  # the whole return-to-service delay, from now
+    run.until(Mode.RESYNCHRONISING, 10.0)
+    run.until(Mode.GRID_CONNECTED, 30.0)
+    assert not run.field.closed_out_of_sync
 
 
 def test_a_dead_grid_islands_at_once(config: SiteConfig) -> None:

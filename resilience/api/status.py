@@ -9,9 +9,14 @@ only when someone asks, so the control loop pays nothing for readers: its
 Units are in the keys: `_w` watts, `_wh` watt-hours, `_v` volts, `_hz` hertz,
 `_pct` percent, `_h` hours, `_ts` Unix seconds. Definitions:
 
-    supply_w     what the site can supply now: the grid connection (when the grid is
-                 healthy and the PCC closed) or the vehicles' discharge limits above
-                 their reserves, plus firm PV, plus V2L outlets that supply their circuits
+    grid         present (live), healthy (inside the enter-service window: the site may
+                 reconnect to it), riding_through (connected outside that window but
+                 inside the must-trip settings), waiting_reason (islanded, grid back
+                 outside the window: why the site does not reconnect, else null)
+    supply_w     what the site can supply now: the grid connection (when the PCC is
+                 closed and the grid healthy or ridden through) or the vehicles'
+                 discharge limits above their reserves, plus firm PV, plus V2L outlets
+                 that supply their circuits
     load_w       the power the loads that are on draw now, as their panels measure it
     endurance_h  hours the life-safety and critical tiers can still run at their present
                  draw on the energy above the vehicles' reserves; null when unbounded.
@@ -36,11 +41,11 @@ from typing import Any
 from resilience.config import SiteConfig
 from resilience.cycle import Controller, SiteStatus
 from resilience.model import BreakerPosition, ChargerState, Mode, Tier, V2LState
-from resilience.modes import RUNBOOKS
+from resilience.modes import RUNBOOKS, WAITING_ALARM
 from resilience.occupancy import Kind, Occupancy, Source
 from resilience.overrides import Overrides
 from resilience.policies.endurance import endurance_h, energy_above_reserve_wh
-from resilience.policies.grid import grid_healthy
+from resilience.policies.grid import enter_service_reason, grid_healthy
 from resilience.policies.vehicles import discharge_floor_pct, supply_capacity_w
 
 LIVE_BUS_PU = 0.5  # the site bus counts as energised above this fraction of nominal voltage
@@ -123,7 +128,10 @@ def status_document(
         for o in snap.outlets
         if o.available and o.enabled and o.state is V2LState.SUPPLYING
     )
-    if healthy and pcc_closed:
+    # Connected on a grid outside the enter-service window but inside the must-trip table
+    # (riding through, e.g. 60.2 Hz on a 60 Hz site): the grid still supplies the site.
+    on_grid = pcc_closed and (healthy or status.mode is Mode.GRID_CONNECTED)
+    if on_grid:
         supply_w = config.grid.connection_kva * 1000.0 + pv_w + outlets_w
     else:
         supply_w = supply_capacity_w(snap.vehicles, snap.pv, config.dispatch) + outlets_w
@@ -191,7 +199,13 @@ def status_document(
         "runbook": runbook_url(status.mode),
         "grid": {
             "present": grid is not None and grid.voltage_v >= LIVE_BUS_PU * nominal_v,
-            "healthy": healthy,
+            "healthy": healthy,  # inside the enter-service window (may reconnect to it)
+            # connected outside the window but inside the must-trip settings
+            "riding_through": pcc_closed and not healthy and status.mode is Mode.GRID_CONNECTED,
+            # islanded, grid back outside the window: why the site does not reconnect
+            "waiting_reason": (
+                enter_service_reason(grid, config.grid) if WAITING_ALARM in status.alarms else None
+            ),
             "voltage_v": round(grid.voltage_v, 1) if grid is not None else None,
             "frequency_hz": round(grid.frequency_hz, 3) if grid is not None else None,
             "power_w": round(grid.power_w, 1) if grid is not None else None,

@@ -1,7 +1,8 @@
 """Drill scenarios (TOML) as validated, frozen models: the site, a timeline, pass criteria.
 
 A scenario names the site file it runs, how long it lasts, the plant's initial
-conditions, a timeline of events (grid loss and return, sags, flicker,
+conditions, a timeline of events (grid loss and return, sags, flicker, grid
+frequency and voltage steps and ramps,
 vehicles arriving and leaving, load changes, devices that fall silent or talk
 garbage, a breaker that will not operate, a CAP alert arriving, operator
 commands) and the criteria that decide pass or fail. The format is documented
@@ -198,6 +199,29 @@ class Flicker(_Event):
     count: Annotated[int, Field(ge=1, le=1000)]
 
 
+class GridFrequency(_Event):
+    """The utility's frequency goes to `hz`: a step, or linearly over `ramp` (a duration).
+    It stays there until the next grid_frequency event (grid loss and return keep it)."""
+
+    kind: Literal["grid_frequency"]
+    hz: Annotated[float, Field(ge=40, le=70)]
+    ramp: Span = 0.0  # 0: a step
+
+
+class GridVoltage(_Event):
+    """The utility's voltage goes to `pu` of the site's nominal: a step, or linearly over
+    `ramp`. It stays there until the next grid_voltage event; a sag applies on top of it."""
+
+    kind: Literal["grid_voltage"]
+    pu: Annotated[float, Field(gt=0, le=2.0)]
+    ramp: Span = 0.0  # 0: a step
+
+
+GRID_EVENT_MAX_OFFSET_HZ = 6.0
+"""[Hz] a grid_frequency event this far from the site's nominal is a mistake (60 Hz on a
+50 Hz site); every trip table has tripped long before."""
+
+
 class VehicleArrives(_Event):
     kind: Literal["vehicle_arrives"]
     vehicle: str = Field(min_length=1)
@@ -316,6 +340,8 @@ Event = Annotated[
     | GridReturn
     | Sag
     | Flicker
+    | GridFrequency
+    | GridVoltage
     | VehicleArrives
     | VehicleLeaves
     | Unplug
@@ -336,6 +362,8 @@ EVENT_KINDS = (
     "grid_return",
     "sag",
     "flicker",
+    "grid_frequency",
+    "grid_voltage",
     "vehicle_arrives",
     "vehicle_leaves",
     "unplug",
@@ -585,6 +613,26 @@ def _cross_check(
                     f"{name(i)}.at",
                     f"{format_span(event.at)} is after the end of the drill"
                     f" ({format_span(duration)})",
+                )
+            )
+        if isinstance(event, GridFrequency | GridVoltage) and event.at + event.ramp > duration:
+            problems.append(
+                (
+                    f"{name(i)}.ramp",
+                    f"the ramp ends at {format_span(event.at + event.ramp)}, after the end of"
+                    f" the drill ({format_span(duration)})",
+                )
+            )
+        nominal_hz = site.grid.nominal_frequency_hz
+        if (
+            isinstance(event, GridFrequency)
+            and abs(event.hz - nominal_hz) > GRID_EVENT_MAX_OFFSET_HZ
+        ):
+            problems.append(
+                (
+                    f"{name(i)}.hz",
+                    f"{event.hz:g} Hz is more than {GRID_EVENT_MAX_OFFSET_HZ:g} Hz from the"
+                    f" site's nominal {nominal_hz:g} Hz",
                 )
             )
         device = getattr(event, "device", None)

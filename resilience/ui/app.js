@@ -272,7 +272,12 @@ function renderStatus() {
   $("load-bar").style.width = `${share}%`;
 
   const g = s.grid;
-  $("grid-state").textContent = !g.present ? t("grid.absent") : g.healthy ? t("grid.present") : t("grid.unhealthy");
+  $("grid-state").textContent = !g.present ? t("grid.absent") : g.healthy ? t("grid.present")
+    : g.riding_through ? t("grid.riding_through") : t("grid.unhealthy");
+  // islanded with the grid back outside the enter-service window: say why the site waits
+  const wait = $("grid-wait");
+  wait.hidden = !g.waiting_reason;
+  wait.textContent = g.waiting_reason ? t("grid.waiting", { why: g.waiting_reason }) : "";
   $("grid-v").textContent = g.voltage_v === null ? "–" : `${number(g.voltage_v, 0)} V`;
   $("grid-f").textContent = g.frequency_hz === null ? "–" : `${number(g.frequency_hz, 2)} Hz`;
   $("pcc").textContent = t(`pcc.${s.pcc}`);

@@ -317,3 +317,42 @@ async def test_keep_alive_answers_are_not_held_by_nagle(api: Api) -> None:
         assert (await viewer.get("/api/v1/status")).status_code == 200
         times.append(asyncio.get_running_loop().time() - start)
     assert sorted(times)[4] < 0.02  # a delayed ACK would hold each answer ~40 ms
+
+
+async def test_status_says_riding_through_and_why_the_site_waits(api: Api) -> None:
+    """Issue 11: 50.7 Hz is outside the reference site's enter-service window (49.5-50.5 Hz)
+    but inside its must-trip table (EN 50549: OF1 51.5 Hz): connected, riding through; once
+    islanded, the grid back at 50.7 Hz keeps the site waiting, and /status says why."""
+    viewer = api.client("viewer")
+    api.plant.set_grid_frequency(50.7)
+
+    def grid_seen_at(hz: float) -> bool:
+        status = api.running.controller.status
+        grid = status.snapshot.grid if status is not None else None
+        return grid is not None and abs(grid.frequency_hz - hz) < 0.01
+
+    await api.until(lambda: grid_seen_at(50.7), 5, "the meter at 50.7 Hz")
+    doc = (await viewer.get("/api/v1/status")).json()
+    assert doc["mode"] == "grid_connected"
+    assert doc["grid"]["healthy"] is False and doc["grid"]["riding_through"] is True
+    assert doc["grid"]["waiting_reason"] is None
+    assert doc["supply_w"] >= 100_000  # the grid still supplies the site
+    api.plant.grid_loss()
+    await api.mode(Mode.ISLANDED, 5)
+    api.plant.grid_return()
+
+    def waiting() -> bool:
+        status = api.running.controller.status
+        return status is not None and "grid_outside_enter_service" in status.alarms
+
+    await api.until(waiting, 5, "the waiting alarm")
+    doc = (await viewer.get("/api/v1/status")).json()
+    assert doc["mode"] == "islanded"
+    assert doc["grid"]["waiting_reason"] == (
+        "frequency 50.70 Hz above the enter-service limit 50.5 Hz"
+    )
+    assert [a["code"] for a in doc["alarms"]].count("grid_outside_enter_service") == 1
+    api.plant.set_grid_frequency(50.0)
+    await api.until(lambda: not waiting(), 5, "the waiting alarm cleared")
+    doc = (await viewer.get("/api/v1/status")).json()
+    assert doc["grid"]["waiting_reason"] is None

@@ -162,6 +162,7 @@ def site_60hz(tmp_path: Path, breaker_close_time_s: float) -> Path:
     for old, new in (
         ("nominal_frequency_hz = 50.0", "nominal_frequency_hz = 60.0"),
         ("frequency_window_hz = [49.5, 50.5]", "frequency_window_hz = [59.5, 60.5]"),
+        ('trip_table = "en50549"', 'trip_table = "ieee1547_cat2"'),  # a 50 Hz table
         ("breaker_close_time_s = 0.05", f"breaker_close_time_s = {breaker_close_time_s}"),
     ):
         assert old in text, old
