@@ -691,24 +691,11 @@ def _cross_check(
             problems.extend(_check_blips(event, name(i), duration))
         if isinstance(event, VehicleArrives):
             problems.extend(_check_donor(event, name(i), site))
-            known_vehicle = site.vehicle_at(event.connector)
             if event.vehicle not in vehicles and event.capacity_wh is None:
                 problems.append(
                     (
                         f"{name(i)}.capacity_wh",
                         f"vehicle {event.vehicle!r} is not in the site file: give its capacity_wh",
-                    )
-                )
-            if (
-                known_vehicle is not None
-                and known_vehicle.id != event.vehicle
-                and event.tell_controller is not False
-            ):
-                problems.append(
-                    (
-                        f"{name(i)}.connector",
-                        f"{event.connector} is the home of site vehicle {known_vehicle.id!r};"
-                        " the controller would refuse to register another car there",
                     )
                 )
         if isinstance(event, LoadChange):
