@@ -156,7 +156,13 @@ class ChargedBy(_Model):
     vehicles: list[str] = []  # default: every vehicle on a bidirectional charger
 
 
-Window = tuple[Span, Span]
+def _two_times(value: Any) -> Any:
+    if isinstance(value, list | tuple) and len(value) != 2:
+        raise ValueError(f'{list(value)!r} is not a window: give two times, e.g. ["1h", "2h"]')
+    return value
+
+
+Window = Annotated[tuple[Span, Span], BeforeValidator(_two_times)]
 """[from, until] in drill time, both included."""
 
 
