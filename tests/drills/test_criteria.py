@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from firmware_sim import drill
+from resilience.drills.report import drill_html
 from resilience.drills.scenario import Criteria, load_scenario
 
 REPO = Path(__file__).resolve().parents[2]
@@ -205,7 +206,7 @@ def test_a_missing_max_unserved_kwh_is_an_explicit_default(ran: drill.Drill) -> 
 
 
 # --------------------------------------------------------------------------- report
-def test_report_has_the_new_series(ran: drill.Drill, tmp_path: Path) -> None:
+def test_report_has_the_new_series(ran: drill.Drill) -> None:
     report = json.loads(json.dumps(drill.report(ran, 1.0, "max")))
     row = report["series"][-1]
     assert {"grid_v", "grid_hz", "bus_v", "bus_hz", "charger_w", "v2l_w"} <= set(row)
@@ -224,3 +225,13 @@ def test_report_has_the_new_series(ran: drill.Drill, tmp_path: Path) -> None:
     fridge = report["relays"]["field_clinic_fridge"]
     assert fridge[0] == [0.0, True] and [on for _, on in fridge[1:]] == [False, True, False]
     assert report["pcc_closes_s"] == [round(t, 3) for t in ran.plant.pcc_closes]
+    page = drill_html(report)
+    for heading in (
+        "Grid and site bus: voltage and frequency",
+        "Relays (as the plant recorded them)",
+        "Per circuit: hours served, endurance at the end",
+        "DC chargers (net)",
+        "V2L outlets",
+    ):
+        assert heading in page
+    assert "<script" not in page and "http://" not in page
