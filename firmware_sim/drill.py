@@ -1168,11 +1168,11 @@ def _relay_rows(drill: Drill, r: RelayCheck) -> list[dict[str, Any]]:
         wanted = getattr(r, check)
         if wanted is None:
             continue
-        did = [lid for lid in ids if any(on is state for _, on in changes[lid])]
+        did = [lid for lid in ids if any(on == state for _, on in changes[lid])]
         if wanted:
             missing = [lid for lid in ids if lid not in did]
             firsts = [
-                f"{lid} at {format_span(next(t for t, on in changes[lid] if on is state))}"
+                f"{lid} at {format_span(next(t for t, on in changes[lid] if on == state))}"
                 for lid in did
             ]
             row(

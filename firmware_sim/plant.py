@@ -727,7 +727,7 @@ class Plant:
         load = self._load_at(panel_id, channel)
         if load is not None:
             load.operations += 1
-            self.relay_log[load.spec.id].append((self.time_s, on))
+            self.relay_log[load.spec.id].append((self.time_s, bool(on)))
             self._circuit_changed_s[load.spec.supply] = self.time_s
         self._settle()
 
