@@ -1,11 +1,15 @@
 """Drill scenarios (TOML) as validated, frozen models: the site, a timeline, pass criteria.
 
 A scenario names the site file it runs, how long it lasts, the plant's initial
-conditions, a timeline of events (grid loss and return, sags, flicker,
-vehicles arriving and leaving, load changes, devices that fall silent or talk
-garbage, a breaker that will not operate, a CAP alert arriving, operator
-commands) and the criteria that decide pass or fail. The format is documented
-in `docs/scenarios.md`.
+conditions (with the owners' reserves for this drill), a timeline of events
+(grid loss and return, sags, flicker, periodic blips with a duty cycle,
+vehicles of any id arriving at any free connector and leaving, load changes,
+devices that fall silent or talk garbage, a breaker that will not operate, a
+CAP alert arriving, operator commands) and the criteria that decide pass or
+fail (unserved energy, with an explicit default; endurance per tier and
+circuit; no PCC close before a time; relay operations within a window; ...),
+every one judged on the plant's record. The format is documented in
+`docs/scenarios.md`.
 
 Like the site file, a bad scenario never half-runs: every problem becomes one
 `ScenarioProblem` naming the file, the event (index, kind and time) or key,
