@@ -654,10 +654,15 @@ def _add_blips(drill: Drill, index: int, event: GridBlips, duration: float) -> N
 
         return act
 
+    items = []
     for n, t in enumerate(starts):
-        drill.add(t, event.kind, lose(n))
+        items.append((t, lose(n)))
         if t + event.down <= duration:
-            drill.add(t + event.down, event.kind, plant.grid_return)
+            items.append((t + event.down, plant.grid_return))
+    for t, action in items:  # sorted once, not per item: there may be thousands
+        drill.seq += 1
+        drill.timeline.append(Item(t, drill.seq, event.kind, action))
+    drill.timeline.sort()
 
 
 # --------------------------------------------------------------------------- building
