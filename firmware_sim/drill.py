@@ -67,13 +67,16 @@ from resilience.drills.scenario import (
     DeviceGarbage,
     DeviceRecovers,
     DeviceSilent,
+    Endurance,
     Flicker,
+    GridBlips,
     GridFrequency,
     GridLoss,
     GridReturn,
     GridVoltage,
     LoadChange,
     LoadedScenario,
+    RelayCheck,
     Sag,
     ScenarioError,
     SetPv,
@@ -234,6 +237,52 @@ def _tier_label(tier: Tier) -> str:
     return tier.label
 
 
+def circuit_stored_wh(plant: Plant) -> dict[str, float]:
+    """[Wh] energy above its owner's reserve in the cars feeding each circuit: the bus (the
+    cars on bidirectional chargers) and each V2L circuit (its outlet's car)."""
+    stored = {"bus": 0.0} | dict.fromkeys(plant.outlets, 0.0)
+    for charger in plant.chargers.values():
+        if charger.vehicle is not None:
+            stored["bus"] += _above_reserve_wh(charger.vehicle)
+    for oid, outlet in plant.outlets.items():
+        if outlet.vehicle is not None:
+            stored[oid] += _above_reserve_wh(outlet.vehicle)
+    return stored
+
+
+def _above_reserve_wh(vehicle: VehicleSim) -> float:
+    return max(0.0, vehicle.soc_pct - vehicle.reserve_soc_pct) / 100.0 * vehicle.capacity_wh
+
+
+def plant_endurance(plant: Plant) -> dict[str, dict[str, float | None]]:
+    """[h] per circuit and tier: how long the energy above reserve on that circuit
+    (`circuit_stored_wh`, no PV) carries the tier and every tier above it at their present
+    demand (rated power x load factor, shed or not); None when they draw nothing.
+
+    What the plant alone can tell. The controller's own projection (with a firm share of PV)
+    has the same shape, {circuit: {tier: hours}}, and can replace it in the report.
+    """
+    stored = circuit_stored_wh(plant)
+    demand: dict[str, dict[Tier, float]] = {c: {} for c in stored}
+    for load in plant.loads.values():
+        spec = load.spec
+        tiers = demand.setdefault(spec.supply, {})
+        tiers[spec.tier] = tiers.get(spec.tier, 0.0) + spec.rated_power_w * load.factor
+    out: dict[str, dict[str, float | None]] = {}
+    for circuit, tiers in demand.items():
+        row: dict[str, float | None] = {}
+        carried = 0.0
+        for tier in sorted(tiers, key=int):
+            carried += tiers[tier]
+            energy = stored.get(circuit, 0.0)
+            row[tier.label] = round(energy / carried, 3) if carried > _NO_DRAW_W else None
+        out[circuit] = row
+    return out
+
+
+_NO_DRAW_W = 1e-6
+
+
 def sample(plant: Plant, t: float, mode: Mode) -> dict[str, Any]:
     """One row of the report's time series, from the plant (the referee's truth)."""
     served = dict.fromkeys(Tier, 0.0)
@@ -266,6 +315,15 @@ def sample(plant: Plant, t: float, mode: Mode) -> dict[str, Any]:
         "pv_w": round(plant.pv_power_w, 1),
         "soc_pct": soc,
         "bus_live": plant.bus_live,
+        "grid_v": round(plant.grid.voltage_v, 1),
+        "grid_hz": round(plant.grid.measured_frequency_hz, 3),
+        "bus_v": round(plant.bus_voltage_v, 1),
+        "bus_hz": round(plant.bus_frequency_hz, 3),
+        # + discharging into the bus, - charging from it
+        "charger_w": {cid: round(c.power_w, 1) for cid, c in plant.chargers.items()},
+        "v2l_w": {oid: round(o.power_w, 1) for oid, o in plant.outlets.items()},
+        "stored_wh": {c: round(wh, 1) for c, wh in circuit_stored_wh(plant).items()},
+        "endurance_h": plant_endurance(plant),
     }
 
 
@@ -463,7 +521,9 @@ def _apply(drill: Drill, index: int, event: Any) -> Callable[[], None]:
                 event.soc_pct,
                 capacity,
                 reserve,
-                known.max_discharge_w if known is not None else None,
+                event.max_discharge_w
+                if event.max_discharge_w is not None
+                else (known.max_discharge_w if known is not None else None),
             )
             if registers_vehicle(event, site):
                 args: dict[str, Any] = {
@@ -583,6 +643,41 @@ def _apply(drill: Drill, index: int, event: Any) -> Callable[[], None]:
     return act
 
 
+def _add_blips(drill: Drill, index: int, event: GridBlips, duration: float) -> None:
+    """Each blip is two timeline items: the grid lost at its start, back `down` later. Only
+    the losses go into the report's events (a loss is what the site must react to)."""
+    plant = drill.plant
+    starts = [t for t in event.starts() if t <= duration]
+
+    def lose(n: int) -> Callable[[], None]:
+        def act() -> None:
+            status = drill.controller.status
+            plant.grid_loss()
+            drill.recorder.applied.append(
+                {
+                    "mode": status.mode.value if status is not None else "starting",
+                    "time_s": drill.clock.t,
+                    "index": index,
+                    "kind": event.kind,
+                    "what": f"grid blip {n + 1}/{len(starts)}: grid lost for"
+                    f" {format_span(event.down)}",
+                    "note": event.note,
+                }
+            )
+
+        return act
+
+    items = []
+    for n, t in enumerate(starts):
+        items.append((t, lose(n)))
+        if t + event.down <= duration:
+            items.append((t + event.down, plant.grid_return))
+    for t, action in items:  # sorted once, not per item: there may be thousands
+        drill.seq += 1
+        drill.timeline.append(Item(t, drill.seq, event.kind, action))
+    drill.timeline.sort()
+
+
 # --------------------------------------------------------------------------- building
 def _set_pv(plant: Plant, watts: float) -> Callable[[], None]:
     return lambda: plant.set_pv_available(watts)
@@ -634,6 +729,9 @@ def build(loaded: LoadedScenario, out: Path, duration_s: float | None = None) ->
     for i, event in enumerate(scenario.events):
         if event.at > duration:
             drill.truncated.append(f"events[{i}] ({event.kind} at {format_span(event.at)})")
+            continue
+        if isinstance(event, GridBlips):
+            _add_blips(drill, i, event, duration)
             continue
         drill.add(event.at, f"{event.kind}", _apply(drill, i, event))
     for t, watts in pv_steps[1:]:
@@ -869,7 +967,8 @@ def evaluate(drill: Drill) -> list[dict[str, Any]]:
             {"name": name, "limit": limit, "measured": measured, "passed": passed, "detail": detail}
         )
 
-    for label, limit in crit.max_unserved_kwh.items():
+    limits, default = crit.unserved_limits()
+    for label, limit in limits.items():
         tier = Tier.from_label(label)
         if crit.unserved_scope == "bus":
             measured = (
@@ -883,10 +982,12 @@ def evaluate(drill: Drill) -> list[dict[str, Any]]:
         else:
             measured = plant.unserved_energy_wh[tier] / 1000.0
         add(
-            f"unserved {label} energy, {crit.unserved_scope} [kWh]",
+            f"unserved {label} energy, {crit.unserved_scope} [kWh]"
+            + (" (default)" if default else ""),
             f"<= {limit:g}",
             round(measured, 4),
             measured <= limit + 1e-9,
+            "max_unserved_kwh not given: the default limit (docs/scenarios.md)" if default else "",
         )
     if crit.max_safety_violations is not None:
         count = len(plant.violations)
@@ -907,7 +1008,9 @@ def evaluate(drill: Drill) -> list[dict[str, Any]]:
     if crit.island_within_ms is not None:
         # every time the site left the grid because of the grid: from the grid event that
         # caused it (loss, flicker, sag) to the island being formed
-        causes = [a for a in rec.applied if a["kind"] in ("grid_loss", "flicker", "sag")]
+        causes = [
+            a for a in rec.applied if a["kind"] in ("grid_loss", "flicker", "sag", "grid_blips")
+        ]
         worst: float | None = None
         detail = "the site never left the grid because of it"
         for tr in rec.transitions:
@@ -987,7 +1090,148 @@ def evaluate(drill: Drill) -> list[dict[str, Any]]:
             ops[worst_id] <= crit.max_relay_operations,
             worst_id,
         )
+    if crit.no_pcc_close_before is not None:
+        early = [t for t in plant.pcc_closes if t < crit.no_pcc_close_before]
+        first = plant.pcc_closes[0] if plant.pcc_closes else None
+        add(
+            "first PCC close [s]",
+            f">= {crit.no_pcc_close_before:g}",
+            None if first is None else round(first, 3),
+            not early,
+            f"{len(early)} close(s) before {format_span(crit.no_pcc_close_before)}"
+            if early
+            else ("the PCC never closed" if first is None else ""),
+        )
+    for e in crit.endurance:
+        out.extend(_endurance_rows(drill, e))
+    for r in crit.relay:
+        out.extend(_relay_rows(drill, r))
     return out
+
+
+def _window(between: tuple[float, float] | None, end: float) -> tuple[float, float]:
+    return (0.0, end) if between is None else between
+
+
+def _window_text(between: tuple[float, float] | None) -> str:
+    if between is None:
+        return ""
+    return f", {format_span(between[0])} to {format_span(between[1])}"
+
+
+def _endurance_rows(drill: Drill, e: Endurance) -> list[dict[str, Any]]:
+    """One row per circuit: the hours every `e.tier` load on it was energised (plant record)."""
+    plant = drill.plant
+    tier = Tier.from_label(e.tier)
+    start, until = _window(e.between, drill.clock.t)
+    circuits = [e.circuit] if e.circuit is not None else ["bus", *plant.outlets]
+    rows = []
+    for circuit in circuits:
+        if (circuit, tier) not in plant.served_intervals:
+            continue
+        hours = plant.served_s(circuit, tier, start, until) / 3600.0
+        dark = [
+            (a, b)
+            for a, b in _gaps(plant.served_intervals[(circuit, tier)], start, until)
+            if b - a > 1.0
+        ]
+        detail = (
+            f"dark from {format_span(dark[0][0])} for {format_span(dark[0][1] - dark[0][0])}"
+            + (f" (and {len(dark) - 1} more)" if len(dark) > 1 else "")
+            if dark
+            else ""
+        )
+        rows.append(
+            {
+                "name": f"{e.tier} served on {circuit}{_window_text(e.between)} [h]",
+                "limit": f">= {e.at_least / 3600:g}",
+                "measured": round(hours, 3),
+                "passed": hours * 3600.0 >= e.at_least - 1e-6,
+                "detail": detail,
+            }
+        )
+    return rows
+
+
+def _gaps(intervals: list[list[float]], start: float, until: float) -> list[tuple[float, float]]:
+    """The dark stretches between served intervals, within [start, until]."""
+    gaps = []
+    t = start
+    for a, b in intervals:
+        if b <= t:
+            continue
+        if a > until:
+            break
+        if a > t:
+            gaps.append((t, a))
+        t = max(t, b)
+    if t < until:
+        gaps.append((t, until))
+    return gaps
+
+
+def _relay_rows(drill: Drill, r: RelayCheck) -> list[dict[str, Any]]:
+    """One row per check (opens, closes, max_operations), judged over the selected loads."""
+    plant = drill.plant
+    if r.load is not None:
+        ids = [r.load]
+    else:
+        ids = [
+            lid for lid, ld in plant.loads.items() if r.tier is None or ld.spec.tier.label == r.tier
+        ]
+    who = r.load or (f"every {r.tier} load" if r.tier else "every load")
+    start, until = _window(r.between, drill.clock.t)
+    changes = {lid: plant.relay_changes(lid, start, until) for lid in ids}
+    rows = []
+
+    def row(what: str, limit: str, measured: Any, passed: bool, detail: str) -> None:
+        rows.append(
+            {
+                "name": f"relay of {who} {what}{_window_text(r.between)}",
+                "limit": limit,
+                "measured": measured,
+                "passed": passed,
+                "detail": detail,
+            }
+        )
+
+    for check, state in (("opens", False), ("closes", True)):
+        wanted = getattr(r, check)
+        if wanted is None:
+            continue
+        did = [lid for lid in ids if any(on == state for _, on in changes[lid])]
+        if wanted:
+            missing = [lid for lid in ids if lid not in did]
+            firsts = [
+                f"{lid} at {format_span(next(t for t, on in changes[lid] if on == state))}"
+                for lid in did
+            ]
+            row(
+                check[:-1] + "ed",
+                "yes",
+                "yes" if not missing else "no",
+                not missing,
+                ("did not: " + ", ".join(missing)) if missing else "; ".join(firsts),
+            )
+        else:
+            row(
+                "never " + check[:-1] + "ed",
+                "no",
+                "yes" if did else "no",
+                not did,
+                ("it did: " + ", ".join(did)) if did else "",
+            )
+    if r.max_operations is not None:
+        worst = max(ids, key=lambda lid: len(changes[lid]))
+        count = len(changes[worst])
+        row(
+            "operations (most)",
+            f"<= {r.max_operations}",
+            count,
+            count <= r.max_operations,
+            worst,
+        )
+    return rows
 
 
 def report(drill: Drill, wall_seconds: float, speed: str) -> dict[str, Any]:
@@ -1065,6 +1309,23 @@ def report(drill: Drill, wall_seconds: float, speed: str) -> dict[str, Any]:
             "pv_kwh": round(sum(i.energy_wh for i in plant.inverters.values()) / 1000, 3),
         },
         "series": rec.samples,
+        "relays": {
+            lid: [[0.0, plant.relay_initial[lid]]]
+            + [[round(t, 3), on] for t, on in plant.relay_log[lid]]
+            for lid in plant.loads
+        },
+        "served_h": {
+            circuit: {
+                tier.label: round(plant.served_s(circuit, tier, 0.0, sim) / 3600.0, 4)
+                for (c, tier) in plant.served_intervals
+                if c == circuit
+            }
+            for circuit in dict.fromkeys(c for c, _ in plant.served_intervals)
+        },
+        "endurance": plant_endurance(plant),
+        "endurance_source": "plant: energy above reserve on the circuit / demand of the tier"
+        " and the tiers above it (no PV)",
+        "pcc_closes_s": [round(t, 3) for t in plant.pcc_closes],
     }
 
 

@@ -539,6 +539,9 @@ class Plant:
             supply: tuple(w for w in self._wired if w.load.spec.supply == supply)
             for supply in (*self._circuits, *(w.load.spec.supply for w in self._wired))
         }
+        self._wired_keys: tuple[tuple[str, Tier], ...] = tuple(
+            (w.load.spec.supply, w.load.spec.tier) for w in self._wired
+        )
 
         # bus
         self.bus_source: BusSource = "dead"
@@ -555,6 +558,17 @@ class Plant:
         self.served_energy_wh: dict[Tier, float] = {tier: 0.0 for tier in Tier}
         self.unserved_energy_wh: dict[Tier, float] = {tier: 0.0 for tier in Tier}
         self.unserved_load_wh: dict[str, float] = dict.fromkeys(self.loads, 0.0)  # per load id
+        # When each tier was served on each circuit: (circuit, tier) -> [start, end] intervals
+        # [s] in which every load of that tier on that circuit was energised (relay closed on
+        # a live circuit). The drill's endurance criteria are judged on it.
+        self.served_intervals: dict[tuple[str, Tier], list[list[float]]] = {
+            key: [] for key in dict.fromkeys(self._wired_keys)
+        }
+        # Every relay change of every load: load id -> [(time [s], closed)], after its state
+        # at time 0 (`relay_initial`).
+        self.relay_initial: dict[str, bool] = {lid: self.load_on(lid) for lid in self.loads}
+        self.relay_log: dict[str, list[tuple[float, bool]]] = {lid: [] for lid in self.loads}
+        self.pcc_closes: list[float] = []  # [s] each time the PCC contacts closed
         self.collapses = 0  # every collapse of an island, whoever caused it (= len(outages))
         self.outages: list[Outage] = []
         self._open_outage: int | None = None  # index in outages while its bus is still dead
@@ -776,6 +790,7 @@ class Plant:
         load = self._load_at(panel_id, channel)
         if load is not None:
             load.operations += 1
+            self.relay_log[load.spec.id].append((self.time_s, bool(on)))
             self._circuit_changed_s[load.spec.supply] = self.time_s
         self._settle()
 
@@ -1032,6 +1047,26 @@ class Plant:
     def relay_operations(self, load_id: str) -> int:
         return self.loads[load_id].operations
 
+    def relay_changes(
+        self, load_id: str, start_s: float = 0.0, until_s: float = math.inf
+    ) -> list[tuple[float, bool]]:
+        """The relay changes of a load from start_s to until_s [s] (both included)."""
+        return [
+            (t, on)
+            for t, on in self.relay_log[load_id]
+            if start_s - _T_EPS <= t <= until_s + _T_EPS
+        ]
+
+    def served_s(
+        self, supply: str, tier: Tier, start_s: float = 0.0, until_s: float = math.inf
+    ) -> float:
+        """[s] from start_s to until_s in which every `tier` load on circuit `supply` was
+        energised (0 when the circuit has no such load)."""
+        total = 0.0
+        for a, b in self.served_intervals.get((supply, tier), ()):
+            total += max(0.0, min(b, until_s) - max(a, start_s))
+        return total
+
     def vehicle_soc(self, vehicle_id: str) -> float:
         return self.vehicles[vehicle_id].soc_pct
 
@@ -1238,6 +1273,7 @@ class Plant:
         if target == BreakerPosition.CLOSED:
             self._check_sync_at_close()
             br.contacts_closed = True
+            self.pcc_closes.append(self.time_s)
         else:
             br.contacts_closed = False
         br.position = target
@@ -1316,13 +1352,23 @@ class Plant:
             if outlet.vehicle is not None:
                 _drain(outlet.vehicle, outlet.power_w, hours)
         served, unserved = self.served_energy_wh, self.unserved_energy_wh
-        for load, panel, channel, _ in self._wired:
+        dark: set[tuple[str, Tier]] = set()
+        for (load, panel, channel, _), key in zip(self._wired, self._wired_keys, strict=True):
             spec = load.spec
             served[spec.tier] += load.power_w * hours
             if not (load.supply_live and panel.relays[channel]):
                 unserved_wh = spec.rated_power_w * hours
                 unserved[spec.tier] += unserved_wh
                 self.unserved_load_wh[spec.id] += unserved_wh
+                dark.add(key)
+        start, end = self.time_s, self.time_s + h
+        for key, intervals in self.served_intervals.items():
+            if key in dark:
+                continue
+            if intervals and intervals[-1][1] >= start - _T_EPS:
+                intervals[-1][1] = end
+            else:
+                intervals.append([start, end])
         if self.meter_power_w >= 0:
             self.import_wh += self.meter_power_w * hours
         else:

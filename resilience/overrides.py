@@ -211,11 +211,10 @@ class Overrides:
             _finite("capacity_wh", capacity_wh, 1000.0, 300_000.0)
         if leaving_at is not None:
             _finite("leaving_at", leaving_at, now_wall, now_wall + 30 * 86400.0)
-        configured = config.vehicle_at(connector)
-        if configured is not None and configured.id != vehicle_id:
-            raise OverrideError(
-                f"connector: {connector} is the home of fleet vehicle {configured.id!r}"
-            )
+        # Any car at any connector: the operator who registers it is the authority on which
+        # car is there, and the site file's home car only a default. A donor registered at a
+        # home connector keeps its owner's reserve, and once it has left, the home is no
+        # longer trusted (the next car there is unidentified until registered).
         other = self.holding(vehicle_id)
         if other is not None and other.connector != connector:
             raise OverrideError(f"vehicle_id: {vehicle_id!r} is already at {other.connector}")

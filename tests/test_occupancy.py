@@ -237,8 +237,6 @@ def test_register_checks(config: SiteConfig) -> None:
 
     with pytest.raises(OverrideError, match=r"^connector: unknown charger or outlet 'v2l_9'"):
         register("34 ABC 12", "v2l_9")
-    with pytest.raises(OverrideError, match=r"^connector: charger_1 is the home of fleet"):
-        register("34 ABC 12", "charger_1")
     with pytest.raises(OverrideError, match=r"^leaving_at: "):
         register("fleet_1", "charger_1", leaving_at=T0 - 1)
     with pytest.raises(OverrideError, match=r"^vehicle_id: 'fleet_1' is already at charger_1"):
@@ -255,6 +253,31 @@ def test_register_checks(config: SiteConfig) -> None:
     register("fleet_1", "charger_1")
     with pytest.raises(OverrideError, match=r"^connector: charger_1 already holds 'fleet_1'"):
         register("fleet_1", "charger_1")
+
+
+def test_a_donor_of_any_id_at_a_home_connector(config: SiteConfig) -> None:
+    """v2l_1 is the home of the site file's donor_v2l_1: a resident's car registered there
+    under its own plate keeps its owner's reserve; once it has left, the home is no longer
+    trusted and the next car there gives nothing until it is registered."""
+    overrides = Overrides()
+    seen(overrides, config)
+    assert overrides.vehicle_at(config, "v2l_1", T0).vehicle_id == "donor_v2l_1"
+    overrides.observe(config, "v2l_1", False, T0)
+    overrides.register(
+        config,
+        vehicle_id="34 ABC 12",
+        connector="v2l_1",
+        reserve_soc_pct=55.0,
+        capacity_wh=58000.0,
+        now_wall=T0 + 1,
+        by="ayse",
+    )
+    overrides.observe(config, "v2l_1", True, T0 + 2)
+    view = overrides.vehicle_at(config, "v2l_1", T0 + 3)
+    assert (view.vehicle_id, view.reserve_soc_pct) == ("34 ABC 12", 55.0)
+    overrides.observe(config, "v2l_1", False, T0 + 4)
+    overrides.observe(config, "v2l_1", True, T0 + 5)
+    assert overrides.vehicle_at(config, "v2l_1", T0 + 6).reserve_soc_pct == 100.0
 
 
 def test_release_checks(config: SiteConfig) -> None:

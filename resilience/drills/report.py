@@ -3,8 +3,10 @@
 The HTML page works offline: its charts are inline SVG generated here in
 Python, its style is inline, and it loads nothing (no script, no font, no
 image from anywhere). Charts of a drill: load served per tier (stacked) and
-supply over time, each vehicle's state of charge against its owner's reserve,
-the mode timeline; then the criteria table and the record (transitions,
+supply over time (DC chargers and V2L outlets apart), each vehicle's state of
+charge against its owner's reserve, the mode timeline, grid and bus voltage and
+frequency, each load's relay; then hours served and endurance per circuit, the
+criteria table and the record (transitions,
 violations, island collapses, alarms, vehicles, operator commands, timeline
 events). A survival
 report has the survival curves and a table.
@@ -247,7 +249,79 @@ def supply_chart(samples: Sequence[dict[str, Any]], t_max: float) -> str:
     for key, label, colour in keys:
         chart.polyline(_step_points(samples, lambda s, k=key: s[k] / 1000), colour)
         chart.add_legend(label, colour)
+    if samples and "charger_w" in samples[0]:
+        # the two kinds of vehicle supply apart: DC chargers (net) and V2L outlets
+        for key, label, colour in (
+            ("charger_w", "DC chargers (net)", "#8e44ad"),
+            ("v2l_w", "V2L outlets", "#d35400"),
+        ):
+            pts = _step_points(samples, lambda s, k=key: sum(s[k].values()) / 1000)
+            chart.polyline(pts, colour, dash="3 2", width=1.2)
+            chart.add_legend(label, colour, "dash")
     return chart.svg("supply")
+
+
+def _runs(samples: Sequence[dict[str, Any]], key: str) -> list[list[tuple[float, float]]]:
+    """Sample-and-hold runs of a series, broken where it is 0 (a dead grid or bus has no
+    voltage or frequency to draw)."""
+    runs: list[list[tuple[float, float]]] = []
+    run: list[tuple[float, float]] = []
+    for s in samples:
+        v = float(s.get(key) or 0.0)
+        t = float(s["t"])
+        if v > 0:
+            if run:
+                run.append((t, run[-1][1]))
+            run.append((t, v))
+        elif run:
+            run.append((t, run[-1][1]))
+            runs.append(run)
+            run = []
+    if run:
+        runs.append(run)
+    return runs
+
+
+def grid_chart(samples: Sequence[dict[str, Any]], t_max: float, what: str) -> str:
+    """Grid and site bus voltage [V] (what="v") or frequency [Hz] (what="hz")."""
+    unit = _time_axis(t_max)
+    keys = [(f"grid_{what}", "grid", "#555"), (f"bus_{what}", "site bus", "#1f77b4")]
+    values = [float(s.get(k) or 0.0) for s in samples for k, _, _ in keys]
+    live = [v for v in values if v > 0] or [1.0]
+    lo, hi = min(live), max(live)
+    pad = max((hi - lo) * 0.1, hi * (0.002 if what == "hz" else 0.02))
+    label = "voltage [V]" if what == "v" else "frequency [Hz]"
+    chart = _Chart(t_max, lo - pad, hi + pad, label, unit, height=200)
+    for key, name, colour in keys:
+        for run in _runs(samples, key):
+            chart.polyline(run, colour)
+        chart.add_legend(name, colour)
+    return chart.svg(f"grid and bus {label}")
+
+
+def relay_chart(relays: dict[str, list[list[Any]]], t_max: float) -> str:
+    """One lane per load: a bar while its relay is closed (every change the plant saw)."""
+    unit = _time_axis(t_max)
+    loads = list(relays)
+    lane = 14
+    height = MT + MB + lane * max(len(loads), 1) + 6
+    chart = _Chart(t_max, 0, 1, "", unit, height=height, y_ticks=False)
+    for i, load in enumerate(loads):
+        y = MT + 3 + i * lane
+        changes = relays[load]
+        for j, (t, closed) in enumerate(changes):
+            end = float(changes[j + 1][0]) if j + 1 < len(changes) else t_max
+            if closed and end > float(t):
+                x0, x1 = chart.x(float(t)), chart.x(end)
+                chart.parts.append(
+                    f'<rect x="{x0:.1f}" y="{y}" width="{max(x1 - x0, 0.8):.1f}"'
+                    f' height="{lane - 4}" fill="#27ae60"><title>{_esc(load)} closed'
+                    f" {float(t):.2f}-{end:.2f} s</title></rect>"
+                )
+        chart.parts.append(
+            f'<text x="{W - MR + 10}" y="{y + lane - 5}" class="legend">{_esc(load)}</text>'
+        )
+    return chart.svg("relay state per load")
 
 
 def soc_chart(
@@ -347,6 +421,10 @@ def _fmt_t(t: Any) -> str:
     return f"{t:.3f} s"
 
 
+def _fmt_h(hours: Any) -> str:
+    return "no load" if hours is None else f"lasts {float(hours):g} h"
+
+
 def drill_html(result: dict[str, Any]) -> str:
     """The drill report as one self-contained page."""
     sc = result["scenario"]
@@ -393,6 +471,35 @@ def drill_html(result: dict[str, Any]) -> str:
         parts.append(supply_chart(samples, t_max))
         parts.append("<h2>Vehicles: state of charge against the owner's reserve</h2>")
         parts.append(soc_chart(samples, result["vehicles"], t_max))
+        if "grid_v" in samples[0]:
+            parts.append("<h2>Grid and site bus: voltage and frequency</h2>")
+            parts.append(grid_chart(samples, t_max, "v"))
+            parts.append(grid_chart(samples, t_max, "hz"))
+    if result.get("relays"):
+        parts.append("<h2>Relays (as the plant recorded them)</h2>")
+        parts.append(relay_chart(result["relays"], t_max))
+    if result.get("served_h"):
+        parts.append("<h2>Per circuit: hours served, endurance at the end</h2>")
+        parts.append(
+            f'<p class="meta">served: hours every load of the tier on the circuit was'
+            f" energised. Endurance: {_esc(result.get('endurance_source', ''))}.</p>"
+        )
+        tiers_all = list(TIER_COLOURS)
+        rows_c = []
+        for circuit, served in result["served_h"].items():
+            endurance = result.get("endurance", {}).get(circuit, {})
+            rows_c.append(
+                [
+                    circuit,
+                    *(
+                        ""
+                        if t not in served
+                        else f"{served[t]:g} h served; {_fmt_h(endurance.get(t))}"
+                        for t in tiers_all
+                    ),
+                ]
+            )
+        parts.append(_table(["circuit", *tiers_all], rows_c))
     parts.append("<h2>Energy per tier [kWh]</h2>")
     tiers = list(TIER_COLOURS)
     parts.append(

@@ -1,12 +1,15 @@
 """Drill scenarios (TOML) as validated, frozen models: the site, a timeline, pass criteria.
 
 A scenario names the site file it runs, how long it lasts, the plant's initial
-conditions, a timeline of events (grid loss and return, sags, flicker, grid
-frequency and voltage steps and ramps,
-vehicles arriving and leaving, load changes, devices that fall silent or talk
-garbage, a breaker that will not operate, a CAP alert arriving, operator
-commands) and the criteria that decide pass or fail. The format is documented
-in `docs/scenarios.md`.
+conditions (with the owners' reserves for this drill), a timeline of events
+(grid loss and return, sags, flicker, periodic blips with a duty cycle, grid
+frequency and voltage steps and ramps, vehicles of any id arriving at any free
+connector and leaving, load changes, devices that fall silent or talk garbage,
+a breaker that will not operate, a CAP alert arriving, operator commands) and
+the criteria that decide pass or fail (unserved energy, with an explicit
+default; endurance per tier and circuit; no PCC close before a time; relay
+operations within a window; ...), every one judged on the plant's record. The
+format is documented in `docs/scenarios.md`.
 
 Like the site file, a bad scenario never half-runs: every problem becomes one
 `ScenarioProblem` naming the file, the event (index, kind and time) or key,
@@ -43,10 +46,14 @@ from resilience.config import ConfigError, SiteConfig, load_site
 from resilience.model import Mode, Tier
 
 __all__ = [
+    "DEFAULT_MAX_UNSERVED_KWH",
     "RELEASE_WALK_S",
     "Criteria",
+    "Endurance",
     "Event",
+    "GridBlips",
     "LoadedScenario",
+    "RelayCheck",
     "Scenario",
     "ScenarioError",
     "ScenarioProblem",
@@ -130,6 +137,9 @@ class InitialSection(_Model):
     pv_available_w: Annotated[float, Field(ge=0)] | None = None  # None: from [pv] or 0 W
     load_factor: Annotated[float, Field(ge=0, le=10)] = 1.0
     absent: list[str] = []  # site vehicles not parked at the start (they may arrive later)
+    # vehicle id -> the owner's reserve [%] for this drill, instead of the site file's (the
+    # controller and the plant's referee both keep it)
+    reserve_soc_pct: dict[str, Percent] = {}
     max_discharge_w: dict[str, Annotated[float, Field(gt=0)]] = {}  # a car's own V2G limit [W]
     grid_present: bool = True
 
@@ -150,10 +160,61 @@ class ChargedBy(_Model):
     vehicles: list[str] = []  # default: every vehicle on a bidirectional charger
 
 
+def _two_times(value: Any) -> Any:
+    if isinstance(value, list | tuple) and len(value) != 2:
+        raise ValueError(f'{list(value)!r} is not a window: give two times, e.g. ["1h", "2h"]')
+    return value
+
+
+Window = Annotated[tuple[Span, Span], BeforeValidator(_two_times)]
+"""[from, until] in drill time, both included."""
+
+
+class Endurance(_Model):
+    """A tier served for at least `at_least`: the time every one of its loads on a circuit was
+    energised (relay closed on a live circuit), as the plant recorded it."""
+
+    tier: str
+    at_least: Span
+    circuit: str | None = None  # "bus" or a V2L outlet id; None: every circuit with such loads
+    between: Window | None = None  # counted only within this window (default: the whole drill)
+
+    @field_validator("tier")
+    @classmethod
+    def _tier(cls, tier: str) -> str:
+        Tier.from_label(tier)
+        return tier
+
+
+class RelayCheck(_Model):
+    """What a load's relay did within a window, as the plant recorded it (per load)."""
+
+    load: str | None = None
+    tier: str | None = None  # every load of this tier; neither: every load of the site
+    between: Window | None = None  # default: the whole drill
+    opens: bool | None = None  # True: it opened at least once in the window; False: never
+    closes: bool | None = None  # likewise for closing
+    max_operations: Annotated[int, Field(ge=0)] | None = None  # opens + closes in the window
+
+    @field_validator("tier")
+    @classmethod
+    def _tier(cls, tier: str | None) -> str | None:
+        if tier is not None:
+            Tier.from_label(tier)
+        return tier
+
+
+DEFAULT_MAX_UNSERVED_KWH: dict[str, float] = {"life_safety": 0.01}
+"""The unserved-energy limit when a scenario gives no `max_unserved_kwh`: life-safety loads dark
+no longer than a break-before-make transfer takes (0.01 kWh is 8 s of the reference site's
+life-safety load), over `unserved_scope`. Reported as a default, never silently."""
+
+
 class Criteria(_Model):
     """Pass criteria; each one present is measured and reported."""
 
-    max_unserved_kwh: dict[str, Annotated[float, Field(ge=0)]] = {"life_safety": 0.0}
+    # None: DEFAULT_MAX_UNSERVED_KWH, reported as the default (see `unserved_limits`)
+    max_unserved_kwh: dict[str, Annotated[float, Field(ge=0)]] | None = None
     unserved_scope: Literal["site", "bus"] = "site"  # bus: V2L circuits are not counted
     max_safety_violations: Annotated[int, Field(ge=0)] | None = 0
     island_within_ms: Annotated[float, Field(gt=0)] | None = None
@@ -164,13 +225,22 @@ class Criteria(_Model):
     alarms_raised: list[str] = []  # alarm codes that must be raised at some time
     charged_by: ChargedBy | None = None
     max_relay_operations: Annotated[int, Field(ge=0)] | None = None  # per load (chatter)
+    no_pcc_close_before: Span | None = None  # the PCC contacts must not close before this
+    endurance: list[Endurance] = []
+    relay: list[RelayCheck] = []
 
     @field_validator("max_unserved_kwh")
     @classmethod
-    def _tiers(cls, limits: dict[str, float]) -> dict[str, float]:
-        for label in limits:
+    def _tiers(cls, limits: dict[str, float] | None) -> dict[str, float] | None:
+        for label in limits or {}:
             Tier.from_label(label)
         return limits
+
+    def unserved_limits(self) -> tuple[dict[str, float], bool]:
+        """The unserved-energy limits per tier [kWh], and whether they are the default."""
+        if self.max_unserved_kwh is None:
+            return dict(DEFAULT_MAX_UNSERVED_KWH), True
+        return dict(self.max_unserved_kwh), False
 
 
 # --------------------------------------------------------------------------- events
@@ -220,6 +290,26 @@ class GridVoltage(_Event):
 GRID_EVENT_MAX_OFFSET_HZ = 6.0
 """[Hz] a grid_frequency event this far from the site's nominal is a mistake (60 Hz on a
 50 Hz site); every trip table has tripped long before."""
+class GridBlips(_Event):
+    """Periodic grid outages with a duty cycle: from `at`, every `period` the grid is lost for
+    `down` and then returns; `count` blips, or as many as start before `until`."""
+
+    kind: Literal["grid_blips"]
+    period: PositiveSpan
+    down: PositiveSpan
+    count: Annotated[int, Field(ge=1, le=10000)] | None = None
+    until: Span | None = None
+
+    def starts(self) -> list[float]:
+        """Drill times at which each blip's grid loss begins."""
+        if self.count is not None:
+            return [self.at + i * self.period for i in range(self.count)]
+        out: list[float] = []
+        t = self.at
+        while self.until is not None and t < self.until - 1e-9 and len(out) < 10000:
+            out.append(t)
+            t = self.at + len(out) * self.period
+        return out
 
 
 class VehicleArrives(_Event):
@@ -230,6 +320,7 @@ class VehicleArrives(_Event):
     capacity_wh: Annotated[float, Field(gt=0)] | None = None  # default: the site file's
     reserve_soc_pct: Percent | None = None  # default: the site file's
     leaving: Span | None = None  # drill time the owner wants to leave
+    max_discharge_w: Annotated[float, Field(gt=0)] | None = None  # the car's own limit [W]
     tell_controller: bool | None = None  # operator registers it (default: when needed)
 
 
@@ -342,6 +433,7 @@ Event = Annotated[
     | Flicker
     | GridFrequency
     | GridVoltage
+    | GridBlips
     | VehicleArrives
     | VehicleLeaves
     | Unplug
@@ -364,6 +456,7 @@ EVENT_KINDS = (
     "flicker",
     "grid_frequency",
     "grid_voltage",
+    "grid_blips",
     "vehicle_arrives",
     "vehicle_leaves",
     "unplug",
@@ -600,6 +693,11 @@ def _cross_check(
             problems.append(
                 (f"initial.max_discharge_w.{vid}", f"unknown vehicle {vid!r} in the site")
             )
+    for vid in scenario.initial.reserve_soc_pct:
+        if vid not in vehicles:
+            problems.append(
+                (f"initial.reserve_soc_pct.{vid}", f"unknown vehicle {vid!r} in the site")
+            )
     for vid in scenario.initial.absent:
         if vid not in vehicles:
             problems.append(("initial.absent", f"unknown vehicle {vid!r} in the site"))
@@ -644,25 +742,15 @@ def _cross_check(
             problems.append(
                 (f"{name(i)}.connector", f"{connector!r} is not a charger or V2L outlet ({known})")
             )
+        if isinstance(event, GridBlips):
+            problems.extend(_check_blips(event, name(i), duration))
         if isinstance(event, VehicleArrives):
-            known_vehicle = site.vehicle_at(event.connector)
+            problems.extend(_check_donor(event, name(i), site))
             if event.vehicle not in vehicles and event.capacity_wh is None:
                 problems.append(
                     (
                         f"{name(i)}.capacity_wh",
                         f"vehicle {event.vehicle!r} is not in the site file: give its capacity_wh",
-                    )
-                )
-            if (
-                known_vehicle is not None
-                and known_vehicle.id != event.vehicle
-                and event.tell_controller is not False
-            ):
-                problems.append(
-                    (
-                        f"{name(i)}.connector",
-                        f"{event.connector} is the home of site vehicle {known_vehicle.id!r};"
-                        " the controller would refuse to register another car there",
                     )
                 )
         if isinstance(event, LoadChange):
@@ -684,10 +772,156 @@ def _cross_check(
             problems.append(("criteria.charged_by.at", "after the end of the drill"))
     if scenario.criteria.islanded_by is not None and scenario.criteria.islanded_by > duration:
         problems.append(("criteria.islanded_by", "after the end of the drill"))
+    problems.extend(_check_criteria(scenario.criteria, site, duration))
     pv = scenario.pv
     if pv is not None and pv.sunset_h <= pv.sunrise_h:
         problems.append(("pv.sunset_h", f"{pv.sunset_h} h is not after sunrise_h {pv.sunrise_h} h"))
     return problems
+
+
+def _check_blips(event: GridBlips, name: str, duration: float) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if event.down >= event.period:
+        problems.append(
+            (
+                f"{name}.down",
+                f"{format_span(event.down)} is not shorter than the period"
+                f" ({format_span(event.period)}): the grid would never come back",
+            )
+        )
+    if (event.count is None) == (event.until is None):
+        problems.append((name, "grid_blips needs exactly one of count or until"))
+        return problems
+    if event.until is not None:
+        if event.until <= event.at:
+            problems.append((f"{name}.until", f"{format_span(event.until)} is not after at"))
+        elif event.until > duration:
+            problems.append(
+                (
+                    f"{name}.until",
+                    f"{format_span(event.until)} is after the end of the drill"
+                    f" ({format_span(duration)})",
+                )
+            )
+        elif (event.until - event.at) / event.period > 10000:
+            problems.append((f"{name}.until", "more than 10000 blips"))
+    starts = event.starts()
+    if starts and starts[-1] > duration:
+        problems.append(
+            (
+                f"{name}.count",
+                f"the last blip starts at {format_span(starts[-1])}, after the end of the"
+                f" drill ({format_span(duration)})",
+            )
+        )
+    return problems
+
+
+DONOR_CAPACITY_WH = (1000.0, 300_000.0)
+"""[Wh] the capacities the controller accepts when a donor is registered."""
+DONOR_ID_MAX = 64
+"""The longest vehicle id the controller accepts when a donor is registered."""
+
+
+def _check_donor(event: VehicleArrives, name: str, site: SiteConfig) -> list[tuple[str, str]]:
+    """What `register_vehicle` would refuse mid-drill is refused here, before the drill."""
+    if not registers_vehicle(event, site):
+        return []
+    problems: list[tuple[str, str]] = []
+    if len(event.vehicle.strip()) != len(event.vehicle) or len(event.vehicle) > DONOR_ID_MAX:
+        problems.append(
+            (
+                f"{name}.vehicle",
+                f"{event.vehicle!r}: a registered car's id is 1 to {DONOR_ID_MAX} characters"
+                " without leading or trailing spaces",
+            )
+        )
+    low, high = DONOR_CAPACITY_WH
+    if event.capacity_wh is not None and not low <= event.capacity_wh <= high:
+        problems.append(
+            (
+                f"{name}.capacity_wh",
+                f"{event.capacity_wh:g} Wh is outside {low:g}..{high:g} Wh, what the controller"
+                " accepts for a registered car",
+            )
+        )
+    return problems
+
+
+def _check_window(
+    window: tuple[float, float] | None, key: str, duration: float
+) -> list[tuple[str, str]]:
+    if window is None:
+        return []
+    start, until = window
+    if until <= start:
+        return [(key, f"{format_span(until)} is not after {format_span(start)}")]
+    if until > duration:
+        return [
+            (
+                key,
+                f"{format_span(until)} is after the end of the drill ({format_span(duration)})",
+            )
+        ]
+    return []
+
+
+def _check_criteria(crit: Criteria, site: SiteConfig, duration: float) -> list[tuple[str, str]]:
+    """Criteria that could not be measured, or could never fail, are bad input."""
+    problems: list[tuple[str, str]] = []
+    loads = {load.id: load for load in site.loads}
+    circuits = ["bus", *site.outlets]
+    if crit.no_pcc_close_before is not None and crit.no_pcc_close_before > duration:
+        problems.append(("criteria.no_pcc_close_before", "after the end of the drill"))
+    for i, e in enumerate(crit.endurance):
+        key = f"criteria.endurance[{i}]"
+        if e.circuit is not None and e.circuit not in circuits:
+            problems.append(
+                (
+                    f"{key}.circuit",
+                    f"{e.circuit!r} is not a circuit of the site ({', '.join(circuits)})",
+                )
+            )
+            continue
+        on = [ld for ld in site.loads if ld.tier.label == e.tier]
+        if e.circuit is not None:
+            on = [ld for ld in on if ld.supply == e.circuit]
+        if not on:
+            where = f"on {e.circuit}" if e.circuit is not None else "in the site"
+            problems.append((f"{key}.tier", f"no {e.tier} load {where}: nothing to measure"))
+        problems.extend(_check_window(e.between, f"{key}.between", duration))
+        span = duration if e.between is None else e.between[1] - e.between[0]
+        if e.at_least > span + 1e-9:
+            problems.append(
+                (
+                    f"{key}.at_least",
+                    f"{format_span(e.at_least)} is longer than the time it is counted in"
+                    f" ({format_span(span)}): it can never pass",
+                )
+            )
+    for i, r in enumerate(crit.relay):
+        key = f"criteria.relay[{i}]"
+        if r.load is not None and r.tier is not None:
+            problems.append((key, "give load or tier, not both"))
+        if r.load is not None and r.load not in loads:
+            problems.append((f"{key}.load", f"unknown load {r.load!r} in the site"))
+        if r.tier is not None and not any(ld.tier.label == r.tier for ld in site.loads):
+            problems.append((f"{key}.tier", f"no {r.tier} load in the site"))
+        if r.opens is None and r.closes is None and r.max_operations is None:
+            problems.append((key, "nothing to check: give opens, closes or max_operations"))
+        problems.extend(_check_window(r.between, f"{key}.between", duration))
+    return problems
+
+
+def with_reserves(site: SiteConfig, reserves: dict[str, float]) -> SiteConfig:
+    """The site with the scenario's reserves for its vehicles (unknown ids are ignored)."""
+    if not reserves:
+        return site
+    vehicles = [
+        v.model_copy(update={"reserve_soc_pct": reserves[v.id]}) if v.id in reserves else v
+        for v in site.vehicles
+    ]
+    return site.model_copy(update={"vehicles": vehicles})
 
 
 def parse_scenario(data: dict[str, Any], path: Path) -> LoadedScenario:
@@ -706,6 +940,7 @@ def parse_scenario(data: dict[str, Any], path: Path) -> LoadedScenario:
         raise ScenarioError(
             [ScenarioProblem(file, "scenario.site", str(p)) for p in exc.problems]
         ) from None
+    site = with_reserves(site, scenario.initial.reserve_soc_pct)
     problems = [ScenarioProblem(file, k, r) for k, r in _cross_check(scenario, site, data)]
     alerts: dict[int, CapAlert] = {}
     raw_events = data.get("events", [])

@@ -131,7 +131,7 @@ def variant(scenario: Path, site_path: Path) -> Variant:
     dropped: list[str] = []
 
     initial = data.setdefault("initial", {})
-    for key in ("soc_pct", "max_discharge_w"):
+    for key in ("soc_pct", "max_discharge_w", "reserve_soc_pct"):
         if key in initial:
             initial[key] = {
                 vehicles[v]: x for v, x in initial[key].items() if vehicles.get(v) is not None

@@ -15,6 +15,9 @@ import pytest
 from firmware_sim import drill
 from resilience.config import load_site
 from resilience.drills.scenario import (
+    DEFAULT_MAX_UNSERVED_KWH,
+    Criteria,
+    GridBlips,
     LoadedScenario,
     Scenario,
     ScenarioError,
@@ -412,3 +415,205 @@ def test_what_the_check_refuses_would_fail_mid_drill(
     )
     with pytest.raises(ValueError, match=r"already holds a vehicle|is already at|holds no vehicle"):
         asyncio.run(drill.run_max(loaded, tmp_path / "out", duration_s=360.0, progress=False))
+
+
+# ---------------------------------------------------------------- issue 11: drills that can say it
+FEATURES = """
+[scenario]
+name = "features"
+site = "{site}"
+duration = "2h"
+
+[initial]
+absent = ["donor_v2l_1"]
+"""
+
+
+def blips(**fields: object) -> str:
+    body = "".join(f"{k} = {json_value(v)}\n" for k, v in fields.items())
+    return f'\n[[events]]\nat = "10m"\nkind = "grid_blips"\n{body}'
+
+
+def json_value(value: object) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value).lower()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            blips(period="5m", down="5m", count=3),
+            "events[0] (grid_blips at 10m).down: 5 min is not shorter than the period (5 min):"
+            " the grid would never come back",
+        ),
+        (blips(period="5m", down="1m"), "events[0] (grid_blips at 10m): grid_blips needs exactly"),
+        (
+            blips(period="5m", down="1m", count=2, until="1h"),
+            "events[0] (grid_blips at 10m): grid_blips needs exactly one of count or until",
+        ),
+        (
+            blips(period="5m", down="1m", until="5m"),
+            "events[0] (grid_blips at 10m).until: 5 min is not after at",
+        ),
+        (
+            blips(period="5m", down="1m", until="3h"),
+            "events[0] (grid_blips at 10m).until: 3 h is after the end of the drill (2 h)",
+        ),
+        (
+            blips(period="1h", down="1m", count=3),
+            "events[0] (grid_blips at 10m).count: the last blip starts at 2.167 h, after the end"
+            " of the drill (2 h)",
+        ),
+        (
+            blips(period="-5m", down="1m", count=3),
+            "events[0] (grid_blips at 10m).period: '-5m' is not a duration",
+        ),
+        (
+            blips(period="5m", down="1m", count=0),
+            "events[0] (grid_blips at 10m).count: Input should be greater than or equal to 1",
+        ),
+        (
+            "[initial.reserve_soc_pct]\nfleet_9 = 40\n",
+            "initial.reserve_soc_pct.fleet_9: unknown vehicle 'fleet_9' in the site",
+        ),
+        (
+            "[initial.reserve_soc_pct]\nfleet_1 = 140\n",
+            "initial.reserve_soc_pct.fleet_1: Input should be less than or equal to 100",
+        ),
+        (
+            arrives("1m", "34 ABC 12", "v2l_1", "capacity_wh = 500\n"),
+            "events[0] (vehicle_arrives at 1m).capacity_wh: 500 Wh is outside 1000..300000 Wh,"
+            " what the controller accepts for a registered car",
+        ),
+        (
+            arrives("1m", "x" * 65, "v2l_1", "capacity_wh = 50000\n"),
+            "events[0] (vehicle_arrives at 1m).vehicle: 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+            "xxxxxxxxxxxxxxxxxxxxxxxxxx': a registered car's id is 1 to 64 characters",
+        ),
+        (
+            arrives("1m", "34 ABC 12", "v2l_1", "capacity_wh = 50000\nmax_discharge_w = 0\n"),
+            "events[0] (vehicle_arrives at 1m).max_discharge_w: Input should be greater than 0",
+        ),
+        (
+            '[criteria]\nno_pcc_close_before = "3h"\n',
+            "criteria.no_pcc_close_before: after the end of the drill",
+        ),
+        (
+            '[[criteria.endurance]]\ntier = "lifesafety"\nat_least = "1h"\n',
+            "criteria.endurance[0].tier: ",
+        ),
+        (
+            '[[criteria.endurance]]\ntier = "life_safety"\nat_least = "1h"\ncircuit = "v2l_9"\n',
+            "criteria.endurance[0].circuit: 'v2l_9' is not a circuit of the site"
+            " (bus, v2l_1, v2l_2)",
+        ),
+        (
+            '[[criteria.endurance]]\ntier = "life_safety"\nat_least = "1h"\ncircuit = "v2l_2"\n',
+            "criteria.endurance[0].tier: no life_safety load on v2l_2: nothing to measure",
+        ),
+        (
+            '[[criteria.endurance]]\ntier = "critical"\nat_least = "3h"\n',
+            "criteria.endurance[0].at_least: 3 h is longer than the time it is counted in (2 h):"
+            " it can never pass",
+        ),
+        (
+            '[[criteria.endurance]]\ntier = "critical"\nat_least = "1h"\nbetween = ["1h", "30m"]\n',
+            "criteria.endurance[0].between: 30 min is not after 60 min",
+        ),
+        (
+            '[[criteria.endurance]]\ntier = "critical"\nat_least = "1h"\nbetween = ["0s", "3h"]\n',
+            "criteria.endurance[0].between: 3 h is after the end of the drill (2 h)",
+        ),
+        (
+            '[[criteria.endurance]]\ntier = "critical"\nat_least = "1h"\nbetween = ["0s"]\n',
+            "criteria.endurance[0].between: ['0s'] is not a window: give two times,"
+            ' e.g. ["1h", "2h"]',
+        ),
+        (
+            '[[criteria.endurance]]\ntier = "critical"\nhours = 3\n',
+            "criteria.endurance[0].hours: unknown key",
+        ),
+        (
+            '[[criteria.relay]]\nload = "toaster"\nopens = true\n',
+            "criteria.relay[0].load: unknown load 'toaster' in the site",
+        ),
+        (
+            '[[criteria.relay]]\nload = "hvac"\ntier = "comfort"\nopens = true\n',
+            "criteria.relay[0]: give load or tier, not both",
+        ),
+        (
+            '[[criteria.relay]]\nload = "hvac"\n',
+            "criteria.relay[0]: nothing to check: give opens, closes or max_operations",
+        ),
+        (
+            '[[criteria.relay]]\nload = "hvac"\nmax_operations = -1\n',
+            "criteria.relay[0].max_operations: Input should be greater than or equal to 0",
+        ),
+    ],
+)
+def test_new_keys_are_validated_with_file_key_and_reason(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    if text.startswith("[initial"):
+        body = FEATURES.replace('[initial]\nabsent = ["donor_v2l_1"]\n', "") + text
+    elif text.startswith("[criteria") or text.startswith("[[criteria"):
+        body = FEATURES + "\n" + text
+    else:
+        body = FEATURES + text
+    found = problems(write(tmp_path, body))
+    assert any(p.startswith(f"{tmp_path / 's.toml'}: {expected}") for p in found), found
+
+
+def test_blips_by_count_or_until() -> None:
+    by_count = Scenario.model_validate(
+        {
+            "scenario": {"name": "b", "site": "x", "duration": "1h"},
+            "events": [
+                {"at": "1m", "kind": "grid_blips", "period": "10m", "down": "30s", "count": 3},
+                {"at": "1m", "kind": "grid_blips", "period": "10m", "down": "30s", "until": "31m"},
+                {"at": "1m", "kind": "grid_blips", "period": "10m", "down": "30s", "until": "32m"},
+            ],
+        }
+    )
+    first, second, third = by_count.events
+    assert isinstance(first, GridBlips) and isinstance(second, GridBlips)
+    assert isinstance(third, GridBlips)
+    assert first.starts() == [60.0, 660.0, 1260.0]
+    assert second.starts() == [60.0, 660.0, 1260.0]  # blips that start before until
+    assert third.starts() == [60.0, 660.0, 1260.0, 1860.0]
+
+
+def test_scenario_reserves_override_the_site_file(tmp_path: Path) -> None:
+    text = FEATURES + "\n[initial.reserve_soc_pct]\nfleet_1 = 55.0\ndonor_v2l_2 = 70\n"
+    text = text.replace('[initial]\nabsent = ["donor_v2l_1"]\n', "")
+    loaded = load_scenario(write(tmp_path, text))
+    reserves = {v.id: v.reserve_soc_pct for v in loaded.site.vehicles}
+    assert reserves["fleet_1"] == 55.0 and reserves["donor_v2l_2"] == 70.0
+    assert reserves["fleet_2"] == 30.0  # the site file's
+
+
+def test_a_donor_of_any_id_may_arrive_at_any_free_connector(tmp_path: Path) -> None:
+    """The home outlet of the site file's donor_v2l_1, and a fleet car's home charger once
+    the fleet car has gone: the operator registers the car under its own name."""
+    text = (
+        FEATURES.replace('absent = ["donor_v2l_1"]', 'absent = ["donor_v2l_1", "fleet_3"]')
+        + arrives("1m", "34 ABC 12", "v2l_1", "capacity_wh = 58000\nreserve_soc_pct = 50\n")
+        + arrives("2m", "06 XYZ 9", "charger_3", "capacity_wh = 64000\nmax_discharge_w = 7000\n")
+        + leaves("1h", "v2l_1")
+        + leaves("1h", "charger_3")
+    )
+    loaded = load_scenario(write(tmp_path, text))
+    assert [e.kind for e in loaded.scenario.events] == [
+        "vehicle_arrives",
+        "vehicle_arrives",
+        "vehicle_leaves",
+        "vehicle_leaves",
+    ]
+
+
+def test_the_unserved_default_is_explicit() -> None:
+    assert Criteria().unserved_limits() == ({"life_safety": 0.01}, True)
+    assert DEFAULT_MAX_UNSERVED_KWH == {"life_safety": 0.01}
+    explicit = Criteria.model_validate({"max_unserved_kwh": {"critical": 0.5}})
+    assert explicit.unserved_limits() == ({"critical": 0.5}, False)
+    assert Criteria.model_validate({"max_unserved_kwh": {}}).unserved_limits() == ({}, False)
