@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, find, given, settings
+from hypothesis.errors import NoSuchExample
 
 from resilience.config import SiteConfig, cross_check, load_site, parse_site
 from resilience.model import Tier
@@ -146,7 +147,26 @@ def test_generator_reaches_every_shape() -> None:
         seen.update(name for name, shape in SHAPES.items() if shape(config))
 
     draw()
-    assert sorted(set(SHAPES) - seen) == []
+    # A derandomised run's examples shift with what else is imported (Hypothesis seeds
+    # its constants from loaded modules), so a rare shape the sweep missed is searched
+    # for directly: the generator must still be able to make it.
+    unreached = []
+    for name in sorted(set(SHAPES) - seen):
+        try:
+            find(
+                sites(inprocess=False),
+                SHAPES[name],
+                settings=settings(
+                    max_examples=2000,
+                    deadline=None,
+                    derandomize=True,
+                    database=None,
+                    suppress_health_check=list(HealthCheck),
+                ),
+            )
+        except NoSuchExample:
+            unreached.append(name)
+    assert unreached == []
 
 
 def car_limit_w(config: SiteConfig, charger: str) -> float:
