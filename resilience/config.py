@@ -627,6 +627,35 @@ def _duplicate_unit_ids(
     return problems
 
 
+def _check_resync_time(config: SiteConfig) -> list[tuple[str, str]]:
+    """Resynchronisation must get one full sweep of the angle before it gives up.
+
+    On a slow cycle the island slips more slowly (`policies.sync.slip_hz`), so a sweep
+    through alignment takes longer; a timeout shorter than one sweep may never close.
+    """
+    from resilience.policies.sync import slip_hz  # sync's types come from this module
+
+    sync = config.sync
+    slip = slip_hz(
+        sync.slip_frequency_hz,
+        sync.max_phase_diff_deg,
+        sync.breaker_close_time_s,
+        config.site.cycle_period_s,
+    )
+    sweep_s = 1.0 / slip
+    if sweep_s < sync.timeout_s:
+        return []
+    return [
+        (
+            "sync.timeout_s",
+            f"{sync.timeout_s:g} s is shorter than one sweep of the angle ({sweep_s:.0f} s at a"
+            f" {slip:.3f} Hz slip, the most a {config.site.cycle_period_s:g} s cycle allows"
+            f" with a {sync.max_phase_diff_deg:g} deg window): raise it above {sweep_s:.0f} s"
+            " or shorten site.cycle_period_s",
+        )
+    ]
+
+
 def _check_tcp_endpoints(config: SiteConfig) -> list[tuple[str, str]]:
     """Devices behind one Modbus TCP endpoint (an RS-485-to-TCP gateway: one host:port,
     several unit ids) share one connection and one request in flight: unit ids unique
@@ -871,6 +900,7 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
                 f" ({config.sync.max_frequency_diff_hz} Hz), or resynchronisation never passes",
             )
         )
+    problems.extend(_check_resync_time(config))
     if not any(d.can_form for d in config.chargers.values()):
         problems.append(("devices", "no bidirectional_charger can form the grid (can_form = true)"))
 

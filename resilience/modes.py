@@ -59,7 +59,11 @@ from resilience.policies.grid import (
     within_trip_limits,
 )
 from resilience.policies.shedding import LoadPlan, LoadTimes, plan_loads
-from resilience.policies.sync import island_frequency_target_hz, sync_check
+from resilience.policies.sync import (
+    close_check_section,
+    island_frequency_target_hz,
+    sync_check,
+)
 from resilience.policies.vehicles import (
     allocate_power,
     can_discharge,
@@ -667,13 +671,7 @@ class SiteModes:
         # is predicted that much further ahead and only half the phase window is used.
         self._min_off_s = {load.id: load.min_off_s for load in config.loads}
         self.trip_points = trip_points(config.grid)
-        self._close_check = config.sync.model_copy(
-            update={
-                "breaker_close_time_s": config.sync.breaker_close_time_s
-                + 2 * config.site.cycle_period_s,
-                "max_phase_diff_deg": config.sync.max_phase_diff_deg / 2,
-            }
-        )
+        self._close_check = close_check_section(config.sync, config.site.cycle_period_s)
         self._ctx: GuardContext | None = None
         self._circuits_cache: Circuits | None = None
         self._reason = ""
@@ -1515,7 +1513,9 @@ class SiteModes:
         """Slip the island towards the grid's angle and close once synchronism is confirmed."""
         pcc = ctx.snap.pcc
         if pcc is not None and pcc.grid_frequency_hz > 0:
-            frequency = island_frequency_target_hz(pcc.grid_frequency_hz, ctx.config.sync)
+            frequency = island_frequency_target_hz(
+                pcc.grid_frequency_hz, ctx.config.sync, ctx.config.site.cycle_period_s
+            )
             voltage = pcc.grid_voltage_v or voltage
         if not ready_for_return(self.memory.grid_healthy_since_s, ctx.now_s, ctx.config.grid):
             return frequency, voltage, BreakerCommand.NONE

@@ -98,4 +98,6 @@ def mixed_site(
             }
         )
     site = config.site.model_copy(update={"cycle_period_s": cycle_period_s})
-    return config.model_copy(update={"devices": devices, "site": site})
+    # a slow line's slow cycle slips the island slowly: give resynchronisation a sweep
+    sync = config.sync.model_copy(update={"timeout_s": max(config.sync.timeout_s, 300.0)})
+    return config.model_copy(update={"devices": devices, "site": site, "sync": sync})

@@ -1004,3 +1004,19 @@ def test_load_site_names_the_file(tmp_path: Path) -> None:
     path.write_text(SITE_FILE.read_text(encoding="utf-8").replace("port = 15050", "port = 70000"))
     problem = only_problem(path)
     assert str(problem) == f"{path}: devices.pv.port: Input should be less than or equal to 65535"
+
+
+def test_a_resync_timeout_shorter_than_a_slow_cycles_sweep_is_refused() -> None:
+    """At a 1 s cycle the island may slip only 0.011 Hz (policies.sync.slip_hz): one sweep
+    of the angle takes 92 s, so a 60 s resynchronisation could give up before alignment."""
+    import tomllib
+
+    data = tomllib.loads(SITE_FILE.read_text(encoding="utf-8"))
+    data["site"]["cycle_period_s"] = 1.0
+    with pytest.raises(ConfigError) as err:
+        parse_site(data, "site.toml")
+    assert "site.toml: sync.timeout_s: 60 s is shorter than one sweep of the angle (92 s" in str(
+        err.value
+    )
+    data["sync"]["timeout_s"] = 120.0
+    assert parse_site(data, "site.toml").site.cycle_period_s == 1.0

@@ -97,11 +97,58 @@ def sync_check(pcc: BreakerReading | None, cfg: SyncSection, nominal_voltage_v: 
     )
 
 
-def island_frequency_target_hz(grid_frequency_hz: float, cfg: SyncSection) -> float:
+SLIP_MARGIN = 0.8
+"""The slip keeps the angle's travel over the close horizon to this share of the window."""
+
+
+def close_horizon_s(breaker_close_time_s: float, cycle_period_s: float) -> float:
+    """[s] from a reading of the angle to the contacts touching: the reading is up to a
+    cycle old, the command takes up to another cycle to reach the breaker, then the
+    breaker's own closing time."""
+    return breaker_close_time_s + 2.0 * cycle_period_s
+
+
+def close_check_section(cfg: SyncSection, cycle_period_s: float) -> SyncSection:
+    """The limits the controller closes on: the angle predicted a whole close horizon
+    ahead, inside half the phase window (the breaker's relay checks the whole one)."""
+    return cfg.model_copy(
+        update={
+            "breaker_close_time_s": close_horizon_s(cfg.breaker_close_time_s, cycle_period_s),
+            "max_phase_diff_deg": cfg.max_phase_diff_deg / 2,
+        }
+    )
+
+
+def slip_hz(
+    slip_frequency_hz: float,
+    max_phase_diff_deg: float,
+    breaker_close_time_s: float,
+    cycle_period_s: float,
+) -> float:
+    """[Hz] the island's slip against the grid: the site's, or less on a slow cycle.
+
+    The close check wants the angle inside half the phase window both at the reading
+    and a close horizon later. At slip s the angle moves 360 s H degrees over that
+    horizon H, so with s above (window / 2) / (360 H) the two can never hold at once:
+    the site would slip past alignment for ever and never reconnect (a 0.3 s cycle at
+    the default 0.1 Hz did). Below it, a cycle's step is smaller than the interval
+    where both hold, so some cycle always lands in it.
+    """
+    horizon = close_horizon_s(breaker_close_time_s, cycle_period_s)
+    limit = SLIP_MARGIN * (max_phase_diff_deg / 2) / (360.0 * horizon)
+    return min(slip_frequency_hz, limit)
+
+
+def island_frequency_target_hz(
+    grid_frequency_hz: float, cfg: SyncSection, cycle_period_s: float = 0.0
+) -> float:
     """The frequency [Hz] the island's grid-former should run at while resynchronising.
 
     Running exactly at grid frequency could park the angle far from zero for
     ever; a small slip (`slip_frequency_hz`, kept below `max_frequency_diff_hz`)
-    sweeps the angle through alignment once every 1/slip seconds.
+    sweeps the angle through alignment once every 1/slip seconds. The slip is the
+    site's `slip_frequency_hz`, or less when a slow cycle needs it (`slip_hz`).
     """
-    return grid_frequency_hz + cfg.slip_frequency_hz
+    return grid_frequency_hz + slip_hz(
+        cfg.slip_frequency_hz, cfg.max_phase_diff_deg, cfg.breaker_close_time_s, cycle_period_s
+    )

@@ -220,3 +220,27 @@ def test_timed_actions_keep_the_controller_at_its_own_period(tmp_path: Path) -> 
             assert drill.timed_action_pending(modes, 200.0)
     finally:
         built.store.close()
+
+
+@pytest.mark.parametrize("cycle_period_s", [0.3, 0.6])
+def test_a_slow_control_cycle_still_reconnects(tmp_path: Path, cycle_period_s: float) -> None:
+    """A valid site file with a slow cycle (a small gateway, a long RS-485 line): at the
+    site's 0.1 Hz slip the angle moved past the close check's window between two cycles
+    for ever; resynchronisation was abandoned every 60 s and the site stayed islanded on a
+    healthy grid, draining its cars. Judged on the plant's record of PCC closes."""
+    text = (REPO / "config" / "site.toml").read_text(encoding="utf-8")
+    old = "cycle_period_s = 0.02 "
+    assert old in text
+    (tmp_path / "site.toml").write_text(
+        text.replace(old, f"cycle_period_s = {cycle_period_s} "), encoding="utf-8"
+    )
+    scenario = tmp_path / "grid_loss_and_return.toml"
+    scenario.write_text(GRID_LOSS_AND_RETURN, encoding="utf-8")
+    loaded = load_scenario(scenario)
+    report = asyncio.run(drill.run_max(loaded, tmp_path / "out", progress=False))
+    returned_s = 3 * 60 + loaded.site.grid.return_to_service_s
+    closes = [t for t in report["pcc_closes_s"] if t > returned_s]
+    assert closes, [(t["time_s"], t["to"], t["reason"]) for t in report["transitions"]]
+    assert closes[0] - returned_s <= 60.0  # within one resynchronisation attempt
+    assert report["final_mode"] == "grid_connected"
+    assert report["safety_violations"] == []

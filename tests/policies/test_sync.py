@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resilience.config import SyncSection
 from resilience.model import BreakerPosition, BreakerReading
 from resilience.policies.sync import (
     SyncCheck,
+    close_check_section,
     island_frequency_target_hz,
     predicted_phase_deg,
+    slip_hz,
     sync_check,
     wrap_deg,
 )
@@ -204,3 +206,43 @@ def test_ok_live_close_implies_every_limit_holds(
     assert abs(phase) <= CFG.max_phase_diff_deg
     contact = wrap_deg(phase + 360 * (grid_f - bus_f) * CFG.breaker_close_time_s)
     assert abs(contact) <= CFG.max_phase_diff_deg
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cycle_s=st.floats(0.01, 2.0),
+    window_deg=st.floats(5.0, 40.0),
+    close_time_s=st.floats(0.02, 0.2),
+    slip=st.floats(0.02, 0.5),
+    phase0=st.floats(-180.0, 180.0),
+)
+def test_a_slow_cycle_still_finds_the_closing_window_within_one_sweep(
+    cycle_s: float, window_deg: float, close_time_s: float, slip: float, phase0: float
+) -> None:
+    """Sampled once a cycle, at the slip `slip_hz` gives, the angle passes the close check
+    (now and a close horizon ahead, half the window) within one sweep, whatever the cycle.
+    At the site's own 0.1 Hz a 0.3 s cycle never passed: the drill stayed islanded."""
+    cfg = CFG.model_copy(
+        update={
+            "max_phase_diff_deg": window_deg,
+            "breaker_close_time_s": close_time_s,
+            "slip_frequency_hz": slip,
+            "max_frequency_diff_hz": 1.0,
+        }
+    )
+    limits = close_check_section(cfg, cycle_s)
+    grid_f = 50.0
+    bus_f = island_frequency_target_hz(grid_f, cfg, cycle_s)
+    sweep_s = 1.0 / (bus_f - grid_f)
+    phase = phase0
+    for _ in range(int(sweep_s / cycle_s) + 2):
+        reading = pcc(grid_f=grid_f, bus_f=bus_f, phase=phase)
+        if sync_check(reading, limits, 400.0).ok:
+            return
+        phase = wrap_deg(phase + 360.0 * (grid_f - bus_f) * cycle_s)
+    raise AssertionError(f"no cycle passed the close check in one {sweep_s:.1f} s sweep")
+
+
+def test_the_slip_is_the_sites_own_on_a_fast_cycle() -> None:
+    assert slip_hz(0.1, 20.0, 0.05, 0.02) == 0.1
+    assert slip_hz(0.1, 20.0, 0.05, 0.3) < 0.1
