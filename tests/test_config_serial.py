@@ -31,6 +31,8 @@ def site_with(cycle_period_s: float = 0.1, **devices: dict[str, Any]) -> dict[st
     """The reference site with some device entries changed (a field set to None is removed)."""
     data = copy.deepcopy(BASE)
     data["site"]["cycle_period_s"] = cycle_period_s
+    # a slow cycle slips the island slowly: resynchronisation needs one sweep's time
+    data["sync"]["timeout_s"] = 300.0
     for name, changes in devices.items():
         entry = data["devices"][name]
         entry.pop("port", None)

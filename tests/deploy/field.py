@@ -126,13 +126,11 @@ async def exercise(
     *,
     island_timeout_s: float = 30.0,
     reconnect_timeout_s: float = 60.0,
-    reconnect: bool = True,
 ) -> Exercise:
     """Grid loss -> the controller islands the site; grid return -> it closes the PCC again.
 
     Raises AssertionError if the controller does not; the caller checks
-    `plant.violations` (the referee) afterwards. With `reconnect=False` the grid
-    returns but the close is not waited for (the controller is resynchronising).
+    `plant.violations` (the referee) afterwards.
     """
     seen = Exercise()
     plant.grid_loss()
@@ -140,8 +138,6 @@ async def exercise(
         lambda: islanded(plant), island_timeout_s, "the controller to island the site"
     )
     plant.grid_return()
-    if not reconnect:
-        return seen
     seen.reconnected_after_s = await wait_for(
         lambda: grid_connected(plant), reconnect_timeout_s, "the PCC to close on the grid"
     )
