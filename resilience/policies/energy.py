@@ -1,0 +1,244 @@
+"""The endurance policy: which tiers one supply circuit can afford to keep on, in energy.
+
+The power-balance rules (`policies.shedding`) keep an island from collapsing now; this
+keeps it alive for days. Every cycle, for each supply circuit (the site bus, and each
+V2L circuit with its own car), it answers: with the energy above the cars' reserves,
+which is the lowest tier that may stay on so that every tier above it is still carried
+for its target? Units: power [W], energy [Wh], time [h].
+
+The rule, and why:
+
+* A tier's demand is what its loads draw: measured for a load that is on, its rating
+  for one that is off (what switching it on would cost), nothing for a load an operator
+  locked off. `tiers_w` adds them up per tier.
+* Targets count from now (a receding horizon): nobody knows when the grid returns, so
+  the site always keeps enough to carry life-safety `target` more hours. Targets may not
+  grow down the tiers (the site file is checked), so the energy that carries tiers
+  0..k, each for its own target, is a staircase: all of them until the lowest target,
+  then one tier fewer, and so on (`energy_needed_wh`). Firm PV (`pv_firm_fraction` of the
+  present output, as the supply capacity counts it) offsets the draw in every step.
+* Tier k may stay on while the energy covers that staircase; a lower tier runs only on
+  what is left once the higher tiers' targets are secured, and is shed as soon as it
+  would eat into them. So tiers go from the bottom, one at a time, as the energy falls.
+* A shed tier comes back (from the top) only when the energy covers its staircase plus
+  `hysteresis_h` hours of its draw: a donor arriving, PV charging the cars. In between,
+  the tier keeps its state, so a load never chatters on a small change of the figures.
+* When even life-safety alone cannot reach its target, everything below it is shed and
+  life-safety is carried as long as the energy lasts (`EnergyCap.short`): the caller
+  raises one alarm with the hours projected against the target.
+
+`allowed_tier` is pure; the caller keeps `previous` (last cycle's answer per circuit).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+from resilience.model import LoadState, Tier
+
+TIERS: tuple[Tier, ...] = tuple(Tier)
+
+
+def demand_w(load: LoadState) -> float:
+    """[W] what keeping this load on costs: measured when on, rated when off or unread."""
+    if load.available and load.relay_on and math.isfinite(load.power_w):
+        return max(0.0, load.power_w)
+    return load.rated_power_w
+
+
+def tiers_w(loads: Iterable[LoadState], locked_off: Collection[str] = ()) -> dict[Tier, float]:
+    """Demand [W] per tier of a circuit's loads; locked-off loads cost nothing."""
+    out = dict.fromkeys(TIERS, 0.0)
+    for load in loads:
+        if load.load_id not in locked_off:
+            out[load.tier] += demand_w(load)
+    return out
+
+
+def _drain_w(tier_w: Mapping[Tier, float], lowest: Tier, pv_w: float) -> float:
+    """[W] drawn from the cars with tiers up to `lowest` on, net of firm PV."""
+    return max(0.0, sum(tier_w[t] for t in TIERS if t <= lowest) - max(0.0, pv_w))
+
+
+def projection_h(
+    energy_wh: float, tier_w: Mapping[Tier, float], pv_w: float = 0.0
+) -> dict[Tier, float]:
+    """Hours [h] the energy carries each tier together with the tiers above it (all of
+    them on, nothing below); `math.inf` when firm PV covers them or they draw nothing."""
+    out: dict[Tier, float] = {}
+    for tier in TIERS:
+        drain = _drain_w(tier_w, tier, pv_w)
+        out[tier] = math.inf if drain <= 0 else max(0.0, energy_wh) / drain
+    return out
+
+
+def energy_needed_wh(
+    tier_w: Mapping[Tier, float], targets_h: Mapping[Tier, float], lowest: Tier, pv_w: float = 0.0
+) -> float:
+    """[Wh] to carry every tier from life-safety down to `lowest` for its own target.
+
+    The staircase: tiers 0..lowest together until the shortest of their targets, then
+    one tier fewer until the next, and so on up to life-safety's target.
+    """
+    need = 0.0
+    for tier in TIERS:
+        if tier > lowest:
+            break
+        below = Tier(tier + 1) if tier < lowest else None
+        span_h = targets_h[tier] - (targets_h[below] if below is not None else 0.0)
+        need += _drain_w(tier_w, tier, pv_w) * max(0.0, span_h)
+    return need
+
+
+def top_tier(tier_w: Mapping[Tier, float]) -> Tier | None:
+    """The highest-priority tier with any demand, or None when nothing draws."""
+    for tier in TIERS:
+        if tier_w[tier] > 0:
+            return tier
+    return None
+
+
+def carried_h(
+    energy_wh: float,
+    tier_w: Mapping[Tier, float],
+    targets_h: Mapping[Tier, float],
+    lowest: Tier,
+    pv_w: float = 0.0,
+) -> float:
+    """Hours [h] the top tier (the highest with any demand) is carried if tiers from it
+    down to `lowest` are on now and each one below it is shed at its own target (the
+    staircase of `energy_needed_wh`); the top tier goes on until the energy is gone.
+    `math.inf` when firm PV covers the top tier."""
+    top = top_tier(tier_w)
+    if top is None:
+        return math.inf
+    left = max(0.0, energy_wh)
+    elapsed = 0.0
+    for tier in reversed([t for t in TIERS if top <= t <= lowest]):
+        drain = _drain_w(tier_w, tier, pv_w)
+        until_h = math.inf if tier == top else targets_h[tier]
+        span_h = max(0.0, until_h - elapsed)
+        if drain <= 0:
+            if tier == top:
+                return math.inf
+            elapsed = max(elapsed, until_h)
+            continue
+        if left <= drain * span_h:
+            return elapsed + left / drain
+        left -= drain * span_h
+        elapsed = until_h
+    return elapsed
+
+
+@dataclass(frozen=True)
+class EnergyCap:
+    """One circuit's answer: the lowest tier that may stay on, and the figures behind it.
+
+    `projection_h` is `projection_h(...)` per tier. `short` is set when the top tier with
+    loads cannot reach its target even with everything below shed: `short_h` hours
+    against `short_target_h`. `reasons` words why each tier below `tier` is off.
+    """
+
+    tier: Tier
+    energy_wh: float
+    pv_w: float
+    demand_w: Mapping[Tier, float]
+    targets_h: Mapping[Tier, float]
+    projection_h: Mapping[Tier, float]
+    short: Tier | None = None
+    short_h: float = math.inf
+    short_target_h: float = 0.0
+
+    def reason(self, tier: Tier) -> str:
+        """Why a load of `tier` is off for energy, in words for the tablet."""
+        top = self.top_tier
+        if tier <= self.tier or top is None:
+            return ""
+        hours = carried_h(self.energy_wh, self.demand_w, self.targets_h, tier, self.pv_w)
+        with_it = f"with {tier.label} on" if tier > top else f"{top.label} alone"
+        return (
+            f"saving energy: {with_it}, {top.label} would last {_hours(hours)},"
+            f" target {self.targets_h[top]:g} h"
+        )
+
+    @property
+    def top_tier(self) -> Tier | None:
+        """The highest-priority tier with any demand on this circuit."""
+        return top_tier(self.demand_w)
+
+
+def _hours(hours: float) -> str:
+    return "without limit" if not math.isfinite(hours) else f"{hours:.1f} h"
+
+
+def allowed_tier(
+    energy_wh: float,
+    loads: Iterable[LoadState],
+    targets_h: Mapping[Tier, float],
+    hysteresis_h: float,
+    previous: Tier | None,
+    *,
+    pv_w: float = 0.0,
+    locked_off: Collection[str] = (),
+) -> EnergyCap:
+    """The lowest tier of a circuit's `loads` that may stay on for its energy.
+
+    `energy_wh` is the energy above the reserves of that circuit's own cars; `pv_w` the
+    firm PV on it (0 for a V2L circuit); `previous` is the last answer (None: none yet,
+    taken as everything on: a restart restores nothing early, it only sheds).
+    Tier k stays allowed while `energy_wh >= energy_needed_wh(..., k)`; a tier below
+    `previous` is allowed again only with `hysteresis_h` hours of its draw to spare.
+    The top tier with any demand (life-safety, mostly) is always allowed: it is carried
+    as long as the energy lasts.
+    """
+    demand = tiers_w(loads, locked_off)
+    energy = max(0.0, energy_wh) if math.isfinite(energy_wh) else 0.0
+    was = Tier.COMFORT if previous is None else previous
+    # The top tier with loads is always carried (as long as the energy lasts).
+    allowed = top_tier(demand) or Tier.LIFE_SAFETY
+    for tier in TIERS[allowed + 1 :]:
+        if demand[tier] <= 0:
+            continue  # a tier with nothing to carry neither costs nor earns anything
+        need = energy_needed_wh(demand, targets_h, tier, pv_w)
+        if tier > was:
+            need += hysteresis_h * _drain_w(demand, tier, pv_w)
+        if not energy >= need:
+            break
+        allowed = tier
+    cap = EnergyCap(
+        tier=allowed,
+        energy_wh=energy,
+        pv_w=pv_w,
+        demand_w=demand,
+        targets_h=dict(targets_h),
+        projection_h=projection_h(energy, demand, pv_w),
+    )
+    top = cap.top_tier
+    if top is not None:
+        alone = carried_h(energy, demand, targets_h, top, pv_w)
+        if alone < targets_h[top]:
+            return EnergyCap(
+                tier=allowed,
+                energy_wh=energy,
+                pv_w=pv_w,
+                demand_w=demand,
+                targets_h=cap.targets_h,
+                projection_h=cap.projection_h,
+                short=top,
+                short_h=alone,
+                short_target_h=targets_h[top],
+            )
+    return cap
+
+
+def kept_tier(cap: Tier, kept_on: Iterable[LoadState]) -> Tier:
+    """The energy cap with the loads an operator keeps on against it: the cap drops no
+    higher than the lowest-priority kept load's tier, so that nothing above it is shed
+    while it stays on (safety rule 4)."""
+    out = cap
+    for load in kept_on:
+        if load.tier > out:
+            out = load.tier
+    return out
