@@ -126,6 +126,8 @@ class SiteStatus:
     outputs: Outputs
     alarms: Mapping[str, str]
     cycle: int
+    # The endurance policy per supply circuit ("bus", outlet ids): `modes.CircuitEnergy`.
+    energy: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Controller:
@@ -153,6 +155,7 @@ class Controller:
         self.overrides = Overrides.from_state(store.get_state("overrides"), config)
         memory = Memory(mode_since_s=now)
         memory.locked_off = self.overrides.locked_off  # one set, shared with the mode machine
+        memory.kept_on = self.overrides.kept_on  # likewise
         self.modes = SiteModes(config, now_s=now, memory=memory)
         self.mode_since_wall = wall()
         self.stats = CycleStats()
@@ -527,6 +530,10 @@ class Controller:
                 detail = modes.shed_load(str(args["load_id"]))
             elif name == "restore_load":
                 detail = modes.restore_load(str(args["load_id"]))
+            elif name == "keep_load_on":
+                detail = modes.keep_load_on(str(args["load_id"]))
+            elif name == "follow_policy":
+                detail = modes.follow_policy(str(args["load_id"]))
             elif name == "set_tier":
                 detail = "accepted: " + self.overrides.set_tier(
                     self.config, str(args["load_id"]), str(args["tier"])
@@ -618,6 +625,18 @@ class Controller:
                 ts=wall,
             )
             self.store.put_state("mode", t.dest)
+            if t.dest == Mode.GRID_CONNECTED.value and self.overrides.kept_on:
+                # On the grid, energy is no constraint: whoever kept a load on against the
+                # endurance policy did so for this outage, not for the next one.
+                undone = sorted(self.overrides.kept_on)
+                self.overrides.kept_on.clear()
+                self.store.put_state("overrides", self.overrides.to_state())
+                self.store.record_event(
+                    "dispatch",
+                    f"back on the grid: {', '.join(undone)} follow the endurance policy again",
+                    data={"kept_on_undone": undone},
+                    ts=wall,
+                )
         for alarm in decision.alarms:
             if alarm.raised:
                 log.warning("alarm %s (%s): %s", alarm.code, alarm.severity, alarm.message)
@@ -638,6 +657,7 @@ class Controller:
             outputs=decision.outputs,
             alarms=dict(self.modes.memory.active_alarms),
             cycle=self.stats.cycles,
+            energy=decision.energy,
         )
         self.status = status
         for listener in self._status_listeners:

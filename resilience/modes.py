@@ -48,7 +48,8 @@ from resilience.model import (
     VehicleState,
 )
 from resilience.outputs import AlarmChange, Decision, Outputs, Transition
-from resilience.policies.endurance import tier_power_w
+from resilience.policies.endurance import energy_above_reserve_wh, tier_power_w
+from resilience.policies.energy import EnergyCap, allowed_tier, kept_tier
 from resilience.policies.grid import grid_healthy, healthy_since, ready_for_return
 from resilience.policies.shedding import LoadPlan, LoadTimes, plan_loads
 from resilience.policies.sync import island_frequency_target_hz, sync_check
@@ -114,6 +115,11 @@ class Memory:
     ramp_down_from_s: float | None = None
     ramp_start_w: dict[str, float] = field(default_factory=dict)
     locked_off: set[str] = field(default_factory=set)
+    # Loads an operator keeps on against the endurance policy (not against the power
+    # balance): shared with the overrides, undone on reconnecting to the grid.
+    kept_on: set[str] = field(default_factory=set)
+    # The endurance policy's last answer per supply circuit (its hysteresis needs it).
+    energy_tier: dict[str, Tier] = field(default_factory=dict)
     active_alarms: dict[str, str] = field(default_factory=dict)
 
 
@@ -246,6 +252,31 @@ class Circuits:
             )
             self._rated[supply] = rated
         return rated
+
+
+def mode_tier_cap(mode: Mode) -> Tier:
+    """The lowest tier a mode lets stay on, whatever the energy: emergency carries
+    life-safety only (the island cannot carry the critical tier), every other mode all."""
+    return Tier.LIFE_SAFETY if mode is Mode.EMERGENCY else Tier.COMFORT
+
+
+def island_tier_cap(mode: Mode, energy_cap: Tier) -> Tier:
+    """The island's tier limit: the stricter of the mode's and the endurance policy's."""
+    return min(mode_tier_cap(mode), energy_cap)
+
+
+@dataclass(frozen=True)
+class CircuitEnergy:
+    """The endurance policy's view of one supply circuit this cycle, as published.
+
+    `applied` is the tier limit the loads were planned against (the energy cap raised by
+    the loads kept on, and for the bus capped by the mode), None when the circuit does
+    not run on its cars' energy now (the bus on the grid; a V2L circuit whose outlet is
+    off): the figures are then what it would be.
+    """
+
+    cap: EnergyCap
+    applied: Tier | None
 
 
 def critical_need_w(ctx: GuardContext) -> float:
@@ -650,6 +681,8 @@ class SiteModes:
         self._transitions: list[Transition] = []
         self._alarms: list[AlarmChange] = []
         self._notes: list[str] = []
+        self._energy: dict[str, CircuitEnergy] = {}
+        self._targets_h = config.dispatch.tier_targets_h()
         self.machine = Machine(
             model=self,
             states=[m.value for m in Mode],
@@ -808,7 +841,31 @@ class SiteModes:
         if load_id not in {load.id for load in self.config.loads}:
             return f"refused: unknown load {load_id!r}"
         self.memory.locked_off.add(load_id)
+        self.memory.kept_on.discard(load_id)
         return "accepted"
+
+    def keep_load_on(self, load_id: str) -> str:
+        """Keep a load on against the endurance policy (never against the power balance,
+        which still sheds it to keep the island up), until the grid returns. Every load
+        of a higher tier on its circuit then stays on too (safety rule 4)."""
+        if load_id not in {load.id for load in self.config.loads}:
+            return f"refused: unknown load {load_id!r}"
+        if load_id in self.memory.locked_off:
+            return f"refused: {load_id} is locked off by an operator; restore it first"
+        self.memory.kept_on.add(load_id)
+        return (
+            "accepted: kept on against the endurance policy until the grid returns (higher"
+            " tiers on its circuit stay on with it; an overload still sheds it)"
+        )
+
+    def follow_policy(self, load_id: str) -> str:
+        """Undo `keep_load_on`: the load follows the endurance policy again."""
+        if load_id not in {load.id for load in self.config.loads}:
+            return f"refused: unknown load {load_id!r}"
+        if load_id not in self.memory.kept_on:
+            return f"refused: {load_id} is not kept on"
+        self.memory.kept_on.discard(load_id)
+        return "accepted: follows the endurance policy again"
 
     def restore_load(self, load_id: str) -> str:
         if load_id not in {load.id for load in self.config.loads}:
@@ -822,6 +879,7 @@ class SiteModes:
         memory = self.memory
         self._ctx = GuardContext(snap, now, self.config, memory)
         self._transitions, self._alarms, self._notes = [], [], []
+        self._energy = {}
         health = grid_state(self._ctx)
         # Unknown restarts the return-to-service clock (the grid must be seen healthy for
         # the whole delay) but does not start the ride-through one (nothing was seen bad).
@@ -852,8 +910,16 @@ class SiteModes:
             f"grid-former {memory.former_id} not answering; the island is held as it is"
             " (no restores) until it answers",
         )
+        if "bus" not in self._energy:
+            self._energy_cap(ctx, "bus", apply=False)  # the figures, for the status
         self._remember_switching(snap, outputs, now)
-        return Decision(outputs, tuple(self._transitions), tuple(self._alarms), tuple(self._notes))
+        return Decision(
+            outputs,
+            tuple(self._transitions),
+            tuple(self._alarms),
+            tuple(self._notes),
+            energy=dict(self._energy),
+        )
 
     def _evaluate(self, ctx: GuardContext) -> None:
         # The guards are pure, so they are tried here first and the machine is asked to
@@ -967,6 +1033,81 @@ class SiteModes:
             self._notes.append(plan.reason)
         return plan
 
+    def _energy_cap(self, ctx: GuardContext, circuit: str, *, apply: bool) -> Tier:
+        """The endurance policy's tier limit for one supply circuit (`policies.energy`).
+
+        The bus counts the cars on the chargers and the firm share of the PV; a V2L
+        circuit counts its own car only. Loads an operator keeps on raise the limit to
+        their tier (nothing above a load that stays on is shed for energy). With `apply`
+        false (the bus on the grid, an outlet that is off) the figures are worked out
+        for the status only: the policy's memory and alarm are left alone and
+        COMFORT is returned.
+        """
+        memory = self.memory
+        dispatch = ctx.config.dispatch
+        snap = ctx.snap
+        loads = self._circuits(snap).of(circuit)
+        if circuit == "bus":
+            energy = energy_above_reserve_wh(snap.vehicles)
+            pv = snap.pv
+            pv_w = pv.power_w * dispatch.pv_firm_fraction if pv and pv.available else 0.0
+        else:
+            outlet = next((o for o in snap.outlets if o.outlet_id == circuit), None)
+            energy = energy_above_reserve_wh((), (outlet,)) if outlet is not None else 0.0
+            pv_w = 0.0
+        previous = memory.energy_tier.get(circuit) if apply else None
+        cap = allowed_tier(
+            energy,
+            loads,
+            self._targets_h,
+            dispatch.endurance_hysteresis_h,
+            previous,
+            pv_w=max(0.0, pv_w),
+            locked_off=memory.locked_off,
+        )
+        code = f"endurance_short:{circuit}"
+        if not apply:
+            if circuit != "bus" or self.mode is Mode.GRID_CONNECTED:
+                memory.energy_tier.pop(circuit, None)
+                self._alarm(code, False)
+            self._energy[circuit] = CircuitEnergy(cap, None)
+            return Tier.COMFORT
+        if previous is not None and cap.tier != previous:
+            if cap.tier < previous:
+                self._notes.append(
+                    f"{circuit}: shed {Tier(cap.tier + 1).label} and below,"
+                    f" {cap.reason(Tier(cap.tier + 1))}"
+                )
+            else:
+                self._notes.append(
+                    f"{circuit}: energy allows {cap.tier.label} and above again"
+                    f" ({_projection_words(cap)})"
+                )
+        memory.energy_tier[circuit] = cap.tier
+        if cap.short is not None:
+            self._alarm(
+                code,
+                True,
+                "critical",
+                f"{circuit}: {cap.short.label} can be carried {cap.short_h:.1f} h,"
+                f" target {cap.short_target_h:g} h, with every lower tier shed",
+            )
+        elif code in memory.active_alarms:
+            top = cap.top_tier
+            hours = cap.projection_h[top] if top is not None else math.inf
+            if top is None or hours >= cap.targets_h[top] + dispatch.endurance_hysteresis_h:
+                self._alarm(code, False)
+        kept = [
+            load
+            for load in loads
+            if load.load_id in memory.kept_on and load.load_id not in memory.locked_off
+        ]
+        applied = kept_tier(cap.tier, kept)
+        if circuit == "bus":
+            applied = island_tier_cap(self.mode, applied)
+        self._energy[circuit] = CircuitEnergy(cap, applied)
+        return kept_tier(cap.tier, kept)
+
     def _circuits(self, snap: Snapshot) -> Circuits:
         """The snapshot's loads by supply circuit, worked out once per distinct load tuple."""
         if self._circuits_cache is None or self._circuits_cache.loads is not snap.loads:
@@ -993,7 +1134,10 @@ class SiteModes:
                 circuit = circuits.rated(outlet.outlet_id)
             else:
                 circuit = circuits.of(outlet.outlet_id)
-            loads.update(self._plan(ctx, circuit, supply, outlet.outlet_id).on)
+            # The circuit lives on its own car: the endurance policy with that car's energy.
+            max_tier = self._energy_cap(ctx, outlet.outlet_id, apply=enabled)
+            plan = self._plan(ctx, circuit, supply, outlet.outlet_id, max_tier=max_tier)
+            loads.update(plan.on)
         return outlets, loads
 
     def _grid_connected(
@@ -1176,9 +1320,7 @@ class SiteModes:
         # already forms, keep it forming (stopping it would drop every load on the bus).
         # Nothing new is started without a reading.
         position = pcc_position(ctx)
-        open_confirmed = fits and (
-            position is BreakerPosition.OPEN or (position is None and ours)
-        )
+        open_confirmed = fits and (position is BreakerPosition.OPEN or (position is None and ours))
         # Only one voltage source on a bus: form on a dead bus, or keep our own former going.
         may_form = open_confirmed and (dead or ours)
         # A live bus from a former we just stopped (it still reads forming) is a known
@@ -1224,7 +1366,7 @@ class SiteModes:
         config = ctx.config
         position = pcc_position(ctx)
         former = former_state(ctx)
-        max_tier = Tier.LIFE_SAFETY if mode is Mode.EMERGENCY else Tier.COMFORT
+        max_tier = island_tier_cap(mode, self._energy_cap(ctx, "bus", apply=True))
         if former_silent(ctx) and not bus_dead(ctx) and not memory.resync_dark:
             return self._hold_island(ctx, outlets, outlet_loads, max_tier)
         # Keep forming with the PCC open, while our own synchronised close is in flight, or
@@ -1499,6 +1641,18 @@ class SiteModes:
         if command is BreakerCommand.CLOSE:
             self._notes.append(f"synchronisation check passed, closing the PCC: {check.reason}")
         return frequency, voltage, command
+
+
+def _projection_words(cap: EnergyCap) -> str:
+    """The projection per tier in words: "life_safety 80.0 h, critical 50.1 h"."""
+    parts = []
+    for tier in Tier:
+        if cap.demand_w[tier] > 0:
+            hours = cap.projection_h[tier]
+            parts.append(
+                f"{tier.label} {'no limit' if not math.isfinite(hours) else f'{hours:.1f} h'}"
+            )
+    return ", ".join(parts)
 
 
 def silent_draw_w(ctx: GuardContext) -> float:
