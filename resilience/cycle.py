@@ -648,7 +648,9 @@ class Controller:
             self.store.record_event("dispatch", note, data={"mode": self.modes.mode.value}, ts=wall)
         if snap.time_s - self._last_telemetry_s >= self.config.site.telemetry_period_s:
             self._last_telemetry_s = snap.time_s
-            self.store.record_telemetry(wall, telemetry_samples(snap))
+            self.store.record_telemetry(
+                wall, {**telemetry_samples(snap), **endurance_samples(decision.energy)}
+            )
         status = SiteStatus(
             mode=self.modes.mode,
             mode_since_s=self.modes.memory.mode_since_s,
@@ -824,6 +826,37 @@ def telemetry_samples(snap: Snapshot) -> dict[str, float]:
             samples[f"{o.outlet_id}.power_w"] = o.power_w
     if snap.pv is not None and snap.pv.available:
         samples["pv.power_w"] = snap.pv.power_w
+    return samples
+
+
+ENDURANCE_UNBOUNDED_H = 9999.0
+"""[h] how telemetry stores "no limit" (the store skips non-finite values)."""
+
+
+def endurance_samples(energy: Mapping[str, Any]) -> dict[str, float]:
+    """The endurance policy per supply circuit as telemetry (see README, endurance series):
+
+    ``endurance.<circuit>.<tier>_h``  hours the circuit's energy carries that tier with the
+                                     tiers above it (`policies.energy.projection_h`);
+                                     `ENDURANCE_UNBOUNDED_H` for no limit
+    ``endurance.<circuit>.energy_wh`` energy above its cars' reserves [Wh]
+    ``endurance.<circuit>.allowed_tier`` lowest tier its energy lets stay on (0 life-safety
+                                     .. 3 comfort); ``.applied_tier`` the limit its loads
+                                     followed (absent when not running on stored energy)
+    """
+    samples: dict[str, float] = {}
+    for circuit, view in energy.items():
+        cap = view.cap
+        prefix = f"endurance.{circuit}"
+        for tier in Tier:
+            hours = cap.projection_h[tier]
+            samples[f"{prefix}.{tier.label}_h"] = (
+                min(hours, ENDURANCE_UNBOUNDED_H) if math.isfinite(hours) else ENDURANCE_UNBOUNDED_H
+            )
+        samples[f"{prefix}.energy_wh"] = cap.energy_wh
+        samples[f"{prefix}.allowed_tier"] = float(cap.tier)
+        if view.applied is not None:
+            samples[f"{prefix}.applied_tier"] = float(view.applied)
     return samples
 
 

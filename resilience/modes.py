@@ -51,7 +51,7 @@ from resilience.outputs import AlarmChange, Decision, Outputs, Transition
 from resilience.policies.endurance import energy_above_reserve_wh, tier_power_w
 from resilience.policies.energy import EnergyCap, allowed_tier, kept_tier
 from resilience.policies.grid import grid_healthy, healthy_since, ready_for_return
-from resilience.policies.shedding import LoadPlan, LoadTimes, plan_loads
+from resilience.policies.shedding import UNMEASURED_AFTER_ON_S, LoadPlan, LoadTimes, plan_loads
 from resilience.policies.sync import island_frequency_target_hz, sync_check
 from resilience.policies.vehicles import (
     allocate_power,
@@ -120,6 +120,8 @@ class Memory:
     kept_on: set[str] = field(default_factory=set)
     # The endurance policy's last answer per supply circuit (its hysteresis needs it).
     energy_tier: dict[str, Tier] = field(default_factory=dict)
+    # What each load drew when last measured on [W]: a shed load's cost to restore.
+    last_draw_w: dict[str, float] = field(default_factory=dict)
     active_alarms: dict[str, str] = field(default_factory=dict)
 
 
@@ -944,7 +946,17 @@ class SiteModes:
             self.memory.supply_ok_since_s = ctx.now_s
 
     def _remember_switching(self, snap: Snapshot, outputs: Outputs, now: float) -> None:
+        draws = self.memory.last_draw_w
         for load in snap.loads:
+            if load.available and load.relay_on and math.isfinite(load.power_w):
+                times = self.memory.load_times.get(load.load_id)
+                settled = (
+                    times is None
+                    or times.last_on_s is None
+                    or (now - times.last_on_s >= UNMEASURED_AFTER_ON_S)
+                )
+                if settled and load.power_w > 0:
+                    draws[load.load_id] = load.power_w
             want = outputs.loads.get(load.load_id)
             if want is None or want == load.relay_on:
                 continue
@@ -1064,6 +1076,7 @@ class SiteModes:
             previous,
             pv_w=max(0.0, pv_w),
             locked_off=memory.locked_off,
+            last_draw_w=memory.last_draw_w,
         )
         code = f"endurance_short:{circuit}"
         if not apply:
@@ -1085,11 +1098,12 @@ class SiteModes:
                 )
         memory.energy_tier[circuit] = cap.tier
         if cap.short is not None:
+            carried = math.floor(cap.short_h * 10) / 10
             self._alarm(
                 code,
                 True,
                 "critical",
-                f"{circuit}: {cap.short.label} can be carried {cap.short_h:.1f} h,"
+                f"{circuit}: {cap.short.label} can be carried {carried:.1f} h,"
                 f" target {cap.short_target_h:g} h, with every lower tier shed",
             )
         elif code in memory.active_alarms:

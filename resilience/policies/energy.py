@@ -41,19 +41,29 @@ from resilience.model import LoadState, Tier
 TIERS: tuple[Tier, ...] = tuple(Tier)
 
 
-def demand_w(load: LoadState) -> float:
-    """[W] what keeping this load on costs: measured when on, rated when off or unread."""
+def demand_w(load: LoadState, last_draw_w: Mapping[str, float] | None = None) -> float:
+    """[W] what keeping this load on costs: measured when on; when off or unread, what it
+    drew when last seen on (`last_draw_w`), else its rating. Counting a shed load at its
+    rating when it draws a third of it would keep it off for good."""
     if load.available and load.relay_on and math.isfinite(load.power_w):
         return max(0.0, load.power_w)
+    if last_draw_w is not None:
+        seen = last_draw_w.get(load.load_id)
+        if seen is not None and math.isfinite(seen):
+            return min(load.rated_power_w, max(0.0, seen))
     return load.rated_power_w
 
 
-def tiers_w(loads: Iterable[LoadState], locked_off: Collection[str] = ()) -> dict[Tier, float]:
+def tiers_w(
+    loads: Iterable[LoadState],
+    locked_off: Collection[str] = (),
+    last_draw_w: Mapping[str, float] | None = None,
+) -> dict[Tier, float]:
     """Demand [W] per tier of a circuit's loads; locked-off loads cost nothing."""
     out = dict.fromkeys(TIERS, 0.0)
     for load in loads:
         if load.load_id not in locked_off:
-            out[load.tier] += demand_w(load)
+            out[load.tier] += demand_w(load, last_draw_w)
     return out
 
 
@@ -182,6 +192,7 @@ def allowed_tier(
     *,
     pv_w: float = 0.0,
     locked_off: Collection[str] = (),
+    last_draw_w: Mapping[str, float] | None = None,
 ) -> EnergyCap:
     """The lowest tier of a circuit's `loads` that may stay on for its energy.
 
@@ -193,7 +204,7 @@ def allowed_tier(
     The top tier with any demand (life-safety, mostly) is always allowed: it is carried
     as long as the energy lasts.
     """
-    demand = tiers_w(loads, locked_off)
+    demand = tiers_w(loads, locked_off, last_draw_w)
     energy = max(0.0, energy_wh) if math.isfinite(energy_wh) else 0.0
     was = Tier.COMFORT if previous is None else previous
     # The top tier with loads is always carried (as long as the energy lasts).
