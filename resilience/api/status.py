@@ -56,6 +56,7 @@ from resilience.modes import RUNBOOKS, CircuitEnergy
 from resilience.occupancy import Kind, Occupancy, Source
 from resilience.overrides import Overrides
 from resilience.policies.endurance import endurance_h, energy_above_reserve_wh
+from resilience.policies.energy import carried_h
 from resilience.policies.grid import grid_healthy
 from resilience.policies.vehicles import can_discharge, discharge_floor_pct, supply_capacity_w
 
@@ -92,6 +93,9 @@ def status_document(
     )
 
     energy: dict[str, CircuitEnergy] = dict(status.energy)
+    # In emergency the island carries life-safety only: the endurance figure is then its
+    # alone (a figure for the critical tier would contradict the mode).
+    protected = Tier.LIFE_SAFETY if status.mode is Mode.EMERGENCY else Tier.CRITICAL
     tiers: dict[str, dict[str, float | int]] = {
         t.label: {"served": 0, "shed": 0, "unknown": 0, "served_w": 0.0, "shed_w": 0.0}
         for t in Tier
@@ -114,7 +118,7 @@ def status_document(
             state = "off"
             entry["shed"] += 1
             entry["shed_w"] += load.rated_power_w
-        if load.tier in (Tier.LIFE_SAFETY, Tier.CRITICAL) and load.supply == "bus":
+        if load.tier <= protected and load.supply == "bus":
             protect_rated_w += load.rated_power_w
             if state == "on":
                 protect_draw_w += load.power_w
@@ -129,9 +133,7 @@ def status_document(
                 "supply": load.supply,
                 "locked_off": load.load_id in overrides.locked_off,
                 "kept_on": load.load_id in overrides.kept_on,
-                "off_reason": _off_reason(load, state, status.mode, energy, overrides)
-                if state == "off"
-                else None,
+                **_why_off(load, state, status.mode, energy, overrides),
             }
         )
     for entry in tiers.values():
@@ -244,6 +246,7 @@ def status_document(
             "energy_above_reserve_wh": round(energy_wh),
             "draw_w": round(draw_w, 1),
             "pv_counted_w": 0.0,
+            "tiers": [t.label for t in Tier if t <= protected],
         },
         "circuits": circuits,
         "shortfall": _shortfall(status.mode, snap, config, overrides, cars_w),
@@ -294,23 +297,41 @@ def _circuit(
     return entry
 
 
-def _off_reason(
+def _why_off(
     load: Any, state: str, mode: Mode, energy: dict[str, CircuitEnergy], overrides: Overrides
-) -> str:
-    """Why a load is off, in words: the operator, the endurance policy, the mode, or power."""
-    if load.load_id in overrides.locked_off:
-        return "locked off by an operator"
+) -> dict[str, Any]:
+    """Why a load is off: `off_reason` in words, `off_why` for the tablet to word in its
+    language (`code`: locked, energy, emergency, outlet_off or power, with the figures)."""
+    if state != "off":
+        return {"off_reason": None, "off_why": None}
+    why: dict[str, Any]
     view = energy.get(load.supply)
-    if view is not None and view.applied is not None and load.tier > view.applied:
-        if load.tier > view.cap.tier:
-            return view.cap.reason(load.tier)
-        if load.supply == "bus" and mode is Mode.EMERGENCY:
-            return "emergency: the island can carry life-safety only"
-    if load.supply != "bus" and view is not None and view.applied is None:
-        return "its V2L outlet is off (no car above its reserve)"
-    if mode is Mode.EMERGENCY and load.supply == "bus" and load.tier > Tier.LIFE_SAFETY:
-        return "emergency: the island can carry life-safety only"
-    return "not enough power now: restored when the supply allows"
+    if load.load_id in overrides.locked_off:
+        why, words = {"code": "locked"}, "locked off by an operator"
+    elif (
+        view is not None
+        and view.applied is not None
+        and load.tier > view.applied
+        and load.tier > view.cap.tier
+    ):
+        cap = view.cap
+        top = cap.top_tier or Tier.LIFE_SAFETY
+        hours = carried_h(cap.energy_wh, cap.demand_w, cap.targets_h, load.tier, cap.pv_w)
+        why = {
+            "code": "energy",
+            "tier": top.label,
+            "hours": _finite(hours, 1),
+            "target_h": cap.targets_h[top],
+            "with": load.tier.label,
+        }
+        words = cap.reason(load.tier)
+    elif mode is Mode.EMERGENCY and load.supply == "bus" and load.tier > Tier.LIFE_SAFETY:
+        why, words = {"code": "emergency"}, "emergency: the island can carry life-safety only"
+    elif load.supply != "bus" and (view is None or view.applied is None):
+        why, words = {"code": "outlet_off"}, "its V2L outlet is off (no car above its reserve)"
+    else:
+        why, words = {"code": "power"}, "not enough power now: restored when the supply allows"
+    return {"off_reason": words, "off_why": why}
 
 
 def _shortfall(
