@@ -1087,9 +1087,9 @@ class SiteModes:
             return Tier.COMFORT
         if previous is not None and cap.tier != previous:
             if cap.tier < previous:
+                going = ", ".join(t.label for t in Tier if cap.tier < t <= previous)
                 self._notes.append(
-                    f"{circuit}: shed {Tier(cap.tier + 1).label} and below,"
-                    f" {cap.reason(Tier(cap.tier + 1))}"
+                    f"{circuit}: shed {going} for energy; {cap.reason(Tier(cap.tier + 1))}"
                 )
             else:
                 self._notes.append(

@@ -56,7 +56,6 @@ from resilience.modes import RUNBOOKS, CircuitEnergy
 from resilience.occupancy import Kind, Occupancy, Source
 from resilience.overrides import Overrides
 from resilience.policies.endurance import endurance_h, energy_above_reserve_wh
-from resilience.policies.energy import carried_h
 from resilience.policies.grid import grid_healthy
 from resilience.policies.vehicles import can_discharge, discharge_floor_pct, supply_capacity_w
 
@@ -316,7 +315,7 @@ def _why_off(
     ):
         cap = view.cap
         top = cap.top_tier or Tier.LIFE_SAFETY
-        hours = carried_h(cap.energy_wh, cap.demand_w, cap.targets_h, load.tier, cap.pv_w)
+        hours = cap.hours_with(load.tier)
         why = {
             "code": "energy",
             "tier": top.label,

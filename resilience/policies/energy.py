@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from resilience.model import LoadState, Tier
 
@@ -102,6 +102,21 @@ def energy_needed_wh(
     return need
 
 
+def staircase_h(targets_h: Mapping[Tier, float], hysteresis_h: float) -> dict[Tier, float]:
+    """The targets [h] the staircase uses: each below the top at least `hysteresis_h` (but
+    never more than the tier above it), so that a tier with a 0 h target (comfort) still
+    goes before the tier above it, not in the same instant: it runs only while the energy
+    covers `hysteresis_h` more of it on top of the higher tiers' targets. All targets 0
+    (the policy off) stay 0."""
+    out: dict[Tier, float] = {}
+    above: float | None = None
+    for tier in TIERS:
+        own = max(0.0, targets_h[tier])
+        out[tier] = own if above is None else max(own, min(hysteresis_h, above))
+        above = out[tier]
+    return out
+
+
 def top_tier(tier_w: Mapping[Tier, float]) -> Tier | None:
     """The highest-priority tier with any demand, or None when nothing draws."""
     for tier in TIERS:
@@ -157,6 +172,7 @@ class EnergyCap:
     demand_w: Mapping[Tier, float]
     targets_h: Mapping[Tier, float]
     projection_h: Mapping[Tier, float]
+    stairs_h: Mapping[Tier, float] = field(default_factory=dict)  # `staircase_h` of targets
     short: Tier | None = None
     short_h: float = math.inf
     short_target_h: float = 0.0
@@ -166,12 +182,17 @@ class EnergyCap:
         top = self.top_tier
         if tier <= self.tier or top is None:
             return ""
-        hours = carried_h(self.energy_wh, self.demand_w, self.targets_h, tier, self.pv_w)
+        hours = self.hours_with(tier)
         with_it = f"with {tier.label} on" if tier > top else f"{top.label} alone"
         return (
             f"saving energy: {with_it}, {top.label} would last {_hours(hours)},"
             f" target {self.targets_h[top]:g} h"
         )
+
+    def hours_with(self, tier: Tier) -> float:
+        """Hours [h] the top tier would last with tiers down to `tier` on (`carried_h`)."""
+        stairs = self.stairs_h or self.targets_h
+        return carried_h(self.energy_wh, self.demand_w, stairs, tier, self.pv_w)
 
     @property
     def top_tier(self) -> Tier | None:
@@ -207,12 +228,13 @@ def allowed_tier(
     demand = tiers_w(loads, locked_off, last_draw_w)
     energy = max(0.0, energy_wh) if math.isfinite(energy_wh) else 0.0
     was = Tier.COMFORT if previous is None else previous
+    stairs = staircase_h(targets_h, hysteresis_h)
     # The top tier with loads is always carried (as long as the energy lasts).
     allowed = top_tier(demand) or Tier.LIFE_SAFETY
     for tier in TIERS[allowed + 1 :]:
         if demand[tier] <= 0:
             continue  # a tier with nothing to carry neither costs nor earns anything
-        need = energy_needed_wh(demand, targets_h, tier, pv_w)
+        need = energy_needed_wh(demand, stairs, tier, pv_w)
         if tier > was:
             need += hysteresis_h * _drain_w(demand, tier, pv_w)
         if not energy >= need:
@@ -225,6 +247,7 @@ def allowed_tier(
         demand_w=demand,
         targets_h=dict(targets_h),
         projection_h=projection_h(energy, demand, pv_w),
+        stairs_h=stairs,
     )
     top = cap.top_tier
     if top is not None:
@@ -237,6 +260,7 @@ def allowed_tier(
                 demand_w=demand,
                 targets_h=cap.targets_h,
                 projection_h=cap.projection_h,
+                stairs_h=stairs,
                 short=top,
                 short_h=alone,
                 short_target_h=targets_h[top],

@@ -16,6 +16,7 @@ from resilience.policies.energy import (
     energy_needed_wh,
     kept_tier,
     projection_h,
+    staircase_h,
     tiers_w,
 )
 
@@ -202,3 +203,16 @@ def test_allowed_tier_secures_every_target_above_it(
     if cap.short is not None:
         assert cap.tier == top
         assert cap.short_h < TARGETS[top]
+
+
+def test_a_zero_hour_tier_goes_before_the_tier_above_it() -> None:
+    """Comfort's target is 0 h: it still leaves essential its 8 h, and goes first (with
+    `hysteresis_h` of its own draw to spare), not in the same instant as essential."""
+    loads = [ld("ls", LS, 100.0), ld("cr", CR, 100.0), ld("es", ES, 100.0), ld("co", CO, 1000.0)]
+    need_es = energy_needed_wh(tiers_w(loads), TARGETS, ES)
+    assert staircase_h(TARGETS, 2.0) == {LS: 72.0, CR: 48.0, ES: 8.0, CO: 2.0}
+    assert allowed_tier(need_es + 1000.0, loads, TARGETS, 2.0, CO).tier is ES
+    assert allowed_tier(need_es + 2000.0, loads, TARGETS, 2.0, CO).tier is CO
+    # the policy off: every target 0 h stays 0 h
+    assert set(staircase_h(dict.fromkeys(Tier, 0.0), 2.0).values()) == {0.0}
+    assert allowed_tier(0.0, loads, dict.fromkeys(Tier, 0.0), 2.0, None).tier is CO
