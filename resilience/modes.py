@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from transitions import EventData, Machine
 
@@ -49,7 +50,13 @@ from resilience.model import (
 )
 from resilience.outputs import AlarmChange, Decision, Outputs, Transition
 from resilience.policies.endurance import energy_above_reserve_wh, tier_power_w
-from resilience.policies.energy import EnergyCap, allowed_tier, kept_tier
+from resilience.policies.energy import (
+    EnergyCap,
+    allowed_tier,
+    kept_tier,
+    staircase_h,
+    tiers_w,
+)
 from resilience.policies.grid import grid_healthy, healthy_since, ready_for_return
 from resilience.policies.shedding import UNMEASURED_AFTER_ON_S, LoadPlan, LoadTimes, plan_loads
 from resilience.policies.sync import island_frequency_target_hz, sync_check
@@ -685,6 +692,8 @@ class SiteModes:
         self._notes: list[str] = []
         self._energy: dict[str, CircuitEnergy] = {}
         self._targets_h = config.dispatch.tier_targets_h()
+        self._stairs_h = staircase_h(self._targets_h, config.dispatch.endurance_hysteresis_h)
+        self._demand_cache: dict[str, tuple[tuple[LoadState, ...], frozenset[str], Any]] = {}
         self.machine = Machine(
             model=self,
             states=[m.value for m in Mode],
@@ -1068,6 +1077,16 @@ class SiteModes:
             energy = energy_above_reserve_wh((), (outlet,)) if outlet is not None else 0.0
             pv_w = 0.0
         previous = memory.energy_tier.get(circuit) if apply else None
+        # The demand per tier is worked out once per distinct load tuple: the controller
+        # hands over the same tuple while the loads are steady (and a shed load's last
+        # draw can only change in a cycle in which it is on, which is another tuple).
+        locked = frozenset(memory.locked_off)
+        cached = self._demand_cache.get(circuit)
+        if cached is not None and cached[0] is loads and cached[1] == locked:
+            demand = cached[2]
+        else:
+            demand = tiers_w(loads, locked, memory.last_draw_w)
+            self._demand_cache[circuit] = (loads, locked, demand)
         cap = allowed_tier(
             energy,
             loads,
@@ -1075,8 +1094,8 @@ class SiteModes:
             dispatch.endurance_hysteresis_h,
             previous,
             pv_w=max(0.0, pv_w),
-            locked_off=memory.locked_off,
-            last_draw_w=memory.last_draw_w,
+            demand_w=demand,
+            stairs_h=self._stairs_h,
         )
         code = f"endurance_short:{circuit}"
         if not apply:
@@ -1097,7 +1116,7 @@ class SiteModes:
                     f" ({_projection_words(cap)})"
                 )
         memory.energy_tier[circuit] = cap.tier
-        if cap.short is not None:
+        if cap.short is not None and code not in memory.active_alarms:
             carried = math.floor(cap.short_h * 10) / 10
             self._alarm(
                 code,
@@ -1106,7 +1125,7 @@ class SiteModes:
                 f"{circuit}: {cap.short.label} can be carried {carried:.1f} h,"
                 f" target {cap.short_target_h:g} h, with every lower tier shed",
             )
-        elif code in memory.active_alarms:
+        elif cap.short is None and code in memory.active_alarms:
             top = cap.top_tier
             hours = cap.projection_h[top] if top is not None else math.inf
             if top is None or hours >= cap.targets_h[top] + dispatch.endurance_hysteresis_h:

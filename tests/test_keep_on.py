@@ -25,6 +25,9 @@ def test_kept_on_load_stays_on_in_the_island_and_is_undone_on_reconnect() -> Non
         assert "endurance_short:bus" in site.controller.modes.memory.active_alarms
         site.submit("keep_load_on", {"load_id": "general_lighting"})
         site.seconds(40)
+        assert site.controller.overrides.kept_on == {"general_lighting"}
+        assert site.store.flush(5.0)  # the audit row: the answer waits for it
+        site.cycles(2)
         (result,) = site.results()
         assert result.outcome == "accepted", result.detail
         assert site.plant.load_on("general_lighting")

@@ -35,10 +35,12 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from resilience.model import LoadState, Tier
 
 TIERS: tuple[Tier, ...] = tuple(Tier)
+_BELOW: dict[Tier, Tier] = {t: Tier(t + 1) for t in TIERS[:-1]}
 
 
 def demand_w(load: LoadState, last_draw_w: Mapping[str, float] | None = None) -> float:
@@ -171,11 +173,16 @@ class EnergyCap:
     pv_w: float
     demand_w: Mapping[Tier, float]
     targets_h: Mapping[Tier, float]
-    projection_h: Mapping[Tier, float]
     stairs_h: Mapping[Tier, float] = field(default_factory=dict)  # `staircase_h` of targets
     short: Tier | None = None
     short_h: float = math.inf
     short_target_h: float = 0.0
+
+    @cached_property
+    def projection_h(self) -> Mapping[Tier, float]:
+        """`projection_h(...)` of this circuit: worked out when asked (most cycles nobody
+        reads it)."""
+        return projection_h(self.energy_wh, self.demand_w, self.pv_w)
 
     def reason(self, tier: Tier) -> str:
         """Why a load of `tier` is off for energy, in words for the tablet."""
@@ -214,6 +221,8 @@ def allowed_tier(
     pv_w: float = 0.0,
     locked_off: Collection[str] = (),
     last_draw_w: Mapping[str, float] | None = None,
+    demand_w: Mapping[Tier, float] | None = None,
+    stairs_h: Mapping[Tier, float] | None = None,
 ) -> EnergyCap:
     """The lowest tier of a circuit's `loads` that may stay on for its energy.
 
@@ -223,49 +232,53 @@ def allowed_tier(
     Tier k stays allowed while `energy_wh >= energy_needed_wh(..., k)`; a tier below
     `previous` is allowed again only with `hysteresis_h` hours of its draw to spare.
     The top tier with any demand (life-safety, mostly) is always allowed: it is carried
-    as long as the energy lasts.
+    as long as the energy lasts. `last_draw_w` is what each load drew when last measured
+    on (see `demand_w`). A caller that already has `tiers_w(loads, locked_off,
+    last_draw_w)` or `staircase_h(targets_h, hysteresis_h)` may pass them (`demand_w`,
+    `stairs_h`): this runs every cycle for every circuit.
     """
-    demand = tiers_w(loads, locked_off, last_draw_w)
+    demand = tiers_w(loads, locked_off, last_draw_w) if demand_w is None else demand_w
     energy = max(0.0, energy_wh) if math.isfinite(energy_wh) else 0.0
     was = Tier.COMFORT if previous is None else previous
-    stairs = staircase_h(targets_h, hysteresis_h)
-    # The top tier with loads is always carried (as long as the energy lasts).
-    allowed = top_tier(demand) or Tier.LIFE_SAFETY
-    for tier in TIERS[allowed + 1 :]:
-        if demand[tier] <= 0:
-            continue  # a tier with nothing to carry neither costs nor earns anything
-        need = energy_needed_wh(demand, stairs, tier, pv_w)
-        if tier > was:
-            need += hysteresis_h * _drain_w(demand, tier, pv_w)
-        if not energy >= need:
-            break
-        allowed = tier
-    cap = EnergyCap(
+    stairs = staircase_h(targets_h, hysteresis_h) if stairs_h is None else stairs_h
+    pv = max(0.0, pv_w)
+    # One pass down the tiers (this runs every cycle for every circuit): the draw with
+    # tiers 0..t on, and the staircase's energy up to the step above t (`energy_needed_wh`).
+    top = top_tier(demand)
+    allowed = top if top is not None else Tier.LIFE_SAFETY  # always carried, to the end
+    total_w = 0.0
+    above_wh = 0.0  # Σ drain_i x (stairs_i - stairs_(i+1)) over the tiers above
+    blocked = False
+    for tier in TIERS:
+        total_w += demand[tier]
+        drain = total_w - pv if total_w > pv else 0.0
+        if not blocked and tier > allowed and demand[tier] > 0:
+            need = above_wh + drain * stairs[tier]
+            if tier > was:
+                need += hysteresis_h * drain
+            if energy >= need:
+                allowed = tier
+            else:
+                blocked = True
+        if tier < Tier.COMFORT:
+            above_wh += drain * (stairs[tier] - stairs[_BELOW[tier]])
+    short: Tier | None = None
+    short_h = math.inf
+    if top is not None:
+        top_drain = max(0.0, sum(demand[t] for t in TIERS if t <= top) - pv)
+        if top_drain > 0 and energy < top_drain * targets_h[top]:
+            short, short_h = top, energy / top_drain
+    return EnergyCap(
         tier=allowed,
         energy_wh=energy,
         pv_w=pv_w,
         demand_w=demand,
-        targets_h=dict(targets_h),
-        projection_h=projection_h(energy, demand, pv_w),
+        targets_h=targets_h,
         stairs_h=stairs,
+        short=short,
+        short_h=short_h,
+        short_target_h=targets_h[top] if short is not None and top is not None else 0.0,
     )
-    top = cap.top_tier
-    if top is not None:
-        alone = carried_h(energy, demand, targets_h, top, pv_w)
-        if alone < targets_h[top]:
-            return EnergyCap(
-                tier=allowed,
-                energy_wh=energy,
-                pv_w=pv_w,
-                demand_w=demand,
-                targets_h=cap.targets_h,
-                projection_h=cap.projection_h,
-                stairs_h=stairs,
-                short=top,
-                short_h=alone,
-                short_target_h=targets_h[top],
-            )
-    return cap
 
 
 def kept_tier(cap: Tier, kept_on: Iterable[LoadState]) -> Tier:
