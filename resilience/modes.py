@@ -52,9 +52,11 @@ from resilience.outputs import AlarmChange, Decision, Outputs, Transition
 from resilience.policies.endurance import energy_above_reserve_wh, tier_power_w
 from resilience.policies.energy import (
     EnergyCap,
+    Thresholds,
     allowed_tier,
     kept_tier,
     staircase_h,
+    thresholds,
     tiers_w,
 )
 from resilience.policies.grid import grid_healthy, healthy_since, ready_for_return
@@ -694,6 +696,7 @@ class SiteModes:
         self._targets_h = config.dispatch.tier_targets_h()
         self._stairs_h = staircase_h(self._targets_h, config.dispatch.endurance_hysteresis_h)
         self._demand_cache: dict[str, tuple[tuple[LoadState, ...], frozenset[str], Any]] = {}
+        self._limits_cache: dict[str, tuple[tuple[float, Tier | None], Thresholds]] = {}
         self.machine = Machine(
             model=self,
             states=[m.value for m in Mode],
@@ -1080,22 +1083,35 @@ class SiteModes:
         # The demand per tier is worked out once per distinct load tuple: the controller
         # hands over the same tuple while the loads are steady (and a shed load's last
         # draw can only change in a cycle in which it is on, which is another tuple).
-        locked = frozenset(memory.locked_off)
+        # So are the thresholds, while the firm PV and the last answer stay the same: each
+        # cycle then only compares the energy with them.
+        pv_w = max(0.0, pv_w)
         cached = self._demand_cache.get(circuit)
-        if cached is not None and cached[0] is loads and cached[1] == locked:
+        if cached is not None and cached[0] is loads and cached[1] == memory.locked_off:
             demand = cached[2]
         else:
+            locked = frozenset(memory.locked_off)
             demand = tiers_w(loads, locked, memory.last_draw_w)
             self._demand_cache[circuit] = (loads, locked, demand)
+            self._limits_cache.pop(circuit, None)
+        key = (pv_w, previous)
+        held = self._limits_cache.get(circuit)
+        if held is not None and held[0] == key:
+            limits = held[1]
+        else:
+            hysteresis = dispatch.endurance_hysteresis_h
+            limits = thresholds(demand, self._stairs_h, self._targets_h, hysteresis, previous, pv_w)
+            self._limits_cache[circuit] = (key, limits)
         cap = allowed_tier(
             energy,
             loads,
             self._targets_h,
             dispatch.endurance_hysteresis_h,
             previous,
-            pv_w=max(0.0, pv_w),
+            pv_w=pv_w,
             demand_w=demand,
             stairs_h=self._stairs_h,
+            limits=limits,
         )
         code = f"endurance_short:{circuit}"
         if not apply:
@@ -1130,11 +1146,15 @@ class SiteModes:
             hours = cap.projection_h[top] if top is not None else math.inf
             if top is None or hours >= cap.targets_h[top] + dispatch.endurance_hysteresis_h:
                 self._alarm(code, False)
-        kept = [
-            load
-            for load in loads
-            if load.load_id in memory.kept_on and load.load_id not in memory.locked_off
-        ]
+        kept = (
+            [
+                load
+                for load in loads
+                if load.load_id in memory.kept_on and load.load_id not in memory.locked_off
+            ]
+            if memory.kept_on
+            else []
+        )
         applied = kept_tier(cap.tier, kept)
         if circuit == "bus":
             applied = island_tier_cap(self.mode, applied)

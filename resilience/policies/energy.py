@@ -211,6 +211,56 @@ def _hours(hours: float) -> str:
     return "without limit" if not math.isfinite(hours) else f"{hours:.1f} h"
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """The energies [Wh] at which one circuit's tiers are allowed (`thresholds`): they
+    change with its demand, firm PV and last answer, not with its energy, so a caller
+    may keep them while those stay the same and compare each cycle's energy."""
+
+    top: Tier | None
+    needs: tuple[tuple[Tier, float], ...]  # below the top, in priority order
+    top_drain_w: float  # [W] the top tier alone, net of firm PV
+    top_target_h: float
+
+
+def thresholds(
+    demand_w: Mapping[Tier, float],
+    stairs_h: Mapping[Tier, float],
+    targets_h: Mapping[Tier, float],
+    hysteresis_h: float,
+    previous: Tier | None,
+    pv_w: float = 0.0,
+) -> Thresholds:
+    """Each tier's `energy_needed_wh` on the staircase `stairs_h`, plus `hysteresis_h`
+    hours of its draw for a tier below `previous` (None: everything was on). One pass
+    down the tiers: the draw with tiers 0..t on, and the staircase's energy above t."""
+    was = Tier.COMFORT if previous is None else previous
+    pv = max(0.0, pv_w)
+    top = top_tier(demand_w)
+    needs: list[tuple[Tier, float]] = []
+    total_w = 0.0
+    above_wh = 0.0  # Σ drain_i x (stairs_i - stairs_(i+1)) over the tiers above
+    top_drain = 0.0
+    for tier in TIERS:
+        total_w += demand_w[tier]
+        drain = total_w - pv if total_w > pv else 0.0
+        if tier == top:
+            top_drain = drain
+        elif top is not None and tier > top and demand_w[tier] > 0:
+            need = above_wh + drain * stairs_h[tier]
+            if tier > was:
+                need += hysteresis_h * drain
+            needs.append((tier, need))
+        if tier < Tier.COMFORT:
+            above_wh += drain * (stairs_h[tier] - stairs_h[_BELOW[tier]])
+    return Thresholds(
+        top=top,
+        needs=tuple(needs),
+        top_drain_w=top_drain,
+        top_target_h=targets_h[top] if top is not None else 0.0,
+    )
+
+
 def allowed_tier(
     energy_wh: float,
     loads: Iterable[LoadState],
@@ -223,51 +273,39 @@ def allowed_tier(
     last_draw_w: Mapping[str, float] | None = None,
     demand_w: Mapping[Tier, float] | None = None,
     stairs_h: Mapping[Tier, float] | None = None,
+    limits: Thresholds | None = None,
 ) -> EnergyCap:
     """The lowest tier of a circuit's `loads` that may stay on for its energy.
 
     `energy_wh` is the energy above the reserves of that circuit's own cars; `pv_w` the
     firm PV on it (0 for a V2L circuit); `previous` is the last answer (None: none yet,
     taken as everything on: a restart restores nothing early, it only sheds).
-    Tier k stays allowed while `energy_wh >= energy_needed_wh(..., k)`; a tier below
-    `previous` is allowed again only with `hysteresis_h` hours of its draw to spare.
-    The top tier with any demand (life-safety, mostly) is always allowed: it is carried
-    as long as the energy lasts. `last_draw_w` is what each load drew when last measured
-    on (see `demand_w`). A caller that already has `tiers_w(loads, locked_off,
-    last_draw_w)` or `staircase_h(targets_h, hysteresis_h)` may pass them (`demand_w`,
-    `stairs_h`): this runs every cycle for every circuit.
+    Tier k stays allowed while `energy_wh >= energy_needed_wh(..., k)` (on the
+    `staircase_h` of the targets); a tier below `previous` is allowed again only with
+    `hysteresis_h` hours of its draw to spare. The top tier with any demand (life-safety,
+    mostly) is always allowed: it is carried as long as the energy lasts. `last_draw_w`
+    is what each load drew when last measured on (see `demand_w`).
+
+    This runs every cycle for every circuit: a caller that already has
+    `tiers_w(loads, locked_off, last_draw_w)`, `staircase_h(targets_h, hysteresis_h)`
+    or the `thresholds` for them may pass them (`demand_w`, `stairs_h`, `limits`).
     """
     demand = tiers_w(loads, locked_off, last_draw_w) if demand_w is None else demand_w
-    energy = max(0.0, energy_wh) if math.isfinite(energy_wh) else 0.0
-    was = Tier.COMFORT if previous is None else previous
     stairs = staircase_h(targets_h, hysteresis_h) if stairs_h is None else stairs_h
-    pv = max(0.0, pv_w)
-    # One pass down the tiers (this runs every cycle for every circuit): the draw with
-    # tiers 0..t on, and the staircase's energy up to the step above t (`energy_needed_wh`).
-    top = top_tier(demand)
+    if limits is None:
+        limits = thresholds(demand, stairs, targets_h, hysteresis_h, previous, pv_w)
+    energy = max(0.0, energy_wh) if math.isfinite(energy_wh) else 0.0
+    top = limits.top
     allowed = top if top is not None else Tier.LIFE_SAFETY  # always carried, to the end
-    total_w = 0.0
-    above_wh = 0.0  # Σ drain_i x (stairs_i - stairs_(i+1)) over the tiers above
-    blocked = False
-    for tier in TIERS:
-        total_w += demand[tier]
-        drain = total_w - pv if total_w > pv else 0.0
-        if not blocked and tier > allowed and demand[tier] > 0:
-            need = above_wh + drain * stairs[tier]
-            if tier > was:
-                need += hysteresis_h * drain
-            if energy >= need:
-                allowed = tier
-            else:
-                blocked = True
-        if tier < Tier.COMFORT:
-            above_wh += drain * (stairs[tier] - stairs[_BELOW[tier]])
+    for tier, need in limits.needs:
+        if not energy >= need:
+            break
+        allowed = tier
     short: Tier | None = None
     short_h = math.inf
-    if top is not None:
-        top_drain = max(0.0, sum(demand[t] for t in TIERS if t <= top) - pv)
-        if top_drain > 0 and energy < top_drain * targets_h[top]:
-            short, short_h = top, energy / top_drain
+    drain = limits.top_drain_w
+    if top is not None and drain > 0 and energy < drain * limits.top_target_h:
+        short, short_h = top, energy / drain
     return EnergyCap(
         tier=allowed,
         energy_wh=energy,
@@ -277,7 +315,7 @@ def allowed_tier(
         stairs_h=stairs,
         short=short,
         short_h=short_h,
-        short_target_h=targets_h[top] if short is not None and top is not None else 0.0,
+        short_target_h=limits.top_target_h if short is not None else 0.0,
     )
 
 
