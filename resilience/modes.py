@@ -697,6 +697,9 @@ class SiteModes:
         self._stairs_h = staircase_h(self._targets_h, config.dispatch.endurance_hysteresis_h)
         self._demand_cache: dict[str, tuple[tuple[LoadState, ...], frozenset[str], Any]] = {}
         self._limits_cache: dict[str, tuple[tuple[float, Tier | None], Thresholds]] = {}
+        self._draws_seen: tuple[LoadState, ...] | None = None
+        self._bus_energy: tuple[tuple[VehicleState, ...], float] | None = None
+        self._draws_settling = False
         self.machine = Machine(
             model=self,
             states=[m.value for m in Mode],
@@ -958,17 +961,11 @@ class SiteModes:
             self.memory.supply_ok_since_s = ctx.now_s
 
     def _remember_switching(self, snap: Snapshot, outputs: Outputs, now: float) -> None:
-        draws = self.memory.last_draw_w
+        # What each load draws once settled on (the endurance policy's cost of restoring it
+        # when shed); a steady load tuple was seen last cycle, unless a load just went on.
+        if snap.loads is not self._draws_seen or self._draws_settling:
+            self._remember_draws(snap, now)
         for load in snap.loads:
-            if load.available and load.relay_on and math.isfinite(load.power_w):
-                times = self.memory.load_times.get(load.load_id)
-                settled = (
-                    times is None
-                    or times.last_on_s is None
-                    or (now - times.last_on_s >= UNMEASURED_AFTER_ON_S)
-                )
-                if settled and load.power_w > 0:
-                    draws[load.load_id] = load.power_w
             want = outputs.loads.get(load.load_id)
             if want is None or want == load.relay_on:
                 continue
@@ -976,6 +973,23 @@ class SiteModes:
             self.memory.load_times[load.load_id] = (
                 replace(times, last_on_s=now) if want else replace(times, last_off_s=now)
             )
+
+    def _remember_draws(self, snap: Snapshot, now: float) -> None:
+        draws = self.memory.last_draw_w
+        settling = False
+        for load in snap.loads:
+            if load.available and load.relay_on and math.isfinite(load.power_w):
+                times = self.memory.load_times.get(load.load_id)
+                if (
+                    times is not None
+                    and times.last_on_s is not None
+                    and now - times.last_on_s < UNMEASURED_AFTER_ON_S
+                ):
+                    settling = True  # its metering may still read low: look again
+                elif load.power_w > 0:
+                    draws[load.load_id] = load.power_w
+        self._draws_seen = snap.loads
+        self._draws_settling = settling
 
     # -------------------------------------------------------------- outputs per mode
     def _outputs(self, ctx: GuardContext) -> Outputs:
@@ -1072,7 +1086,7 @@ class SiteModes:
         snap = ctx.snap
         loads = self._circuits(snap).of(circuit)
         if circuit == "bus":
-            energy = energy_above_reserve_wh(snap.vehicles)
+            energy = self._bus_energy_wh(snap)
             pv = snap.pv
             pv_w = pv.power_w * dispatch.pv_firm_fraction if pv and pv.available else 0.0
         else:
@@ -1160,6 +1174,15 @@ class SiteModes:
             applied = island_tier_cap(self.mode, applied)
         self._energy[circuit] = CircuitEnergy(cap, applied)
         return kept_tier(cap.tier, kept)
+
+    def _bus_energy_wh(self, snap: Snapshot) -> float:
+        """`energy_above_reserve_wh(snap.vehicles)`, once per vehicle tuple."""
+        seen = self._bus_energy
+        if seen is not None and seen[0] is snap.vehicles:
+            return seen[1]
+        energy = energy_above_reserve_wh(snap.vehicles)
+        self._bus_energy = (snap.vehicles, energy)
+        return energy
 
     def _circuits(self, snap: Snapshot) -> Circuits:
         """The snapshot's loads by supply circuit, worked out once per distinct load tuple."""
