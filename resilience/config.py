@@ -193,6 +193,11 @@ class DispatchSection(_Model):
     endurance_target_h: Annotated[float, Field(ge=0, le=720)] = 72.0
     endurance_targets_h: EnduranceTargets = Field(default_factory=lambda: EnduranceTargets())
     endurance_hysteresis_h: Annotated[float, Field(ge=0, le=48)] = 2.0
+    # Count `pv_firm_fraction` of the present PV output as lasting through the targets.
+    # Off by default: an island's PV output follows what it can absorb (it is curtailed),
+    # so the figure jumps, and the sun does not shine at night; PV then counts through
+    # the energy it charges into the cars.
+    endurance_counts_pv: bool = False
 
     def tier_targets_h(self) -> dict[Tier, float]:
         """Each tier's endurance target [h]: its own, else `endurance_target_h`."""

@@ -93,6 +93,8 @@ RAMP_DOWN_S = 5.0  # after reconnecting, local sources ramp to zero over this ti
 BUS_LIVE_PU = 0.9  # site bus counts as energised above this fraction of nominal voltage
 LOAD_RESTORE_PER_CYCLE = 1
 RESTORE_SPACING_S = 0.5  # in island, at least this long between two restores
+ENERGY_PERIOD_S = 1.0  # the endurance policy (hours) is worked out again at least this often
+SILENT_ENERGY_GRACE_S = 300.0  # a silent charger's car counts its last energy this long
 
 
 @dataclass
@@ -698,7 +700,10 @@ class SiteModes:
         self._demand_cache: dict[str, tuple[tuple[LoadState, ...], frozenset[str], Any]] = {}
         self._limits_cache: dict[str, tuple[tuple[float, Tier | None], Thresholds]] = {}
         self._draws_seen: tuple[LoadState, ...] | None = None
-        self._bus_energy: tuple[tuple[VehicleState, ...], float] | None = None
+        self._energy_memo: dict[str, tuple[Any, ...]] = {}
+        self._bus_energy: tuple[tuple[VehicleState, ...], float, float] | None = None
+        self._vehicle_energy: dict[str, float] = {}  # last reported, by charger
+        self._silent_since: dict[str, float] = {}
         self._draws_settling = False
         self.machine = Machine(
             model=self,
@@ -1082,13 +1087,44 @@ class SiteModes:
         COMFORT is returned.
         """
         memory = self.memory
+        loads = self._circuits(ctx.snap).of(circuit)
+        # The policy works in hours: its answer is kept for ENERGY_PERIOD_S, unless the
+        # circuit's loads, the operators' sheds and keeps, the mode or `apply` change.
+        key = (loads, apply, self.mode, len(memory.locked_off), len(memory.kept_on))
+        memo = self._energy_memo.get(circuit)
+        if (
+            memo is not None
+            and memo[0] == key
+            and ctx.now_s - memo[1] < ENERGY_PERIOD_S
+            and memo[4] == memory.locked_off
+            and memo[5] == memory.kept_on
+        ):
+            self._energy[circuit] = memo[2]
+            kept: Tier = memo[3]
+            return kept
+        tier = self._energy_cap_now(ctx, circuit, loads, apply=apply)
+        self._energy_memo[circuit] = (
+            key,
+            ctx.now_s,
+            self._energy[circuit],
+            tier,
+            frozenset(memory.locked_off),
+            frozenset(memory.kept_on),
+        )
+        return tier
+
+    def _energy_cap_now(
+        self, ctx: GuardContext, circuit: str, loads: tuple[LoadState, ...], *, apply: bool
+    ) -> Tier:
+        """`_energy_cap` worked out now."""
+        memory = self.memory
         dispatch = ctx.config.dispatch
         snap = ctx.snap
-        loads = self._circuits(snap).of(circuit)
         if circuit == "bus":
-            energy = self._bus_energy_wh(snap)
+            energy = self._bus_energy_wh(snap, ctx.now_s)
             pv = snap.pv
-            pv_w = pv.power_w * dispatch.pv_firm_fraction if pv and pv.available else 0.0
+            counted = dispatch.endurance_counts_pv and pv is not None and pv.available
+            pv_w = pv.power_w * dispatch.pv_firm_fraction if counted and pv else 0.0
         else:
             outlet = next((o for o in snap.outlets if o.outlet_id == circuit), None)
             energy = energy_above_reserve_wh((), (outlet,)) if outlet is not None else 0.0
@@ -1175,14 +1211,35 @@ class SiteModes:
         self._energy[circuit] = CircuitEnergy(cap, applied)
         return kept_tier(cap.tier, kept)
 
-    def _bus_energy_wh(self, snap: Snapshot) -> float:
-        """`energy_above_reserve_wh(snap.vehicles)`, once per vehicle tuple."""
+    def _bus_energy_wh(self, snap: Snapshot, now: float) -> float:
+        """The energy [Wh] above the reserves of the cars on the chargers, for the policy.
+
+        Unknown is not gone (safety rule 5): a charger that stops answering still counts
+        with the energy it last reported for SILENT_ENERGY_GRACE_S, so that a comms hiccup
+        does not shed loads for energy (a car that is unplugged, faulted or at its reserve
+        counts nothing at once). Worked out once per vehicle tuple and grace expiry.
+        """
         seen = self._bus_energy
-        if seen is not None and seen[0] is snap.vehicles:
+        if seen is not None and seen[0] is snap.vehicles and now < seen[2]:
             return seen[1]
-        energy = energy_above_reserve_wh(snap.vehicles)
-        self._bus_energy = (snap.vehicles, energy)
-        return energy
+        known = self._vehicle_energy
+        silent = self._silent_since
+        total = 0.0
+        expires = math.inf
+        for v in snap.vehicles:
+            if v.available:
+                own = energy_above_reserve_wh((v,))
+                known[v.charger_id] = own
+                silent.pop(v.charger_id, None)
+                total += own
+                continue
+            since = silent.setdefault(v.charger_id, now)
+            until = since + SILENT_ENERGY_GRACE_S
+            if now < until:
+                total += known.get(v.charger_id, 0.0)
+                expires = min(expires, until)
+        self._bus_energy = (snap.vehicles, total, expires)
+        return total
 
     def _circuits(self, snap: Snapshot) -> Circuits:
         """The snapshot's loads by supply circuit, worked out once per distinct load tuple."""
