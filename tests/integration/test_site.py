@@ -21,10 +21,11 @@ import pytest
 
 from firmware_sim.plant import Plant, PlantInit
 from firmware_sim.server import SimSite
-from resilience.config import EnduranceTargets, SiteConfig, load_site
+from resilience.config import SiteConfig, load_site
 from resilience.cycle import SiteStatus
 from resilience.model import BreakerPosition, Mode, Tier
 from resilience.service import Running, quiet_pymodbus, start, stop_running
+from tests.sites import without_endurance_policy
 
 SITE = Path(__file__).resolve().parents[2] / "config" / "site.toml"
 RETURN_TO_SERVICE_S = 2.0
@@ -33,8 +34,10 @@ pytestmark = pytest.mark.integration
 
 
 def site_config(**grid: float) -> SiteConfig:
-    """The reference site with its slow timers shortened so an outage fits in seconds."""
-    config = load_site(SITE)
+    """The reference site with its slow timers shortened so an outage fits in seconds, and
+    the endurance policy off: these are the island's mechanics, with every load it can
+    carry (the policy is tested in tests/policies, tests/drills and tests/test_keep_on.py)."""
+    config = without_endurance_policy(load_site(SITE))
     loads = [
         load.model_copy(update={"min_off_s": min(load.min_off_s, 1.0)}) for load in config.loads
     ]
@@ -104,10 +107,7 @@ async def site(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[
     marker = request.node.get_closest_marker("plant")
     init = marker.kwargs.get("init") if marker else None
     ratings: dict[str, float] = marker.kwargs.get("ratings", {}) if marker else {}
-    dispatch: dict[str, float] = marker.kwargs.get("dispatch", {}) if marker else {}
     config = site_config()
-    if dispatch:
-        config = config.model_copy(update={"dispatch": config.dispatch.model_copy(update=dispatch)})
     if ratings:
         loads = [
             load.model_copy(update={"rated_power_w": ratings.get(load.id, load.rated_power_w)})
@@ -181,9 +181,6 @@ async def test_full_outage_cycle_island_and_reconnect(site: Site) -> None:
         pv_available_fraction=0.0,
     ),
     ratings={"water_pump": 4000.0},  # life-safety + critical = 11.4 kW: more than one car
-    # a shortfall of power: the endurance policy off (with these cars it would keep the
-    # critical tier off for energy before any shortfall of power)
-    dispatch={"endurance_target_h": 0.0, "endurance_targets_h": EnduranceTargets()},
 )
 async def test_shortfall_ends_in_emergency_with_life_safety_only(site: Site) -> None:
     await site.mode(Mode.GRID_CONNECTED, 5)
