@@ -302,6 +302,16 @@ class SyncSection(_Model):
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 60.0
 
 
+class EnduranceTargets(_Model):
+    """Per-tier endurance targets [h] (`[dispatch.endurance_targets_h]`); a tier not named
+    takes `dispatch.endurance_target_h`."""
+
+    life_safety: Annotated[float, Field(ge=0, le=720)] | None = None
+    critical: Annotated[float, Field(ge=0, le=720)] | None = None
+    essential: Annotated[float, Field(ge=0, le=720)] | None = None
+    comfort: Annotated[float, Field(ge=0, le=720)] | None = None
+
+
 class DispatchSection(_Model):
     shed_margin_w: NonNegativeFloat = 500.0
     restore_hysteresis_pct: Annotated[float, Field(ge=0, le=100)] = 10.0
@@ -316,6 +326,31 @@ class DispatchSection(_Model):
     # long before, falling to nothing at half of it (policies/leaving.py). Long enough to
     # shed a V2L circuit's loads one by one and to move an island off a leaving former.
     leave_notice_s: Annotated[float, Field(ge=60, le=3600)] = 600.0
+    # The endurance policy (policies/energy.py): how long each tier must be carried on the
+    # energy above the cars' reserves [h], counted from now. `endurance_target_h` is every
+    # tier's target unless `endurance_targets_h` names the tier; a lower-priority tier's
+    # target may not exceed a higher one's. A shed tier is restored only once the energy
+    # would carry it (and the tiers above) `endurance_hysteresis_h` longer than it needs.
+    endurance_target_h: Annotated[float, Field(ge=0, le=720)] = 72.0
+    endurance_targets_h: EnduranceTargets = Field(default_factory=lambda: EnduranceTargets())
+    endurance_hysteresis_h: Annotated[float, Field(ge=0, le=48)] = 2.0
+    # Count `pv_firm_fraction` of the present PV output as lasting through the targets.
+    # Off by default: an island's PV output follows what it can absorb (it is curtailed),
+    # so the figure jumps, and the sun does not shine at night; PV then counts through
+    # the energy it charges into the cars.
+    endurance_counts_pv: bool = False
+
+    def tier_targets_h(self) -> dict[Tier, float]:
+        """Each tier's endurance target [h]: its own, else `endurance_target_h`."""
+        named = self.endurance_targets_h
+        return {
+            tier: (
+                self.endurance_target_h
+                if getattr(named, tier.label) is None
+                else float(getattr(named, tier.label))
+            )
+            for tier in Tier
+        }
 
 
 class ApiSection(_Model):
@@ -901,6 +936,16 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
             )
         )
     problems.extend(_check_resync_time(config))
+    targets = config.dispatch.tier_targets_h()
+    for higher, lower in zip(Tier, list(Tier)[1:], strict=False):
+        if targets[lower] > targets[higher]:
+            problems.append(
+                (
+                    f"dispatch.endurance_targets_h.{lower.label}",
+                    f"{targets[lower]:g} h is longer than {higher.label}'s {targets[higher]:g} h"
+                    " (a lower-priority tier cannot be carried longer than a higher one)",
+                )
+            )
     if not any(d.can_form for d in config.chargers.values()):
         problems.append(("devices", "no bidirectional_charger can form the grid (can_form = true)"))
 

@@ -126,6 +126,8 @@ class SiteStatus:
     outputs: Outputs
     alarms: Mapping[str, str]
     cycle: int
+    # The endurance policy per supply circuit ("bus", outlet ids): `modes.CircuitEnergy`.
+    energy: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Controller:
@@ -153,6 +155,7 @@ class Controller:
         self.overrides = Overrides.from_state(store.get_state("overrides"), config)
         memory = Memory(mode_since_s=now)
         memory.locked_off = self.overrides.locked_off  # one set, shared with the mode machine
+        memory.kept_on = self.overrides.kept_on  # likewise
         self.modes = SiteModes(config, now_s=now, memory=memory)
         self.mode_since_wall = wall()
         self.stats = CycleStats()
@@ -540,6 +543,10 @@ class Controller:
                 detail = modes.shed_load(str(args["load_id"]))
             elif name == "restore_load":
                 detail = modes.restore_load(str(args["load_id"]))
+            elif name == "keep_load_on":
+                detail = modes.keep_load_on(str(args["load_id"]))
+            elif name == "follow_policy":
+                detail = modes.follow_policy(str(args["load_id"]))
             elif name == "set_tier":
                 detail = "accepted: " + self.overrides.set_tier(
                     self.config, str(args["load_id"]), str(args["tier"])
@@ -631,6 +638,18 @@ class Controller:
                 ts=wall,
             )
             self.store.put_state("mode", t.dest)
+            if t.dest == Mode.GRID_CONNECTED.value and self.overrides.kept_on:
+                # On the grid, energy is no constraint: whoever kept a load on against the
+                # endurance policy did so for this outage, not for the next one.
+                undone = sorted(self.overrides.kept_on)
+                self.overrides.kept_on.clear()
+                self.store.put_state("overrides", self.overrides.to_state())
+                self.store.record_event(
+                    "dispatch",
+                    f"back on the grid: {', '.join(undone)} follow the endurance policy again",
+                    data={"kept_on_undone": undone},
+                    ts=wall,
+                )
         for alarm in decision.alarms:
             if alarm.raised:
                 log.warning("alarm %s (%s): %s", alarm.code, alarm.severity, alarm.message)
@@ -642,7 +661,9 @@ class Controller:
             self.store.record_event("dispatch", note, data={"mode": self.modes.mode.value}, ts=wall)
         if snap.time_s - self._last_telemetry_s >= self.config.site.telemetry_period_s:
             self._last_telemetry_s = snap.time_s
-            self.store.record_telemetry(wall, telemetry_samples(snap))
+            self.store.record_telemetry(
+                wall, {**telemetry_samples(snap), **endurance_samples(decision.energy)}
+            )
         status = SiteStatus(
             mode=self.modes.mode,
             mode_since_s=self.modes.memory.mode_since_s,
@@ -651,6 +672,7 @@ class Controller:
             outputs=decision.outputs,
             alarms=dict(self.modes.memory.active_alarms),
             cycle=self.stats.cycles,
+            energy=decision.energy,
         )
         self.status = status
         for listener in self._status_listeners:
@@ -817,6 +839,37 @@ def telemetry_samples(snap: Snapshot) -> dict[str, float]:
             samples[f"{o.outlet_id}.power_w"] = o.power_w
     if snap.pv is not None and snap.pv.available:
         samples["pv.power_w"] = snap.pv.power_w
+    return samples
+
+
+ENDURANCE_UNBOUNDED_H = 9999.0
+"""[h] how telemetry stores "no limit" (the store skips non-finite values)."""
+
+
+def endurance_samples(energy: Mapping[str, Any]) -> dict[str, float]:
+    """The endurance policy per supply circuit as telemetry (see README, endurance series):
+
+    ``endurance.<circuit>.<tier>_h``  hours the circuit's energy carries that tier with the
+                                     tiers above it (`policies.energy.projection_h`);
+                                     `ENDURANCE_UNBOUNDED_H` for no limit
+    ``endurance.<circuit>.energy_wh`` energy above its cars' reserves [Wh]
+    ``endurance.<circuit>.allowed_tier`` lowest tier its energy lets stay on (0 life-safety
+                                     .. 3 comfort); ``.applied_tier`` the limit its loads
+                                     followed (absent when not running on stored energy)
+    """
+    samples: dict[str, float] = {}
+    for circuit, view in energy.items():
+        cap = view.cap
+        prefix = f"endurance.{circuit}"
+        for tier in Tier:
+            hours = cap.projection_h[tier]
+            samples[f"{prefix}.{tier.label}_h"] = (
+                min(hours, ENDURANCE_UNBOUNDED_H) if math.isfinite(hours) else ENDURANCE_UNBOUNDED_H
+            )
+        samples[f"{prefix}.energy_wh"] = cap.energy_wh
+        samples[f"{prefix}.allowed_tier"] = float(cap.tier)
+        if view.applied is not None:
+            samples[f"{prefix}.applied_tier"] = float(view.applied)
     return samples
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from transitions import EventData, Machine
 
@@ -48,7 +49,16 @@ from resilience.model import (
     VehicleState,
 )
 from resilience.outputs import AlarmChange, Decision, Outputs, Transition
-from resilience.policies.endurance import tier_power_w
+from resilience.policies.endurance import energy_above_reserve_wh, tier_power_w
+from resilience.policies.energy import (
+    EnergyCap,
+    Thresholds,
+    allowed_tier,
+    kept_tier,
+    staircase_h,
+    thresholds,
+    tiers_w,
+)
 from resilience.policies.grid import (
     TripState,
     enter_service_reason,
@@ -58,7 +68,7 @@ from resilience.policies.grid import (
     ready_for_return,
     within_trip_limits,
 )
-from resilience.policies.shedding import LoadPlan, LoadTimes, plan_loads
+from resilience.policies.shedding import UNMEASURED_AFTER_ON_S, LoadPlan, LoadTimes, plan_loads
 from resilience.policies.sync import (
     close_check_section,
     island_frequency_target_hz,
@@ -98,6 +108,8 @@ RESTORE_SPACING_S = 0.5  # in island, at least this long between two restores
 GRID_BACK_CONFIRM_S = 0.2  # islanding with the PCC stuck closed: the grid back inside the
 # enter-service window this long returns the site to grid_connected
 WAITING_ALARM = "grid_outside_enter_service"  # islanded, grid back but outside the window
+ENERGY_PERIOD_S = 1.0  # the endurance policy (hours) is worked out again at least this often
+SILENT_ENERGY_GRACE_S = 300.0  # a silent charger's car counts its last energy this long
 
 
 @dataclass
@@ -131,6 +143,13 @@ class Memory:
     ramp_down_from_s: float | None = None
     ramp_start_w: dict[str, float] = field(default_factory=dict)
     locked_off: set[str] = field(default_factory=set)
+    # Loads an operator keeps on against the endurance policy (not against the power
+    # balance): shared with the overrides, undone on reconnecting to the grid.
+    kept_on: set[str] = field(default_factory=set)
+    # The endurance policy's last answer per supply circuit (its hysteresis needs it).
+    energy_tier: dict[str, Tier] = field(default_factory=dict)
+    # What each load drew when last measured on [W]: a shed load's cost to restore.
+    last_draw_w: dict[str, float] = field(default_factory=dict)
     active_alarms: dict[str, str] = field(default_factory=dict)
 
 
@@ -286,6 +305,31 @@ class Circuits:
             )
             self._rated[supply] = rated
         return rated
+
+
+def mode_tier_cap(mode: Mode) -> Tier:
+    """The lowest tier a mode lets stay on, whatever the energy: emergency carries
+    life-safety only (the island cannot carry the critical tier), every other mode all."""
+    return Tier.LIFE_SAFETY if mode is Mode.EMERGENCY else Tier.COMFORT
+
+
+def island_tier_cap(mode: Mode, energy_cap: Tier) -> Tier:
+    """The island's tier limit: the stricter of the mode's and the endurance policy's."""
+    return min(mode_tier_cap(mode), energy_cap)
+
+
+@dataclass(frozen=True)
+class CircuitEnergy:
+    """The endurance policy's view of one supply circuit this cycle, as published.
+
+    `applied` is the tier limit the loads were planned against (the energy cap raised by
+    the loads kept on, and for the bus capped by the mode), None when the circuit does
+    not run on its cars' energy now (the bus on the grid; a V2L circuit whose outlet is
+    off): the figures are then what it would be.
+    """
+
+    cap: EnergyCap
+    applied: Tier | None
 
 
 def critical_need_w(ctx: GuardContext) -> float:
@@ -678,6 +722,17 @@ class SiteModes:
         self._transitions: list[Transition] = []
         self._alarms: list[AlarmChange] = []
         self._notes: list[str] = []
+        self._energy: dict[str, CircuitEnergy] = {}
+        self._targets_h = config.dispatch.tier_targets_h()
+        self._stairs_h = staircase_h(self._targets_h, config.dispatch.endurance_hysteresis_h)
+        self._demand_cache: dict[str, tuple[tuple[LoadState, ...], frozenset[str], Any]] = {}
+        self._limits_cache: dict[str, tuple[tuple[float, Tier | None], Thresholds]] = {}
+        self._draws_seen: tuple[LoadState, ...] | None = None
+        self._energy_memo: dict[str, tuple[Any, ...]] = {}
+        self._bus_energy: tuple[tuple[VehicleState, ...], float, float] | None = None
+        self._vehicle_energy: dict[str, float] = {}  # last reported, by charger
+        self._silent_since: dict[str, float] = {}
+        self._draws_settling = False
         self.machine = Machine(
             model=self,
             states=[m.value for m in Mode],
@@ -836,7 +891,31 @@ class SiteModes:
         if load_id not in {load.id for load in self.config.loads}:
             return f"refused: unknown load {load_id!r}"
         self.memory.locked_off.add(load_id)
+        self.memory.kept_on.discard(load_id)
         return "accepted"
+
+    def keep_load_on(self, load_id: str) -> str:
+        """Keep a load on against the endurance policy (never against the power balance,
+        which still sheds it to keep the island up), until the grid returns. Every load
+        of a higher tier on its circuit then stays on too (safety rule 4)."""
+        if load_id not in {load.id for load in self.config.loads}:
+            return f"refused: unknown load {load_id!r}"
+        if load_id in self.memory.locked_off:
+            return f"refused: {load_id} is locked off by an operator; restore it first"
+        self.memory.kept_on.add(load_id)
+        return (
+            "accepted: kept on against the endurance policy until the grid returns (higher"
+            " tiers on its circuit stay on with it; an overload still sheds it)"
+        )
+
+    def follow_policy(self, load_id: str) -> str:
+        """Undo `keep_load_on`: the load follows the endurance policy again."""
+        if load_id not in {load.id for load in self.config.loads}:
+            return f"refused: unknown load {load_id!r}"
+        if load_id not in self.memory.kept_on:
+            return f"refused: {load_id} is not kept on"
+        self.memory.kept_on.discard(load_id)
+        return "accepted: follows the endurance policy again"
 
     def restore_load(self, load_id: str) -> str:
         if load_id not in {load.id for load in self.config.loads}:
@@ -850,6 +929,7 @@ class SiteModes:
         memory = self.memory
         self._ctx = GuardContext(snap, now, self.config, memory)
         self._transitions, self._alarms, self._notes = [], [], []
+        self._energy = {}
         reading = grid_reading(snap)
         health = None if reading is None else grid_healthy(reading, self.config.grid)
         # Unknown restarts the return-to-service clock (the grid must be seen healthy for
@@ -883,8 +963,16 @@ class SiteModes:
             f"grid-former {memory.former_id} not answering; the island is held as it is"
             " (no restores) until it answers",
         )
+        if "bus" not in self._energy:
+            self._energy_cap(ctx, "bus", apply=False)  # the figures, for the status
         self._remember_switching(snap, outputs, now)
-        return Decision(outputs, tuple(self._transitions), tuple(self._alarms), tuple(self._notes))
+        return Decision(
+            outputs,
+            tuple(self._transitions),
+            tuple(self._alarms),
+            tuple(self._notes),
+            energy=dict(self._energy),
+        )
 
     def _waiting_alarm(self, ctx: GuardContext, reading: GridReading | None) -> None:
         """Islanded with the grid back (live, seen) but outside the enter-service window: say
@@ -934,6 +1022,10 @@ class SiteModes:
             self.memory.supply_ok_since_s = ctx.now_s
 
     def _remember_switching(self, snap: Snapshot, outputs: Outputs, now: float) -> None:
+        # What each load draws once settled on (the endurance policy's cost of restoring it
+        # when shed); a steady load tuple was seen last cycle, unless a load just went on.
+        if snap.loads is not self._draws_seen or self._draws_settling:
+            self._remember_draws(snap, now)
         for load in snap.loads:
             want = outputs.loads.get(load.load_id)
             if want is None or want == load.relay_on:
@@ -942,6 +1034,23 @@ class SiteModes:
             self.memory.load_times[load.load_id] = (
                 replace(times, last_on_s=now) if want else replace(times, last_off_s=now)
             )
+
+    def _remember_draws(self, snap: Snapshot, now: float) -> None:
+        draws = self.memory.last_draw_w
+        settling = False
+        for load in snap.loads:
+            if load.available and load.relay_on and math.isfinite(load.power_w):
+                times = self.memory.load_times.get(load.load_id)
+                if (
+                    times is not None
+                    and times.last_on_s is not None
+                    and now - times.last_on_s < UNMEASURED_AFTER_ON_S
+                ):
+                    settling = True  # its metering may still read low: look again
+                elif load.power_w > 0:
+                    draws[load.load_id] = load.power_w
+        self._draws_seen = snap.loads
+        self._draws_settling = settling
 
     # -------------------------------------------------------------- outputs per mode
     def _outputs(self, ctx: GuardContext) -> Outputs:
@@ -1023,6 +1132,171 @@ class SiteModes:
             self._notes.append(plan.reason)
         return plan
 
+    def _energy_cap(self, ctx: GuardContext, circuit: str, *, apply: bool) -> Tier:
+        """The endurance policy's tier limit for one supply circuit (`policies.energy`).
+
+        The bus counts the cars on the chargers and the firm share of the PV; a V2L
+        circuit counts its own car only. Loads an operator keeps on raise the limit to
+        their tier (nothing above a load that stays on is shed for energy). With `apply`
+        false (the bus on the grid, an outlet that is off) the figures are worked out
+        for the status only: the policy's memory and alarm are left alone and
+        COMFORT is returned.
+        """
+        memory = self.memory
+        loads = self._circuits(ctx.snap).of(circuit)
+        # The policy works in hours: its answer is kept for ENERGY_PERIOD_S, unless the
+        # circuit's loads, the operators' sheds and keeps, the mode or `apply` change.
+        key = (loads, apply, self.mode, len(memory.locked_off), len(memory.kept_on))
+        memo = self._energy_memo.get(circuit)
+        if (
+            memo is not None
+            and memo[0] == key
+            and ctx.now_s - memo[1] < ENERGY_PERIOD_S
+            and memo[4] == memory.locked_off
+            and memo[5] == memory.kept_on
+        ):
+            self._energy[circuit] = memo[2]
+            kept: Tier = memo[3]
+            return kept
+        tier = self._energy_cap_now(ctx, circuit, loads, apply=apply)
+        self._energy_memo[circuit] = (
+            key,
+            ctx.now_s,
+            self._energy[circuit],
+            tier,
+            frozenset(memory.locked_off),
+            frozenset(memory.kept_on),
+        )
+        return tier
+
+    def _energy_cap_now(
+        self, ctx: GuardContext, circuit: str, loads: tuple[LoadState, ...], *, apply: bool
+    ) -> Tier:
+        """`_energy_cap` worked out now."""
+        memory = self.memory
+        dispatch = ctx.config.dispatch
+        snap = ctx.snap
+        if circuit == "bus":
+            energy = self._bus_energy_wh(snap, ctx.now_s)
+            pv = snap.pv
+            counted = dispatch.endurance_counts_pv and pv is not None and pv.available
+            pv_w = pv.power_w * dispatch.pv_firm_fraction if counted and pv else 0.0
+        else:
+            outlet = next((o for o in snap.outlets if o.outlet_id == circuit), None)
+            energy = energy_above_reserve_wh((), (outlet,)) if outlet is not None else 0.0
+            pv_w = 0.0
+        previous = memory.energy_tier.get(circuit) if apply else None
+        # The demand per tier is worked out once per distinct load tuple: the controller
+        # hands over the same tuple while the loads are steady (and a shed load's last
+        # draw can only change in a cycle in which it is on, which is another tuple).
+        # So are the thresholds, while the firm PV and the last answer stay the same: each
+        # cycle then only compares the energy with them.
+        pv_w = max(0.0, pv_w)
+        cached = self._demand_cache.get(circuit)
+        if cached is not None and cached[0] is loads and cached[1] == memory.locked_off:
+            demand = cached[2]
+        else:
+            locked = frozenset(memory.locked_off)
+            demand = tiers_w(loads, locked, memory.last_draw_w)
+            self._demand_cache[circuit] = (loads, locked, demand)
+            self._limits_cache.pop(circuit, None)
+        key = (pv_w, previous)
+        held = self._limits_cache.get(circuit)
+        if held is not None and held[0] == key:
+            limits = held[1]
+        else:
+            hysteresis = dispatch.endurance_hysteresis_h
+            limits = thresholds(demand, self._stairs_h, self._targets_h, hysteresis, previous, pv_w)
+            self._limits_cache[circuit] = (key, limits)
+        cap = allowed_tier(
+            energy,
+            loads,
+            self._targets_h,
+            dispatch.endurance_hysteresis_h,
+            previous,
+            pv_w=pv_w,
+            demand_w=demand,
+            stairs_h=self._stairs_h,
+            limits=limits,
+        )
+        code = f"endurance_short:{circuit}"
+        if not apply:
+            if circuit != "bus" or self.mode is Mode.GRID_CONNECTED:
+                memory.energy_tier.pop(circuit, None)
+                self._alarm(code, False)
+            self._energy[circuit] = CircuitEnergy(cap, None)
+            return Tier.COMFORT
+        if previous is not None and cap.tier != previous:
+            if cap.tier < previous:
+                going = ", ".join(t.label for t in Tier if cap.tier < t <= previous)
+                self._notes.append(
+                    f"{circuit}: shed {going} for energy; {cap.reason(Tier(cap.tier + 1))}"
+                )
+            else:
+                self._notes.append(
+                    f"{circuit}: energy allows {cap.tier.label} and above again"
+                    f" ({_projection_words(cap)})"
+                )
+        memory.energy_tier[circuit] = cap.tier
+        if cap.short is not None and code not in memory.active_alarms:
+            carried = math.floor(cap.short_h * 10) / 10
+            self._alarm(
+                code,
+                True,
+                "critical",
+                f"{circuit}: {cap.short.label} can be carried {carried:.1f} h,"
+                f" target {cap.short_target_h:g} h, with every lower tier shed",
+            )
+        elif cap.short is None and code in memory.active_alarms:
+            top = cap.top_tier
+            hours = cap.projection_h[top] if top is not None else math.inf
+            if top is None or hours >= cap.targets_h[top] + dispatch.endurance_hysteresis_h:
+                self._alarm(code, False)
+        kept = (
+            [
+                load
+                for load in loads
+                if load.load_id in memory.kept_on and load.load_id not in memory.locked_off
+            ]
+            if memory.kept_on
+            else []
+        )
+        applied = kept_tier(cap.tier, kept)
+        if circuit == "bus":
+            applied = island_tier_cap(self.mode, applied)
+        self._energy[circuit] = CircuitEnergy(cap, applied)
+        return kept_tier(cap.tier, kept)
+
+    def _bus_energy_wh(self, snap: Snapshot, now: float) -> float:
+        """The energy [Wh] above the reserves of the cars on the chargers, for the policy.
+
+        Unknown is not gone (safety rule 5): a charger that stops answering still counts
+        with the energy it last reported for SILENT_ENERGY_GRACE_S, so that a comms hiccup
+        does not shed loads for energy (a car that is unplugged, faulted or at its reserve
+        counts nothing at once). Worked out once per vehicle tuple and grace expiry.
+        """
+        seen = self._bus_energy
+        if seen is not None and seen[0] is snap.vehicles and now < seen[2]:
+            return seen[1]
+        known = self._vehicle_energy
+        silent = self._silent_since
+        total = 0.0
+        expires = math.inf
+        for v in snap.vehicles:
+            if v.available:
+                own = energy_above_reserve_wh((v,))
+                known[v.charger_id] = own
+                silent.pop(v.charger_id, None)
+                total += own
+                continue
+            since = silent.setdefault(v.charger_id, now)
+            until = since + SILENT_ENERGY_GRACE_S
+            if now < until:
+                total += known.get(v.charger_id, 0.0)
+                expires = min(expires, until)
+        self._bus_energy = (snap.vehicles, total, expires)
+        return total
+
     def _circuits(self, snap: Snapshot) -> Circuits:
         """The snapshot's loads by supply circuit, worked out once per distinct load tuple."""
         if self._circuits_cache is None or self._circuits_cache.loads is not snap.loads:
@@ -1049,7 +1323,10 @@ class SiteModes:
                 circuit = circuits.rated(outlet.outlet_id)
             else:
                 circuit = circuits.of(outlet.outlet_id)
-            loads.update(self._plan(ctx, circuit, supply, outlet.outlet_id).on)
+            # The circuit lives on its own car: the endurance policy with that car's energy.
+            max_tier = self._energy_cap(ctx, outlet.outlet_id, apply=enabled)
+            plan = self._plan(ctx, circuit, supply, outlet.outlet_id, max_tier=max_tier)
+            loads.update(plan.on)
         return outlets, loads
 
     def _grid_connected(
@@ -1232,9 +1509,7 @@ class SiteModes:
         # already forms, keep it forming (stopping it would drop every load on the bus).
         # Nothing new is started without a reading.
         position = pcc_position(ctx)
-        open_confirmed = fits and (
-            position is BreakerPosition.OPEN or (position is None and ours)
-        )
+        open_confirmed = fits and (position is BreakerPosition.OPEN or (position is None and ours))
         # Only one voltage source on a bus: form on a dead bus, or keep our own former going.
         may_form = open_confirmed and (dead or ours)
         # A live bus from a former we just stopped (it still reads forming) is a known
@@ -1280,7 +1555,7 @@ class SiteModes:
         config = ctx.config
         position = pcc_position(ctx)
         former = former_state(ctx)
-        max_tier = Tier.LIFE_SAFETY if mode is Mode.EMERGENCY else Tier.COMFORT
+        max_tier = island_tier_cap(mode, self._energy_cap(ctx, "bus", apply=True))
         if former_silent(ctx) and not bus_dead(ctx) and not memory.resync_dark:
             return self._hold_island(ctx, outlets, outlet_loads, max_tier)
         # Keep forming with the PCC open, while our own synchronised close is in flight, or
@@ -1557,6 +1832,18 @@ class SiteModes:
         if command is BreakerCommand.CLOSE:
             self._notes.append(f"synchronisation check passed, closing the PCC: {check.reason}")
         return frequency, voltage, command
+
+
+def _projection_words(cap: EnergyCap) -> str:
+    """The projection per tier in words: "life_safety 80.0 h, critical 50.1 h"."""
+    parts = []
+    for tier in Tier:
+        if cap.demand_w[tier] > 0:
+            hours = cap.projection_h[tier]
+            parts.append(
+                f"{tier.label} {'no limit' if not math.isfinite(hours) else f'{hours:.1f} h'}"
+            )
+    return ", ".join(parts)
 
 
 def silent_draw_w(ctx: GuardContext) -> float:

@@ -7,7 +7,9 @@ phase compares it with what the devices report and writes the difference.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from resilience.devices import ChargerCommand
 from resilience.model import BreakerCommand
@@ -47,3 +49,5 @@ class Decision:
     transitions: tuple[Transition, ...] = ()
     alarms: tuple[AlarmChange, ...] = ()
     notes: tuple[str, ...] = ()  # shed/restore and other dispatch events worth an event row
+    # The endurance policy per supply circuit (`modes.CircuitEnergy`), for the status.
+    energy: Mapping[str, Any] = field(default_factory=dict)

@@ -54,6 +54,8 @@ class OverrideError(ValueError):
 class Overrides:
     tiers: dict[str, Tier] = field(default_factory=dict)
     locked_off: set[str] = field(default_factory=set)
+    # Loads kept on against the endurance policy (policies/energy.py); undone on reconnect.
+    kept_on: set[str] = field(default_factory=set)
     occupancy: dict[str, Occupancy] = field(default_factory=dict)  # by connector
     _views: dict[str, tuple[Any, ...]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -62,6 +64,7 @@ class Overrides:
         return {
             "tiers": {k: v.label for k, v in sorted(self.tiers.items())},
             "locked_off": sorted(self.locked_off),
+            "kept_on": sorted(self.kept_on),
             "occupancy": {
                 c: o.to_state()
                 for c, o in sorted(self.occupancy.items())
@@ -84,6 +87,7 @@ class Overrides:
                 except ValueError:
                     continue
         out.locked_off = {str(x) for x in data.get("locked_off", []) if str(x) in loads}
+        out.kept_on = {str(x) for x in data.get("kept_on", []) if str(x) in loads}
         saved = data.get("occupancy")
         if isinstance(saved, dict):
             for connector, raw in saved.items():

@@ -546,6 +546,18 @@ def sites(**options: Any) -> st.SearchStrategy[SiteConfig]:
     return site_documents(**options).map(lambda doc: parse_site(doc, "<generated site>"))
 
 
+# --------------------------------------------------------------------------- endurance policy
+def without_endurance_policy(config: SiteConfig) -> SiteConfig:
+    """The site with the endurance policy off (every tier's target 0 h), for tests of the
+    power balance alone: the policy would keep loads off for energy that they need on."""
+    from resilience.config import EnduranceTargets
+
+    dispatch = config.dispatch.model_copy(
+        update={"endurance_target_h": 0.0, "endurance_targets_h": EnduranceTargets()}
+    )
+    return config.model_copy(update={"dispatch": dispatch})
+
+
 # --------------------------------------------------------------------------- pending rules
 def pending_problems(config: SiteConfig) -> list[str]:
     """The check-config rules of issue 9 that another change is adding to resilience.config,

@@ -143,7 +143,9 @@ async def test_a_released_donor_gives_nothing_until_unplugged(grid_site: Rig) ->
     )
     assert result.outcome == "accepted", result.detail
     await rig.run(30.0)
-    assert rig.plant.outlets["v2l_2"].power_w > 2000.0  # the donor supplies its circuit
+    # the donor supplies its circuit: the radio tent (its 1.2 kWh above the reserve cannot
+    # also run the 2 kW heater: the endurance policy keeps that off)
+    assert rig.plant.outlets["v2l_2"].power_w > 500.0
     result = await rig.command("release_vehicle", {"vehicle_id": "donor_v2l_2"})
     assert result.outcome == "accepted", result.detail
     await rig.run(5.0)
@@ -313,9 +315,7 @@ async def test_a_leaving_follower_is_ramped_to_zero_and_its_share_handed_on(
     await rig.run(600.0, step=2.0)
     giving = rig.plant.chargers["charger_3"].power_w
     assert giving > 200.0  # a follower carrying its share before the notice window
-    others_before = sum(
-        c.power_w for cid, c in rig.plant.chargers.items() if cid != "charger_3"
-    )
+    others_before = sum(c.power_w for cid, c in rig.plant.chargers.items() if cid != "charger_3")
     await rig.run(leave_t - 1.0 - rig.t, step=2.0)
     charger = rig.plant.chargers["charger_3"]
     assert abs(charger.power_w) <= 0.5  # idle: nothing given, nothing taken

@@ -69,7 +69,12 @@ def edxl_have(doc: dict[str, Any], generated: str) -> bytes:
     _el(capacity, "SupplyAvailableW", f"{float(doc['supply_w']):.0f}")
     _el(capacity, "LoadServedW", f"{float(doc['load_w']):.0f}")
     _el(capacity, "VehiclesConnected", str(doc["vehicles"]["connected"]))
-    _el(capacity, "EnergyAboveReserveWh", str(doc["vehicles"]["energy_above_reserve_wh"]))
+    # The bus's own, as EnduranceHours (a V2L car feeds only its own circuit).
+    _el(
+        capacity,
+        "EnergyAboveReserveWh",
+        str(doc["endurance_basis"]["energy_above_reserve_wh"]),
+    )
     for tier, counts in doc["tiers"].items():
         service = _el(capacity, "Service")
         _el(service, "ServiceName", f"power.{tier}")

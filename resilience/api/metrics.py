@@ -18,6 +18,11 @@ controller's published state at scrape time; it never touches a device.
     resilience_energy_served_wh_total{tier}    energy served to each tier since the first
                                                scrape (integrated each cycle) [Wh]
     resilience_energy_above_reserve_wh{connector}   vehicles' energy above their reserve [Wh]
+    resilience_endurance_hours{circuit,tier}   hours a supply circuit's own energy carries
+                                               the tier and those above it (circuit "bus"
+                                               is the headline; +Inf: no limit)
+    resilience_endurance_allowed_tier{circuit} lowest tier the endurance policy lets stay
+                                               on (0 life-safety .. 3 comfort)
     resilience_alarm_active{code}              1 for each active alarm
     resilience_store_healthy / _backlog / _dropped_telemetry_total
 
@@ -169,6 +174,23 @@ class ControllerCollector(Collector):
                 if o.available:
                     reserve.add_metric([o.outlet_id], o.energy_above_reserve_wh)
         yield reserve
+        endurance = GaugeMetricFamily(
+            "resilience_endurance_hours",
+            "Hours each supply circuit's own energy carries a tier with the tiers above it",
+            labels=["circuit", "tier"],
+        )
+        allowed = GaugeMetricFamily(
+            "resilience_endurance_allowed_tier",
+            "Lowest tier the endurance policy lets stay on (0 life-safety .. 3 comfort)",
+            labels=["circuit"],
+        )
+        if status is not None:
+            for circuit, view in status.energy.items():
+                for tier in Tier:
+                    endurance.add_metric([circuit, tier.label], view.cap.projection_h[tier])
+                allowed.add_metric([circuit], float(view.cap.tier))
+        yield endurance
+        yield allowed
         alarms = GaugeMetricFamily(
             "resilience_alarm_active", "1 for each active alarm", labels=["code"]
         )

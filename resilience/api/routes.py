@@ -404,6 +404,48 @@ async def restore_load(
     return await _submit(ctx, principal, "restore_load", args)
 
 
+@router.post(
+    "/loads/{load_id}/keep-on",
+    tags=["loads"],
+    summary="Keep a load on against the endurance policy until the grid returns",
+    description=(
+        "The endurance policy sheds loads to make the cars' energy last (see the README)."
+        " This keeps one on anyway, and every higher-priority load on its circuit with it"
+        " (shed order); the power balance still sheds it if the island cannot carry it."
+        " Audited; shown on the tablet; undone when the site reconnects to the grid."
+    ),
+    responses={**R404, **R409},
+    response_model=CommandAnswer,
+)
+async def keep_load_on(
+    ctx: Ctx, principal: Operator, load_id: LoadId
+) -> CommandAnswer | JSONResponse:
+    args = {"load_id": load_id}
+    if not _known_load(ctx, load_id):
+        return await _reject(
+            ctx, principal, "keep_load_on", args, 404, f"load_id: unknown load {load_id!r}"
+        )
+    return await _submit(ctx, principal, "keep_load_on", args)
+
+
+@router.post(
+    "/loads/{load_id}/follow-policy",
+    tags=["loads"],
+    summary="Let the endurance policy decide for a load kept on again",
+    responses={**R404, **R409},
+    response_model=CommandAnswer,
+)
+async def follow_policy(
+    ctx: Ctx, principal: Operator, load_id: LoadId
+) -> CommandAnswer | JSONResponse:
+    args = {"load_id": load_id}
+    if not _known_load(ctx, load_id):
+        return await _reject(
+            ctx, principal, "follow_policy", args, 404, f"load_id: unknown load {load_id!r}"
+        )
+    return await _submit(ctx, principal, "follow_policy", args)
+
+
 @router.put(
     "/loads/{load_id}/tier",
     tags=["loads"],

@@ -419,6 +419,8 @@ class Command(_Event):
         "reconnect",
         "shed_load",
         "restore_load",
+        "keep_load_on",
+        "follow_policy",
         "set_tier",
         "register_vehicle",
         "release_vehicle",

@@ -249,7 +249,12 @@ function renderStatus() {
   const banner = $("banner");
   banner.dataset.mode = s.mode;
   $("mode-name").textContent = t(`mode.${s.mode}`);
-  $("mode-info").textContent = t(`mode_info.${s.mode}`);
+  // In emergency, say what is missing, with the emergency guard's own figures.
+  $("mode-info").textContent = s.shortfall
+    ? t("banner.shortfall", {
+      tier: t(`tier.${s.shortfall.tier}`), need: kw(s.shortfall.need_w), give: kw(s.shortfall.can_give_w),
+    })
+    : t(`mode_info.${s.mode}`);
   $("mode-since").textContent = t("banner.since", { time: clock(s.mode_since_ts) });
   $("runbook-link").href = s.runbook;
 
@@ -261,12 +266,27 @@ function renderStatus() {
       h: number(Math.floor(minutes / 60), 0), m: number(minutes % 60, 0),
     });
   }
-  $("endurance-basis").textContent = t("endurance.basis", {
+  const basis = s.endurance_basis.tiers.length === 1 ? "endurance.basis_life_safety" : "endurance.basis";
+  $("endurance-basis").textContent = t(basis, {
     draw: kw(s.endurance_basis.draw_w), energy: kwh(s.endurance_basis.energy_above_reserve_wh),
   });
+  // The endurance policy's projection for the bus: each tier with the tiers above it.
+  const bus = (s.circuits || []).find((c) => c.id === "bus");
+  const policy = bus && bus.policy;
+  $("endurance-tiers").textContent = policy
+    ? TIERS.filter((tier) => policy.demand_w[tier] > 0).map((tier) => t("endurance.tier", {
+      tier: t(`tier.${tier}`),
+      h: policy.projection_h[tier] === null ? t("endurance.unbounded") : `${number(policy.projection_h[tier], 1)} h`,
+      target: number(policy.targets_h[tier], 0),
+    })).join(" · ")
+    : "";
 
   $("load-w").textContent = kw(s.load_w);
+  // On the grid the connection; off it, what the cars (and firm PV) can give, beside
+  // what they deliver now: two different figures, labelled as such.
+  $("supply-label").textContent = s.mode === "grid_connected" ? t("supply.supply") : t("supply.can_give");
   $("supply-w").textContent = kw(s.supply_w);
+  $("delivered-w").textContent = kw(s.delivered_w);
   $("pv-w").textContent = kw(s.pv_w);
   const share = s.supply_w > 0 ? Math.min(100, (100 * s.load_w) / s.supply_w) : 100;
   $("load-bar").style.width = `${share}%`;
@@ -293,6 +313,29 @@ function loadState(load) {
   return load.state;
 }
 
+// Why a load is off, in the tablet's language (the status's off_why).
+function whyOff(load) {
+  const why = load.off_why;
+  if (!why) return load.kept_on ? t("why.kept_on") : "";
+  if (why.code === "energy") {
+    return t("why.energy", {
+      tier: t(`tier.${why.tier}`),
+      h: why.hours === null ? t("endurance.unbounded") : `${number(why.hours, 1)} h`,
+      target: number(why.target_h, 0),
+    });
+  }
+  return t(`why.${why.code}`);
+}
+
+// Beside shed / restore, the endurance policy's action: keep on a load it shed, or let it
+// decide again for a load kept on; null when neither applies.
+function policyAction(load) {
+  if (load.locked_off) return null;
+  if (load.kept_on) return "follow-policy";
+  if (load.off_why && load.off_why.code === "energy") return "keep-on";
+  return null;
+}
+
 function renderTiers(s) {
   const can = state.me && state.me.can.shed_restore;
   const root = $("tiers");
@@ -306,14 +349,22 @@ function renderTiers(s) {
       el("ul", { class: "loads" }, ...loads.map((load) => {
         const which = loadState(load);
         const action = load.locked_off ? "restore" : "shed";
+        const policy = policyAction(load);
+        const why = whyOff(load);
         return el("li", { class: "load", dataset: { load: load.id } },
           el("span", { class: "name", text: load.name },
-            el("span", { class: "power", text: which === "on" ? kw(load.power_w) : kw(load.rated_power_w) })),
+            el("span", { class: "power", text: which === "on" ? kw(load.power_w) : kw(load.rated_power_w) }),
+            why ? el("span", { class: "why", text: why }) : null),
           el("span", { class: "state", dataset: { state: which }, text: t(`load.${which}`) }),
-          can ? el("button", {
-            type: "button", dataset: { action, load: load.id }, text: t(`load.${action}`),
-            onclick: () => confirmLoad(action, load),
-          }) : null);
+          can ? el("span", { class: "actions" },
+            el("button", {
+              type: "button", dataset: { action, load: load.id }, text: t(`load.${action}`),
+              onclick: () => confirmLoad(action, load),
+            }),
+            policy ? el("button", {
+              type: "button", dataset: { action: policy, load: load.id }, text: t(`load.${policy}`),
+              onclick: () => confirmLoad(policy, load),
+            }) : null) : null);
       })));
   });
   root.replaceChildren(...sections);

@@ -77,6 +77,35 @@ async def test_shed_and_restore_through_the_controller(api: Api) -> None:
     assert r.status_code == 200 and r.json()["outcome"] == "accepted"
 
 
+async def test_keep_on_against_the_endurance_policy_is_audited_and_shown(api: Api) -> None:
+    operator = api.client("operator")
+    r = await operator.post("/api/v1/loads/tea_urn/keep-on")
+    assert r.status_code == 200, r.text
+    assert r.json()["outcome"] == "accepted" and "until the grid returns" in r.json()["detail"]
+    audit = api.running.store.commands(limit=1)
+    assert audit[0].command == "keep_load_on" and audit[0].actor == "test-operator"
+    doc = (await operator.get("/api/v1/status")).json()
+    urn = next(x for x in doc["loads"] if x["id"] == "tea_urn")
+    assert urn["kept_on"] is True
+    # the endurance figures per circuit: the bus from its own cars, each V2L from its own
+    circuits = {c["id"]: c for c in doc["circuits"]}
+    assert set(circuits) == {"bus", "v2l_1", "v2l_2"}
+    assert circuits["bus"]["endurance_h"] == doc["endurance_h"]
+    assert doc["endurance_basis"]["energy_above_reserve_wh"] == (
+        circuits["bus"]["energy_above_reserve_wh"]
+    )
+    policy = circuits["v2l_1"]["policy"]
+    assert set(policy["projection_h"]) == {"life_safety", "critical", "essential", "comfort"}
+    assert policy["targets_h"]["life_safety"] == 72.0
+    r = await operator.post("/api/v1/loads/tea_urn/follow-policy")
+    assert r.status_code == 200 and r.json()["outcome"] == "accepted"
+    r = await operator.post("/api/v1/loads/tea_urn/follow-policy")
+    assert r.status_code == 409 and "not kept on" in r.json()["detail"]
+    r = await operator.post("/api/v1/loads/toaster/keep-on")
+    assert r.status_code == 404 and "load_id" in r.json()["detail"]
+    assert (await api.client("viewer").post("/api/v1/loads/tea_urn/keep-on")).status_code == 403
+
+
 async def test_refusals_are_409_and_bad_input_names_the_field(api: Api) -> None:
     operator = api.client("operator")
     r = await operator.post("/api/v1/commands/reconnect")

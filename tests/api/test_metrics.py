@@ -80,6 +80,12 @@ async def test_metrics_show_cycle_mode_devices_and_energy(api: Api) -> None:
         )
         > 0
     )
+    # the endurance policy per circuit: the bus is the headline, each V2L circuit its own
+    hours = second["resilience_endurance_hours"]
+    assert value(hours, "resilience_endurance_hours", circuit="bus", tier="life_safety") > 0
+    assert {s.labels["circuit"] for s in hours} == {"bus", "v2l_1", "v2l_2"}
+    allowed = second["resilience_endurance_allowed_tier"]
+    assert 0 <= value(allowed, "resilience_endurance_allowed_tier", circuit="bus") <= 3
 
 
 async def test_each_app_has_its_own_registry(api: Api) -> None:

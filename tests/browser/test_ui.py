@@ -39,6 +39,11 @@ async def test_operator_watches_a_grid_loss_sheds_a_load_and_registers_a_car(
     assert await page.text_content("#mode-name") == "ISLANDED"
     assert await page.get_attribute("#runbook-link", "href") == "/runbooks/islanded.md"
     await page.wait_for_selector('#events .event[data-kind="transition"]')
+    # the endurance policy: loads shed for energy say why, and offer to keep them on
+    await page.wait_for_selector('button[data-action="keep-on"]', timeout=15_000)
+    assert "Saving energy" in await page.text_content(".load .why")
+    assert await page.text_content("#supply-label") == "The cars can give"
+    assert "target 72 h" in await page.text_content("#endurance-tiers")
 
     ui.sim.plant.excuse_load("lift")
     await page.click('button[data-action="shed"][data-load="lift"]')

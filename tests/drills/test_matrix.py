@@ -65,6 +65,10 @@ CI_DURATION: dict[str, str] = {
     # late vehicle swaps (the full matrix runs them whole)
     "earthquake_72h": "6h",
     "storm_cap_alert": "14h",
+    # the endurance policy's drills: their first hours hold the sheds (test_runs-style
+    # criteria for them are in test_energy_drills.py, on their own sites)
+    "long_outage_energy": "2h",
+    "tiny_site_energy": "1h",
 }
 START: dict[str, dict[str, float]] = {
     # site -> per-role start: "former_soc_above_reserve_pct": every grid-former's car

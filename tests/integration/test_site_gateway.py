@@ -19,6 +19,7 @@ from resilience.model import BreakerPosition, Mode, Tier
 from resilience.service import quiet_pymodbus, start, stop_running
 from tests.gateway_site import GATEWAY_UNITS, gateway_site
 from tests.integration.test_site import Site, bus_loads_on
+from tests.sites import without_endurance_policy
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
     quiet_pymodbus()
-    config = gateway_site()
+    config = without_endurance_policy(gateway_site())
     async with SimSite(config, bind_free_ports=True) as sim:
         running = await start(sim.controller_config(), store_path=str(tmp_path / "site.sqlite"))
         changed = asyncio.Event()
