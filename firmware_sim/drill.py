@@ -55,7 +55,7 @@ from typing import Any
 from firmware_sim.inprocess import build_inprocess_drivers
 from firmware_sim.plant import Plant, PlantInit, VehicleSim, outage_json
 from resilience.config import SiteConfig
-from resilience.cycle import Controller
+from resilience.cycle import Controller, SiteStatus
 from resilience.drills.report import write_reports
 from resilience.drills.scenario import (
     RELEASE_WALK_S,
@@ -283,8 +283,34 @@ def plant_endurance(plant: Plant) -> dict[str, dict[str, float | None]]:
 _NO_DRAW_W = 1e-6
 
 
-def sample(plant: Plant, t: float, mode: Mode) -> dict[str, Any]:
-    """One row of the report's time series, from the plant (the referee's truth)."""
+def controller_projection(status: SiteStatus | None) -> dict[str, dict[str, Any]]:
+    """The controller's own endurance projection per circuit, as its policy saw it this
+    cycle: hours per tier (each tier with every tier above it, null when unlimited), the
+    lowest tier its energy allows, and the limit the loads were planned against (null
+    when the circuit does not run on its cars' energy now). Beside `plant_endurance`
+    (the referee's figure) so a report shows both."""
+    if status is None:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for circuit, energy in status.energy.items():
+        cap = energy.cap
+        out[circuit] = {
+            "allowed_tier": cap.tier.label,
+            "applied_tier": None if energy.applied is None else energy.applied.label,
+            "energy_wh": round(cap.energy_wh, 1),
+            "projection_h": {
+                tier.label: (None if math.isinf(h) else round(h, 3))
+                for tier, h in cap.projection_h.items()
+            },
+        }
+    return out
+
+
+def sample(
+    plant: Plant, t: float, mode: Mode, status: SiteStatus | None = None
+) -> dict[str, Any]:
+    """One row of the report's time series, from the plant (the referee's truth) and the
+    controller's endurance projection (`projection`)."""
     served = dict.fromkeys(Tier, 0.0)
     demand = dict.fromkeys(Tier, 0.0)
     for load in plant.loads.values():
@@ -324,6 +350,7 @@ def sample(plant: Plant, t: float, mode: Mode) -> dict[str, Any]:
         "v2l_w": {oid: round(o.power_w, 1) for oid, o in plant.outlets.items()},
         "stored_wh": {c: round(wh, 1) for c, wh in circuit_stored_wh(plant).items()},
         "endurance_h": plant_endurance(plant),
+        "projection": controller_projection(status),
     }
 
 
@@ -887,7 +914,7 @@ async def run_virtual(
         if drill.pending:
             await asyncio.sleep(0)  # let answered commands complete
         if t >= next_sample or changed:
-            rec.samples.append(sample(plant, t, mode))
+            rec.samples.append(sample(plant, t, mode, drill.controller.status))
             next_sample = t + sample_every
         progress.update(t, mode.value)
         if t >= end - 1e-9:
@@ -1325,6 +1352,7 @@ def report(drill: Drill, wall_seconds: float, speed: str) -> dict[str, Any]:
         "endurance": plant_endurance(plant),
         "endurance_source": "plant: energy above reserve on the circuit / demand of the tier"
         " and the tiers above it (no PV)",
+        "endurance_projection": controller_projection(status),
         "pcc_closes_s": [round(t, 3) for t in plant.pcc_closes],
     }
 
@@ -1412,7 +1440,9 @@ async def run_live(
                         if running.controller.status
                         else Mode.STARTING
                     )
-                    rec.samples.append(sample(drill.plant, t, mode))
+                    rec.samples.append(
+                        sample(drill.plant, t, mode, running.controller.status)
+                    )
                     next_sample = t + sample_every
                     bar.update(t, mode.value)
                 if t >= drill.duration_s:

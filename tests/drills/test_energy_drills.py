@@ -57,6 +57,14 @@ def test_tiny_site_sheds_kettle_and_heater_so_life_safety_lasts(tmp_path: Path) 
     assert report["served_kwh"]["comfort"] < 0.05
     (short,) = [a for a in report["alarms"] if a["code"] == "endurance_short:bus"]
     assert "target 72 h" in short["message"]
+    # the controller's projection rides in the series beside the plant's figure: in the
+    # island the bus is planned down to life-safety, which its car carries a finite time
+    islanded = [row for row in report["series"] if row["mode"] == "islanded"]
+    assert islanded
+    bus = islanded[-1]["projection"]["bus"]
+    assert bus["applied_tier"] == "life_safety"
+    assert 0 < bus["projection_h"]["life_safety"] < 72
+    assert report["endurance_projection"]["bus"]["energy_wh"] >= 0
 
 
 CLINIC = """
