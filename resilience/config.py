@@ -121,10 +121,12 @@ _IEEE1547_FREQUENCY = {
 TRIP_TABLES: dict[str, dict[str, tuple[float, float]]] = {
     # point -> (level, clearing time [s]); voltage levels in pu, frequency levels as a
     # deviation from nominal_frequency_hz [Hz]. Values as the issue (issue 11) quotes them
-    # from the standards; the standards' text could not be consulted here, so an installer
-    # must check them against the edition and the utility's settings that apply to the site.
+    # from the standards. The standards' text could not be consulted here; the voltage
+    # defaults and table numbers (Category I Table 11, II Table 12, III Table 13) agree with
+    # an independent open implementation of the UL 1741 SB test procedures (pyUL1741SB).
+    # An installer must still check them against the edition and the utility's settings.
     "ieee1547_cat2": {
-        # IEEE 1547-2018 Table 11 (Category II voltage trip, default settings)
+        # IEEE 1547-2018 Table 12 (Category II voltage trip, default settings)
         "ov2": (1.20, 0.16),
         "ov1": (1.10, 2.0),
         "uv1": (0.70, 10.0),
@@ -132,7 +134,7 @@ TRIP_TABLES: dict[str, dict[str, tuple[float, float]]] = {
         **_IEEE1547_FREQUENCY,
     },
     "ieee1547_cat3": {
-        # IEEE 1547-2018 Table 12 (Category III voltage trip, default settings)
+        # IEEE 1547-2018 Table 13 (Category III voltage trip, default settings)
         "ov2": (1.20, 0.16),
         "ov1": (1.10, 13.0),
         "uv1": (0.88, 21.0),
