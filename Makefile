@@ -8,7 +8,8 @@
 #                stopping the controller stops both
 #   make install-test  install.sh on a booted Debian root (root only; CI runs it)
 #
-# Variables: PYTEST_ARGS (passed to pytest), CONFIG (site file for the demo),
+# Variables: PYTEST_ARGS (passed to pytest), PYTEST_WORKERS (2; 0 runs in one process),
+# CONFIG (site file for the demo),
 # PYTHON (the interpreter that creates .venv).
 
 SHELL := /bin/bash
@@ -22,6 +23,9 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 CONFIG ?= config/site.toml
 PYTEST_ARGS ?=
+# pytest-xdist workers: the suite waits on real clocks much of the time, so two workers
+# on two cores halve it; each test file stays on one worker (--dist loadfile).
+PYTEST_WORKERS ?= 2
 DEMO_LOG := var/demo-sim.log
 
 # Debian packages the tests use (Modbus command-line client, pty/socket relay, the
@@ -52,7 +56,7 @@ endef
 test: venv-test system-packages
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # deploy/install.sh on a booted Debian 12 (debootstrap, cached in
 # $$RESILIENCE_DEBIAN_CACHE, default /var/cache/resilience-test), against the
