@@ -108,7 +108,8 @@ RESTORE_SPACING_S = 0.5  # in island, at least this long between two restores
 GRID_BACK_CONFIRM_S = 0.2  # islanding with the PCC stuck closed: the grid back inside the
 # enter-service window this long returns the site to grid_connected
 WAITING_ALARM = "grid_outside_enter_service"  # islanded, grid back but outside the window
-ENERGY_PERIOD_S = 1.0  # the endurance policy (hours) is worked out again at least this often
+ENERGY_PERIOD_S = 60.0  # the endurance policy (hours) is worked out again at least this
+# often, and at once when a circuit's loads switch or its cars come, go or fall silent
 SILENT_ENERGY_GRACE_S = 300.0  # a silent charger's car counts its last energy this long
 
 
@@ -1144,9 +1145,24 @@ class SiteModes:
         """
         memory = self.memory
         loads = self._circuits(ctx.snap).of(circuit)
-        # The policy works in hours: its answer is kept for ENERGY_PERIOD_S, unless the
-        # circuit's loads, the operators' sheds and keeps, the mode or `apply` change.
-        key = (loads, apply, self.mode, len(memory.locked_off), len(memory.kept_on))
+        # The policy works in hours: its answer is kept for ENERGY_PERIOD_S (a minute's
+        # drain is far inside its hysteresis), unless the circuit's loads switch or fall
+        # silent, its cars come, go or fall silent, the operators' sheds and keeps, the
+        # mode or `apply` change. Draws that drift within a minute do not count.
+        snap = ctx.snap
+        sources: tuple[object, ...]
+        if circuit == "bus":
+            sources = tuple(
+                (v.charger_id, v.vehicle_id, v.plugged, v.available) for v in snap.vehicles
+            )
+        else:
+            sources = tuple(
+                (o.outlet_id, o.state, o.enabled, o.available)
+                for o in snap.outlets
+                if o.outlet_id == circuit
+            )
+        shape = tuple((load.load_id, load.relay_on, load.available) for load in loads)
+        key = (shape, sources, apply, self.mode, len(memory.locked_off), len(memory.kept_on))
         memo = self._energy_memo.get(circuit)
         if (
             memo is not None
