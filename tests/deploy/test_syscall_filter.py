@@ -14,6 +14,7 @@ x86_64 and, by the arm64 names of the same calls, on an arm64 gateway.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -185,6 +186,7 @@ async def _trace_and_check(tmp_path: Path, site_text: str, links: dict[str, str]
             *prefix, "strace", "-f", "-qq", "-c", "-o", str(summaries["run"]),
             str(RESILIENCE), "run", "--config", str(site),
             env=environ, stdout=log, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # strace and the traced controller: one group to kill
         )  # fmt: skip
         try:
             await asyncio.wait_for(ready.wait(), 60)
@@ -205,8 +207,10 @@ async def _trace_and_check(tmp_path: Path, site_text: str, links: dict[str, str]
             os.kill(controller, signal.SIGTERM)
             assert await asyncio.wait_for(tracer.wait(), 30) == 0
         finally:
+            # a killed strace leaves its tracee running: the whole group goes
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(tracer.pid, signal.SIGKILL)
             if tracer.returncode is None:
-                tracer.kill()
                 await tracer.wait()
             reader.cancel()
             notify.close()
