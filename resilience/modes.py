@@ -702,6 +702,28 @@ _BY_SOURCE: dict[Mode, tuple[tuple[str, Guard], ...]] = {
 }
 
 
+def _load_shape(loads: tuple[LoadState, ...]) -> tuple[tuple[str, bool, bool], ...]:
+    """What of a circuit's loads the endurance policy's memo watches: which are on, which
+    answer (not what they draw this cycle)."""
+    return tuple((load.load_id, load.relay_on, load.available) for load in loads)
+
+
+@dataclass(frozen=True)
+class _EnergyMemo:
+    """One circuit's last endurance answer and what it was worked out from."""
+
+    at_s: float
+    apply: bool
+    mode: Mode
+    sources: object
+    locked_off: frozenset[str]
+    kept_on: frozenset[str]
+    loads: tuple[LoadState, ...]
+    shape: tuple[tuple[str, bool, bool], ...]
+    energy: CircuitEnergy
+    tier: Tier
+
+
 class SiteModes:
     """The decision core: one `step` per control cycle; no I/O, clock passed in."""
 
@@ -729,7 +751,10 @@ class SiteModes:
         self._demand_cache: dict[str, tuple[tuple[LoadState, ...], frozenset[str], Any]] = {}
         self._limits_cache: dict[str, tuple[tuple[float, Tier | None], Thresholds]] = {}
         self._draws_seen: tuple[LoadState, ...] | None = None
-        self._energy_memo: dict[str, tuple[Any, ...]] = {}
+        self._energy_memo: dict[str, _EnergyMemo] = {}
+        self._source_signatures: (
+            tuple[Snapshot, tuple[object, ...], dict[str, tuple[object, ...]]] | None
+        ) = None
         self._bus_energy: tuple[tuple[VehicleState, ...], float, float] | None = None
         self._vehicle_energy: dict[str, float] = {}  # last reported, by charger
         self._silent_since: dict[str, float] = {}
@@ -1144,44 +1169,46 @@ class SiteModes:
         COMFORT is returned.
         """
         memory = self.memory
-        loads = self._circuits(ctx.snap).of(circuit)
+        snap = ctx.snap
+        loads = self._circuits(snap).of(circuit)
         # The policy works in hours: its answer is kept for ENERGY_PERIOD_S (a minute's
         # drain is far inside its hysteresis), unless the circuit's loads switch or fall
         # silent, its cars come, go or fall silent, the operators' sheds and keeps, the
         # mode or `apply` change. Draws that drift within a minute do not count.
-        snap = ctx.snap
-        sources: tuple[object, ...]
-        if circuit == "bus":
-            sources = tuple(
-                (v.charger_id, v.vehicle_id, v.plugged, v.available) for v in snap.vehicles
+        signatures = self._source_signatures
+        if signatures is None or signatures[0] is not snap:
+            signatures = (
+                snap,
+                tuple((v.charger_id, v.vehicle_id, v.plugged, v.available) for v in snap.vehicles),
+                {o.outlet_id: (o.state, o.enabled, o.available) for o in snap.outlets},
             )
-        else:
-            sources = tuple(
-                (o.outlet_id, o.state, o.enabled, o.available)
-                for o in snap.outlets
-                if o.outlet_id == circuit
-            )
-        shape = tuple((load.load_id, load.relay_on, load.available) for load in loads)
-        key = (shape, sources, apply, self.mode, len(memory.locked_off), len(memory.kept_on))
+            self._source_signatures = signatures
+        sources = signatures[1] if circuit == "bus" else signatures[2].get(circuit)
         memo = self._energy_memo.get(circuit)
         if (
             memo is not None
-            and memo[0] == key
-            and ctx.now_s - memo[1] < ENERGY_PERIOD_S
-            and memo[4] == memory.locked_off
-            and memo[5] == memory.kept_on
+            and ctx.now_s - memo.at_s < ENERGY_PERIOD_S
+            and memo.apply == apply
+            and memo.mode is self.mode
+            and memo.sources == sources
+            and memo.locked_off == memory.locked_off
+            and memo.kept_on == memory.kept_on
+            and (memo.loads is loads or memo.shape == _load_shape(loads))
         ):
-            self._energy[circuit] = memo[2]
-            kept: Tier = memo[3]
-            return kept
+            self._energy[circuit] = memo.energy
+            return memo.tier
         tier = self._energy_cap_now(ctx, circuit, loads, apply=apply)
-        self._energy_memo[circuit] = (
-            key,
-            ctx.now_s,
-            self._energy[circuit],
-            tier,
-            frozenset(memory.locked_off),
-            frozenset(memory.kept_on),
+        self._energy_memo[circuit] = _EnergyMemo(
+            at_s=ctx.now_s,
+            apply=apply,
+            mode=self.mode,
+            sources=sources,
+            locked_off=frozenset(memory.locked_off),
+            kept_on=frozenset(memory.kept_on),
+            loads=loads,
+            shape=_load_shape(loads),
+            energy=self._energy[circuit],
+            tier=tier,
         )
         return tier
 
