@@ -111,6 +111,18 @@ async def _submit(
     return _refused(503, command, result.detail, result.outcome)
 
 
+async def _load_command(
+    ctx: Ctx, principal: Operator, command: str, load_id: str
+) -> CommandAnswer | JSONResponse:
+    """A command on one load by id: 404 (audited) for a load the site does not have."""
+    args = {"load_id": load_id}
+    if not _known_load(ctx, load_id):
+        return await _reject(
+            ctx, principal, command, args, 404, f"load_id: unknown load {load_id!r}"
+        )
+    return await _submit(ctx, principal, command, args)
+
+
 async def _reject(
     ctx: ApiContext,
     principal: Principal,
@@ -378,12 +390,7 @@ def _known_load(ctx: ApiContext, load_id: str) -> bool:
     response_model=CommandAnswer,
 )
 async def shed_load(ctx: Ctx, principal: Operator, load_id: LoadId) -> CommandAnswer | JSONResponse:
-    args = {"load_id": load_id}
-    if not _known_load(ctx, load_id):
-        return await _reject(
-            ctx, principal, "shed_load", args, 404, f"load_id: unknown load {load_id!r}"
-        )
-    return await _submit(ctx, principal, "shed_load", args)
+    return await _load_command(ctx, principal, "shed_load", load_id)
 
 
 @router.post(
@@ -396,12 +403,7 @@ async def shed_load(ctx: Ctx, principal: Operator, load_id: LoadId) -> CommandAn
 async def restore_load(
     ctx: Ctx, principal: Operator, load_id: LoadId
 ) -> CommandAnswer | JSONResponse:
-    args = {"load_id": load_id}
-    if not _known_load(ctx, load_id):
-        return await _reject(
-            ctx, principal, "restore_load", args, 404, f"load_id: unknown load {load_id!r}"
-        )
-    return await _submit(ctx, principal, "restore_load", args)
+    return await _load_command(ctx, principal, "restore_load", load_id)
 
 
 @router.post(
@@ -420,12 +422,7 @@ async def restore_load(
 async def keep_load_on(
     ctx: Ctx, principal: Operator, load_id: LoadId
 ) -> CommandAnswer | JSONResponse:
-    args = {"load_id": load_id}
-    if not _known_load(ctx, load_id):
-        return await _reject(
-            ctx, principal, "keep_load_on", args, 404, f"load_id: unknown load {load_id!r}"
-        )
-    return await _submit(ctx, principal, "keep_load_on", args)
+    return await _load_command(ctx, principal, "keep_load_on", load_id)
 
 
 @router.post(
@@ -438,12 +435,7 @@ async def keep_load_on(
 async def follow_policy(
     ctx: Ctx, principal: Operator, load_id: LoadId
 ) -> CommandAnswer | JSONResponse:
-    args = {"load_id": load_id}
-    if not _known_load(ctx, load_id):
-        return await _reject(
-            ctx, principal, "follow_policy", args, 404, f"load_id: unknown load {load_id!r}"
-        )
-    return await _submit(ctx, principal, "follow_policy", args)
+    return await _load_command(ctx, principal, "follow_policy", load_id)
 
 
 @router.put(
