@@ -44,15 +44,32 @@ DriverName = Literal[
     "v2l_outlet",
     "v2l_serial",
     "sunspec_inverter",
+    "ocpp",
 ]
-TransportName = Literal["tcp", "rtu", "serial"]
+TransportName = Literal["tcp", "rtu", "serial", "ocpp"]
 """How a device is reached: Modbus TCP (host, port), Modbus RTU on an RS-485 serial
-port (serial_port, line settings), or a non-Modbus line protocol on a serial port."""
+port (serial_port, line settings), a non-Modbus line protocol on a serial port, or
+OCPP-J: the station connects to the controller's own central system ([ocpp])."""
+
+RoleName = Literal["former", "follower", "load"]
+"""What a charger is to the site, whatever protocol it speaks: a grid-former (a voltage
+source that can carry the island), a follower (gives or takes the power it is told), or
+a load (takes power only; the policies may shed its charging)."""
+
+CHARGER_DRIVERS = frozenset({"bidirectional_charger", "ocpp"})
+"""Drivers of DC chargers: our Modbus register map, and any OCPP station."""
+
+OcppVersion = Literal["2.1", "2.0.1", "1.6"]
+OCPP_SUBPROTOCOLS: dict[str, str] = {"2.1": "ocpp2.1", "2.0.1": "ocpp2.0.1", "1.6": "ocpp1.6"}
+"""The WebSocket subprotocol each OCPP version is spoken under (OCPP-J)."""
 
 OUTLET_DRIVERS = frozenset({"v2l_outlet", "v2l_serial"})
 """Drivers of V2L outlets: the register adapter (Modbus) and the line-protocol meter."""
 
 LINE_PROTOCOL_DRIVERS = frozenset({"v2l_serial"})
+NO_POLL_DRIVERS = frozenset({"ocpp"})
+"""Drivers whose readings are pushed to the controller, not polled within a cycle: no
+read timeout to fit in the cycle period, no endpoint of their own."""
 """Drivers that speak a line protocol of their own over a serial port (transport "serial")."""
 
 LARGEST_READ_REGISTERS: dict[str, int] = {
@@ -364,15 +381,62 @@ class ApiSection(_Model):
     @field_validator("host")
     @classmethod
     def _host(cls, host: str) -> str:
-        if host == "localhost":
-            return host
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(
-                f"{host!r} is not an IP address (use 127.0.0.1, 0.0.0.0, ::1 or a local address)"
-            ) from None
+        return _listen_host(host)
+
+
+def _listen_host(host: str) -> str:
+    """A listen address: an IP address (or localhost), never a name to resolve."""
+    if host == "localhost":
         return host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"{host!r} is not an IP address (use 127.0.0.1, 0.0.0.0, ::1 or a local address)"
+        ) from None
+    return host
+
+
+class OcppSection(_Model):
+    """The controller's own OCPP central system (CSMS): where stations connect, and the
+    figures every station is given. Loopback by default, as [api]."""
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: Annotated[int, Field(ge=0, le=65535)] = 9000  # 0: any free port (tests)
+    heartbeat_interval_s: Annotated[int, Field(ge=1, le=3600)] = 10
+    """[s] the Heartbeat interval given in BootNotification's answer."""
+    meter_interval_s: Annotated[int, Field(ge=1, le=60)] = 1
+    """[s] how often a station is asked to send MeterValues (SampledDataCtrlr)."""
+    max_offline_duration_s: Annotated[int, Field(ge=1, le=300)] = 5
+    """[s] the dead-man: a discharge profile is valid this long after a station loses the
+    controller; then the station falls back to the Idle profile beneath it and stops."""
+    call_timeout_s: Annotated[float, Field(gt=0, le=30)] = 2.0
+    """[s] a command (SetChargingProfile, UpdateDynamicSchedule) not answered within this
+    did not take effect."""
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, host: str) -> str:
+        return _listen_host(host)
+
+
+class OcppStation(_Model):
+    """`[devices.<id>.ocpp]`: how an OCPP station identifies itself and what it speaks."""
+
+    identity: Annotated[str, Field(min_length=1, max_length=48, pattern=r"^[A-Za-z0-9._~-]+$")]
+    """The station's identity: the last segment of its URL and its Basic Auth user
+    (OCPP-J: at most 48 characters, unreserved URL characters only)."""
+    version: OcppVersion = "2.1"
+    password_hash: str | None = None
+    """Basic Auth (security profile 1 or 2): `resilience ocpp-password` makes the hash; the
+    password itself is never stored. Without one the station is refused."""
+    evse_id: Annotated[int, Field(ge=1, le=32)] = 1
+    stale_after_s: Annotated[float, Field(gt=0, le=120)] = 3.0
+    """[s] with no message from the station for this long its reading is unknown
+    (unavailable), never its last value."""
+    discharge_method: Literal["none", "negative_limit"] = "none"
+    """2.0.1 and 1.6 have no V2X: "none" (charging control only), or "negative_limit" for a
+    vendor that takes a negative limit in a charging profile as a discharge setpoint."""
 
 
 class Device(_Model):
@@ -397,6 +461,18 @@ class Device(_Model):
     # auxiliary contact: it never forms while the PCC is closed.
     pcc_interlock: bool = False
     channels: Annotated[int, Field(ge=1, le=16)] = 16
+    role: RoleName | None = None
+    """A charger's role (former, follower, load); by default a bidirectional_charger with
+    can_form = true is a former, another charger a follower. Set role or can_form."""
+    ocpp: OcppStation | None = None
+    """Transport "ocpp" only: the station's identity and protocol."""
+
+    @property
+    def charger_role(self) -> RoleName:
+        """The role a charger plays (meaningless for other devices)."""
+        if self.role is not None:
+            return self.role
+        return "former" if self.can_form else "follower"
 
     @model_validator(mode="before")
     @classmethod
@@ -407,6 +483,10 @@ class Device(_Model):
             return data
         if data.get("driver") in LINE_PROTOCOL_DRIVERS and "transport" not in data:
             data = {**data, "transport": "serial"}
+        if data.get("driver") in NO_POLL_DRIVERS and "transport" not in data:
+            data = {**data, "transport": "ocpp"}
+        if data.get("role") == "former" and "can_form" not in data:
+            data = {**data, "can_form": True}
         if data.get("transport") == "serial" and "parity" not in data:
             data = {**data, "parity": "N"}
         return data
@@ -424,6 +504,8 @@ class Device(_Model):
         """Where the device is, as messages name it: ``host:port`` or the serial port."""
         if self.transport == "tcp":
             return f"{self.host}:{self.port}"
+        if self.transport == "ocpp":
+            return f"ocpp:{self.ocpp.identity if self.ocpp else '?'}"
         return str(self.serial_port)
 
     def exchange_time_s(self, registers: int | None = None, *, with_gap: bool = False) -> float:
@@ -433,7 +515,7 @@ class Device(_Model):
 
         `registers` defaults to the largest read its driver makes.
         """
-        if self.transport == "tcp":
+        if self.transport in ("tcp", "ocpp"):
             return 0.0
         line: dict[str, Any] = {"parity": self.parity, "stopbits": self.stopbits}
         if self.transport == "serial":
@@ -522,6 +604,7 @@ class SiteConfig(_Model):
     sync: SyncSection = SyncSection()
     dispatch: DispatchSection = DispatchSection()
     api: ApiSection = ApiSection()
+    ocpp: OcppSection = OcppSection()
     devices: dict[str, Device]
     loads: list[Load]
     vehicles: list[Vehicle] = []
@@ -531,7 +614,12 @@ class SiteConfig(_Model):
 
     @property
     def chargers(self) -> dict[str, Device]:
-        return self.devices_of("bidirectional_charger")
+        """Every DC charger, Modbus or OCPP: the vehicles the policies dispatch."""
+        return {n: d for n, d in self.devices.items() if d.driver in CHARGER_DRIVERS}
+
+    @property
+    def ocpp_stations(self) -> dict[str, Device]:
+        return self.devices_of("ocpp")
 
     @property
     def outlets(self) -> dict[str, Device]:
@@ -589,12 +677,19 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-_PER_DRIVER_RATING = {"bidirectional_charger", "v2l_outlet", "v2l_serial", "sunspec_inverter"}
+_PER_DRIVER_RATING = {
+    "bidirectional_charger",
+    "v2l_outlet",
+    "v2l_serial",
+    "sunspec_inverter",
+    "ocpp",
+}
 # Charger power is a signed 16-bit register in watts (registers.BidirectionalCharger).
 _MAX_RATING_W = {
     "bidirectional_charger": 32_000.0,
     "v2l_outlet": 22_000.0,
     "v2l_serial": 22_000.0,
+    "ocpp": 400_000.0,  # the largest DC stations sold
 }
 
 
@@ -603,6 +698,28 @@ def _check_transport(name: str, device: Device) -> list[tuple[str, str]]:
     key = f"devices.{name}"
     problems: list[tuple[str, str]] = []
     kind = device.transport
+    if (kind == "ocpp") != (device.driver == "ocpp"):
+        problems.append(
+            (
+                f"{key}.transport",
+                'transport "ocpp" is for driver "ocpp" (a station that connects to the'
+                " controller's central system), and driver \"ocpp\" has no other transport",
+            )
+        )
+        return problems
+    if kind == "ocpp":
+        if device.ocpp is None:
+            problems.append(
+                (f"{key}.ocpp", "required section is missing: the station's identity ([devices."
+                 f"{name}.ocpp] identity = ...)")
+            )
+        if device.port != 0:
+            problems.append((f"{key}.port", "a Modbus port: an OCPP station connects to [ocpp]"))
+        if device.serial_port is not None:
+            problems.append((f"{key}.serial_port", 'not used by transport "ocpp"'))
+        return problems
+    if device.ocpp is not None:
+        problems.append((f"{key}.ocpp", 'only for driver "ocpp" (transport "ocpp")'))
     if kind == "tcp":
         if device.port == 0:
             problems.append(
@@ -874,6 +991,47 @@ def _check_trip(grid: GridSection) -> list[tuple[str, str]]:
     return problems
 
 
+def _check_role(key: str, device: Device) -> list[tuple[str, str]]:
+    """A role is a charger's, says the same as can_form, and an OCPP station follows."""
+    role = device.role
+    if role is None:
+        return []
+    if device.driver not in CHARGER_DRIVERS:
+        return [(f"{key}.role", f"only a charger has a role, not a {device.driver}")]
+    if device.driver == "ocpp" and role == "former":
+        return [
+            (
+                f"{key}.role",
+                "an OCPP station cannot be a former: OCPP cannot tell a charger to form the"
+                " grid nor to stop forming, so the controller could not confirm the PCC open"
+                " before it energised the bus (safety rule 1); the former stays a Modbus"
+                " bidirectional_charger",
+            )
+        ]
+    if device.can_form and role != "former":
+        return [(f"{key}.can_form", f"can_form = true contradicts role = {role!r}")]
+    return []
+
+
+def _check_ocpp_identities(config: SiteConfig) -> list[tuple[str, str]]:
+    """One device per station identity: the identity is how a connection finds its device."""
+    seen: dict[str, str] = {}
+    problems: list[tuple[str, str]] = []
+    for name, device in config.ocpp_stations.items():
+        if device.ocpp is None:
+            continue
+        identity = device.ocpp.identity
+        if identity in seen:
+            problems.append(
+                (
+                    f"devices.{name}.ocpp.identity",
+                    f"identity {identity!r} is already devices.{seen[identity]}'s",
+                )
+            )
+        seen.setdefault(identity, name)
+    return problems
+
+
 def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
     """Problems that single fields cannot show: (key path, reason) pairs."""
     problems: list[tuple[str, str]] = []
@@ -881,7 +1039,13 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
     cycle = config.site.cycle_period_s
 
     def need(key: str, name: str, driver: str) -> None:
-        kinds = OUTLET_DRIVERS if driver in OUTLET_DRIVERS else {driver}
+        kinds = (
+            OUTLET_DRIVERS
+            if driver in OUTLET_DRIVERS
+            else CHARGER_DRIVERS
+            if driver in CHARGER_DRIVERS
+            else {driver}
+        )
         if name not in devices:
             problems.append((key, f"unknown device {name!r}"))
         elif devices[name].driver not in kinds:
@@ -894,7 +1058,7 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
     for name, device in devices.items():
         key = f"devices.{name}"
         problems.extend(_check_transport(name, device))
-        if device.timeout_s >= cycle:
+        if device.timeout_s >= cycle and device.driver not in NO_POLL_DRIVERS:
             problems.append(
                 (
                     f"{key}.timeout_s",
@@ -912,7 +1076,8 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
                     f"{device.rating_w} W is beyond any {device.driver} ({limit} W)",
                 )
             )
-        if device.can_form and device.driver != "bidirectional_charger":
+        problems.extend(_check_role(key, device))
+        if device.can_form and device.driver != "bidirectional_charger" and device.role is None:
             problems.append((f"{key}.can_form", "only a bidirectional_charger can form the grid"))
         if device.pcc_interlock and not (
             device.can_form and device.driver == "bidirectional_charger"
@@ -925,6 +1090,7 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
                 )
             )
 
+    problems.extend(_check_ocpp_identities(config))
     problems.extend(_check_trip(config.grid))
     problems.extend(_check_tcp_endpoints(config))
     problems.extend(_check_serial_lines(config))

@@ -60,6 +60,7 @@ from resilience.modes import Memory, SiteModes
 from resilience.occupancy import Occupancy, describe
 from resilience.outputs import Decision, Outputs
 from resilience.overrides import OverrideError, Overrides, VehicleView
+from resilience.policies.leaving import cap_fraction
 from resilience.store import Store
 from resilience.supervision import Supervisor
 from resilience.write_plan import CANCELLING, Kind, Write, plan_writes
@@ -354,11 +355,15 @@ class Controller:
                 seen.append(new)
             forming = reading is not None and reading.state is ChargerState.FORMING
             inputs = (reading, overrides.vehicle_at(config, charger_id, wall, forming=forming))
+            if reading is not None and reading.departure_wall is not None:
+                inputs = (*inputs, math.floor(wall))  # its leaving ramp moves with the clock
             cached = built.get(charger_id)
             if cached is not None and cached[0] == inputs:
                 vehicles.append(cached[1])
                 continue
-            vehicle_state = _vehicle_state(charger_id, device, reading, inputs[1])
+            vehicle_state = _vehicle_state(
+                charger_id, device, reading, inputs[1], wall, config.dispatch.leave_notice_s
+            )
             built[charger_id] = (inputs, vehicle_state)
             vehicles.append(vehicle_state)
         outlets: list[OutletState] = []
@@ -730,11 +735,27 @@ def _load_state(load: LoadConfig, panel: PanelReading | None, tier: Tier) -> Loa
 
 
 def _vehicle_state(
-    charger_id: str, device: Device, reading: ChargerReading | None, vehicle: VehicleView
+    charger_id: str,
+    device: Device,
+    reading: ChargerReading | None,
+    vehicle: VehicleView,
+    wall: float,
+    leave_notice_s: float,
 ) -> VehicleState:
     # The connector's occupancy says whose car it is and what it keeps (Overrides.vehicle_at):
     # 100 % for a car nobody vouches for, a released one, and one about to leave.
     reserve = vehicle.reserve_soc_pct
+    leave_in_s = vehicle.leave_in_s
+    car_fraction = 1.0
+    if reading is not None:
+        # The car's own floor and departure (OCPP 2.1): the stricter of the car's and the
+        # owner's wins; a car that says when it leaves winds down before it, as a donor's
+        # registered leaving time does (policies.leaving).
+        reserve = max(reserve, reading.vehicle_floor_soc_pct)
+        if reading.departure_wall is not None:
+            car_leaves_in = max(0.0, reading.departure_wall - wall)
+            leave_in_s = car_leaves_in if leave_in_s is None else min(leave_in_s, car_leaves_in)
+            car_fraction = cap_fraction(car_leaves_in, leave_notice_s)
     vehicle_id = vehicle.vehicle_id
     rating = device.rating_w or 0.0
     if reading is None:
@@ -758,11 +779,17 @@ def _vehicle_state(
             False,
         )
     limit = min(reading.max_discharge_w, rating)
+    if device.charger_role == "load":
+        limit = 0.0  # the site file says it only ever takes power
+    if car_fraction < 1.0:
+        limit = min(limit, car_fraction * rating)
     if vehicle.max_discharge_w is not None:
         limit = min(limit, vehicle.max_discharge_w)
     charge = min(reading.max_charge_w, rating)
     if vehicle.max_charge_w is not None:
         charge = min(charge, vehicle.max_charge_w)
+    if car_fraction < 1.0:
+        charge = min(charge, car_fraction * rating)
     return VehicleState(
         charger_id=charger_id,
         vehicle_id=vehicle_id,
@@ -780,7 +807,7 @@ def _vehicle_state(
         bus_frequency_hz=reading.ac_frequency_hz,
         available=True,
         pcc_interlock=device.pcc_interlock and reading.pcc_interlock,
-        leave_in_s=vehicle.leave_in_s,
+        leave_in_s=leave_in_s,
     )
 
 

@@ -49,6 +49,11 @@ class ChargerReading:
     fault_code: int
     min_soc_pct: float  # the reserve the unit itself enforces
     pcc_interlock: bool = False  # never forms while the PCC is closed (CAP_PCC_INTERLOCK)
+    # The car's own figures, where it tells them (OCPP 2.1 NotifyEVChargingNeeds): the
+    # lowest SoC it lets itself be discharged to, and when it leaves (Unix seconds). The
+    # stricter of these and the owner's registered reserve and leaving time wins.
+    vehicle_floor_soc_pct: float = 0.0
+    departure_wall: float | None = None
 
 
 @dataclass(frozen=True)
