@@ -725,7 +725,7 @@ def test_vehicle_at_an_outlet_named_as_charger() -> None:
     assert [(p.key, p.reason) for p in problems] == [
         (
             f"{FLEET_1_AT}.charger",
-            "device 'v2l_2' is a v2l_outlet, not a bidirectional_charger",
+            "device 'v2l_2' is a v2l_outlet, not a bidirectional_charger or ocpp",
         ),
         (f"{donor_2}.outlet", "'v2l_2' already holds vehicle 'fleet_1'"),
     ]

@@ -155,7 +155,7 @@ class Field:
             if cid in self.silent:
                 # exactly as production sees a silent charger: unknown, nothing of it kept
                 view = VehicleView(vehicle.id, vehicle.reserve_soc_pct)
-                vehicles.append(_vehicle_state(cid, device, None, view))
+                vehicles.append(_vehicle_state(cid, device, None, view, 0.0, 600.0))
                 continue
             mode = self.modes[cid]
             if mode is ChargerMode.FORM and self.interlocked(cid):
