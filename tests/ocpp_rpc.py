@@ -107,7 +107,11 @@ class Station:
 
     def describe(self) -> str:
         tail = "\n".join(json.dumps(event) for event in self.events[-15:])
-        errors = "\n".join(self.stderr[-15:])
+        # Ajv's warnings about the OCPP schemas themselves (`strict mode: missing type
+        # "object" for keyword "additionalProperties"` on every enum) are noise here.
+        errors = "\n".join(
+            [line for line in self.stderr if not line.startswith("strict mode:")][-15:]
+        )
         return f"last events:\n{tail}\nstderr:\n{errors}"
 
 

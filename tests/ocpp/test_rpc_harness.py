@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import ocpp.exceptions
+import pytest
 from ocpp.routing import on
 from ocpp.v21 import ChargePoint, call, call_result
 from ocpp.v21.enums import Action
@@ -50,13 +52,15 @@ class MinimalCsms(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hint
             self.received.append((action, payload))
             self.arrived.notify_all()
 
-    async def wait_for(self, action: str, test: Any, timeout_s: float) -> dict[str, Any]:
-        """The first payload of ACTION received that TEST accepts."""
+    async def wait_for(
+        self, action: str, test: Any, timeout_s: float, *, after: int = 0
+    ) -> dict[str, Any]:
+        """The first payload of ACTION received (from index AFTER on) that TEST accepts."""
 
         async def first() -> dict[str, Any]:
             async with self.arrived:
                 while True:
-                    for name, payload in self.received:
+                    for name, payload in self.received[after:]:
                         if name == action and test(payload):
                             return payload
                     await self.arrived.wait()
@@ -153,6 +157,10 @@ def _sampled(meter_payload: dict[str, Any], measurand: str) -> float:
 
 def _exports(watts: float) -> Any:
     return lambda payload: abs(_sampled(payload, "Power.Active.Export") - watts) < 1
+
+
+def _imports(watts: float) -> Any:
+    return lambda payload: abs(_sampled(payload, "Power.Active.Import") - watts) < 1
 
 
 def _event(name: str, **fields: Any) -> Any:
@@ -267,3 +275,59 @@ async def test_the_ocpp_library_leaves_unhandled_2_1_calls_unanswered() -> None:
             with contextlib.suppress(TimeoutError):
                 frame = await asyncio.wait_for(websocket.recv(), 1)
                 raise AssertionError(f"DataTransfer answered: {frame!r}")
+
+
+async def test_station_answers_the_device_model_clears_profiles_and_refuses_the_rest() -> None:
+    """Its answers pass ocpp-rpc's own strict check (else it sends InternalError)."""
+    async with minimal_csms() as server, run_station(server.url, "EVSE-5", PASSWORD) as station:
+        await station.wait_for(_event("call_result", method="NotifyEVChargingNeeds"), 15)
+        csms = server.stations["EVSE-5"]
+        heartbeat = {
+            "component": {"name": "OCPPCommCtrlr"},
+            "variable": {"name": "HeartbeatInterval"},
+        }
+        unknown = {"component": {"name": "NoSuchCtrlr"}, "variable": {"name": "Enabled"}}
+        got = await csms.call(call.GetVariables(get_variable_data=[heartbeat, unknown]))
+        assert [r["attribute_status"] for r in got.get_variable_result] == [
+            "Accepted",
+            "UnknownComponent",
+        ]
+        assert got.get_variable_result[0]["attribute_value"] == str(HEARTBEAT_INTERVAL_S)
+        set_data = [{**heartbeat, "attribute_value": "30"}, {**unknown, "attribute_value": "x"}]
+        done = await csms.call(call.SetVariables(set_variable_data=set_data))
+        assert [r["attribute_status"] for r in done.set_variable_result] == [
+            "Accepted",
+            "UnknownComponent",
+        ]
+
+        profile = {
+            "id": 7,
+            "stack_level": 0,
+            "charging_profile_purpose": "TxDefaultProfile",
+            "charging_profile_kind": "Dynamic",
+            "charging_schedule": [
+                {
+                    "id": 7,
+                    "charging_rate_unit": "W",
+                    "charging_schedule_period": [{"start_period": 0, "setpoint": 3000}],
+                }
+            ],
+        }
+        await csms.call(call.SetChargingProfile(evse_id=1, charging_profile=profile))
+        meter = await csms.wait_for("MeterValues", _imports(3000), 5)
+        assert _sampled(meter, "Power.Active.Export") == 0
+        cleared = await csms.call(call.ClearChargingProfile(charging_profile_id=7))
+        assert cleared.status == "Accepted"
+        seen = len(csms.received)
+        await csms.wait_for("MeterValues", _imports(0), 5, after=seen)
+        again = await csms.call(call.ClearChargingProfile(charging_profile_id=7))
+        assert again.status == "Unknown"
+        stale = call.UpdateDynamicSchedule(charging_profile_id=7, schedule_update={"setpoint": 1})
+        assert (await csms.call(stale)).status == "Rejected"
+
+        with pytest.raises(ocpp.exceptions.NotImplementedError):
+            await csms.call(call.Reset(type="Immediate"), suppress=False)
+        refused = await station.wait_for(_event("answered", method="Reset"), 5)
+        assert refused["error"]["code"] == "NotImplemented"
+        errors = [e["error"]["code"] for e in station.of("answered") if "error" in e]
+        assert errors == ["NotImplemented"], station.describe()  # no InternalError: valid answers
