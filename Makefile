@@ -1,8 +1,11 @@
 # The two commands of the README, each doing all its own set-up on a fresh
-# Debian machine (python3 >= 3.11 present; PyPI and Debian's packages reachable):
+# Debian machine (python3 >= 3.11 present; PyPI, the npm registry and Debian's
+# packages reachable):
 #
-#   make test    venv with the test tools + Debian tools the tests need, then ruff,
-#                mypy and pytest
+#   make test    venv with the test tools + Debian tools the tests need + the npm
+#                packages of the ocpp-rpc station the OCPP tests drive the CSMS with
+#                (npm ci; Debian's nodejs and npm first if node or npm is missing),
+#                then ruff, mypy and pytest
 #   make demo    venv (the controller and the simulator only), then the simulated
 #                site in the background and the controller in the foreground;
 #                stopping the controller stops both
@@ -33,6 +36,12 @@ DEMO_LOG := var/demo-sim.log
 # the systemd unit's seccomp filter against the syscalls the controller makes).
 APT_PACKAGES := mbpoll socat chromium strace
 
+# The OCPP 2.1 station of tools/ocpp-rpc-station (node, ocpp-rpc pinned by its
+# package-lock.json). npm ci writes node_modules/.package-lock.json last: it is the
+# stamp, re-installed when package-lock.json (or package.json) is newer.
+STATION_DIR := tools/ocpp-rpc-station
+STATION_STAMP := $(STATION_DIR)/node_modules/.package-lock.json
+
 # Root runs apt-get itself; anyone else goes through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -51,9 +60,9 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: test install-test demo venv venv-test system-packages lint typecheck pytest clean-venv
+.PHONY: test install-test demo venv venv-test system-packages node-packages lint typecheck pytest clean-venv
 
-test: venv-test system-packages
+test: venv-test system-packages node-packages
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
@@ -85,6 +94,15 @@ $(TEST_STAMP): $(STAMP)
 
 system-packages:
 	@$(call apt_install,$(APT_PACKAGES))
+
+# Debian's nodejs and npm only where no node or npm is on PATH (a node installed
+# otherwise is used as it is).
+node-packages: $(STATION_STAMP)
+
+$(STATION_STAMP): $(STATION_DIR)/package-lock.json $(STATION_DIR)/package.json
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then $(call apt_install,nodejs npm); fi
+	cd $(STATION_DIR) && npm ci --no-audit --no-fund
+	@touch $@
 
 clean-venv:
 	rm -rf $(VENV)
