@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 import tomllib
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ from ocpp.routing import on
 from ocpp.v21 import ChargePoint, call, call_result
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from firmware_sim.devices import build_devices
@@ -152,7 +154,8 @@ async def csms() -> AsyncIterator[Csms]:
         identity = ws.request.path.rsplit("/", 1)[-1] if ws.request else "?"
         cp = TestCsms(identity, ws, received)
         points[identity] = cp
-        await cp.start()
+        with contextlib.suppress(ConnectionClosed):
+            await cp.start()
 
     async with serve(
         handler, "127.0.0.1", 0, subprotocols=["ocpp2.1"], process_request=check_auth
@@ -531,3 +534,29 @@ def test_an_active_islanding_method_is_reported(site_config: SiteConfig) -> None
     soc = plant.vehicle_soc("ev_st1")
     expected = -(soc - 35.0) / 100 * CAPACITY_WH
     assert needs["v2x_charging_parameters"]["ev_min_v2x_energy_request"] == pytest.approx(expected)
+
+
+# --------------------------------------------------------------------------- the command line
+def test_command_line_takes_the_central_system_and_the_passwords(tmp_path: Path) -> None:
+    from firmware_sim.__main__ import parse_args
+
+    passwords = tmp_path / "passwords.toml"
+    passwords.write_text('ST1 = "one"\nST2 = "two"\n', encoding="utf-8")
+    args = parse_args(
+        [
+            "--config",
+            "site.toml",
+            "--ocpp-url",
+            "ws://127.0.0.1:9000/ocpp",
+            "--ocpp-passwords",
+            str(passwords),
+            "--ocpp-password",
+            "ST2=three",
+        ]
+    )
+    assert args.ocpp_url == "ws://127.0.0.1:9000/ocpp"
+    assert args.passwords == {"ST1": "one", "ST2": "three"}
+    with pytest.raises(SystemExit):
+        parse_args(["--config", "site.toml", "--ocpp-password", "ST1"])
+    with pytest.raises(SystemExit):
+        parse_args(["--config", "site.toml", "--ocpp-url", "http://127.0.0.1:9000"])
