@@ -1,7 +1,9 @@
 """`python -m firmware_sim`: run the simulated site from a site file until SIGINT/SIGTERM.
 
 Prints one line per device ("device_id driver host:port unit N"; the devices
-behind one gateway share a host:port) and the
+behind one gateway share a host:port; "device_id ocpp <url>/<identity>" for an OCPP
+station, which connects to `--ocpp-url` and keeps reconnecting until the controller's
+central system is up) and the
 control URL, so a person or a script (`resilience sim`) knows where to point the
 controller and the drills. Exit status: 0 after a clean stop, 2 for a bad site
 file or arguments, 1 when a port cannot be bound.
@@ -13,7 +15,9 @@ import argparse
 import asyncio
 import signal
 import sys
+import tomllib
 from collections.abc import Sequence
+from pathlib import Path
 
 from firmware_sim.control import ControlServer
 from firmware_sim.server import SimSite
@@ -46,7 +50,45 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="serve the serial line the site file calls PORT (the controller's end) on the"
         " pty PTY (the other end of a socat pair); repeat for each serial port",
     )
+    parser.add_argument(
+        "--ocpp-url",
+        default=None,
+        metavar="URL",
+        help="the controller's OCPP central system, e.g. ws://127.0.0.1:9000/ocpp: every OCPP"
+        " 2.1 station of the site file connects to URL/<identity>",
+    )
+    parser.add_argument(
+        "--ocpp-password",
+        action="append",
+        default=[],
+        metavar="ID=PW",
+        help="a station's Basic Auth password, by identity or device id; repeat per station",
+    )
+    parser.add_argument(
+        "--ocpp-passwords",
+        default=None,
+        metavar="FILE",
+        help='TOML file of station passwords: ID = "password" per line',
+    )
     args = parser.parse_args(argv)
+    passwords: dict[str, str] = {}
+    if args.ocpp_passwords is not None:
+        try:
+            table = tomllib.loads(Path(args.ocpp_passwords).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            parser.error(f"--ocpp-passwords {args.ocpp_passwords}: {exc}")
+        for key, value in table.items():
+            if not isinstance(value, str):
+                parser.error(f"--ocpp-passwords {args.ocpp_passwords}: {key}: not a string")
+            passwords[key] = value
+    for item in args.ocpp_password:
+        key, sep, pw = item.partition("=")
+        if not (sep and key and pw):
+            parser.error(f"--ocpp-password {item!r}: expected ID=PW")
+        passwords[key] = pw
+    if args.ocpp_url is not None and not args.ocpp_url.startswith(("ws://", "wss://")):
+        parser.error(f"--ocpp-url {args.ocpp_url!r}: expected ws://host:port/path")
+    args.passwords = passwords
     links: dict[str, str] = {}
     for link in args.serial_link:
         port, sep, pty = link.partition("=")
@@ -67,12 +109,21 @@ async def run(
     free_ports: bool,
     tick_s: float,
     serial_links: dict[str, str] | None = None,
+    ocpp_url: str | None = None,
+    ocpp_passwords: dict[str, str] | None = None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    site = SimSite(config, bind_free_ports=free_ports, tick_s=tick_s, serial_links=serial_links)
+    site = SimSite(
+        config,
+        bind_free_ports=free_ports,
+        tick_s=tick_s,
+        serial_links=serial_links,
+        ocpp_url=ocpp_url,
+        ocpp_passwords=ocpp_passwords,
+    )
     control = ControlServer(site.plant, port=control_port)
     try:
         await site.start()
@@ -92,6 +143,9 @@ async def run(
                         f" (served on {line.path}) unit {device.unit_id}",
                         flush=True,
                     )
+        for device_id, station in site.stations.items():
+            url = (ocpp_url or "").rstrip("/")
+            print(f"{device_id} ocpp {url}/{station.identity}", flush=True)
         print(f"control {control.url}", flush=True)
         await stop.wait()
     finally:
@@ -107,7 +161,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     try:
-        asyncio.run(run(config, args.control_port, args.free_ports, args.tick, args.serial_links))
+        asyncio.run(
+            run(
+                config,
+                args.control_port,
+                args.free_ports,
+                args.tick,
+                args.serial_links,
+                args.ocpp_url,
+                args.passwords,
+            )
+        )
     except OSError as exc:
         print(f"firmware_sim: {exc}", file=sys.stderr)
         return 1

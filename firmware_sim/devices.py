@@ -620,8 +620,10 @@ DEVICE_TYPES: dict[str, type[SimulatedDevice]] = {
 
 
 def build_devices(plant: Plant) -> dict[str, SimulatedDevice]:
-    """One register bank per device of the site file, keyed by device id."""
+    """One register bank per Modbus device of the site file, keyed by device id. OCPP
+    stations have none: they speak OCPP-J to the controller (`ocpp_station.py`)."""
     return {
         device_id: DEVICE_TYPES[device.driver](plant, device_id)
         for device_id, device in plant.config.devices.items()
+        if device.transport != "ocpp"
     }

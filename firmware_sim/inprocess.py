@@ -100,20 +100,22 @@ def transports_for(
 ) -> dict[str, InProcessTransport]:
     """One transport per endpoint of the site file (a ``host:port``, or a serial port: each
     line is a bus of its own), keyed by device id (shared like a bus)."""
+    modbus = {name: d for name, d in config.devices.items() if d.transport != "ocpp"}
     by_endpoint: dict[str, dict[int, SimulatedDevice]] = {}
-    for device_id, device in config.devices.items():
+    for device_id, device in modbus.items():
         by_endpoint.setdefault(device.endpoint, {})[device.unit_id] = devices[device_id]
     transports = {
         endpoint: InProcessTransport(units, f"{endpoint} (in-process)")
         for endpoint, units in by_endpoint.items()
     }
-    return {
-        device_id: transports[device.endpoint] for device_id, device in config.devices.items()
-    }
+    return {device_id: transports[device.endpoint] for device_id, device in modbus.items()}
 
 
 def build_inprocess_drivers(plant: Plant) -> dict[str, object]:
-    """The controller's drivers for every device of the plant's site, over in-process banks."""
+    """The controller's drivers for every Modbus device of the plant's site, over in-process
+    banks. OCPP stations are not among them: their drivers come from the controller's
+    central system, which in-process stations (`ocpp_station.SimStation` on an
+    `InMemoryConnector`) connect to."""
     from resilience.drivers.registry import driver_for
 
     devices = build_devices(plant)
@@ -121,4 +123,5 @@ def build_inprocess_drivers(plant: Plant) -> dict[str, object]:
     return {
         name: driver_for(name, device, transports[name])
         for name, device in plant.config.devices.items()
+        if device.transport != "ocpp"
     }

@@ -33,6 +33,8 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 
 from firmware_sim.devices import SimulatedDevice, build_devices
+from firmware_sim.ocpp_model import StationModel
+from firmware_sim.ocpp_station import SimStation, websocket_connector
 from firmware_sim.plant import Plant, PlantInit
 from firmware_sim.rtu import RtuLine
 from firmware_sim.serial_line import V2LLineMeter
@@ -178,6 +180,14 @@ class SimSite:
     `serial_links` maps each serial port of the site file (the controller's end) to
     the pty this side serves (the other end of a socat pair); one `RtuLine` per
     Modbus RTU port, one `V2LLineMeter` per line-protocol port (`site.lines`).
+
+    OCPP stations (driver "ocpp") have no register bank and no endpoint here: each is a
+    `SimStation` that connects to the controller's central system at `ocpp_url`
+    (``ws://host:port/ocpp``; the station appends its identity), with its password from
+    `ocpp_passwords` (by identity or device id). The central system's port is often known
+    only once the controller listens: then leave `ocpp_url` out and call
+    `start_stations(url, passwords)` later. `site.stations` maps device id -> station; the
+    stations tick on the plant's clock right after each plant step (one event loop: no race).
     """
 
     def __init__(
@@ -188,6 +198,8 @@ class SimSite:
         tick_s: float | None = 0.01,
         init: PlantInit | None = None,
         serial_links: Mapping[str, str] | None = None,
+        ocpp_url: str | None = None,
+        ocpp_passwords: Mapping[str, str] | None = None,
     ) -> None:
         if tick_s is not None and tick_s <= 0:
             raise ValueError("tick_s must be > 0, or None to step the plant by hand")
@@ -200,6 +212,9 @@ class SimSite:
         self.ports: dict[str, int] = {}
         self.serial_links = dict(serial_links or {})
         self.lines: dict[str, RtuLine | V2LLineMeter] = {}
+        self.ocpp_url = ocpp_url
+        self.ocpp_passwords = dict(ocpp_passwords or {})
+        self.stations: dict[str, SimStation] = {}
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -221,11 +236,52 @@ class SimSite:
                     self.ports[device.device_id] = bound
             for serial_port, device_ids in on_lines.items():
                 await self._start_line(serial_port, device_ids)
+            if self.ocpp_url is not None:
+                await self.start_stations(self.ocpp_url, self.ocpp_passwords)
         except BaseException:
             await self.stop()
             raise
         if self.tick_s is not None:
             self._ticker = asyncio.create_task(self._tick(self.tick_s), name="firmware_sim ticker")
+
+    async def start_stations(
+        self, url: str, passwords: Mapping[str, str] | None = None
+    ) -> dict[str, SimStation]:
+        """Start one `SimStation` per OCPP 2.1 station of the site file, connecting to the
+        central system at `url` (and reconnecting until it is up). Stations of other
+        versions are not simulated (logged)."""
+        passwords = dict(passwords or {})
+        for device_id, device in self.config.ocpp_stations.items():
+            if device_id in self.stations or device.ocpp is None:
+                continue
+            if device.ocpp.version != "2.1":
+                log.warning(
+                    "%s: OCPP %s is not simulated (2.1 only); no station connects",
+                    device_id,
+                    device.ocpp.version,
+                )
+                continue
+            identity = device.ocpp.identity
+            password = passwords.get(identity, passwords.get(device_id))
+            model = StationModel(self.plant, device_id, evse_id=device.ocpp.evse_id)
+            station = SimStation(
+                model,
+                identity,
+                websocket_connector(url, identity, password),
+                clock=lambda: self.plant.time_s,
+                meter_interval_s=float(self.config.ocpp.meter_interval_s),
+                heartbeat_interval_s=float(self.config.ocpp.heartbeat_interval_s),
+            )
+            self.stations[device_id] = station
+            station.tick()  # the car already plugged in is seen at once
+            station.start()
+        return self.stations
+
+    def tick_stations(self) -> None:
+        """Run every station's timers on the plant's clock (the ticker does, after each
+        plant step; call it by hand with `tick_s=None`)."""
+        for station in self.stations.values():
+            station.tick()
 
     async def _start_line(self, serial_port: str, device_ids: list[str]) -> None:
         path = self.serial_links.get(serial_port)
@@ -256,6 +312,9 @@ class SimSite:
         await line.start()
 
     async def stop(self) -> None:
+        stations, self.stations = self.stations, {}
+        for station in stations.values():
+            await station.stop()
         if self._ticker is not None:
             ticker, self._ticker = self._ticker, None
             ticker.cancel()
@@ -291,6 +350,7 @@ class SimSite:
             now = time.monotonic()
             try:
                 self.plant.step(now - last)
+                self.tick_stations()
             except Exception:
                 log.exception("plant step failed; the simulated site stops moving")
                 raise
