@@ -72,7 +72,9 @@ def parse_hash(stored: str) -> tuple[int, int, int, bytes, bytes]:
         salt = base64.b64decode(parts[4], validate=True)
         digest = base64.b64decode(parts[5], validate=True)
     except (ValueError, binascii.Error):
-        raise PasswordError("password_hash: n, r, p must be integers, salt and hash base64") from None
+        raise PasswordError(
+            "password_hash: n, r, p must be integers, salt and hash base64"
+        ) from None
     if n < 2 or n & (n - 1) or not 1 <= r <= 64 or not 1 <= p <= 16 or not salt or not digest:
         raise PasswordError("password_hash: scrypt figures out of range")
     if 128 * r * (n + p + 2) > _MAXMEM:
