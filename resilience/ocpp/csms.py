@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -315,3 +315,10 @@ class CentralSystem:
     def _event(self, message: str, data: dict[str, Any]) -> None:
         if self._events is not None:
             self._events("ocpp", message, data)
+
+
+if TYPE_CHECKING:  # mypy proves the central system is what the driver registry takes
+    from resilience.drivers.registry import StationDrivers
+
+    def _implements(csms: CentralSystem) -> None:
+        _stations: StationDrivers = csms

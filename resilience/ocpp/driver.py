@@ -29,12 +29,12 @@ import logging
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocpp.exceptions import OCPPError
 
 from resilience.config import Device, OcppSection
-from resilience.devices import ChargerCommand, ChargerReading
+from resilience.devices import BidirectionalCharger, ChargerCommand, ChargerReading
 from resilience.drivers import registers
 from resilience.model import ChargerMode, ChargerState
 from resilience.ocpp import profiles
@@ -506,3 +506,9 @@ def _plain(payload: Any) -> dict[str, Any]:
     from dataclasses import asdict
 
     return {k: v for k, v in asdict(payload).items() if v is not None}
+
+
+if TYPE_CHECKING:  # mypy proves the driver implements the cycle's Protocol
+
+    def _implements(driver: OcppStationDriver) -> None:
+        _charger: BidirectionalCharger = driver

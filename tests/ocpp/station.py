@@ -28,10 +28,10 @@ from ocpp.charge_point import ChargePoint
 from ocpp.routing import on
 from ocpp.v16 import call as call_16
 from ocpp.v16 import call_result as result_16
-from ocpp.v201 import call as call_201
-from ocpp.v201 import call_result as result_201
 from ocpp.v21 import call as call_21
 from ocpp.v21 import call_result as result_21
+from ocpp.v201 import call as call_201
+from ocpp.v201 import call_result as result_201
 from websockets.asyncio.client import ClientConnection, connect
 
 from resilience.config import OCPP_SUBPROTOCOLS, SiteConfig, parse_site
