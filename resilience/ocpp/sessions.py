@@ -3,7 +3,9 @@
 `Session` replaces the library's message routing where it falls short for a controller:
 
 - a frame that is not OCPP-J (not JSON, not a list, no message type) gets a CALLERROR
-  (the library only logs it); its message id is "-1" when it cannot be read (OCPP-J);
+  (the library only logs it): RpcFrameworkError (MessageTypeNotSupported for an unknown
+  message type) in 2.x, with message id "-1" when the id cannot be read (OCPP-J);
+- 1.6 error codes are spelt as 1.6 spells them (FormationViolation...);
 - an action without a handler gets NotImplemented (a known action) or NotSupported (the
   library answers nothing at all for 2.1);
 - a handler that refuses a payload (`state.Refused`: a value out of physical range) or
@@ -141,21 +143,32 @@ class Session(ChargePoint):  # type: ignore[misc]  # the library has no type hin
         try:
             msg = unpack(raw_msg)
         except OCPPError as error:
-            self.link.report_error("(frame)", error.code, _cause(error))
-            reply = CallError(_message_id(raw_msg), error.code, error.description, {})
+            code = self._frame_code(error)
+            self.link.report_error("(frame)", code, _cause(error))
+            reply = CallError(_message_id(raw_msg), code, error.description, {})
             await self._send(reply.to_json())
             return
         if msg.message_type_id == MessageType.Call:
             try:
                 await self._handle_call(msg)
             except OCPPError as error:
-                self.link.report_error(str(msg.action), error.code, _cause(error))
-                reply = CallError(
-                    msg.unique_id, error.code, error.description, {"cause": _cause(error)}
-                )
+                code = self._code(error.code)
+                self.link.report_error(str(msg.action), code, _cause(error))
+                reply = CallError(msg.unique_id, code, error.description, {"cause": _cause(error)})
                 await self._send(reply.to_json())
         elif msg.message_type_id in (MessageType.CallResult, MessageType.CallError):
             self._response_queue.put_nowait(msg)
+
+    def _code(self, code: str) -> str:
+        """The version's spelling of an error code (1.6 has its own, see V16Session)."""
+        return code
+
+    def _frame_code(self, error: OCPPError) -> str:
+        """OCPP 2.x: a frame that is no RPC message is an RpcFrameworkError, an unknown
+        message type MessageTypeNotSupported."""
+        if isinstance(error, PropertyConstraintViolationError):
+            return "MessageTypeNotSupported"
+        return "RpcFrameworkError"
 
     async def _handle_call(self, msg: Call) -> None:
         handlers = self.route_map.get(msg.action)
@@ -323,6 +336,17 @@ class V16Session(Session):
     _call_result = result_16
     _ocpp_version = "1.6"
     _actions = frozenset(a.value for a in Action16)
+
+    _CODES_16: ClassVar[dict[str, str]] = {
+        "FormatViolation": "FormationViolation",
+        "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
+    }
+
+    def _code(self, code: str) -> str:
+        return self._CODES_16.get(code, code)
+
+    def _frame_code(self, error: OCPPError) -> str:
+        return self._code(error.code)  # 1.6 has no RpcFrameworkError
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -467,22 +467,39 @@ async def test_malformed_unknown_and_out_of_schema_frames_get_callerror_logged_o
         station = run.station
         for _ in range(2):
             reply = await station.raw_reply("this is not json")
-            assert reply[:3] == [4, "-1", "FormatViolation"]
+            assert reply[:3] == [4, "-1", "RpcFrameworkError"]
+            reply = await station.raw_reply('[7,"u0","Heartbeat",{}]')
+            assert reply[:3] == [4, "u0", "MessageTypeNotSupported"]
             reply = await station.raw_reply('[2,"u1","FlyToTheMoon",{}]')
             assert reply[:3] == [4, "u1", "NotSupported"]
             reply = await station.raw_reply('[2,"u2","Heartbeat",{"bogus":1}]')
             assert reply[0] == 4 and reply[1] == "u2"
-            assert reply[2] in ("FormatViolation", "FormationViolation")
+            assert reply[2] == "FormatViolation"
             reply = await station.raw_reply('[2,"u3","MeterValues",{"meterValue":[]}]')
             assert reply[:2] == [4, "u3"]
         # The session survived all of it.
         result = await station.call(station._call.Heartbeat())
         assert result.current_time
         warnings = [r.getMessage() for r in caplog.records if "CALLERROR" in r.getMessage()]
-        assert len(warnings) == 4, warnings  # one per (action, error kind), not per frame
+        assert len(warnings) == 5, warnings  # one per (action, error kind), not per frame
         assert any("(frame)" in w for w in warnings)
         assert any("FlyToTheMoon" in w for w in warnings)
-        assert len(recorder.messages("CALLERROR")) == 4
+        assert len(recorder.messages("CALLERROR")) == 5
+        await run.close()
+
+
+async def test_a_16_station_gets_16_error_codes() -> None:
+    site = ocpp_site({"st1": {"ocpp": {"version": "1.6"}}})
+    async with running_csms(site) as (csms, _):
+        run = await start_station(csms, "ST1", "1.6")
+        reply = await run.station.raw_reply('[2,"v1","Heartbeat",{"bogus":1}]')
+        assert reply[:3] == [4, "v1", "FormationViolation"]
+        reply = await run.station.raw_reply('[2,"v2","FlyToTheMoon",{}]')
+        assert reply[:3] == [4, "v2", "NotSupported"]
+        frame = '[2,"v3","FirmwareStatusNotification",{"status":"Idle"}]'
+        reply = await run.station.raw_reply(frame)
+        assert reply[:3] == [4, "v3", "NotImplemented"]
+        assert (await run.station.call(run.station._call.Heartbeat())).current_time
         await run.close()
 
 
