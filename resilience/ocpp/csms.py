@@ -104,6 +104,10 @@ class CentralSystem:
             self._drivers[driver.station.identity] = driver
         self._connections: dict[str, Any] = {}  # identity -> its current connection
         self._refusals: dict[tuple[str, str], float] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        # One scrypt at a time (a thread each): a flood of wrong passwords must not take
+        # the executor the sessions' schema validation runs in.
+        self._verifying = asyncio.Semaphore(1)
         self._server: Server | None = None
         self._port = 0
 
@@ -158,6 +162,8 @@ class CentralSystem:
         """Close every connection (WebSocket or in-process) and the server."""
         for connection in list(self._connections.values()):
             await close_quietly(connection)
+        for closing in list(self._closing):
+            closing.cancel()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -190,8 +196,8 @@ class CentralSystem:
         path = request.path.split("?", 1)[0]
         identity = self._identity(path)
         if identity is None:
-            shown = path[len(PATH_PREFIX) :] if path.startswith(PATH_PREFIX) else path
-            self._refused(shown[:64], "unknown", f"{path[:80]!r}: no station of that identity")
+            # One key for every unknown path: random paths must not flood the store.
+            self._refused("(unknown)", "unknown", f"{path[:80]!r}: no station of that identity")
             return connection.respond(HTTPStatus.NOT_FOUND, "no station of that identity\n")
         driver = self._drivers[identity]
         expected = OCPP_SUBPROTOCOLS[driver.station.version]
@@ -214,7 +220,9 @@ class CentralSystem:
             self._refused(identity, "wrong_user", f"{identity}: Basic Auth user {user[:48]!r}"
                           " is not the station's identity")
             return self._unauthorized(connection)
-        if not await asyncio.to_thread(verify_password, password, stored):
+        async with self._verifying:
+            good = await asyncio.to_thread(verify_password, password, stored)
+        if not good:
             self._refused(identity, "wrong_password", f"{identity}: wrong password")
             return self._unauthorized(connection)
         offered = _offered(request)
@@ -286,7 +294,11 @@ class CentralSystem:
             )
             log.info("%s", message)
             self._event(message, {"device": driver.name, "identity": identity})
-            await close_quietly(old)
+            # In the background: the old link of a rebooted station is usually dead, and a
+            # closing handshake on it would wait for its timeout.
+            closing = asyncio.create_task(close_quietly(old))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
         driver.attach(session)
         self._event(
             f"{identity} (devices.{driver.name}) connected (OCPP {driver.station.version})",

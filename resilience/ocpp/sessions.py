@@ -15,7 +15,9 @@
   what a station sent;
 - every message counts as "heard from" (staleness), and a hook runs after the answer to
   BootNotification has been sent (`StationLink.booted`), so the profiles the central
-  system then installs reach a station that knows it was accepted.
+  system then installs reach a station that knows it was accepted (a station that
+  reconnects without rebooting sends no BootNotification: its first answered message on
+  the new link counts).
 
 The handlers decode payloads with the pure functions of `resilience.ocpp.state` and leave
 every decision to the link (the station's driver).
@@ -197,7 +199,9 @@ class Session(ChargePoint):  # type: ignore[misc]  # the library has no type hin
         result = msg.create_call_result(body)
         await validate_payload(result, self._ocpp_version)
         await self._send(result.to_json())
-        if msg.action == "BootNotification":
+        if msg.action == "BootNotification" or not self.link.state.booted:
+            # Registered: answered its BootNotification, or (a station that reconnected
+            # without rebooting sends none) answered its first message on this link.
             self.link.booted()
 
     # ------------------------------------------------------------------ shared decoding

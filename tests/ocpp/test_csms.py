@@ -134,8 +134,10 @@ async def test_reconnect_reinstalls_and_distrusts_the_first_reading() -> None:
         await driver.command(follow(2000.0))
         await run.station.next_call("SetChargingProfile")
         await until(lambda: driver.state.dynamic_installed)
-        # The station reboots: a new connection of the same identity replaces the old.
-        again = await start_station(csms, "ST1")
+        # A new connection of the same identity replaces the old; this station did not
+        # reboot, so it sends no BootNotification: its first message counts.
+        again = await start_station(csms, "ST1", boot=False)
+        await again.station.call(again.station._call.Heartbeat())
         assert (await again.station.next_call("SetChargingProfile"))["charging_profile"]["id"] == 1
         with pytest.raises(StationSilent, match="no MeterValues yet"):
             await driver.read()
