@@ -22,7 +22,7 @@ from resilience.cycle import _vehicle_state
 from resilience.devices import ChargerCommand
 from resilience.drivers import registers
 from resilience.model import ChargerMode, ChargerState
-from resilience.ocpp import CommandNotTaken, StationSilent
+from resilience.ocpp import CentralSystem, CommandNotTaken, StationSilent
 from resilience.ocpp.csms import REFUSAL_REPEAT_S
 from resilience.overrides import VehicleView
 from resilience.transport.errors import BadReply
@@ -663,3 +663,15 @@ async def test_update_dynamic_schedule_round_trip_on_loopback(
                   f" p99 {p99 * 1000:.2f} ms over {len(rtts)} calls")
         assert len(rtts) == 200 and median < 0.05
         await run.close()
+
+
+async def test_the_driver_registry_builds_stations_on_the_central_system() -> None:
+    from resilience.drivers.registry import build_driver
+    from resilience.transport.modbus import BusPool
+
+    site = ocpp_site(SITE)
+    csms_ = CentralSystem(site)
+    device = site.devices["st1"]
+    assert build_driver("st1", device, BusPool(), csms_) is csms_.driver("st1", device)
+    with pytest.raises(ValueError, match="central system"):
+        build_driver("st1", device, BusPool(), None)
