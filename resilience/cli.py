@@ -189,6 +189,22 @@ def token(args: argparse.Namespace, extra: list[str]) -> int:
     return token_command(args)
 
 
+# ---------------------------------------------------------------- ocpp-password
+
+
+def _ocpp_password_arguments(parser: argparse.ArgumentParser) -> None:
+    from resilience.ocpp.password_cli import password_arguments
+
+    password_arguments(parser)
+
+
+def ocpp_password(args: argparse.Namespace, extra: list[str]) -> int:
+    """The hash line of an OCPP station's Basic Auth password, for the site file."""
+    from resilience.ocpp.password_cli import password_command
+
+    return password_command(args)
+
+
 # ---------------------------------------------------------------- drill, survival, cap-alert
 
 
@@ -216,6 +232,11 @@ COMMANDS: dict[str, Command] = {
         help="create, revoke or list API tokens (in the store the site file names)",
         handler=token,
         add_arguments=_token_arguments,
+    ),
+    "ocpp-password": Command(
+        help="hash an OCPP station's Basic Auth password for [devices.<id>.ocpp] password_hash",
+        handler=ocpp_password,
+        add_arguments=_ocpp_password_arguments,
     ),
     "drill": Command(
         help="run a drill scenario against the simulated site; exit 0 pass, 1 fail, 2 bad file",

@@ -1,0 +1,514 @@
+"""An OCPP station as a `resilience.devices.BidirectionalCharger` for the control cycle.
+
+`read()` does no I/O: the station pushes its figures (MeterValues, NotifyEVChargingNeeds,
+StatusNotification...) and the driver builds the reading from what it last said. A
+station not connected, silent for longer than its `stale_after_s`, or not yet heard with
+MeterValues since it (re)connected raises `StationSilent`: never an old value as current.
+
+`command()` never blocks the cycle either: it checks the command (ValueError for what a
+Modbus charger driver would refuse) and posts it in a latest-wins mailbox; a sender task
+per connection sends the newest command and records how the station took it. When the
+last command sent was not taken (Rejected, no answer within `[ocpp].call_timeout_s`, a
+CALLERROR), `command()` raises `CommandNotTaken` (after posting the new one), so the
+cycle alarms `write_failed:<device>` and retries.
+
+The reading's mode is the mode of the last command the station accepted: that is how the
+write plan sees whether a command took effect.
+
+2.1 (V2X): after BootNotification the Idle profile goes to stack level 0; the first
+non-zero setpoint installs the Dynamic CentralSetpoint profile at stack level 1 with the
+dead-man `max_offline_duration`; then only UpdateDynamicSchedule. Both again after every
+reconnect. 2.0.1 / 1.6: a TxDefaultProfile limit [W] per command (charging control; a
+negative limit discharges when the site file says `discharge_method = "negative_limit"`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ocpp.exceptions import OCPPError
+
+from resilience.config import Device, OcppSection
+from resilience.devices import BidirectionalCharger, ChargerCommand, ChargerReading
+from resilience.drivers import registers
+from resilience.model import ChargerMode, ChargerState
+from resilience.ocpp import profiles
+from resilience.ocpp.sessions import Session, V21Session
+from resilience.ocpp.state import StationState
+from resilience.transport.errors import BadReply, DeviceTimeout, TransportError
+
+__all__ = [
+    "IDLE_BAND_W",
+    "Alarms",
+    "CommandNotTaken",
+    "Events",
+    "OcppStationDriver",
+    "StationSilent",
+    "may_discharge",
+    "reading_from_state",
+]
+
+log = logging.getLogger(__name__)
+
+Events = Callable[[str, str, dict[str, Any]], None]
+Alarms = Callable[[str, bool, str, str], None]
+
+IDLE_BAND_W = 0.5
+"""[W] within ±this a station is idle, neither charging nor discharging."""
+_SLACK_W = 1e-6
+
+
+class StationSilent(DeviceTimeout):
+    """An OCPP station not connected, silent too long, or not yet heard since it
+    reconnected: its reading is unknown."""
+
+
+class CommandNotTaken(TransportError):
+    """The last command sent to an OCPP station did not take effect (why in the message)."""
+
+
+def may_discharge(
+    state: StationState, device: Device, *, assume_bpt: bool = False
+) -> tuple[bool, str]:
+    """Whether the station may discharge its car now, and if not why not (`assume_bpt`:
+    as if the car had been allowed DC_BPT: whether to allow it)."""
+    ocpp = device.ocpp
+    if device.charger_role != "follower":
+        return False, f"role {device.charger_role}"
+    if not state.plugged:
+        return False, "no car"
+    if state.status in ("Faulted", "Unavailable"):
+        return False, f"station {state.status}"
+    if state.active_islanding:
+        return False, (
+            f"the car's anti-islanding is active ({', '.join(state.active_islanding)}): it"
+            " would fight the grid-former in an island"
+        )
+    if state.version == "2.1":
+        if not state.idle_installed:
+            return False, "the Idle profile (dead-man fallback) is not installed yet"
+        if state.capacity_wh <= 0:
+            return False, "the car's capacity is unknown"
+        offered = state.requested_transfer == "DC_BPT" or "DC_BPT" in state.allowed_transfers
+        if not (offered or assume_bpt):
+            return False, "the car did not offer DC_BPT"
+        return True, ""
+    if ocpp is not None and ocpp.discharge_method == "negative_limit":
+        return True, ""
+    return False, f"OCPP {state.version} has no V2X (discharge_method none)"
+
+
+def reading_from_state(state: StationState, device: Device) -> ChargerReading:
+    """The reading the cycle gets (pure; freshness is the caller's check)."""
+    rating = state.rating_w
+    if state.status == "Faulted":
+        charger_state = ChargerState.FAULT
+    elif not state.plugged:
+        charger_state = ChargerState.UNPLUGGED
+    elif state.power_w > IDLE_BAND_W:
+        charger_state = ChargerState.DISCHARGING
+    elif state.power_w < -IDLE_BAND_W:
+        charger_state = ChargerState.CHARGING
+    else:
+        charger_state = ChargerState.IDLE
+    usable = state.plugged and state.status not in ("Faulted", "Unavailable")
+    allowed, _ = may_discharge(state, device)
+    max_discharge = 0.0
+    if allowed:
+        car = state.car_max_discharge_w
+        max_discharge = rating if car is None else min(rating, car)
+    max_charge = 0.0
+    if usable:
+        car = state.car_max_charge_w
+        max_charge = rating if car is None else min(rating, car)
+    fault = registers.BidirectionalCharger.FAULT_NONE
+    if charger_state is ChargerState.FAULT:
+        fault = registers.BidirectionalCharger.FAULT_INTERNAL
+    return ChargerReading(
+        state=charger_state,
+        mode=state.accepted_mode,
+        soc_pct=state.soc_pct,
+        power_w=state.power_w,
+        capacity_wh=state.capacity_wh,
+        max_discharge_w=max_discharge,
+        max_charge_w=max_charge,
+        can_form=False,
+        ac_voltage_v=state.voltage_v,
+        ac_frequency_hz=state.frequency_hz,
+        fault_code=fault,
+        min_soc_pct=state.car_floor_soc_pct,
+        vehicle_floor_soc_pct=state.car_floor_soc_pct,
+        departure_wall=state.departure_wall,
+    )
+
+
+class OcppStationDriver:
+    """Implements `resilience.devices.BidirectionalCharger` for the OCPP station of
+    `devices.<name>`; `CentralSystem.driver` makes it, `CentralSystem` attaches each
+    connection of the station to it (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        device: Device,
+        section: OcppSection,
+        *,
+        clock: Callable[[], float],
+        wall: Callable[[], float],
+        events: Events | None = None,
+        alarms: Alarms | None = None,
+    ) -> None:
+        if device.ocpp is None or device.rating_w is None:
+            raise ValueError(f"devices.{name}: an OCPP station needs [devices.{name}.ocpp] and"
+                             " rating_w")
+        self.name = name
+        self.device = device
+        self.station = device.ocpp
+        self.section = section
+        self.heartbeat_interval_s = section.heartbeat_interval_s
+        self.clock = clock
+        self.wall = wall
+        self._events = events
+        self._alarms = alarms
+        self.state = StationState(self.station.identity, self.station.version, device.rating_w)
+        self.session: Session | None = None
+        self._pending: ChargerCommand | None = None
+        self._wake = asyncio.Event()
+        self._booted = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._last_reading: ChargerReading | None = None
+        self._reported: set[tuple[str, str]] = set()
+        self._islanding_alarm = False
+        self.sent: list[tuple[str, dict[str, Any]]] = []  # (action, payload) of the last 100
+        self.refusal_reported = False
+
+    def __repr__(self) -> str:
+        return f"OcppStationDriver({self.name!r}, ocpp:{self.station.identity})"
+
+    @property
+    def endpoint(self) -> str:
+        return f"ocpp:{self.station.identity}"
+
+    @property
+    def rtts_s(self) -> list[float]:
+        """[s] recent command round trips (CALL sent -> CALLRESULT), oldest first."""
+        return list(self.state.rtts_s)
+
+    # ------------------------------------------------------------------ the cycle's side
+    async def read(self) -> ChargerReading:
+        problem = self._silence(self.clock())
+        if problem:
+            raise StationSilent(f"{self.name} ({self.endpoint}): {problem}", endpoint=self.endpoint)
+        if self.state.meter_problem:
+            raise BadReply(
+                f"{self.name} ({self.endpoint}): MeterValues refused: {self.state.meter_problem}",
+                endpoint=self.endpoint,
+            )
+        reading = reading_from_state(self.state, self.device)
+        self._last_reading = reading
+        return reading
+
+    def _silence(self, now: float) -> str:
+        state = self.state
+        if not state.connected:
+            return "not connected to the central system"
+        if state.last_message_s is None or now - state.last_message_s > self.station.stale_after_s:
+            age = "never" if state.last_message_s is None else f"{now - state.last_message_s:.1f} s"
+            limit = self.station.stale_after_s
+            return f"silent ({age} since its last message; stale after {limit:g} s)"
+        if not state.trusted:
+            return "connected, no MeterValues yet since it (re)connected"
+        return ""
+
+    def check(self, command: ChargerCommand) -> None:
+        """ValueError for a command no station may be given (as the Modbus driver's
+        `encode`), judged on the bounds of the reading the cycle last saw."""
+        mode = ChargerMode(command.mode)
+        if mode is ChargerMode.FORM:
+            raise ValueError(f"{self.name}: an OCPP station cannot form the grid")
+        power = command.power_setpoint_w
+        rating = self.state.rating_w
+        if not (math.isfinite(power) and abs(power) <= rating):
+            raise ValueError(
+                f"{self.name}: power setpoint {power} W is beyond the station's rating"
+                f" ±{rating:g} W"
+            )
+        if not 0.0 <= command.min_soc_pct <= 100.0:
+            raise ValueError(
+                f"{self.name}: minimum SoC {command.min_soc_pct} % is outside 0..100 %"
+            )
+        if mode is not ChargerMode.FOLLOW:
+            return
+        reading = self._last_reading or reading_from_state(self.state, self.device)
+        if power > reading.max_discharge_w + _SLACK_W:
+            _, why = may_discharge(self.state, self.device)
+            raise ValueError(
+                f"{self.name}: discharge {power:g} W asked, the station may give"
+                f" {reading.max_discharge_w:g} W" + (f" ({why})" if why else "")
+            )
+        if -power > reading.max_charge_w + _SLACK_W:
+            raise ValueError(
+                f"{self.name}: charge {-power:g} W asked, the station may take"
+                f" {reading.max_charge_w:g} W"
+            )
+
+    async def command(self, command: ChargerCommand) -> None:
+        self.check(command)
+        if not self.state.connected:
+            raise StationSilent(
+                f"{self.name} ({self.endpoint}): not connected; command not sent",
+                endpoint=self.endpoint,
+            )
+        self._pending = command
+        self._wake.set()
+        if not self.state.last_outcome_ok:
+            raise CommandNotTaken(
+                f"{self.name} ({self.endpoint}): the last command was not taken:"
+                f" {self.state.last_outcome}",
+                endpoint=self.endpoint,
+            )
+
+    # ------------------------------------------------------------------ the session's side
+    def heard(self) -> None:
+        self.state.last_message_s = self.clock()
+
+    def booted(self) -> None:
+        self.state.booted = True
+        self._booted.set()
+
+    def now_iso(self) -> str:
+        return datetime.fromtimestamp(self.wall(), UTC).isoformat(timespec="milliseconds").replace(
+            "+00:00", "Z"
+        )
+
+    def needs_changed(self) -> None:
+        state = self.state
+        if state.active_islanding and not self._islanding_alarm:
+            self._islanding_alarm = True
+            methods = ", ".join(state.active_islanding)
+            message = (
+                f"{self.name}: the car's anti-islanding method is active ({methods}); it would"
+                " fight the grid-former in an island, so this car is never discharged"
+            )
+            log.warning("%s", message)
+            self._alarm(f"ocpp_anti_islanding:{self.name}", True, "warning", message)
+            data = {"device": self.name, "methods": list(state.active_islanding)}
+            self._event("ocpp", message, data)
+        elif not state.active_islanding:
+            self._clear_islanding()
+        allowed, _ = may_discharge(state, self.device, assume_bpt=True)
+        if (
+            state.version == "2.1"
+            and allowed
+            and state.requested_transfer == "DC"
+            and "DC_BPT" in state.available_transfers
+            and "DC_BPT" not in state.allowed_transfers
+            and state.transaction_id is not None
+            and self.session is not None
+        ):
+            self._spawn(self._allow_bpt(self.session, state.transaction_id))
+
+    def car_left(self) -> None:
+        self._clear_islanding()
+
+    def report_error(self, action: str, kind: str, detail: str) -> None:
+        key = (action, kind)
+        if key in self._reported:
+            log.debug("%s: CALLERROR %s for %s again: %s", self.name, kind, action, detail)
+            return
+        self._reported.add(key)
+        message = f"{self.name} ({self.endpoint}): CALLERROR {kind} sent for {action}: {detail}"
+        log.warning("%s", message)
+        self._event("ocpp", message, {"device": self.name, "action": action, "error": kind})
+
+    # ------------------------------------------------------------------ connections
+    def attach(self, session: Session) -> None:
+        """A new connection of the station (replacing any older one)."""
+        self._stop_tasks()
+        session.evse_id = self.station.evse_id
+        self.session = session
+        self._pending = None
+        self._wake = asyncio.Event()
+        self._booted = asyncio.Event()
+        self._last_reading = None
+        self.state.connect(self.clock())
+        self._sender = asyncio.create_task(self._send_loop(session), name=f"ocpp-send-{self.name}")
+
+    def detach(self, session: Session) -> bool:
+        """The connection of `session` ended; False if a newer one had replaced it."""
+        if self.session is not session:
+            return False
+        self._stop_tasks()
+        self.session = None
+        self._pending = None
+        self.state.disconnect()
+        return True
+
+    def _stop_tasks(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            self._sender = None
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ sending
+    async def _send_loop(self, session: Session) -> None:
+        await self._booted.wait()
+        if self.state.version == "2.1":
+            await self._install_idle(session)
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            command, self._pending = self._pending, None
+            if command is not None:
+                await self._deliver(session, command)
+
+    async def _call(self, session: Session, payload: Any) -> tuple[bool, str]:
+        """Send one CALL; (taken, outcome) and the RTT recorded when answered."""
+        action = type(payload).__name__
+        self.sent.append((action, _plain(payload)))
+        del self.sent[:-100]
+        try:
+            result = await session.call(payload, suppress=False)
+        except TimeoutError:
+            return False, f"{action}: no answer within {self.section.call_timeout_s:g} s"
+        except OCPPError as exc:
+            return False, f"{action}: CALLERROR {exc.code}: {exc.description}"
+        except Exception as exc:  # a CALLERROR code outside the spec, a closed connection
+            return False, f"{action}: {type(exc).__name__}: {exc}"
+        self.state.rtts_s.append(self.clock() - session.call_sent_s)
+        status = str(getattr(result, "status", ""))
+        if status != "Accepted":
+            return False, f"{action}: {status or 'no status'}"
+        return True, f"{action}: Accepted"
+
+    def _outcome(self, taken: bool, outcome: str) -> None:
+        state = self.state
+        if not taken and state.last_outcome_ok:
+            message = f"{self.name} ({self.endpoint}): command not taken: {outcome}"
+            log.warning("%s", message)
+            self._event("ocpp", message, {"device": self.name})
+        state.last_outcome = outcome
+        state.last_outcome_ok = taken
+
+    async def _install_idle(self, session: Session) -> bool:
+        payload = session._call.SetChargingProfile(
+            evse_id=self.station.evse_id, charging_profile=profiles.idle_profile()
+        )
+        taken, outcome = await self._call(session, payload)
+        self.state.idle_installed = taken
+        if not taken:
+            self._outcome(False, f"Idle profile (dead-man): {outcome}")
+        return taken
+
+    async def _deliver(self, session: Session, command: ChargerCommand) -> None:
+        state = self.state
+        reading = reading_from_state(state, self.device)
+        try:
+            schedule = profiles.schedule_for(
+                command,
+                max_charge_w=reading.max_charge_w,
+                max_discharge_w=reading.max_discharge_w,
+                soc_pct=state.soc_pct,
+            )
+        except ValueError as exc:  # cannot happen with checked bounds; never sent
+            self._outcome(False, f"not sent: {exc}")
+            return
+        if isinstance(session, V21Session):
+            if not state.idle_installed and not await self._install_idle(session):
+                return
+            update = profiles.schedule_update(schedule)
+            if state.dynamic_installed:
+                payload: Any = session._call.UpdateDynamicSchedule(
+                    charging_profile_id=profiles.DYNAMIC_PROFILE_ID, schedule_update=update
+                )
+            elif schedule.setpoint_w == 0.0:
+                # Idle beneath is 0 W already: nothing to install until power is asked.
+                self._taken(command, schedule)
+                self._outcome(True, "nothing to send (Idle at 0 W)")
+                return
+            else:
+                payload = session._call.SetChargingProfile(
+                    evse_id=self.station.evse_id,
+                    charging_profile=profiles.dynamic_profile(
+                        schedule,
+                        max_offline_duration_s=self.section.max_offline_duration_s,
+                        dyn_update_interval_s=self.section.max_offline_duration_s,
+                    ),
+                )
+            taken, outcome = await self._call(session, payload)
+            if taken:
+                state.dynamic_installed = True
+                session.schedule_update = update
+        else:
+            limit = schedule.setpoint_w
+            if self.station.discharge_method != "negative_limit":
+                limit = max(0.0, limit)
+            if state.version == "1.6":
+                payload = session._call.SetChargingProfile(
+                    connector_id=self.station.evse_id,
+                    cs_charging_profiles=profiles.limit_profile_16(limit, wall_s=self.wall()),
+                )
+            else:
+                payload = session._call.SetChargingProfile(
+                    evse_id=self.station.evse_id,
+                    charging_profile=profiles.limit_profile_201(limit, wall_s=self.wall()),
+                )
+            taken, outcome = await self._call(session, payload)
+        if taken:
+            self._taken(command, schedule)
+        self._outcome(taken, outcome)
+
+    def _taken(self, command: ChargerCommand, schedule: profiles.Schedule) -> None:
+        self.state.accepted_mode = ChargerMode(command.mode)
+        self.state.accepted_setpoint_w = -schedule.setpoint_w
+
+    async def _allow_bpt(self, session: Session, transaction_id: str) -> None:
+        payload = session._call.NotifyAllowedEnergyTransfer(
+            transaction_id=transaction_id, allowed_energy_transfer=["DC", "DC_BPT"]
+        )
+        taken, outcome = await self._call(session, payload)
+        if taken and self.state.transaction_id == transaction_id:
+            self.state.allowed_transfers = ("DC", "DC_BPT")
+        elif not taken:
+            self._event("ocpp", f"{self.name}: bidirectional transfer not allowed: {outcome}",
+                        {"device": self.name})
+
+    # ------------------------------------------------------------------ records
+    def _event(self, kind: str, message: str, data: dict[str, Any]) -> None:
+        if self._events is not None:
+            self._events(kind, message, data)
+
+    def _alarm(self, code: str, raised: bool, severity: str, message: str) -> None:
+        if self._alarms is not None:
+            self._alarms(code, raised, severity, message)
+
+    def _clear_islanding(self) -> None:
+        if self._islanding_alarm:
+            self._islanding_alarm = False
+            message = f"{self.name}: the car with active anti-islanding left"
+            self._alarm(f"ocpp_anti_islanding:{self.name}", False, "warning", message)
+
+
+def _plain(payload: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(payload).items() if v is not None}
+
+
+if TYPE_CHECKING:  # mypy proves the driver implements the cycle's Protocol
+
+    def _implements(driver: OcppStationDriver) -> None:
+        _charger: BidirectionalCharger = driver
