@@ -25,6 +25,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 CONFIG ?= config/site.toml
+# The simulated OCPP stations' passwords (the site file holds only their hashes).
+DEMO_SIM_ARGS ?= --ocpp-passwords config/ocpp-demo-passwords.toml
 PYTEST_ARGS ?=
 # pytest-xdist workers: the suite waits on real clocks much of the time, so two workers
 # on two cores halve it; each test file stays on one worker (--dist loadfile).
@@ -113,16 +115,18 @@ clean-venv:
 demo: venv
 	@mkdir -p $(dir $(DEMO_LOG))
 	@$(BIN)/resilience check-config $(CONFIG)
-	@$(BIN)/resilience sim --config $(CONFIG) >$(DEMO_LOG) 2>&1 & sim=$$!; \
+	@$(BIN)/resilience sim --config $(CONFIG) $(DEMO_SIM_ARGS) >$(DEMO_LOG) 2>&1 & sim=$$!; \
 	trap 'kill $$sim 2>/dev/null || true; wait $$sim 2>/dev/null || true; echo "demo: simulator stopped"' EXIT; \
 	trap 'exit 130' INT; trap 'exit 143' TERM HUP; \
 	echo "demo: simulated devices  resilience sim --config $(CONFIG)  (pid $$sim, log $(DEMO_LOG))"; \
 	endpoints=$$($(BIN)/python -c 'import sys; from resilience.config import load_site; \
 	  site = load_site(sys.argv[1]); \
-	  print(" ".join(sorted({f"{d.host}:{d.port}" for d in site.devices.values()})))' $(CONFIG)); \
-	$(BIN)/python -c 'import sys; from resilience.config import load_site; \
-	  [print(f"  {n:<12} {d.driver:<22} modbus tcp {d.host}:{d.port} unit {d.unit_id}") \
-	   for n, d in load_site(sys.argv[1]).devices.items()]' $(CONFIG); \
+	  print(" ".join(sorted({f"{d.host}:{d.port}" for d in site.devices.values() if d.transport == "tcp"})))' $(CONFIG)); \
+	$(BIN)/python -c 'import sys; from resilience.config import load_site; site = load_site(sys.argv[1]); \
+	  [print(f"  {n:<12} {d.driver:<22} modbus tcp {d.host}:{d.port} unit {d.unit_id}" if d.transport == "tcp" else \
+	         f"  {n:<12} {d.driver:<22} ocpp {d.ocpp.version} {d.ocpp.identity} -> ws://{site.ocpp.host}:{site.ocpp.port}/ocpp" if d.ocpp else \
+	         f"  {n:<12} {d.driver:<22} {d.transport} {d.serial_port}") \
+	   for n, d in site.devices.items()]' $(CONFIG); \
 	for endpoint in $$endpoints; do \
 	  for try in $$(seq 300); do \
 	    kill -0 $$sim 2>/dev/null || { echo "demo: the simulator exited; its log:"; cat $(DEMO_LOG); exit 1; }; \

@@ -617,6 +617,10 @@ class Controller:
         return result
 
     # ------------------------------------------------------------------ publish
+    def raise_or_clear_alarm(self, code: str, raised: bool, severity: str, message: str) -> None:
+        """For what runs beside the cycle in its event loop (the OCPP central system)."""
+        self._alarm_change(code, raised, severity, message)
+
     def _alarm_change(
         self, code: str, raised: bool, severity: str = "warning", message: str = ""
     ) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 
 from resilience.config import SiteConfig
 from resilience.cycle import Controller
-from resilience.drivers.registry import build_driver
+from resilience.drivers.registry import StationDrivers, build_driver
+from resilience.ocpp import CentralSystem
 from resilience.retention import prune_telemetry_forever
 from resilience.store import Store
 from resilience.transport.modbus import BusPool
@@ -27,8 +28,12 @@ from resilience.watchdog import Watchdog
 log = logging.getLogger("resilience.service")
 
 
-def build_drivers(config: SiteConfig, pool: BusPool) -> dict[str, Any]:
-    return {name: build_driver(name, device, pool) for name, device in config.devices.items()}
+def build_drivers(
+    config: SiteConfig, pool: BusPool, csms: StationDrivers | None = None
+) -> dict[str, Any]:
+    return {
+        name: build_driver(name, device, pool, csms) for name, device in config.devices.items()
+    }
 
 
 @dataclass
@@ -39,6 +44,7 @@ class Running:
     stop: asyncio.Event
     task: asyncio.Task[None]
     background: list[asyncio.Task[None]] = field(default_factory=list)  # e.g. retention
+    csms: CentralSystem | None = None  # the OCPP central system, on a site with stations
 
 
 async def start(config: SiteConfig, *, store_path: str | None = None) -> Running:
@@ -52,7 +58,25 @@ async def start(config: SiteConfig, *, store_path: str | None = None) -> Running
     store = Store(store_path or config.site.store_path, on_health_change=store_health)
     store.start()
     pool = BusPool()
-    controller = Controller(config, build_drivers(config, pool), store)
+    csms: CentralSystem | None = None
+    controllers: list[Controller] = []  # the controller, once built (the alarms' target)
+
+    def station_alarm(code: str, raised: bool, severity: str, message: str) -> None:
+        for built in controllers:
+            built.raise_or_clear_alarm(code, raised, severity, message)
+
+    if config.ocpp_stations:
+        csms = CentralSystem(config, events=store_event(store), alarms=station_alarm)
+    controller = Controller(config, build_drivers(config, pool, csms), store)
+    controllers.append(controller)
+    if csms is not None:
+        # Stations connect to us: listen before the first cycle, so a station that was
+        # waiting reconnects while the field is being read.
+        try:
+            await csms.start()
+        except BaseException:
+            await asyncio.to_thread(store.close)
+            raise
     health_listeners.append(controller.supervisor.store_health)  # alarm store_unhealthy
     stop = asyncio.Event()
     task = asyncio.create_task(controller.run(stop), name="control-loop")
@@ -60,7 +84,16 @@ async def start(config: SiteConfig, *, store_path: str | None = None) -> Running
         prune_telemetry_forever(store, config.site.telemetry_retention_days, stop),
         name="telemetry-retention",
     )
-    return Running(controller, store, pool, stop, task, [retention])
+    return Running(controller, store, pool, stop, task, [retention], csms)
+
+
+def store_event(store: Store) -> Callable[[str, str, dict[str, Any]], None]:
+    """The central system's events (a station connected, refused, lost) into the store."""
+
+    def record(kind: str, message: str, data: dict[str, Any]) -> None:
+        store.record_event(kind, message, data=data)
+
+    return record
 
 
 async def stop_running(running: Running) -> None:
@@ -71,6 +104,8 @@ async def stop_running(running: Running) -> None:
     try:
         await asyncio.wait_for(running.task, timeout=5.0)
     finally:
+        if running.csms is not None:
+            await running.csms.stop()
         await running.pool.close_all()
         await asyncio.to_thread(running.store.close)
 
@@ -115,6 +150,11 @@ async def serve(
                 return 1
             stack.push_async_callback(server.stop)
             announce(f"resilience: API and tablet UI at {server.url}/")
+        if running.csms is not None:
+            announce(
+                f"resilience: OCPP central system at {running.csms.url}/<identity>:"
+                f" {len(config.ocpp_stations)} stations"
+            )
         last_mode = None
         while not running.task.done():
             await asyncio.sleep(0.5)
