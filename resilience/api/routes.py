@@ -279,6 +279,23 @@ async def vehicles(ctx: Ctx, _: Responder) -> dict[str, Any]:
     return {"vehicles": out, "energy_above_reserve_wh": doc["vehicles"]["energy_above_reserve_wh"]}
 
 
+@router.get(
+    "/ocpp", tags=["vehicles"], summary="The OCPP stations: link, car, profiles, commands"
+)
+async def ocpp_stations(ctx: Ctx, _: Responder) -> dict[str, Any]:
+    """Each OCPP station of the site file as its central system's driver sees it: whether
+    it is connected and heard from, its car, the profiles installed (the dead-man's Idle
+    beneath the Dynamic one), the last command's outcome and the round trips."""
+    controller = ctx.controller
+    stations = []
+    for name in controller.config.ocpp_stations:
+        slot = controller.slots.get(name)
+        status = getattr(slot.driver, "status", None) if slot is not None else None
+        if callable(status):
+            stations.append(status())
+    return {"stations": stations}
+
+
 @router.get("/events", tags=["events"], summary="Events, newest first, paged by before_id")
 async def events(
     ctx: Ctx,

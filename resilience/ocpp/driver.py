@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -186,6 +187,10 @@ class OcppStationDriver:
         self._reported: set[tuple[str, str]] = set()
         self._islanding_alarm = False
         self.sent: list[tuple[str, dict[str, Any]]] = []  # (action, payload) of the last 100
+        # The last setpoints sent: (sent at [s, clock], setpoint [W, + discharge], RTT [s]
+        # or None when not taken); the API's /ocpp and bench/ocpp_v2x.py read them.
+        self.setpoints: deque[tuple[float, float, float | None]] = deque(maxlen=200)
+        self._delivering = False
         self.refusal_reported = False
 
     def __repr__(self) -> str:
@@ -194,6 +199,52 @@ class OcppStationDriver:
     @property
     def endpoint(self) -> str:
         return f"ocpp:{self.station.identity}"
+
+    @property
+    def busy(self) -> bool:
+        """A command waiting to be sent or awaiting its answer (drills settle on it)."""
+        return self._pending is not None or self._delivering
+
+    def status(self) -> dict[str, Any]:
+        """What an operator (and the benchmark) sees of the station: the link, the car,
+        the profiles, and how its commands fared."""
+        state = self.state
+        now = self.clock()
+        rtts = sorted(state.rtts_s)
+
+        def pct(p: float) -> float | None:
+            return round(rtts[min(len(rtts) - 1, int(p * len(rtts)))] * 1000, 3) if rtts else None
+
+        return {
+            "device": self.name,
+            "identity": state.identity,
+            "version": state.version,
+            "connected": state.connected,
+            "heard_s_ago": None
+            if state.last_message_s is None
+            else round(now - state.last_message_s, 3),
+            "status": state.status,
+            "plugged": state.plugged,
+            "power_w": state.power_w,
+            "soc_pct": state.soc_pct,
+            "accepted_mode": ChargerMode(state.accepted_mode).name.lower(),
+            "accepted_setpoint_w": state.accepted_setpoint_w,
+            "idle_profile": state.idle_installed,
+            "dynamic_profile": state.dynamic_installed,
+            "last_outcome": state.last_outcome,
+            "anti_islanding": list(state.islanding_methods),
+            "rtt_ms_p50": pct(0.5),
+            "rtt_ms_p99": pct(0.99),
+            "rtt_ms_recent": [round(r * 1000, 3) for r in state.rtts_s],
+            "commands_recent": [
+                {
+                    "sent_s": sent,
+                    "setpoint_w": setpoint,
+                    "rtt_ms": None if rtt is None else round(rtt * 1000, 3),
+                }
+                for sent, setpoint, rtt in self.setpoints
+            ],
+        }
 
     @property
     def rtts_s(self) -> list[float]:
@@ -373,7 +424,11 @@ class OcppStationDriver:
             self._wake.clear()
             command, self._pending = self._pending, None
             if command is not None:
-                await self._deliver(session, command)
+                self._delivering = True
+                try:
+                    await self._deliver(session, command)
+                finally:
+                    self._delivering = False
 
     async def _call(self, session: Session, payload: Any) -> tuple[bool, str]:
         """Send one CALL; (taken, outcome) and the RTT recorded when answered."""
@@ -448,7 +503,11 @@ class OcppStationDriver:
                         dyn_update_interval_s=self.section.max_offline_duration_s,
                     ),
                 )
+            sent_s = self.clock()
             taken, outcome = await self._call(session, payload)
+            self.setpoints.append(
+                (sent_s, -schedule.setpoint_w, state.rtts_s[-1] if taken else None)
+            )
             if taken:
                 state.dynamic_installed = True
                 session.schedule_update = update

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol, TypeVar, cast
 
+from ocpp import charge_point as library
 from ocpp.charge_point import (
     ChargePoint,
     camel_to_snake_case,
@@ -48,7 +49,7 @@ from ocpp.exceptions import (
     OCPPError,
     PropertyConstraintViolationError,
 )
-from ocpp.messages import Call, CallError, MessageType, unpack, validate_payload
+from ocpp.messages import Call, CallError, MessageType, unpack
 from ocpp.routing import on as _on
 from ocpp.v16 import call as call_16
 from ocpp.v16 import call_result as result_16
@@ -180,7 +181,8 @@ class Session(ChargePoint):  # type: ignore[misc]  # the library has no type hin
             raise NotSupportedError(
                 details={"cause": f"{msg.action}: not an action of OCPP {self._ocpp_version}"}
             )
-        await validate_payload(msg, self._ocpp_version)
+        # the library's own validator, looked up each time as its ChargePoint.call does
+        await library.validate_payload(msg, self._ocpp_version)
         payload = camel_to_snake_case(msg.payload)
         try:
             response = handlers["_on_action"](**payload)
@@ -197,7 +199,7 @@ class Session(ChargePoint):  # type: ignore[misc]  # the library has no type hin
             raise InternalError(details={"cause": f"{type(exc).__name__}: {exc}"}) from None
         body = snake_to_camel_case(remove_nones(serialize_as_dict(response)))
         result = msg.create_call_result(body)
-        await validate_payload(result, self._ocpp_version)
+        await library.validate_payload(result, self._ocpp_version)
         await self._send(result.to_json())
         if msg.action == "BootNotification" or not self.link.state.booted:
             # Registered: answered its BootNotification, or (a station that reconnected
