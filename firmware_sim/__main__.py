@@ -160,6 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    ocpp_url = args.ocpp_url
+    if ocpp_url is None and config.ocpp_stations and args.passwords:
+        # The stations connect where the site file says the controller listens.
+        host = config.ocpp.host if config.ocpp.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        ocpp_url = f"ws://{host}:{config.ocpp.port}/ocpp"
     try:
         asyncio.run(
             run(
@@ -168,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.free_ports,
                 args.tick,
                 args.serial_links,
-                args.ocpp_url,
+                ocpp_url,
                 args.passwords,
             )
         )

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_sim.inprocess import build_inprocess_drivers
+from firmware_sim.ocpp_inprocess import InProcessStations, inline_validation
 from firmware_sim.plant import Plant, PlantInit, VehicleSim, outage_json
 from resilience.config import SiteConfig
 from resilience.cycle import Controller, SiteStatus
@@ -90,6 +91,7 @@ from resilience.drills.scenario import (
 )
 from resilience.model import BreakerCommand, Mode, Tier
 from resilience.modes import RAMP_DOWN_S, SiteModes
+from resilience.ocpp import CentralSystem
 from resilience.outputs import Decision
 from resilience.policies.grid import next_trip_s
 from resilience.policies.storm import storm_watch
@@ -394,6 +396,7 @@ class Drill:
     seq: int = 0
     truncated: list[str] = field(default_factory=list)
     controller_wall0: float | None = None  # the controller's wall time at t = 0 (live drills)
+    stations: InProcessStations | None = None  # the site's OCPP stations, in memory
 
     @property
     def start_wall(self) -> float:
@@ -706,6 +709,34 @@ def _add_blips(drill: Drill, index: int, event: GridBlips, duration: float) -> N
 
 
 # --------------------------------------------------------------------------- building
+def _central_system(
+    config: SiteConfig, store: Store, clock: VirtualClock, start_wall: float
+) -> tuple[CentralSystem | None, list[Controller]]:
+    """The controller's OCPP central system on the virtual clock, for a site with stations
+    (their alarms go to the controller, built after it: the list it is appended to)."""
+    controllers: list[Controller] = []
+    if not config.ocpp_stations:
+        return None, controllers
+
+    def alarm(code: str, raised: bool, severity: str, message: str) -> None:
+        for controller in controllers:
+            controller.raise_or_clear_alarm(code, raised, severity, message)
+
+    def event(kind: str, message: str, data: dict[str, Any]) -> None:
+        store.record_event(kind, message, data=data)
+
+    csms = CentralSystem(
+        config, clock=clock, wall=lambda: start_wall + clock.t, events=event, alarms=alarm
+    )
+    return csms, controllers
+
+
+def csms_busy(csms: CentralSystem) -> Callable[[], bool]:
+    """Whether a station's driver has a command waiting or in flight."""
+    drivers = list(csms.drivers.values())
+    return lambda: any(driver.busy for driver in drivers)
+
+
 def _set_pv(plant: Plant, watts: float) -> Callable[[], None]:
     return lambda: plant.set_pv_available(watts)
 
@@ -749,8 +780,18 @@ def build(loaded: LoadedScenario, out: Path, duration_s: float | None = None) ->
     store = Store(out / "drill.sqlite", clock=lambda: start_wall + clock.t)
     store.start()
     drivers = build_inprocess_drivers(plant)
+    csms, controllers = _central_system(config, store, clock, start_wall)
+    if csms is not None:
+        drivers.update(
+            {name: csms.driver(name, device) for name, device in config.ocpp_stations.items()}
+        )
     controller = Controller(config, drivers, store, clock=clock, wall=lambda: start_wall + clock.t)
+    controllers.append(controller)
     drill = Drill(loaded, out, config, plant, controller, store, clock, duration)
+    if csms is not None:
+        drill.stations = InProcessStations(
+            config, plant, csms.serve_connection, clock, epoch_s=start_wall, busy=csms_busy(csms)
+        )
     for connector in [*config.chargers, *config.outlets]:
         _vehicle_stats(drill, connector, 0.0)
     for i, event in enumerate(scenario.events):
@@ -867,7 +908,23 @@ async def run_virtual(
     """
     if not (math.isfinite(slow_step_s) and slow_step_s > 0):
         raise ValueError(f"slow_step_s must be a finite number > 0, not {slow_step_s!r}")
+    stations = drill.stations
+    if stations is None:
+        await _run_virtual(drill, speed=speed, progress=progress, slow_step_s=slow_step_s)
+        return
+    with inline_validation():
+        await stations.start()
+        try:
+            await _run_virtual(drill, speed=speed, progress=progress, slow_step_s=slow_step_s)
+        finally:
+            await stations.stop()
+
+
+async def _run_virtual(
+    drill: Drill, *, speed: float | None, progress: Progress, slow_step_s: float
+) -> None:
     plant, controller, clock, rec = drill.plant, drill.controller, drill.clock, drill.recorder
+    stations = drill.stations
     period = drill.config.site.cycle_period_s
     end = drill.duration_s
     sample_every = max(end / MAX_SAMPLES, 1.0)
@@ -886,7 +943,11 @@ async def run_virtual(
         if applied_loud:
             fast_until = t + FAST_WINDOW_S
             next_sample = t
+        if stations is not None:
+            await stations.step()  # what the OCPP stations pushed by now has arrived
         decision = await controller.cycle_once()
+        if stations is not None:
+            await stations.settle()  # and the commands of this cycle have landed
         rec.control_steps += 1
         status = controller.status
         mode = status.mode if status is not None else Mode.STARTING

@@ -383,6 +383,10 @@ class StationModel:
             cursor = due
             self.target_w = item.target_w
         self._ramp(now_s - cursor)
+        if not self.plant.bus_live:
+            # No AC on its side: the converter has stopped; when the bus is back it starts
+            # again from nothing and ramps to its target, as a real station restarts.
+            self.command_w = 0.0
         self._last_tick_s = now_s
         self._write_plant()
         if (

@@ -97,12 +97,21 @@ async def settle(
     after `timeout_s` of real time (a side that never answers is the drill's to judge)."""
     ends = list(pipes)
     checks = list(busy)
+    await asyncio.sleep(0)  # what was just started or woken runs up to its first wait
+    if not any(check() for check in checks) and all(p.idle for p in ends):
+        return  # nothing sent, queued or in hand: no more passes of the loop (most steps)
     deadline = time.monotonic() + timeout_s
     quiet = 0
-    while quiet < rounds and time.monotonic() < deadline:
+    spins = 0
+    while quiet < rounds:
         working = any(check() for check in checks)
-        await asyncio.sleep(0.0002 if working else 0)
+        # Yield only, while the work is in this loop's tasks; once it has gone on for a
+        # while, something is in a thread (threaded schema validation): wait a little.
+        spins += 1
+        await asyncio.sleep(0 if spins < 200 else 0.0002)
         if working or not all(p.idle for p in ends):
             quiet = 0
         else:
             quiet += 1
+        if spins % 64 == 0 and time.monotonic() > deadline:
+            return

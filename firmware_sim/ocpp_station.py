@@ -341,6 +341,9 @@ class SimStation:
             self._next_meter_s = now + self.meter_interval_s
         if now >= self._next_heartbeat_s:
             self._queue(call.Heartbeat())
+        if self._outbox:
+            # Any message tells the central system the station is alive: a Heartbeat is
+            # only due an interval after the last message (OCPP 2.x may skip it then).
             self._next_heartbeat_s = now + self.heartbeat_interval_s
 
     def _on_event(self, event: StationEvent) -> None:

@@ -340,8 +340,13 @@ class SimSite:
         await self.stop()
 
     def controller_config(self) -> SiteConfig:
-        """The site file as the controller should see it: every device at its bound port."""
-        return self.config.with_ports(self.ports)
+        """The site file as the controller should see it: every device at its bound port
+        (and, with free ports, its OCPP central system on any free one: `start_stations`
+        with the URL it then listens at)."""
+        config = self.config.with_ports(self.ports)
+        if self.bind_free_ports and config.ocpp_stations:
+            config = config.model_copy(update={"ocpp": config.ocpp.model_copy(update={"port": 0})})
+        return config
 
     async def _tick(self, tick_s: float) -> None:
         last = time.monotonic()
