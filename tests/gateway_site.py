@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 
 from resilience.config import SiteConfig, parse_site
+from tests.sites import modbus_only
 
 SITE_FILE = Path(__file__).resolve().parents[1] / "config" / "site.toml"
 GATEWAY_PORT = 15022
@@ -35,7 +36,7 @@ def gateway_toml() -> str:
 
 
 def gateway_site() -> SiteConfig:
-    config = parse_site(tomllib.loads(gateway_toml()), "gateway-site.toml")
+    config = modbus_only(parse_site(tomllib.loads(gateway_toml()), "gateway-site.toml"))
     assert {n: config.devices[n].unit_id for n in GATEWAY_UNITS} == GATEWAY_UNITS
     assert {config.devices[n].port for n in GATEWAY_UNITS} == {GATEWAY_PORT}
     return config

@@ -31,9 +31,15 @@ from tests.fuzz.machine import Tmp
 SITE = Path(__file__).resolve().parents[1] / "config" / "site.toml"
 
 
-def reference_data() -> dict[str, Any]:
-    """The reference site file as parsed TOML (a fresh copy each call)."""
-    return copy.deepcopy(tomllib.loads(SITE.read_text(encoding="utf-8")))
+def reference_data(*, ocpp: bool = False) -> dict[str, Any]:
+    """The reference site file as parsed TOML (a fresh copy each call); without its OCPP
+    stations and their cars unless `ocpp` (these harnesses run no central system)."""
+    data = copy.deepcopy(tomllib.loads(SITE.read_text(encoding="utf-8")))
+    if not ocpp:
+        stations = {n for n, d in data["devices"].items() if d.get("driver") == "ocpp"}
+        data["devices"] = {n: d for n, d in data["devices"].items() if n not in stations}
+        data["vehicles"] = [v for v in data["vehicles"] if v.get("charger") not in stations]
+    return data
 
 
 def scaled_site(

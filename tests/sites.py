@@ -645,3 +645,15 @@ def to_toml(document: Mapping[str, Any]) -> str:
 def write_site(document: Mapping[str, Any], path: Path) -> Path:
     path.write_text(to_toml(document), encoding="utf-8")
     return path
+
+
+def modbus_only(config: SiteConfig) -> SiteConfig:
+    """The site without its OCPP stations (and the cars at them), for tests of the Modbus
+    field's mechanics that run no central system: a station nobody simulates is a silent
+    charger, which the controller must count as a possible load (rule 5)."""
+    stations = set(config.ocpp_stations)
+    if not stations:
+        return config
+    devices = {n: d for n, d in config.devices.items() if n not in stations}
+    vehicles = [v for v in config.vehicles if v.charger not in stations]
+    return config.model_copy(update={"devices": devices, "vehicles": vehicles})

@@ -35,13 +35,14 @@ from resilience.modes import RUNBOOKS, WAITING_ALARM, SiteModes
 from resilience.outputs import Decision
 from resilience.overrides import VehicleView
 from resilience.policies.vehicles import secure_shares
+from tests.sites import modbus_only
 
 SITE = Path(__file__).resolve().parents[1] / "config" / "site.toml"
 
 
 @pytest.fixture(scope="module")
 def config() -> SiteConfig:
-    return load_site(SITE)
+    return modbus_only(load_site(SITE))
 
 
 @dataclass

@@ -13,6 +13,7 @@ from resilience.config import ConfigError, load_site, parse_site
 from resilience.retention import DAY_S, prune_once, prune_telemetry_forever
 from resilience.service import quiet_pymodbus, start, stop_running
 from resilience.store import Store
+from tests.sites import modbus_only
 
 SITE = Path(__file__).resolve().parents[1] / "config" / "site.toml"
 NOW = 1_800_000_000.0
@@ -94,7 +95,7 @@ def test_retention_is_validated() -> None:
 
 async def test_the_service_prunes(tmp_path: Path) -> None:
     quiet_pymodbus()
-    config = load_site(SITE)
+    config = modbus_only(load_site(SITE))
     config = config.model_copy(
         update={"site": config.site.model_copy(update={"telemetry_retention_days": 1.0})}
     )

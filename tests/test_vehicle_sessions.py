@@ -31,6 +31,7 @@ from resilience.cycle import CommandResult, Controller
 from resilience.drivers.registers import BidirectionalCharger as ChargerMap
 from resilience.model import ChargerState, Mode
 from resilience.store import Store
+from tests.sites import modbus_only
 
 SITE = Path(__file__).resolve().parents[1] / "config" / "site.toml"
 WALL0 = 1.74e9  # the controller's wall clock at plant time 0
@@ -115,7 +116,7 @@ class Rig:
 
 @pytest.fixture
 async def grid_site(tmp_path: Path) -> AsyncIterator[Rig]:
-    rig = Rig(tmp_path, load_site(SITE), PlantInit(pv_available_fraction=0.0))
+    rig = Rig(tmp_path, modbus_only(load_site(SITE)), PlantInit(pv_available_fraction=0.0))
     await rig.run(3.0)
     assert rig.mode is Mode.GRID_CONNECTED
     try:
@@ -275,7 +276,7 @@ async def islanded(rig: Rig) -> None:
 async def island(tmp_path: Path) -> AsyncIterator[Rig]:
     rig = Rig(
         tmp_path,
-        load_site(SITE),
+        modbus_only(load_site(SITE)),
         PlantInit(
             pv_available_fraction=0.0,
             load_factor=0.5,

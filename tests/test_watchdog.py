@@ -16,6 +16,7 @@ from resilience.config import load_site
 from resilience.model import Mode
 from resilience.service import quiet_pymodbus, start, stop_running
 from resilience.watchdog import Notifier, Watchdog, watchdog_interval_s
+from tests.sites import modbus_only
 
 SITE = Path(__file__).resolve().parents[1] / "config" / "site.toml"
 
@@ -93,7 +94,7 @@ async def test_ready_only_once_every_device_answered_or_was_declared_silent(
     silent through its start-up grace, was declared unavailable (a dead panel must not
     hold the unit in "activating" until systemd kills it)."""
     quiet_pymodbus()
-    config = load_site(SITE)
+    config = modbus_only(load_site(SITE))
     async with SimSite(config, bind_free_ports=True) as sim:
         sim.plant.silence("pcc_breaker")
         sim.plant.silence("panel_v2l")
@@ -134,7 +135,7 @@ async def test_ready_only_once_every_device_answered_or_was_declared_silent(
 
 async def test_ready_then_watchdog_only_while_healthy(systemd: FakeSystemd, tmp_path: Path) -> None:
     quiet_pymodbus()
-    config = load_site(SITE)
+    config = modbus_only(load_site(SITE))
     async with SimSite(config, bind_free_ports=True) as sim:
         running = await start(sim.controller_config(), store_path=str(tmp_path / "s.sqlite"))
         controller = running.controller

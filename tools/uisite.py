@@ -10,6 +10,7 @@ async API (never `playwright install`: the browser comes from apt).
 from __future__ import annotations
 
 import asyncio
+import tomllib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from resilience.service import Running, quiet_pymodbus, start, stop_running
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "config" / "site.toml"
+OCPP_PASSWORDS: dict[str, str] = tomllib.loads(
+    (ROOT / "config" / "ocpp-demo-passwords.toml").read_text(encoding="utf-8")
+)
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -106,6 +110,8 @@ async def ui_site(
     quiet_pymodbus()
     async with SimSite(site_config(ratings), bind_free_ports=True, init=init) as sim:
         running = await start(sim.controller_config(), store_path=str(store_dir / "site.sqlite"))
+        if running.csms is not None:  # the reference site's OCPP stations connect as well
+            await sim.start_stations(running.csms.url, OCPP_PASSWORDS)
         tokens_store = TokenStore(running.store.path)
         tokens = {role: tokens_store.create(f"ui-{role}", role, by="tools") for role in ROLES}
         server = ApiServer(create_app(running.controller, tokens_store), "127.0.0.1", 0)

@@ -23,12 +23,13 @@ from resilience.auth import ROLES, TokenStore
 from resilience.config import SiteConfig, load_site
 from resilience.model import Mode
 from resilience.service import Running, quiet_pymodbus, start, stop_running
+from tests.sites import modbus_only
 
 SITE = Path(__file__).resolve().parents[2] / "config" / "site.toml"
 
 
 def site_config() -> SiteConfig:
-    config = load_site(SITE)
+    config = modbus_only(load_site(SITE))
     return config.model_copy(
         update={"grid": config.grid.model_copy(update={"return_to_service_s": 2.0})}
     )

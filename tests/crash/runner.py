@@ -7,7 +7,8 @@ the site file with its devices moved to the ports in PORTS_JSON (what
 `python -m firmware_sim --free-ports` printed), on the SQLite store STORE.
 
 stdout, one JSON object per line, flushed at once:
-    {"started": pid}                      the control loop runs
+    {"started": true, "ocpp_url": url}    the control loop runs (url: its OCPP central
+                                          system, null on a site without stations)
     {"mode": "islanded", "cycle": n}      on every mode change (the first cycle included)
     {"ack": id, "outcome": "accepted"}    an operator command answered, i.e. committed
 stdin, one JSON object per line:
@@ -46,7 +47,7 @@ async def main(site_file: str, store_path: str, ports_json: str) -> None:
             emit(mode=mode, cycle=status.cycle)
 
     running.controller.on_status(on_status)
-    emit(started=True)
+    emit(started=True, ocpp_url=running.csms.url if running.csms is not None else None)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

@@ -14,6 +14,7 @@ import asyncio
 import re
 import socket
 import time
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +23,16 @@ from firmware_sim.plant import Plant
 from resilience.model import BreakerPosition
 
 SITE_FILE = Path(__file__).resolve().parents[2] / "config" / "site.toml"
+OCPP_PASSWORDS = SITE_FILE.parent / "ocpp-demo-passwords.toml"
+"""The simulated stations' passwords (the site file holds their hashes)."""
 
 _SECTION = re.compile(r"^\[([^\[\]]+)\]\s*(#.*)?$")
 _KEY = re.compile(r"^(\s*)([A-Za-z_][A-Za-z0-9_]*)(\s*=\s*)([^#]*?)(\s*#.*)?$")
 
 
 def free_port() -> int:
-    """A loopback port nobody listens on now (the API binds it a moment later)."""
+    """A loopback port nobody listens on now (the API, or the OCPP central system, binds
+    it a moment later)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -42,6 +46,7 @@ def site_file_text(
     values: Mapping[str, Mapping[str, str]] | None = None,
     device_values: Mapping[str, str] | None = None,
     base: str | None = None,
+    ocpp_port: int | None = None,
 ) -> str:
     """The reference site file with each device at `ports[device]`, the store at
     `store_path`, the API on 127.0.0.1:`api_port`.
@@ -49,7 +54,8 @@ def site_file_text(
     `values` replaces keys of plain sections ({"grid": {"return_to_service_s": "2.0"}}),
     `device_values` keys of every device section ({"timeout_s": "0.2"}); the values are
     TOML literals. Every key named must be found, so a renamed key fails the test here
-    instead of leaving the default in place.
+    instead of leaving the default in place. `ocpp_port`: the OCPP central system listens
+    on 127.0.0.1 at that port.
     """
     text = SITE_FILE.read_text(encoding="utf-8") if base is None else base
     wanted: dict[str, dict[str, str]] = {k: dict(v) for k, v in (values or {}).items()}
@@ -82,6 +88,8 @@ def site_file_text(
     if missing:
         raise ValueError(f"not in the site file: {', '.join(missing)}")
     out += ["", "[api]", 'host = "127.0.0.1"', f"port = {api_port}", ""]
+    if ocpp_port is not None:
+        out += ["[ocpp]", 'host = "127.0.0.1"', f"port = {ocpp_port}", ""]
     return "\n".join(out)
 
 
@@ -92,6 +100,10 @@ class Exercise:
     islanded_after_s: float | None = None
     reconnected_after_s: float | None = None
     notes: list[str] = field(default_factory=list)
+
+
+def ocpp_passwords() -> dict[str, str]:
+    return dict(tomllib.loads(OCPP_PASSWORDS.read_text(encoding="utf-8")))
 
 
 async def wait_for(

@@ -32,6 +32,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -47,7 +48,7 @@ from firmware_sim.server import SimSite
 from resilience.config import load_site
 
 from .debian_root import BootedRoot, debian_root_tarball
-from .field import SITE_FILE, exercise, free_port, site_file_text
+from .field import SITE_FILE, exercise, free_port, ocpp_passwords, site_file_text
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = "resilience.service"
@@ -156,12 +157,16 @@ async def test_install_on_a_booted_debian_controls_the_site(gateway: BootedRoot)
     config = load_site(SITE_FILE)
     async with SimSite(config, bind_free_ports=True) as sim:
         api_port = free_port()
+        ocpp_port = free_port()
         site_text = site_file_text(
             sim.ports,
             store_path=DATA,
             api_port=api_port,
             values={"grid": {"return_to_service_s": "5.0"}},
+            ocpp_port=ocpp_port,
         )
+        # the site's OCPP stations connect once the service listens (they retry till then)
+        await sim.start_stations(f"ws://127.0.0.1:{ocpp_port}/ocpp", ocpp_passwords())
         (root.path / "root/site.toml").write_text(site_text, encoding="utf-8")
         _copy_source(root.path / "root/src")
         drop_in = root.path / "etc/systemd/system/resilience.service.d"
@@ -191,7 +196,13 @@ async def test_install_on_a_booted_debian_controls_the_site(gateway: BootedRoot)
         started_at = [i for i, m in enumerate(messages) if m.startswith("Started resilience")]
         assert read_at and started_at, messages
         assert read_at[0] < started_at[0], messages
-        assert f"{len(config.devices)} devices answering, 0 silent" in messages[read_at[0]]
+        # every Modbus device answered; an OCPP station may connect a moment after the
+        # field is read (its reconnect backoff), and is then silent until it does
+        field = re.search(r"(\d+) devices answering, (\d+) silent", messages[read_at[0]])
+        assert field is not None, messages[read_at[0]]
+        answering, silent = int(field.group(1)), int(field.group(2))
+        assert answering + silent == len(config.devices), messages[read_at[0]]
+        assert answering >= len(config.devices) - len(config.ocpp_stations), messages[read_at[0]]
 
         # ---------------------------------------------------------------- control
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}") as client:

@@ -32,7 +32,7 @@ from resilience.auth import TokenStore
 from resilience.config import parse_site
 from tests.serial_lines import socat_pair
 
-from .field import SITE_FILE, exercise, free_port, site_file_text
+from .field import SITE_FILE, exercise, free_port, ocpp_passwords, site_file_text
 from .syscalls import missing_syscalls, traced_syscalls, unit_allowed_syscalls
 
 UNIT = Path(__file__).resolve().parents[2] / "deploy" / "resilience.service"
@@ -140,6 +140,7 @@ async def _trace_and_check(tmp_path: Path, site_text: str, links: dict[str, str]
     store = tmp_path / "site.sqlite"
     async with SimSite(config, bind_free_ports=True, serial_links=links) as sim:
         api_port = free_port()
+        ocpp_port = free_port() if config.ocpp_stations else None
         site = tmp_path / "site.toml"
         site.write_text(
             site_file_text(
@@ -154,6 +155,7 @@ async def _trace_and_check(tmp_path: Path, site_text: str, links: dict[str, str]
                 },
                 device_values={} if links else {"timeout_s": "0.08"},
                 base=site_text,
+                ocpp_port=ocpp_port,
             ),
             encoding="utf-8",
         )
@@ -188,6 +190,9 @@ async def _trace_and_check(tmp_path: Path, site_text: str, links: dict[str, str]
             env=environ, stdout=log, stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # strace and the traced controller: one group to kill
         )  # fmt: skip
+        if ocpp_port is not None:
+            # the site's OCPP stations connect (and retry until the controller listens)
+            await sim.start_stations(f"ws://127.0.0.1:{ocpp_port}/ocpp", ocpp_passwords())
         try:
             await asyncio.wait_for(ready.wait(), 60)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}") as client:

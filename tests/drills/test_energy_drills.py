@@ -10,6 +10,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from firmware_sim import drill
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,6 +108,7 @@ def test_v2l_circuit_keeps_its_car_for_the_clinic_fridge(tmp_path: Path) -> None
     assert "endurance_short:v2l_1" in alarms
 
 
+@pytest.mark.timeout(400)  # 72 h with the reference site's two OCPP stations: about 80 s
 def test_the_72h_earthquake_serves_the_clinic_fridge_while_its_donor_is_there(
     tmp_path: Path,
 ) -> None:

@@ -20,6 +20,7 @@ from resilience.service import quiet_pymodbus
 from resilience.transport.errors import BadReply, DeviceExceptionResponse, DeviceTimeout
 from resilience.transport.modbus import BusPool
 from tests.serial_lines import mixed_site
+from tests.sites import modbus_only
 
 SITE = Path(__file__).resolve().parents[2] / "config" / "site.toml"
 
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 async def test_same_readings_in_process_and_over_tcp() -> None:
     quiet_pymodbus()
-    config = load_site(SITE)
+    config = modbus_only(load_site(SITE))
     async with SimSite(config, bind_free_ports=True, tick_s=None) as site:
         site.plant.grid_loss()
         site.plant.set_pv_available(7000.0)
@@ -57,7 +58,7 @@ async def test_same_readings_in_process_and_over_tcp() -> None:
 
 
 async def test_faults_become_transport_errors() -> None:
-    config = load_site(SITE)
+    config = modbus_only(load_site(SITE))
     site = SimSite(config, tick_s=None)
     plant = site.plant
     drivers = build_inprocess_drivers(plant)
@@ -77,7 +78,7 @@ async def test_faults_become_transport_errors() -> None:
 
 
 async def test_requests_that_can_never_be_valid() -> None:
-    config = load_site(SITE)
+    config = modbus_only(load_site(SITE))
     devices = build_devices(SimSite(config, tick_s=None).plant)
     transport = InProcessTransport({1: devices["pcc_breaker"]}, "test")
     with pytest.raises(ValueError, match="registers in one request"):
@@ -94,7 +95,7 @@ async def test_requests_that_can_never_be_valid() -> None:
 async def test_serial_lines_are_separate_endpoints_in_process() -> None:
     """Unit id 1 on /dev/ttyUSB0 and unit id 1 on /dev/ttyUSB1 are two devices (a valid
     site: unit ids are unique per line); in process each driver must read its own."""
-    reference = load_site(SITE)
+    reference = modbus_only(load_site(SITE))
     config = mixed_site(mixed_site(reference, "/dev/ttyUSB0", ["charger_3"]), "/dev/ttyUSB1",
                         ["charger_4"])  # fmt: skip
     assert cross_check(config) == []

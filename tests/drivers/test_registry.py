@@ -17,6 +17,7 @@ from resilience.drivers.sunspec_inverter import SunSpecInverter
 from resilience.drivers.sunspec_meter import SunSpecMeter
 from resilience.drivers.v2l_outlet import V2LOutletDriver
 from resilience.drivers.v2l_serial import V2LSerialDriver
+from resilience.ocpp import CentralSystem, OcppStationDriver
 from resilience.transport.modbus import BusPool
 from tests.drivers import banks
 from tests.modbus_fakes import FakeUnit, fake_server
@@ -58,11 +59,24 @@ def test_devices_on_one_endpoint_share_a_bus(pool: BusPool) -> None:
 
 def test_reference_site_builds_every_device(pool: BusPool) -> None:
     site = load_site(SITE)
-    drivers = {name: build_driver(name, device, pool) for name, device in site.devices.items()}
+    csms = CentralSystem(site)  # not listening: it only makes the stations' drivers
+    drivers = {
+        name: build_driver(name, device, pool, csms) for name, device in site.devices.items()
+    }
     for name, driver in drivers.items():
-        assert isinstance(driver, DRIVERS[site.devices[name].driver])
+        if site.devices[name].driver == "ocpp":
+            assert isinstance(driver, OcppStationDriver)
+        else:
+            assert isinstance(driver, DRIVERS[site.devices[name].driver])
         assert driver.name == name
-    assert len(pool.buses) == len({(d.host, d.port) for d in site.devices.values()})
+    modbus = [d for d in site.devices.values() if d.transport == "tcp"]
+    assert len(pool.buses) == len({(d.host, d.port) for d in modbus})
+
+
+def test_an_ocpp_station_needs_the_central_system(pool: BusPool) -> None:
+    site = load_site(SITE)
+    with pytest.raises(ValueError, match=r"devices\.ocpp_1: an OCPP station needs"):
+        build_driver("ocpp_1", site.devices["ocpp_1"], pool)
 
 
 async def test_built_driver_reads_over_its_bus(pool: BusPool) -> None:

@@ -32,6 +32,7 @@ from resilience.config import SiteConfig, cross_check, load_site
 from resilience.service import quiet_pymodbus, start, stop_running
 from tests.integration.test_site import Site
 from tests.serial_lines import SOCAT, mixed_site, socat_pair
+from tests.sites import modbus_only
 
 SITE = Path(__file__).resolve().parents[2] / "config" / "site.toml"
 RTU_DEVICES = (
@@ -51,7 +52,7 @@ TRANSPORTS = [
 
 
 def site_config(transport: str, rtu_port: str = "", v2l_port: str = "", **grid: Any) -> SiteConfig:
-    config = load_site(SITE)
+    config = modbus_only(load_site(SITE))
     config = config.model_copy(
         update={"grid": config.grid.model_copy(update={"return_to_service_s": 2.0, **grid})}
     )

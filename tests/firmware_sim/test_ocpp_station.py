@@ -44,8 +44,11 @@ PASSWORD = "correct horse"
 
 
 def ocpp_site() -> SiteConfig:
-    """The reference site with one OCPP 2.1 station and a car on it."""
+    """The reference site with one OCPP 2.1 station (its own two left out) and a car on it."""
     doc = tomllib.loads(SITE_FILE.read_text(encoding="utf-8"))
+    own = {n for n, d in doc["devices"].items() if d.get("driver") == "ocpp"}
+    doc["devices"] = {n: d for n, d in doc["devices"].items() if n not in own}
+    doc["vehicles"] = [v for v in doc["vehicles"] if v.get("charger") not in own]
     doc["devices"]["station_1"] = {
         "driver": "ocpp",
         "rating_w": RATING_W,

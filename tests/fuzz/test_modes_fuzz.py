@@ -33,6 +33,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from firmware_sim.plant import MODBUS_EXCEPTION_CODES, PlantInit
 from resilience.config import SiteConfig, load_site
 from tests.fuzz.machine import Harness, fuzz_timers
+from tests.sites import modbus_only
 
 SITE = Path(__file__).resolve().parents[2] / "config" / "site.toml"
 EXAMPLES = int(os.environ.get("RESILIENCE_FUZZ_EXAMPLES", "200"))
@@ -46,7 +47,7 @@ def fuzz_config() -> SiteConfig:
     charger_1 (the usual grid-former) has no PCC interlock, so it reconnects break before
     make; charger_2 keeps its interlock and reconnects seamlessly: both ways are fuzzed.
     """
-    config = fuzz_timers(load_site(SITE))
+    config = fuzz_timers(modbus_only(load_site(SITE)))
     devices = dict(config.devices)
     devices["charger_1"] = devices["charger_1"].model_copy(update={"pcc_interlock": False})
     return config.model_copy(update={"devices": devices})

@@ -25,7 +25,7 @@ from resilience.config import SiteConfig, load_site
 from resilience.cycle import SiteStatus
 from resilience.model import BreakerPosition, Mode, Tier
 from resilience.service import Running, quiet_pymodbus, start, stop_running
-from tests.sites import without_endurance_policy
+from tests.sites import modbus_only, without_endurance_policy
 
 SITE = Path(__file__).resolve().parents[2] / "config" / "site.toml"
 RETURN_TO_SERVICE_S = 2.0
@@ -37,7 +37,7 @@ def site_config(**grid: float) -> SiteConfig:
     """The reference site with its slow timers shortened so an outage fits in seconds, and
     the endurance policy off: these are the island's mechanics, with every load it can
     carry (the policy is tested in tests/policies, tests/drills and tests/test_keep_on.py)."""
-    config = without_endurance_policy(load_site(SITE))
+    config = without_endurance_policy(modbus_only(load_site(SITE)))
     loads = [
         load.model_copy(update={"min_off_s": min(load.min_off_s, 1.0)}) for load in config.loads
     ]

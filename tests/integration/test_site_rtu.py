@@ -22,7 +22,7 @@ from resilience.model import BreakerPosition, Mode, Tier
 from resilience.service import quiet_pymodbus, start, stop_running
 from tests.integration.test_site import Site, bus_loads_on
 from tests.serial_lines import mixed_site, needs_socat, socat_pair
-from tests.sites import without_endurance_policy
+from tests.sites import modbus_only, without_endurance_policy
 
 SITE = Path(__file__).resolve().parents[2] / "config" / "site.toml"
 RETURN_TO_SERVICE_S = 2.0
@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.integration, needs_socat]
 
 def rtu_site(rtu_port: str, v2l_port: str) -> SiteConfig:
     # the transports are under test: the endurance policy off, every load the island carries
-    config = without_endurance_policy(load_site(SITE))
+    config = without_endurance_policy(modbus_only(load_site(SITE)))
     config = config.model_copy(
         update={"grid": config.grid.model_copy(update={"return_to_service_s": RETURN_TO_SERVICE_S})}
     )
