@@ -7,7 +7,7 @@ controller's published state at scrape time; it never touches a device.
 
     resilience_cycle_duration_seconds          last cycle, read to publish [s]
     resilience_cycle_interval_seconds          recent start-to-start intervals [s] (summary:
-                                               count, sum; max as a gauge)
+                                               count, sum; max and p99 as gauges)
     resilience_cycle_period_seconds            the configured period [s]
     resilience_cycles_total / _overruns_total  cycles run / cycles that ran past their period
     resilience_mode{mode}                      1 for the current mode, 0 for the others
@@ -109,6 +109,12 @@ class ControllerCollector(Collector):
             "resilience_cycle_interval_max_seconds",
             f"Longest start-to-start interval of the last {INTERVALS} cycles",
             max(intervals, default=0.0),
+        )
+        ordered = sorted(intervals)
+        yield _gauge(
+            "resilience_cycle_interval_p99_seconds",
+            f"99th percentile of the start-to-start intervals of the last {INTERVALS} cycles",
+            ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else 0.0,
         )
         yield CounterMetricFamily(
             "resilience_cycles", "Control cycles run", value=float(stats.cycles)
