@@ -119,6 +119,8 @@ def quiet_pymodbus() -> None:
     """
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     logging.getLogger("transitions").setLevel(logging.WARNING)
+    # websockets logs every connection at INFO; the central system logs a station's once
+    logging.getLogger("websockets").setLevel(logging.WARNING)
 
 
 def validate_ocpp_inline() -> None:
