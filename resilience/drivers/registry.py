@@ -92,25 +92,23 @@ def _serial_port(name: str, device: Device) -> str:
     return device.serial_port
 
 
+def _line_settings(device: Device) -> dict[str, Any]:
+    """How the device's serial line is set up, as the pool opens it."""
+    return {
+        "baudrate": device.baudrate,
+        "parity": device.parity,
+        "stopbits": device.stopbits,
+        "timeout_s": device.timeout_s,
+    }
+
+
 def _rtu(name: str, device: Device, context: DriverContext) -> Any:
-    bus = context.pool.get_rtu(
-        _serial_port(name, device),
-        baudrate=device.baudrate,
-        parity=device.parity,
-        stopbits=device.stopbits,
-        timeout_s=device.timeout_s,
-    )
+    bus = context.pool.get_rtu(_serial_port(name, device), **_line_settings(device))
     return driver_for(name, device, bus)
 
 
 def _line(name: str, device: Device, context: DriverContext) -> Any:
-    line = context.pool.get_line(
-        _serial_port(name, device),
-        baudrate=device.baudrate,
-        parity=device.parity,
-        stopbits=device.stopbits,
-        timeout_s=device.timeout_s,
-    )
+    line = context.pool.get_line(_serial_port(name, device), **_line_settings(device))
     if device.driver == "v2l_serial":
         return V2LSerialDriver.on_line(line, name=name, rating_w=device.rating_w)
     raise ValueError(f"devices.{name}: a {device.driver} has no line protocol (transport serial)")

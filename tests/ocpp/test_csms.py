@@ -8,9 +8,11 @@ what the station's driver hands the control cycle.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import statistics
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,16 +20,18 @@ import pytest
 from ocpp.exceptions import PropertyConstraintViolationError
 from websockets.exceptions import InvalidStatus
 
+from resilience.config import SiteConfig
 from resilience.cycle import _vehicle_state
 from resilience.devices import ChargerCommand
 from resilience.drivers import registers
 from resilience.model import ChargerMode, ChargerState
-from resilience.ocpp import CentralSystem, CommandNotTaken, StationSilent
+from resilience.ocpp import CentralSystem, CommandNotTaken, OcppStationDriver, StationSilent
 from resilience.ocpp.csms import REFUSAL_REPEAT_S
 from resilience.overrides import VehicleView
 from resilience.transport.errors import BadReply
 from tests.ocpp.station import (
     PASSWORD,
+    Recorder,
     Running,
     ocpp_site,
     open_socket,
@@ -87,6 +91,23 @@ async def plugged(run: Running, **figures: Any) -> None:
 SITE = {"st1": {"rating_w": RATING_W}}
 
 
+@contextlib.asynccontextmanager
+async def booted_with_car(
+    site: SiteConfig, **figures: Any
+) -> AsyncIterator[tuple[CentralSystem, Recorder, OcppStationDriver, Running]]:
+    """The central system with station ST1 (`st1`) connected, booted, its Idle profile
+    received, and a car plugged in with `figures`."""
+    async with running_csms(site) as (csms, recorder):
+        driver = csms.driver("st1", site.devices["st1"])
+        run = await start_station(csms, "ST1")
+        await run.station.next_call("SetChargingProfile")
+        await plugged(run, **figures)
+        try:
+            yield csms, recorder, driver, run
+        finally:
+            await run.close()
+
+
 def follow(watts: float) -> ChargerCommand:
     """Follow `watts` (+ = discharge) keeping 20 % (as the cycle's commands carry a floor)."""
     return ChargerCommand(ChargerMode.FOLLOW, watts, min_soc_pct=20.0)
@@ -125,11 +146,7 @@ async def test_boot_installs_idle_then_dynamic_with_dead_man_when_power_is_first
 
 async def test_reconnect_reinstalls_and_distrusts_the_first_reading() -> None:
     site = ocpp_site(SITE)
-    async with running_csms(site) as (csms, recorder):
-        driver = csms.driver("st1", site.devices["st1"])
-        run = await start_station(csms, "ST1")
-        await run.station.next_call("SetChargingProfile")
-        await plugged(run)
+    async with booted_with_car(site) as (csms, recorder, driver, run):
         await driver.read()
         await driver.command(follow(2000.0))
         await run.station.next_call("SetChargingProfile")
@@ -245,11 +262,7 @@ async def test_charging_needs_bound_the_reading_and_the_stricter_reserve_wins() 
 
 async def test_a_car_asking_dc_only_is_allowed_bidirectional_transfer() -> None:
     site = ocpp_site(SITE)
-    async with running_csms(site) as (csms, _):
-        driver = csms.driver("st1", site.devices["st1"])
-        run = await start_station(csms, "ST1")
-        await run.station.next_call("SetChargingProfile")
-        await plugged(run, requested="DC")
+    async with booted_with_car(site, requested="DC") as (_csms, _, driver, run):
         allowed = await run.station.next_call("NotifyAllowedEnergyTransfer")
         assert allowed == {"allowed_energy_transfer": ["DC", "DC_BPT"], "transaction_id": "T1"}
         await until(lambda: driver.state.allowed_transfers == ("DC", "DC_BPT"))
@@ -259,11 +272,7 @@ async def test_a_car_asking_dc_only_is_allowed_bidirectional_transfer() -> None:
 
 async def test_a_load_role_station_never_discharges_nor_allows_it() -> None:
     site = ocpp_site({"st1": {"role": "load"}})
-    async with running_csms(site) as (csms, _):
-        driver = csms.driver("st1", site.devices["st1"])
-        run = await start_station(csms, "ST1")
-        await run.station.next_call("SetChargingProfile")
-        await plugged(run, requested="DC")
+    async with booted_with_car(site, requested="DC") as (_csms, _, driver, run):
         reading = await driver.read()
         assert reading.max_discharge_w == 0.0 and reading.max_charge_w == 9000.0
         with pytest.raises(ValueError, match="role load"):
@@ -333,11 +342,7 @@ async def test_an_impossible_meter_value_is_refused_and_not_believed() -> None:
 
 async def test_a_command_becomes_a_signed_schedule_update_and_follow_once_accepted() -> None:
     site = ocpp_site(SITE)
-    async with running_csms(site) as (csms, _):
-        driver = csms.driver("st1", site.devices["st1"])
-        run = await start_station(csms, "ST1")
-        await run.station.next_call("SetChargingProfile")
-        await plugged(run)
+    async with booted_with_car(site) as (_csms, _, driver, run):
         assert (await driver.read()).mode is ChargerMode.OFF
         await driver.command(ChargerCommand(ChargerMode.FOLLOW, 5000.0, min_soc_pct=20.0))
         await run.station.next_call("SetChargingProfile")
@@ -368,11 +373,7 @@ async def test_a_command_becomes_a_signed_schedule_update_and_follow_once_accept
 
 async def test_unsafe_commands_are_refused_before_anything_is_sent() -> None:
     site = ocpp_site(SITE)
-    async with running_csms(site) as (csms, _):
-        driver = csms.driver("st1", site.devices["st1"])
-        run = await start_station(csms, "ST1")
-        await run.station.next_call("SetChargingProfile")
-        await plugged(run)
+    async with booted_with_car(site) as (_csms, _, driver, run):
         await driver.read()
         refusals = {
             "cannot form": ChargerCommand(ChargerMode.FORM),
@@ -390,11 +391,7 @@ async def test_unsafe_commands_are_refused_before_anything_is_sent() -> None:
 
 async def test_a_rejected_command_makes_the_next_command_raise_and_is_retried() -> None:
     site = ocpp_site(SITE)
-    async with running_csms(site) as (csms, recorder):
-        driver = csms.driver("st1", site.devices["st1"])
-        run = await start_station(csms, "ST1")
-        await run.station.next_call("SetChargingProfile")
-        await plugged(run)
+    async with booted_with_car(site) as (_csms, recorder, driver, run):
         await driver.read()
         run.station.answer = "Rejected"
         await driver.command(follow(3000.0))
@@ -414,11 +411,7 @@ async def test_a_rejected_command_makes_the_next_command_raise_and_is_retried() 
 
 async def test_an_unanswered_command_times_out_and_the_next_command_says_so() -> None:
     site = ocpp_site(SITE, call_timeout_s=0.2)
-    async with running_csms(site) as (csms, _):
-        driver = csms.driver("st1", site.devices["st1"])
-        run = await start_station(csms, "ST1")
-        await run.station.next_call("SetChargingProfile")
-        await plugged(run)
+    async with booted_with_car(site) as (_csms, _, driver, run):
         await driver.read()
         run.station.gate = asyncio.Event()  # the station holds its answers
         await driver.command(follow(3000.0))
@@ -431,11 +424,7 @@ async def test_an_unanswered_command_times_out_and_the_next_command_says_so() ->
 
 async def test_the_mailbox_sends_the_first_and_the_latest_of_a_burst() -> None:
     site = ocpp_site(SITE)
-    async with running_csms(site) as (csms, _):
-        driver = csms.driver("st1", site.devices["st1"])
-        run = await start_station(csms, "ST1")
-        await run.station.next_call("SetChargingProfile")
-        await plugged(run)
+    async with booted_with_car(site) as (_csms, _, driver, run):
         await driver.read()
         await driver.command(follow(1000.0))
         await run.station.next_call("SetChargingProfile")
@@ -510,11 +499,8 @@ async def test_a_16_station_gets_16_error_codes() -> None:
 
 async def test_an_active_anti_islanding_car_never_discharges_and_is_alarmed() -> None:
     site = ocpp_site(SITE)
-    async with running_csms(site) as (csms, recorder):
-        driver = csms.driver("st1", site.devices["st1"])
-        run = await start_station(csms, "ST1")
-        await run.station.next_call("SetChargingProfile")
-        await plugged(run, islanding=("RoCoF", "SandiaFrequencyShift"))
+    islanding = ("RoCoF", "SandiaFrequencyShift")
+    async with booted_with_car(site, islanding=islanding) as (_csms, recorder, driver, run):
         reading = await driver.read()
         assert reading.max_discharge_w == 0.0
         assert reading.max_charge_w == 9000.0  # it may still charge
@@ -643,11 +629,7 @@ async def test_update_dynamic_schedule_round_trip_on_loopback(
 ) -> None:
     """~200 UpdateDynamicSchedule calls: CALL sent -> CALLRESULT, as the driver records."""
     site = ocpp_site(SITE)
-    async with running_csms(site) as (csms, _):
-        driver = csms.driver("st1", site.devices["st1"])
-        run = await start_station(csms, "ST1")
-        await run.station.next_call("SetChargingProfile")
-        await plugged(run)
+    async with booted_with_car(site) as (_csms, _, driver, run):
         await driver.read()
         await driver.command(follow(100.0))
         await until(lambda: driver.state.dynamic_installed)
