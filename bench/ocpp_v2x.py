@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import ocpp.messages  # noqa: E402
-from islanding import percentile, to_toml  # noqa: E402
+from islanding import percentile, stop_process, to_toml, wait_for  # noqa: E402
 
 from firmware_sim.server import SimSite  # noqa: E402
 from resilience.config import load_site  # noqa: E402
@@ -111,15 +111,6 @@ def modbus_only(data: dict[str, Any]) -> dict[str, Any]:
     dropped = set(data["devices"]) - set(devices)
     vehicles = [v for v in data["vehicles"] if v.get("charger") not in dropped]
     return {**data, "devices": devices, "vehicles": vehicles}
-
-
-async def wait_for(predicate: Any, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)  # the plant moves every 10 ms (SimSite's ticker)
-    return True
 
 
 def _announced(log_path: Path, pattern: str, timeout_s: float) -> str:
@@ -257,12 +248,7 @@ async def one_run(
             raise
         finally:
             log.close()
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
     rtts = [r for s in ocpp_status["stations"] for r in s.get("rtt_ms_recent", [])]
     to_power = _setpoint_to_power_ms(ocpp_status, samples, config)
     return {
