@@ -32,7 +32,10 @@ from resilience.api.routes import router as api_router
 from resilience.api.security import MUTATING, ApiContext, audit
 from resilience.api.status import StatusCache
 from resilience.api.stream import Hub
+from resilience.api.transport import TransportHeaders
+from resilience.api.transport import router as transport_router
 from resilience.auth import Principal, TokenStore
+from resilience.config import ApiSection
 from resilience.cycle import Controller
 
 log = logging.getLogger("resilience.api")
@@ -104,8 +107,11 @@ def create_app(
     ui_dir: Path | None = UI_DIR,
     runbooks_dir: Path | None = None,
     hub: Hub | None = None,
+    api: ApiSection | None = None,
 ) -> FastAPI:
-    """The API, UI and runbooks over `controller`; tokens live in its store's SQLite file."""
+    """The API, UI and runbooks over `controller`; tokens live in its store's SQLite file.
+    `api` is the site file's [api] section the app is served under (for the plain-HTTP
+    warning; default loopback)."""
     app = FastAPI(
         title="resilience",
         version=resilience.__version__ if hasattr(resilience, "__version__") else "0.1.0",
@@ -125,9 +131,12 @@ def create_app(
         cache=cache,
         hub=hub if hub is not None else Hub(controller, cache),
     )
+    app.state.listen = api if api is not None else ApiSection()
     app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_middleware(TransportHeaders)
 
     app.include_router(api_router)
+    app.include_router(transport_router)
     app.include_router(metrics_router)
 
     books = runbooks_dir or _find_runbooks()
