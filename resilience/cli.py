@@ -174,6 +174,17 @@ def _token_arguments(parser: argparse.ArgumentParser) -> None:
         "--role", required=True, choices=("viewer", "responder", "operator", "admin")
     )
     create.add_argument("--name", required=True, help="who or what holds it, e.g. tablet-hall")
+    create.add_argument(
+        "--link",
+        action="store_true",
+        help="also print the tablet UI's signed-in link and its QR code",
+    )
+    create.add_argument(
+        "--lan-host",
+        metavar="HOST",
+        help="the gateway's address in the link when [api] listens on 0.0.0.0 or ::"
+        " (default: this host's name.local)",
+    )
     add_config_argument(create)
     revoke = actions.add_parser("revoke", help="revoke a token by name; it stops working at once")
     revoke.add_argument("name", metavar="NAME")
@@ -187,6 +198,22 @@ def token(args: argparse.Namespace, extra: list[str]) -> int:
     from resilience.tokens_cli import token_command
 
     return token_command(args)
+
+
+# ---------------------------------------------------------------- tls-cert
+
+
+def _tls_cert_arguments(parser: argparse.ArgumentParser) -> None:
+    from resilience.tls_cli import tls_cert_arguments
+
+    tls_cert_arguments(parser)
+
+
+def tls_cert(args: argparse.Namespace, extra: list[str]) -> int:
+    """The API's TLS certificate: the site file's, checked, or a self-signed one made."""
+    from resilience.tls_cli import tls_cert_command
+
+    return tls_cert_command(args)
 
 
 # ---------------------------------------------------------------- ocpp-password
@@ -232,6 +259,12 @@ COMMANDS: dict[str, Command] = {
         help="create, revoke or list API tokens (in the store the site file names)",
         handler=token,
         add_arguments=_token_arguments,
+    ),
+    "tls-cert": Command(
+        help="check the API's TLS certificate, or make a self-signed one for this gateway"
+        " and add it to the site file; prints its SHA-256 fingerprint",
+        handler=tls_cert,
+        add_arguments=_tls_cert_arguments,
     ),
     "ocpp-password": Command(
         help="hash an OCPP station's Basic Auth password for [devices.<id>.ocpp] password_hash",

@@ -18,6 +18,7 @@ import time
 from resilience.auth import TokenError, TokenStore
 from resilience.config import ConfigError, load_site
 from resilience.store import Store
+from resilience.tls_cli import print_qr, signed_in_link
 
 
 def _actor() -> str:
@@ -61,6 +62,13 @@ def token_command(args: argparse.Namespace) -> int:
                 return 1
             _audit(path, "token_create", request, "accepted", f"{args.role} token {args.name}")
             print(f"{args.role} token {args.name!r} created in {path}; it is shown only once:")
+            if args.link:
+                link = signed_in_link(
+                    site.api.host, site.api.port, site.api.tls_files() is not None, secret,
+                    args.lan_host,
+                )  # fmt: skip
+                print_qr(link)
+                print(f"signed-in link: {link}")
             print(secret)
             return 0
         request = {"name": args.name}
