@@ -6,6 +6,7 @@ a mount added in `create_app`, in the order listed there (the UI's catch-all
 mount comes last, so it never hides a route).
 
     /api/v1/...          the API (routes.py), bearer tokens (security.py)
+    /api/v1/docs         Swagger UI, served from the package (docs.py), no token, no CDN
     /runbooks/NAME.md    a runbook as minimal HTML, read-only, no token (offline procedures)
     /                    the tablet UI (static files from resilience/ui/), no token needed to
                          load it: it asks for one
@@ -27,6 +28,7 @@ from starlette.types import Scope
 
 import resilience
 from resilience.api import markdown
+from resilience.api.docs import add_docs
 from resilience.api.metrics import router as metrics_router
 from resilience.api.routes import router as api_router
 from resilience.api.security import MUTATING, ApiContext, audit
@@ -121,7 +123,7 @@ def create_app(
             " EDXL-HAVE export. Authenticate with `Authorization: Bearer TOKEN`."
         ),
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served from the package by docs.py, not from a CDN
         redoc_url=None,
     )
     cache = StatusCache(controller)
@@ -137,6 +139,7 @@ def create_app(
 
     app.include_router(api_router)
     app.include_router(transport_router)
+    add_docs(app, SECURITY_HEADERS, UiFiles)
     app.include_router(metrics_router)
 
     books = runbooks_dir or _find_runbooks()

@@ -132,3 +132,22 @@ async def test_plain_http_on_the_lan_is_warned_on_the_tablet(ui: UiSite, page: A
         assert await page.is_visible("#plain-http-banner")
     finally:
         await server.stop()
+
+
+async def test_the_api_docs_render_offline_under_the_ui_policy(ui: UiSite, page: Any) -> None:
+    """Swagger UI from the package: it renders the schema's operations, every request
+    stays on the gateway, and the Content-Security-Policy blocks nothing it needs."""
+    requests: list[str] = []
+    violations: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on(
+        "console",
+        lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    await page.goto(ui.url + "/api/v1/docs")
+    await page.wait_for_selector(".opblock-summary-path")
+    paths = await page.locator(".opblock-summary-path").all_text_contents()
+    assert "/api/v1/status" in {p.replace("\u200b", "") for p in paths}, paths
+    assert len(paths) >= 20, paths
+    assert requests and all(url.startswith(ui.url + "/") for url in requests), requests
+    assert not violations, violations
