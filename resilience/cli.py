@@ -175,6 +175,11 @@ def _token_arguments(parser: argparse.ArgumentParser) -> None:
     )
     create.add_argument("--name", required=True, help="who or what holds it, e.g. tablet-hall")
     create.add_argument(
+        "--expires",
+        metavar="DURATION",
+        help="lifetime, e.g. 90m, 12h, 30d, 2w (default: until revoked)",
+    )
+    create.add_argument(
         "--link",
         action="store_true",
         help="also print the tablet UI's signed-in link and its QR code",
@@ -189,7 +194,19 @@ def _token_arguments(parser: argparse.ArgumentParser) -> None:
     revoke = actions.add_parser("revoke", help="revoke a token by name; it stops working at once")
     revoke.add_argument("name", metavar="NAME")
     add_config_argument(revoke)
-    listing = actions.add_parser("list", help="list live tokens (names and roles)")
+    rotate = actions.add_parser(
+        "rotate", help="a new secret for a token (same name and role); the old one is revoked"
+    )
+    rotate.add_argument("name", metavar="NAME")
+    rotate.add_argument(
+        "--expires",
+        metavar="DURATION",
+        help="lifetime of the new secret (default: as long as the old one was given)",
+    )
+    add_config_argument(rotate)
+    listing = actions.add_parser(
+        "list", help="list live tokens: name, role, created, expires, last used"
+    )
     add_config_argument(listing)
 
 
@@ -256,7 +273,7 @@ COMMANDS: dict[str, Command] = {
         add_arguments=_check_config_arguments,
     ),
     "token": Command(
-        help="create, revoke or list API tokens (in the store the site file names)",
+        help="create, rotate, revoke or list API tokens (in the store the site file names)",
         handler=token,
         add_arguments=_token_arguments,
     ),

@@ -175,4 +175,5 @@ async def close_app(app: FastAPI) -> None:
     """Stop the app's background work (the stream hub); open streams end."""
     ctx: ApiContext = app.state.api
     await ctx.hub.stop()
+    await ctx.flush_uses()
     await asyncio.to_thread(ctx.tokens.close)
