@@ -9,9 +9,10 @@
                                 its own: every answer there is live state or a secret (a new
                                 token), which no browser or proxy cache should keep
 
-`GET /api/v1/connection` (no token: the sign-in screen asks before a token is typed)
-tells the tablet whether the link is TLS and whether the gateway serves plain HTTP to
-the network (`allow_plain_http`), so the UI can show a warning banner.
+`GET /api/v1/connection` (no token: the sign-in screen asks before a token is typed;
+not in the OpenAPI schema, it is the UI's) tells the tablet whether the link is TLS and
+whether the gateway serves plain HTTP to the network (`allow_plain_http`), so the UI can
+show a warning banner.
 """
 
 from __future__ import annotations
@@ -75,9 +76,11 @@ def listen_section(request: Request) -> ApiSection:
 
 @router.get(
     "/connection",
-    tags=["auth"],
     summary="Whether this link is TLS, and whether the gateway serves plain HTTP on the LAN",
     response_model=Connection,
+    # the tablet UI's own question, like the UI's files and the runbooks: not part of the
+    # documented API (and with no parameter and no token, it has no input to fuzz)
+    include_in_schema=False,
 )
 async def connection(
     request: Request, api: Annotated[ApiSection, Depends(listen_section)]
