@@ -13,6 +13,8 @@ audit a refused mutating call under the caller's name.
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,6 +27,8 @@ from resilience.api.status import StatusCache
 from resilience.api.stream import Hub
 from resilience.auth import Expired, Principal, TokenStore, TokenUses
 from resilience.cycle import Controller
+
+log = logging.getLogger("resilience.api")
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -49,14 +53,22 @@ class ApiContext:
             return
         batch = self.uses.seen(principal.token_id, now)
         if batch:
-            task = asyncio.create_task(asyncio.to_thread(self.tokens.record_use, batch))
+            task = asyncio.create_task(self._write_uses(batch))
             self.writes.add(task)
             task.add_done_callback(self.writes.discard)
 
+    async def _write_uses(self, batch: dict[int, float]) -> None:
+        """Last use is a record for people, not for access: a write that fails (the file
+        busy past its timeout) is logged and dropped, never an error for a request."""
+        try:
+            await asyncio.to_thread(self.tokens.record_use, batch)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("tokens: last use of %d tokens not recorded (%s)", len(batch), exc)
+
     async def flush_uses(self) -> None:
         """Write the uses not yet written (on close) and wait for every write."""
-        await asyncio.gather(*self.writes, return_exceptions=True)
-        await asyncio.to_thread(self.tokens.record_use, self.uses.take(time.time()))
+        await asyncio.gather(*self.writes)
+        await self._write_uses(self.uses.take(time.time()))
 
 
 def context(request: Request) -> ApiContext:
