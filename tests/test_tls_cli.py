@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import grp
 import ipaddress
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -108,3 +110,16 @@ def test_token_create_link_prints_the_signed_in_link_and_its_qr_code(
     secret = out.strip().splitlines()[-1]
     assert f"signed-in link: https://192.0.2.7:8080/#token={secret}" in out
     assert "█" in out or "▀" in out  # the QR code, in half blocks
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another group needs root")
+def test_the_service_group_may_read_the_key(tmp_path: Path) -> None:
+    site = lan_site(tmp_path)
+    tls_dir = tmp_path / "tls"
+    assert cli.main(["tls-cert", "--config", str(site), "--dir", str(tls_dir),
+                     "--group", "daemon"]) == 0  # fmt: skip
+    key = (tls_dir / "key.pem").stat()
+    assert key.st_mode & 0o777 == 0o640 and key.st_gid == grp.getgrnam("daemon").gr_gid
+    assert tls_dir.stat().st_mode & 0o777 == 0o750
+    assert cli.main(["tls-cert", "--config", str(site), "--dir", str(tls_dir),
+                     "--group", "no-such-group"]) == 1  # fmt: skip
