@@ -165,6 +165,9 @@ def setup_tls(
             gid = grp.getgrnam(group).gr_gid
         except KeyError:
             raise TlsSetupError(f"--group: no group {group!r}") from None
+    elif ours.key.is_file() and ours.key.stat().st_mode & 0o040:
+        # run by hand without --group: a renewed key stays readable by the service's group
+        gid = ours.key.stat().st_gid
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o750 if gid >= 0 else 0o700)
     if gid >= 0:

@@ -123,3 +123,8 @@ def test_the_service_group_may_read_the_key(tmp_path: Path) -> None:
     assert tls_dir.stat().st_mode & 0o777 == 0o750
     assert cli.main(["tls-cert", "--config", str(site), "--dir", str(tls_dir),
                      "--group", "no-such-group"]) == 1  # fmt: skip
+    # by hand, without --group, a renewal keeps the key readable by the service's group
+    assert cli.main(["tls-cert", "--config", str(site), "--dir", str(tls_dir),
+                     "--ip", "192.0.2.9"]) == 0  # fmt: skip
+    key = (tls_dir / "key.pem").stat()
+    assert key.st_mode & 0o777 == 0o640 and key.st_gid == grp.getgrnam("daemon").gr_gid
