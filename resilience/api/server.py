@@ -128,10 +128,10 @@ async def start_api(
     files = api.tls_files()
     tls = None
     if files is not None:
-        from resilience import tls as tls_files
+        from resilience.tls import expiry_warning, server_context
 
-        tls = tls_files.server_context(files)
-        warning = tls_files.expiry_warning(files, datetime.datetime.now(datetime.UTC))
+        tls = server_context(files)
+        warning = expiry_warning(files, datetime.datetime.now(datetime.UTC))
         if warning is not None:
             log.warning(warning)
     elif api.plain_http_on_lan:
