@@ -180,6 +180,12 @@ class TokenUses:
         return True
 
 
+_COLUMNS = {
+    "id", "name", "role", "hash", "created_ts", "created_by", "revoked_ts", "revoked_by",
+    "expires_ts", "last_used_ts",
+}  # fmt: skip
+
+
 class TokenStore:
     """The tokens table of one site's SQLite file."""
 
@@ -190,6 +196,8 @@ class TokenStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = self._open()
         try:
+            if self._columns(db) >= _COLUMNS:
+                return  # up to date: no write lock taken (the API and the CLI open it often)
             db.enable_wal()
             # one writer at a time: two processes opening an old file migrate it once
             db.execute("BEGIN IMMEDIATE")
@@ -200,7 +208,7 @@ class TokenStore:
                 " created_by TEXT NOT NULL, revoked_ts REAL, revoked_by TEXT,"
                 " expires_ts REAL, last_used_ts REAL)"
             )
-            columns = {str(row[1]) for row in db.execute("PRAGMA table_info(tokens)")}
+            columns = self._columns(db)
             for column in ("expires_ts", "last_used_ts"):
                 if column not in columns:
                     db.execute(f"ALTER TABLE tokens ADD COLUMN {column} REAL")
@@ -211,6 +219,10 @@ class TokenStore:
             db.execute("COMMIT")
         finally:
             db.close()
+
+    @staticmethod
+    def _columns(db: Database) -> set[str]:
+        return {str(row[1]) for row in db.execute("PRAGMA table_info(tokens)").fetchall()}
 
     def _open(self) -> Database:
         conn = sqlite3.connect(str(self.path), timeout=self._timeout_s, isolation_level=None)
