@@ -139,7 +139,7 @@ demo: venv
 	  --config $(CONFIG) | tail -n 1); \
 	ui=$$($(BIN)/python -c 'import sys; from resilience.config import load_site; \
 	  api = load_site(sys.argv[1]).api; host = "127.0.0.1" if api.host in ("0.0.0.0", "::") else api.host; \
-	  print(f"http://{host}:{api.port}/")' $(CONFIG)); \
+	  scheme = "https" if api.tls_cert else "http"; print(f"{scheme}://{host}:{api.port}/")' $(CONFIG)); \
 	echo "demo: tablet UI          $$ui"; \
 	echo "demo: operator token     $$token"; \
 	echo "demo: signed-in link     $$ui#token=$$token"; \

@@ -1,6 +1,7 @@
 """API load against a running controller: does serving the tablets disturb the control loop?
 
     .venv/bin/python bench/api_load.py [--duration 30] [--rate 200] [--streams 20] [--idle 10]
+                                       [--tls]
 
 Three processes on loopback, as on the gateway:
 
@@ -11,6 +12,10 @@ Three processes on loopback, as on the gateway:
 3. a load generator in its own process (`--worker`): `--streams` clients on the live
    stream, plus `GET /api/v1/status` at `--rate` requests per second (open loop, new
    requests are sent on schedule whether or not earlier ones have answered).
+
+With `--tls` the API serves HTTPS (a self-signed certificate made for 127.0.0.1, as
+install.sh makes one for a gateway) and the clients verify it: the cost of TLS on the
+gateway's event loop, the controller's own.
 
 The control loop's jitter comes from its own cycle start times
 (`controller.stats.starts`): for each cycle, |start - previous start - period|.
@@ -48,10 +53,15 @@ def percentile(values: list[float], q: float) -> float:
 
 # ---------------------------------------------------------------------- the load generator
 async def worker(
-    url: str, token: str, duration_s: float, rate: float, streams: int
+    url: str, token: str, duration_s: float, rate: float, streams: int, cafile: str | None = None
 ) -> dict[str, Any]:
+    import ssl
+
     import httpx
 
+    verify: ssl.SSLContext | bool = (
+        ssl.create_default_context(cafile=cafile) if cafile is not None else True
+    )
     headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     latencies: list[float] = []
@@ -89,8 +99,8 @@ async def worker(
         latencies.append((time.perf_counter() - start) * 1000.0)
 
     async with (
-        httpx.AsyncClient(base_url=url, limits=limits, timeout=10.0) as client,
-        httpx.AsyncClient(base_url=url, timeout=None) as stream_client,
+        httpx.AsyncClient(base_url=url, limits=limits, timeout=10.0, verify=verify) as client,
+        httpx.AsyncClient(base_url=url, timeout=None, verify=verify) as stream_client,
     ):
         stream_tasks = [asyncio.create_task(one_stream(stream_client)) for _ in range(streams)]
         await one_request(client)  # warm one connection
@@ -182,7 +192,21 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             running = await start(config.with_ports(ports), store_path=str(Path(tmp) / "b.sqlite"))
             tokens = TokenStore(running.store.path)
             token = tokens.create("bench", "viewer", by="bench")
-            server = ApiServer(create_app(running.controller, tokens), "127.0.0.1", 0)
+            tls, cafile = None, "-"
+            if args.tls:
+                import datetime
+                import ipaddress
+
+                from resilience.config import TlsFiles
+                from resilience.tls import make_self_signed, server_context
+
+                now = datetime.datetime.now(datetime.UTC)
+                cert, key = make_self_signed([], [ipaddress.ip_address("127.0.0.1")], now)
+                files = TlsFiles(Path(tmp) / "cert.pem", Path(tmp) / "key.pem")
+                files.cert.write_bytes(cert)
+                files.key.write_bytes(key)
+                tls, cafile = server_context(files), str(files.cert)
+            server = ApiServer(create_app(running.controller, tokens), "127.0.0.1", 0, tls=tls)
             await server.start()
             controller = running.controller
             try:
@@ -208,6 +232,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     str(args.duration),
                     str(args.rate),
                     str(args.streams),
+                    cafile,
                     stdout=asyncio.subprocess.PIPE,
                 )
                 loaded_from = time.monotonic() + 1.0  # the worker's start-up is not load
@@ -219,6 +244,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 loaded = jitter_ms(starts, period, loaded_from, loaded_to)
                 result.update(
                     {
+                        "tls": bool(args.tls),
                         "cycle_period_ms": period * 1000,
                         "cycles_idle": len(idle),
                         "cycles_loaded": len(loaded),
@@ -247,8 +273,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        url, token, duration, rate, streams = sys.argv[2:7]
-        result = asyncio.run(worker(url, token, float(duration), float(rate), int(streams)))
+        url, token, duration, rate, streams, cafile = sys.argv[2:8]
+        result = asyncio.run(
+            worker(
+                url, token, float(duration), float(rate), int(streams),
+                None if cafile == "-" else cafile,
+            )
+        )  # fmt: skip
         print(json.dumps(result))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -257,6 +288,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="status requests per second")
     parser.add_argument("--streams", type=int, default=20, help="live-stream clients")
     parser.add_argument("--idle", type=float, default=10.0, help="[s] measured before the load")
+    parser.add_argument("--tls", action="store_true", help="serve HTTPS (self-signed, verified)")
     args = parser.parse_args()
     if not (0 < args.duration <= 600 and 0 < args.rate <= 2000 and 0 <= args.streams <= 200):
         parser.error("keep the load bounded: duration <= 600 s, rate <= 2000/s, streams <= 200")

@@ -9,9 +9,15 @@
 #      "dialout" so it can open RS-485 and serial adapters (/dev/ttyUSB*, /dev/ttyAMA*),
 #   3. installs the package into the virtualenv /opt/resilience/venv,
 #   4. puts the site file in /etc/resilience/site.toml (SITE_FILE, or the reference
-#      site if none is there yet) and checks it,
-#   5. makes /var/lib/resilience for the SQLite store,
-#   6. installs and enables the systemd unit, and starts it.
+#      site if none is there yet),
+#   5. gives the API its TLS certificate: unless the site file names one, a self-signed
+#      certificate for this gateway's names and addresses in /etc/resilience/tls (made by
+#      `resilience tls-cert`, renewed when it nears its end or the addresses change),
+#      added to the site file's [api]; prints its SHA-256 fingerprint, which a tablet's
+#      browser shows and must match; then checks the site file,
+#   6. makes /var/lib/resilience for the SQLite store; on the first install (no token
+#      yet) makes an operator token "tablet" and prints its signed-in link and QR code,
+#   7. installs and enables the systemd unit, and starts it.
 #
 # Running it again upgrades the software and keeps the site file and the data.
 # Logs: journalctl -u resilience -f    Status: systemctl status resilience
@@ -74,10 +80,24 @@ elif [ ! -f "$CONFIG_DIR/site.toml" ]; then
   chmod 0640 "$CONFIG_DIR/site.toml"
   say "installed the reference site: edit $CONFIG_DIR/site.toml for this site"
 fi
+
+say "TLS certificate for the API"
+addresses=()
+for address in $(hostname -I 2>/dev/null || true); do addresses+=(--ip "$address"); done
+host="$(hostname)"
+"$VENV/bin/resilience" tls-cert --config "$CONFIG_DIR/site.toml" --dir "$CONFIG_DIR/tls" \
+  --group "$USER_NAME" --name "$host" --name "$host.local" "${addresses[@]}"
 "$VENV/bin/resilience" check-config "$CONFIG_DIR/site.toml"
 
 say "data in $DATA_DIR"
 install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$DATA_DIR"
+as_service() { (cd "$DATA_DIR" && runuser -u "$USER_NAME" -- "$VENV/bin/resilience" "$@"); }
+if [ -z "$(as_service token list --config "$CONFIG_DIR/site.toml")" ]; then
+  say "first token: operator \"tablet\" (shown once; resilience token --help for more)"
+  lan_host="$(hostname -I 2>/dev/null | awk '{print $1}')"
+  as_service token create --role operator --name tablet --link --lan-host "${lan_host:-$host.local}" \
+    --config "$CONFIG_DIR/site.toml"
+fi
 
 say "systemd unit $UNIT"
 install -m 0644 "$SOURCE/deploy/resilience.service" "$UNIT"

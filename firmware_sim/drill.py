@@ -1546,7 +1546,9 @@ async def _start_api(
         print("drill: no API module yet: the controller runs alone", file=sys.stderr)
         return None
     try:
-        server = await start_api(running.controller, config.api.host, config.api.port)
+        server = await start_api(
+            running.controller, config.api.host, config.api.port, config.api
+        )
     except Exception as exc:  # the drill goes on without a tablet
         print(f"drill: the API did not start ({exc}); the controller runs alone", file=sys.stderr)
         return None

@@ -17,11 +17,22 @@ cache, so a token created or revoked from the command line while the controller
 runs takes effect at once. Names are unique among live tokens; a revoked row is
 kept, with its revocation time, as part of the record.
 
+A token may expire (`expires_ts`): past it, a lookup finds it expired (the API answers
+401 and audits it). `last_used_ts` is written by `record_use`, which the API calls at
+most once a minute for all the tokens used since (`TokenUses`), never per request.
+`rotate` revokes a live token and makes its successor (same name and role, a new
+secret) in one transaction.
+
 Table (ts = Unix seconds):
 
     tokens  id INTEGER PK, name TEXT, role TEXT, hash TEXT UNIQUE (sha256 hex),
-            created_ts REAL, created_by TEXT, revoked_ts REAL NULL, revoked_by TEXT NULL
+            created_ts REAL, created_by TEXT, revoked_ts REAL NULL, revoked_by TEXT NULL,
+            expires_ts REAL NULL, last_used_ts REAL NULL
             unique index on name WHERE revoked_ts IS NULL
+
+The last two columns came with token lifetimes: a file made before them gets them
+added (ALTER TABLE ... ADD COLUMN, NULL in every existing row: no expiry, never used
+since) the first time a TokenStore opens it; no row changes otherwise.
 
 Reads and writes touch the disk: from asyncio, call them through `asyncio.to_thread`.
 """
@@ -35,7 +46,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -65,13 +76,22 @@ def hash_token(token: str) -> str:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the token's name and its role."""
+    """Who is calling: the token's name and its role (and its row, for its last use)."""
 
     name: str
     role: str
+    token_id: int | None = field(default=None, compare=False)
 
     def allows(self, needed: str) -> bool:
         return role_allows(self.role, needed)
+
+
+@dataclass(frozen=True)
+class Expired:
+    """A live token past its expiry: refused, but the refusal names whose it was."""
+
+    principal: Principal
+    expires_ts: float
 
 
 @dataclass(frozen=True)
@@ -82,6 +102,27 @@ class TokenInfo:
     created_by: str
     revoked_ts: float | None
     revoked_by: str | None
+    expires_ts: float | None = None
+    last_used_ts: float | None = None
+
+
+MAX_LIFETIME_S = 10 * 365 * 86400
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`30d`, `12h`, `90m`, `2w`, `3600s` in seconds [s]; at least a minute, at most ten
+    years."""
+    match = _DURATION_RE.match(text)
+    if match is None:
+        raise TokenError(
+            f"expires: {text!r} is not a duration (a number and a unit: 90m, 12h, 30d, 2w)"
+        )
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if not 60 <= seconds <= MAX_LIFETIME_S:
+        raise TokenError(f"expires: {text!r} must be between 1 minute and 10 years")
+    return seconds
 
 
 def check_name(name: str) -> str:
@@ -100,6 +141,51 @@ def check_role(role: str) -> Role:
     raise TokenError(f"role: unknown role {role!r} (expected one of: {', '.join(ROLES)})")
 
 
+def _check_lifetime(expires_s: float | None) -> None:
+    if expires_s is not None and not 60 <= expires_s <= MAX_LIFETIME_S:
+        raise TokenError("expires: a lifetime must be between 1 minute and 10 years")
+
+
+class TokenUses:
+    """Coalesces the API's record of last use: each request notes its token here (in
+    memory), and at most once per `interval_s` [s] the tokens used since are handed out
+    to be written in one transaction (`TokenStore.record_use`), off the request. Also
+    bounds the audit of expired tokens: once per `interval_s` per token."""
+
+    def __init__(self, interval_s: float = 60.0) -> None:
+        self.interval_s = interval_s
+        self._pending: dict[int, float] = {}
+        self._flushed_at: float | None = None
+        self._expired_audited: dict[int, float] = {}
+
+    def seen(self, token_id: int, now: float) -> dict[int, float] | None:
+        """Note a use; returns the batch to write when one is due, else None."""
+        self._pending[token_id] = max(now, self._pending.get(token_id, now))
+        if self._flushed_at is not None and now - self._flushed_at < self.interval_s:
+            return None
+        return self.take(now)
+
+    def take(self, now: float) -> dict[int, float]:
+        """Every use noted since the last batch (and start a new interval)."""
+        batch, self._pending = self._pending, {}
+        self._flushed_at = now
+        return batch
+
+    def audit_expired(self, token_id: int, now: float) -> bool:
+        """Whether this refusal of an expired token is to be audited (once per interval)."""
+        last = self._expired_audited.get(token_id)
+        if last is not None and now - last < self.interval_s:
+            return False
+        self._expired_audited[token_id] = now
+        return True
+
+
+_COLUMNS = {
+    "id", "name", "role", "hash", "created_ts", "created_by", "revoked_ts", "revoked_by",
+    "expires_ts", "last_used_ts",
+}  # fmt: skip
+
+
 class TokenStore:
     """The tokens table of one site's SQLite file."""
 
@@ -110,20 +196,33 @@ class TokenStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = self._open()
         try:
+            if self._columns(db) >= _COLUMNS:
+                return  # up to date: no write lock taken (the API and the CLI open it often)
             db.enable_wal()
+            # one writer at a time: two processes opening an old file migrate it once
+            db.execute("BEGIN IMMEDIATE")
             db.execute(
                 "CREATE TABLE IF NOT EXISTS tokens ("
                 " id INTEGER PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL,"
                 " hash TEXT NOT NULL UNIQUE, created_ts REAL NOT NULL,"
-                " created_by TEXT NOT NULL, revoked_ts REAL, revoked_by TEXT)"
+                " created_by TEXT NOT NULL, revoked_ts REAL, revoked_by TEXT,"
+                " expires_ts REAL, last_used_ts REAL)"
             )
+            columns = self._columns(db)
+            for column in ("expires_ts", "last_used_ts"):
+                if column not in columns:
+                    db.execute(f"ALTER TABLE tokens ADD COLUMN {column} REAL")
             db.execute(
                 "CREATE UNIQUE INDEX IF NOT EXISTS tokens_live_name"
                 " ON tokens(name) WHERE revoked_ts IS NULL"
             )
-            db.conn.commit()
+            db.execute("COMMIT")
         finally:
             db.close()
+
+    @staticmethod
+    def _columns(db: Database) -> set[str]:
+        return {str(row[1]) for row in db.execute("PRAGMA table_info(tokens)").fetchall()}
 
     def _open(self) -> Database:
         conn = sqlite3.connect(str(self.path), timeout=self._timeout_s, isolation_level=None)
@@ -139,17 +238,29 @@ class TokenStore:
         return conn
 
     # ------------------------------------------------------------------ changes
-    def create(self, name: str, role: str, *, by: str, now: float | None = None) -> str:
-        """A new token for `name` with `role`; returns the token, which is never stored."""
+    def create(
+        self,
+        name: str,
+        role: str,
+        *,
+        by: str,
+        now: float | None = None,
+        expires_s: float | None = None,
+    ) -> str:
+        """A new token for `name` with `role`, valid for `expires_s` [s] (None: until
+        revoked); returns the token, which is never stored."""
         check_name(name)
         checked = check_role(role)
+        _check_lifetime(expires_s)
         token = secrets.token_urlsafe(32)
+        now = time.time() if now is None else now
+        expires = None if expires_s is None else now + expires_s
         db = self._open()
         try:
             db.execute(
-                "INSERT INTO tokens (name, role, hash, created_ts, created_by)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [name, checked, hash_token(token), time.time() if now is None else now, by],
+                "INSERT INTO tokens (name, role, hash, created_ts, created_by, expires_ts)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [name, checked, hash_token(token), now, by, expires],
             )
         except sqlite3.IntegrityError:
             raise TokenError(
@@ -158,6 +269,64 @@ class TokenStore:
         finally:
             db.close()
         return token
+
+    def rotate(
+        self, name: str, *, by: str, now: float | None = None, expires_s: float | None = None
+    ) -> tuple[str, TokenInfo]:
+        """Revoke the live token `name` and make its successor (same name and role, a new
+        secret) in one transaction; returns the new token and its row. The successor
+        lives `expires_s` [s], or as long as the old one was given, or until revoked."""
+        _check_lifetime(expires_s)
+        now = time.time() if now is None else now
+        token = secrets.token_urlsafe(32)
+        db = self._open()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(
+                    "SELECT id, role, created_ts, expires_ts FROM tokens"
+                    " WHERE name = ? AND revoked_ts IS NULL",
+                    [name],
+                ).fetchall()
+                if not rows:
+                    raise TokenError(f"name: no live token named {name!r}")
+                old_id, role, created, old_expires = rows[0]
+                if expires_s is None and old_expires is not None:
+                    expires_s = max(60.0, float(old_expires) - float(created))
+                expires = None if expires_s is None else now + expires_s
+                db.execute(
+                    "UPDATE tokens SET revoked_ts = ?, revoked_by = ? WHERE id = ?",
+                    [now, by, old_id],
+                )
+                db.execute(
+                    "INSERT INTO tokens (name, role, hash, created_ts, created_by, expires_ts)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [name, role, hash_token(token), now, by, expires],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        finally:
+            db.close()
+        return token, TokenInfo(name, str(role), now, by, None, None, expires, None)
+
+    def record_use(self, used: dict[int, float]) -> None:
+        """Write each token's last use [Unix s] (token id -> time), in one transaction; a
+        time older than the one stored is ignored."""
+        if not used:
+            return
+        db = self._open()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.conn.executemany(
+                "UPDATE tokens SET last_used_ts = ?"
+                " WHERE id = ? AND (last_used_ts IS NULL OR last_used_ts < ?)",
+                [(ts, token_id, ts) for token_id, ts in used.items()],
+            )
+            db.execute("COMMIT")
+        finally:
+            db.close()
 
     def revoke(self, name: str, *, by: str, now: float | None = None) -> bool:
         """Revoke the live token named `name`; False when there is none."""
@@ -173,15 +342,17 @@ class TokenStore:
             db.close()
 
     # ------------------------------------------------------------------ reads
-    def lookup(self, token: str) -> Principal | None:
-        """The live token's name and role, or None (unknown, revoked or malformed)."""
+    def check(self, token: str, now: float | None = None) -> Principal | Expired | None:
+        """The live token's name and role; Expired past its expiry; None when unknown,
+        revoked or malformed."""
         if not _TOKEN_RE.match(token):
             return None
         digest = hash_token(token)
         rows = (  # fetchall: the statement completes, so no read transaction stays open
             self._reader()
             .execute(
-                "SELECT name, role, hash FROM tokens WHERE hash = ? AND revoked_ts IS NULL",
+                "SELECT name, role, hash, id, expires_ts FROM tokens"
+                " WHERE hash = ? AND revoked_ts IS NULL",
                 [digest],
             )
             .fetchall()
@@ -189,15 +360,23 @@ class TokenStore:
         row = rows[0] if rows else None
         if row is None or not hmac.compare_digest(str(row[2]), digest):
             return None
-        return Principal(str(row[0]), str(row[1]))
+        principal = Principal(str(row[0]), str(row[1]), int(row[3]))
+        if row[4] is not None and float(row[4]) <= (time.time() if now is None else now):
+            return Expired(principal, float(row[4]))
+        return principal
+
+    def lookup(self, token: str, now: float | None = None) -> Principal | None:
+        """The live, unexpired token's name and role, or None."""
+        found = self.check(token, now)
+        return found if isinstance(found, Principal) else None
 
     def list(self, *, include_revoked: bool = False) -> list[TokenInfo]:
         where = "" if include_revoked else " WHERE revoked_ts IS NULL"
         rows = (
             self._reader()
             .execute(
-                "SELECT name, role, created_ts, created_by, revoked_ts, revoked_by"
-                f" FROM tokens{where} ORDER BY id"
+                "SELECT name, role, created_ts, created_by, revoked_ts, revoked_by,"
+                f" expires_ts, last_used_ts FROM tokens{where} ORDER BY id"
             )
             .fetchall()
         )

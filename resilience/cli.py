@@ -174,11 +174,39 @@ def _token_arguments(parser: argparse.ArgumentParser) -> None:
         "--role", required=True, choices=("viewer", "responder", "operator", "admin")
     )
     create.add_argument("--name", required=True, help="who or what holds it, e.g. tablet-hall")
+    create.add_argument(
+        "--expires",
+        metavar="DURATION",
+        help="lifetime, e.g. 90m, 12h, 30d, 2w (default: until revoked)",
+    )
+    create.add_argument(
+        "--link",
+        action="store_true",
+        help="also print the tablet UI's signed-in link and its QR code",
+    )
+    create.add_argument(
+        "--lan-host",
+        metavar="HOST",
+        help="the gateway's address in the link when [api] listens on 0.0.0.0 or ::"
+        " (default: this host's name.local)",
+    )
     add_config_argument(create)
     revoke = actions.add_parser("revoke", help="revoke a token by name; it stops working at once")
     revoke.add_argument("name", metavar="NAME")
     add_config_argument(revoke)
-    listing = actions.add_parser("list", help="list live tokens (names and roles)")
+    rotate = actions.add_parser(
+        "rotate", help="a new secret for a token (same name and role); the old one is revoked"
+    )
+    rotate.add_argument("name", metavar="NAME")
+    rotate.add_argument(
+        "--expires",
+        metavar="DURATION",
+        help="lifetime of the new secret (default: as long as the old one was given)",
+    )
+    add_config_argument(rotate)
+    listing = actions.add_parser(
+        "list", help="list live tokens: name, role, created, expires, last used"
+    )
     add_config_argument(listing)
 
 
@@ -187,6 +215,22 @@ def token(args: argparse.Namespace, extra: list[str]) -> int:
     from resilience.tokens_cli import token_command
 
     return token_command(args)
+
+
+# ---------------------------------------------------------------- tls-cert
+
+
+def _tls_cert_arguments(parser: argparse.ArgumentParser) -> None:
+    from resilience.tls_cli import tls_cert_arguments
+
+    tls_cert_arguments(parser)
+
+
+def tls_cert(args: argparse.Namespace, extra: list[str]) -> int:
+    """The API's TLS certificate: the site file's, checked, or a self-signed one made."""
+    from resilience.tls_cli import tls_cert_command
+
+    return tls_cert_command(args)
 
 
 # ---------------------------------------------------------------- ocpp-password
@@ -229,9 +273,15 @@ COMMANDS: dict[str, Command] = {
         add_arguments=_check_config_arguments,
     ),
     "token": Command(
-        help="create, revoke or list API tokens (in the store the site file names)",
+        help="create, rotate, revoke or list API tokens (in the store the site file names)",
         handler=token,
         add_arguments=_token_arguments,
+    ),
+    "tls-cert": Command(
+        help="check the API's TLS certificate, or make a self-signed one for this gateway"
+        " and add it to the site file; prints its SHA-256 fingerprint",
+        handler=tls_cert,
+        add_arguments=_tls_cert_arguments,
     ),
     "ocpp-password": Command(
         help="hash an OCPP station's Basic Auth password for [devices.<id>.ocpp] password_hash",

@@ -372,16 +372,71 @@ class DispatchSection(_Model):
         }
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """Where the API's certificate (PEM, leaf first) and its private key (PEM, unencrypted)
+    are."""
+
+    cert: Path
+    key: Path
+
+
 class ApiSection(_Model):
-    """Where the API and the tablet UI listen. Loopback by default: a LAN address is a choice."""
+    """Where the API and the tablet UI listen. Loopback by default: a LAN address is a choice,
+    and it needs TLS (`tls_cert`, `tls_key`: deploy/install.sh makes a self-signed pair) or
+    an explicit `allow_plain_http = true` (bearer tokens would cross the network in clear)."""
 
     host: str = Field(default="127.0.0.1", min_length=1)
     port: Annotated[int, Field(ge=0, le=65535)] = 8080  # 0: any free port (tests)
+    tls_cert: Path | None = None
+    """PEM certificate (leaf first) the API serves HTTPS with; relative paths are from the
+    working directory, as store_path."""
+    tls_key: Path | None = None
+    """PEM private key of tls_cert, unencrypted (readable by root and the service only)."""
+    allow_plain_http: bool = False
+    """Serve plain HTTP on a non-loopback host anyway (warned at start and on the tablet)."""
 
     @field_validator("host")
     @classmethod
     def _host(cls, host: str) -> str:
         return _listen_host(host)
+
+    @property
+    def loopback(self) -> bool:
+        """Whether only this machine can reach the API (127.0.0.0/8, ::1, localhost)."""
+        return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
+
+    def tls_files(self) -> TlsFiles | None:
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        return TlsFiles(self.tls_cert, self.tls_key)
+
+    @property
+    def plain_http_on_lan(self) -> bool:
+        """Plain HTTP reachable from the network: allowed only by allow_plain_http."""
+        return self.tls_files() is None and not self.loopback
+
+
+def _check_api(api: ApiSection) -> list[tuple[str, str]]:
+    """TLS files that load and match, or a loopback host, or an explicit plain-HTTP choice."""
+    if (api.tls_cert is None) != (api.tls_key is None):
+        have, missing = ("tls_cert", "tls_key") if api.tls_key is None else ("tls_key", "tls_cert")
+        return [(f"api.{missing}", f"required with api.{have} (the certificate and its key)")]
+    files = api.tls_files()
+    if files is not None:
+        from resilience.tls import check_pair  # cryptography: only for a site that uses TLS
+
+        return [(f"api.{key}", reason) for key, reason in check_pair(files)]
+    if not api.loopback and not api.allow_plain_http:
+        return [
+            (
+                "api.host",
+                f"{api.host} is not a loopback address and [api] has no tls_cert and tls_key:"
+                " bearer tokens would cross the network in clear text. Give a certificate"
+                " (deploy/install.sh makes one) or set allow_plain_http = true",
+            )
+        ]
+    return []
 
 
 def _listen_host(host: str) -> str:
@@ -1034,7 +1089,7 @@ def _check_ocpp_identities(config: SiteConfig) -> list[tuple[str, str]]:
 
 def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
     """Problems that single fields cannot show: (key path, reason) pairs."""
-    problems: list[tuple[str, str]] = []
+    problems: list[tuple[str, str]] = _check_api(config.api)
     devices = config.devices
     cycle = config.site.cycle_period_s
 

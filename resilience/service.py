@@ -159,7 +159,9 @@ async def serve(
             from resilience.api.server import start_api
 
             try:
-                server = await start_api(running.controller, config.api.host, config.api.port)
+                server = await start_api(
+                    running.controller, config.api.host, config.api.port, config.api
+                )
             except OSError as exc:
                 announce(f"resilience: {exc}")
                 return 1

@@ -6,6 +6,7 @@ a mount added in `create_app`, in the order listed there (the UI's catch-all
 mount comes last, so it never hides a route).
 
     /api/v1/...          the API (routes.py), bearer tokens (security.py)
+    /api/v1/docs         Swagger UI, served from the package (docs.py), no token, no CDN
     /runbooks/NAME.md    a runbook as minimal HTML, read-only, no token (offline procedures)
     /                    the tablet UI (static files from resilience/ui/), no token needed to
                          load it: it asks for one
@@ -27,12 +28,16 @@ from starlette.types import Scope
 
 import resilience
 from resilience.api import markdown
+from resilience.api.docs import add_docs
 from resilience.api.metrics import router as metrics_router
 from resilience.api.routes import router as api_router
 from resilience.api.security import MUTATING, ApiContext, audit
 from resilience.api.status import StatusCache
 from resilience.api.stream import Hub
+from resilience.api.transport import TransportHeaders
+from resilience.api.transport import router as transport_router
 from resilience.auth import Principal, TokenStore
+from resilience.config import ApiSection
 from resilience.cycle import Controller
 
 log = logging.getLogger("resilience.api")
@@ -104,8 +109,11 @@ def create_app(
     ui_dir: Path | None = UI_DIR,
     runbooks_dir: Path | None = None,
     hub: Hub | None = None,
+    api: ApiSection | None = None,
 ) -> FastAPI:
-    """The API, UI and runbooks over `controller`; tokens live in its store's SQLite file."""
+    """The API, UI and runbooks over `controller`; tokens live in its store's SQLite file.
+    `api` is the site file's [api] section the app is served under (for the plain-HTTP
+    warning; default loopback)."""
     app = FastAPI(
         title="resilience",
         version=resilience.__version__ if hasattr(resilience, "__version__") else "0.1.0",
@@ -115,7 +123,7 @@ def create_app(
             " EDXL-HAVE export. Authenticate with `Authorization: Bearer TOKEN`."
         ),
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served from the package by docs.py, not from a CDN
         redoc_url=None,
     )
     cache = StatusCache(controller)
@@ -125,9 +133,13 @@ def create_app(
         cache=cache,
         hub=hub if hub is not None else Hub(controller, cache),
     )
+    app.state.listen = api if api is not None else ApiSection()
     app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_middleware(TransportHeaders)
 
     app.include_router(api_router)
+    app.include_router(transport_router)
+    add_docs(app, SECURITY_HEADERS, UiFiles)
     app.include_router(metrics_router)
 
     books = runbooks_dir or _find_runbooks()
@@ -163,4 +175,5 @@ async def close_app(app: FastAPI) -> None:
     """Stop the app's background work (the stream hub); open streams end."""
     ctx: ApiContext = app.state.api
     await ctx.hub.stop()
+    await ctx.flush_uses()
     await asyncio.to_thread(ctx.tokens.close)

@@ -26,8 +26,11 @@ controller's published state at scrape time; it never touches a device.
     resilience_alarm_active{code}              1 for each active alarm
     resilience_store_healthy / _backlog / _dropped_telemetry_total
 
-Unauthenticated and read-only, like a node exporter on the site LAN: it shows
-no token, name or command. Units are in the names (Prometheus conventions).
+Read-only, and it needs a token (any role: viewer and above), like the status it
+summarises: unauthenticated, anyone on the shelter's LAN could see whether it runs on
+batteries and how much energy is left in each car. Prometheus sends one with
+`authorization: {credentials_file: ...}` in its scrape config (README). It shows no
+token, name or command. Units are in the names (Prometheus conventions).
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
+from resilience.api.security import require
 from resilience.model import Mode, Tier
 
 if TYPE_CHECKING:
@@ -231,7 +235,7 @@ def metrics_for(app: FastAPI, controller: Controller) -> CollectorRegistry:
     return registry
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(require("viewer"))])
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition of the controller (see the module docstring)."""
     controller: Controller = request.app.state.api.controller

@@ -29,7 +29,7 @@ from resilience.api.edxl import edxl_have
 from resilience.api.security import ApiContext, audit, context, require
 from resilience.api.status import iso
 from resilience.api.stream import alarm_json, event_json
-from resilience.auth import NAME_PATTERN, Principal, TokenError
+from resilience.auth import MAX_LIFETIME_S, NAME_PATTERN, Principal, TokenError
 from resilience.auth import Role as RoleName
 from resilience.occupancy import Kind, Source
 
@@ -80,12 +80,16 @@ class RegisterBody(_Body):
 class TokenBody(_Body):
     name: str = Field(pattern=NAME_PATTERN)
     role: RoleName
+    expires_in_s: int | None = Field(
+        default=None, ge=60, le=MAX_LIFETIME_S, description="[s] lifetime; none: until revoked"
+    )
 
 
 class TokenCreated(BaseModel):
     name: str
     role: str
     token: str
+    expires_ts: float | None = None
 
 
 def _refused(status: int, command: str, detail: str, outcome: str = "refused") -> JSONResponse:
@@ -556,6 +560,8 @@ async def list_tokens(ctx: Ctx, _: Admin) -> dict[str, Any]:
                 "role": t.role,
                 "created_ts": t.created_ts,
                 "created_by": t.created_by,
+                "expires_ts": t.expires_ts,
+                "last_used_ts": t.last_used_ts,
             }
             for t in rows
         ]
@@ -571,16 +577,25 @@ async def list_tokens(ctx: Ctx, _: Admin) -> dict[str, Any]:
     response_model=TokenCreated,
 )
 async def create_token(ctx: Ctx, principal: Admin, body: TokenBody) -> TokenCreated | JSONResponse:
-    args = {"name": body.name, "role": body.role}
+    args: dict[str, Any] = {"name": body.name, "role": body.role}
+    if body.expires_in_s is not None:
+        args["expires_in_s"] = body.expires_in_s
+    now = ctx.controller.wall()
     try:
         token = await asyncio.to_thread(
-            ctx.tokens.create, body.name, body.role, by=principal.name, now=ctx.controller.wall()
+            ctx.tokens.create,
+            body.name,
+            body.role,
+            by=principal.name,
+            now=now,
+            expires_s=body.expires_in_s,
         )
     except TokenError as exc:
         await audit(ctx, principal, "token_create", args, "refused", str(exc))
         return _refused(409, "token_create", str(exc))
     await audit(ctx, principal, "token_create", args, "accepted", f"{body.role} token {body.name}")
-    return TokenCreated(name=body.name, role=body.role, token=token)
+    expires = None if body.expires_in_s is None else now + body.expires_in_s
+    return TokenCreated(name=body.name, role=body.role, token=token, expires_ts=expires)
 
 
 @router.delete(

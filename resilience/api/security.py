@@ -3,7 +3,9 @@
 `require(role)` is a FastAPI dependency: it reads `Authorization: Bearer TOKEN`,
 looks the token up in the site's token table (per request, no cache: a token
 revoked from the command line stops working at once), and answers 401 for a
-missing or unknown token, 403 for a role that may not do this. The caller's
+missing, unknown or expired token (an expired one is audited, at most once a minute
+per token), 403 for a role that may not do this. Each token's last use is noted in
+memory and written at most once a minute (`TokenUses`), never on every request. The caller's
 `Principal` is left on `request.state.principal` so the error handlers can
 audit a refused mutating call under the caller's name.
 """
@@ -11,8 +13,11 @@ audit a refused mutating call under the caller's name.
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Depends, HTTPException, Request
@@ -20,8 +25,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from resilience.api.status import StatusCache
 from resilience.api.stream import Hub
-from resilience.auth import Principal, TokenStore
+from resilience.auth import Expired, Principal, TokenStore, TokenUses
 from resilience.cycle import Controller
+
+log = logging.getLogger("resilience.api")
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -37,6 +44,31 @@ class ApiContext:
     tokens: TokenStore
     cache: StatusCache
     hub: Hub
+    uses: TokenUses = field(default_factory=TokenUses)
+    writes: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def note_use(self, principal: Principal, now: float) -> None:
+        """Note the token's use; when a batch is due, write it in a task of its own."""
+        if principal.token_id is None:
+            return
+        batch = self.uses.seen(principal.token_id, now)
+        if batch:
+            task = asyncio.create_task(self._write_uses(batch))
+            self.writes.add(task)
+            task.add_done_callback(self.writes.discard)
+
+    async def _write_uses(self, batch: dict[int, float]) -> None:
+        """Last use is a record for people, not for access: a write that fails (the file
+        busy past its timeout) is logged and dropped, never an error for a request."""
+        try:
+            await asyncio.to_thread(self.tokens.record_use, batch)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("tokens: last use of %d tokens not recorded (%s)", len(batch), exc)
+
+    async def flush_uses(self) -> None:
+        """Write the uses not yet written (on close) and wait for every write."""
+        await asyncio.gather(*self.writes)
+        await self._write_uses(self.uses.take(time.time()))
 
 
 def context(request: Request) -> ApiContext:
@@ -77,13 +109,24 @@ def require(role: str) -> Callable[..., Awaitable[Principal]]:
                 headers={"WWW-Authenticate": "Bearer"},
             )
         ctx = context(request)
-        principal = await asyncio.to_thread(ctx.tokens.lookup, credentials.credentials)
-        if principal is None:
+        now = ctx.controller.wall()
+        found = await asyncio.to_thread(ctx.tokens.check, credentials.credentials, now)
+        if isinstance(found, Expired):
+            detail = f"Authorization: token {found.principal.name!r} has expired; ask for a new one"
+            if ctx.uses.audit_expired(found.principal.token_id or 0, now):
+                await audit(
+                    ctx, found.principal, f"{request.method} {request.url.path}", {},
+                    "refused", f"token expired at {found.expires_ts:.0f}",
+                )  # fmt: skip
+            raise HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+        if found is None:
             raise HTTPException(
                 401,
                 "Authorization: unknown or revoked token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        principal = found
+        ctx.note_use(principal, now)
         request.state.principal = principal
         if not principal.allows(role):
             detail = f"role: {principal.role} may not do this (needs {role} or above)"

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import logging
 import socket
-from collections.abc import Iterator
+import ssl
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from fastapi import FastAPI
 
 from resilience.api.app import close_app, create_app
+from resilience.config import ApiSection
 from resilience.cycle import Controller
+
+log = logging.getLogger("resilience.api")
 
 
 class _Server(uvicorn.Server):
@@ -36,9 +42,16 @@ class AppServer:
     """
 
     def __init__(
-        self, app: FastAPI, host: str = "127.0.0.1", port: int = 8080, *, name: str = "api"
+        self,
+        app: FastAPI,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        name: str = "api",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.app = app
+        self.tls = tls
         self.host = host
         self.requested_port = port
         self.name = name
@@ -49,7 +62,14 @@ class AppServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
+
+    def _tls_context(
+        self, config: uvicorn.Config, default: Callable[[], ssl.SSLContext]
+    ) -> ssl.SSLContext:
+        assert self.tls is not None
+        return self.tls
 
     async def start(self) -> str:
         """Bind and start serving; returns the URL."""
@@ -74,6 +94,7 @@ class AppServer:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=2,
+            ssl_context_factory=self._tls_context if self.tls is not None else None,
         )
         self._server = _Server(config)
         self._task = asyncio.create_task(
@@ -97,8 +118,28 @@ class ApiServer(AppServer):
         await super().stop()
 
 
-async def start_api(controller: Controller, host: str, port: int) -> ApiServer:
-    """The app over `controller` (tokens in its store's file), serving on host:port."""
-    server = ApiServer(create_app(controller), host, port)
+async def start_api(
+    controller: Controller, host: str, port: int, api: ApiSection | None = None
+) -> ApiServer:
+    """The app over `controller` (tokens in its store's file), serving on host:port: HTTPS
+    when `api` (the site file's [api]) gives a certificate, plain HTTP otherwise (warned
+    when that reaches beyond loopback, which check-config allows only on request)."""
+    api = api if api is not None else ApiSection()
+    files = api.tls_files()
+    tls = None
+    if files is not None:
+        from resilience.tls import expiry_warning, server_context
+
+        tls = server_context(files)
+        warning = expiry_warning(files, datetime.datetime.now(datetime.UTC))
+        if warning is not None:
+            log.warning(warning)
+    elif api.plain_http_on_lan:
+        log.warning(
+            "api: serving plain HTTP on %s (allow_plain_http = true): bearer tokens cross the"
+            " network in clear text; give [api] tls_cert and tls_key (deploy/install.sh)",
+            api.host,
+        )
+    server = ApiServer(create_app(controller, api=api), host, port, tls=tls)
     await server.start()
     return server

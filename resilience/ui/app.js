@@ -560,6 +560,19 @@ function setTheme(theme) {
   $("theme-toggle").textContent = t(theme === "dark" ? "top.theme_light" : "top.theme_dark");
 }
 
+// The gateway says whether it serves plain HTTP beyond loopback (allow_plain_http): then
+// tokens cross the Wi-Fi in clear text, and the tablet says so above everything.
+async function checkConnection() {
+  try {
+    const response = await fetch("/api/v1/connection");
+    if (!response.ok) return;
+    const link = await response.json();
+    $("plain-http-banner").hidden = !link.plain_http_on_lan;
+  } catch {
+    // no answer: the connection state shows that already
+  }
+}
+
 async function start() {
   const params = new URLSearchParams(location.hash.slice(1));
   const fromLink = params.get("token"); // make demo prints a URL with #token=...: never sent to the server
@@ -570,6 +583,7 @@ async function start() {
   await loadLanguage(preferred);
   document.documentElement.dataset.theme = localStorage.getItem(THEME_KEY) || "light";
   renderAll();
+  await checkConnection();
 
   $("login-form").addEventListener("submit", (event) => {
     event.preventDefault();

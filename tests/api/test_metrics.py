@@ -10,7 +10,7 @@ from tests.api.conftest import Api
 
 
 async def scrape(api: Api) -> dict[str, list[Sample]]:
-    response = await api.client(role=None).get("/metrics")
+    response = await api.client("viewer").get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     families: dict[str, list[Sample]] = {}
@@ -97,3 +97,16 @@ async def test_each_app_has_its_own_registry(api: Api) -> None:
     two = create_app(controller, ui_dir=None)
     assert metrics_for(one, controller) is metrics_for(one, controller)
     assert metrics_for(one, controller) is not metrics_for(two, controller)
+
+
+async def test_metrics_need_a_token(api: Api) -> None:
+    """Unauthenticated, anyone on the LAN would see the mode, the devices up and the
+    energy in each car: any role's token may scrape, none may not."""
+    anonymous = await api.client(role=None).get("/metrics")
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    assert "resilience_mode" not in anonymous.text
+    assert (await api.client(token="y" * 43).get("/metrics")).status_code == 401
+    scraped = await api.client("viewer").get("/metrics")
+    assert scraped.status_code == 200 and "resilience_mode" in scraped.text
+    assert scraped.headers["cache-control"] == "no-store"

@@ -70,4 +70,5 @@ def test_api_section_defaults_and_validation() -> None:
     with pytest.raises(ConfigError) as err:
         parse_site({**data, "api": {"bind": "x"}}, "site.toml")
     assert "api.bind: unknown key" in str(err.value)
-    assert parse_site({**data, "api": {"host": "0.0.0.0", "port": 8443}}).api.port == 8443
+    lan = {"host": "0.0.0.0", "port": 8443, "allow_plain_http": True}
+    assert parse_site({**data, "api": lan}).api.port == 8443  # TLS: tests/api/test_tls.py

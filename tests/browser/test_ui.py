@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from resilience.api import ApiServer, create_app
+from resilience.config import ApiSection
 from resilience.model import Mode
 from tools.uisite import PHONE, UiSite
 
@@ -108,3 +110,44 @@ async def test_a_dropped_stream_shows_connection_lost(ui: UiSite, page: Any) -> 
     await page.wait_for_selector("#lost-banner:not([hidden])", timeout=10_000)
     assert await page.get_attribute("body", "data-connection") == "lost"
     assert "Connection lost" in await page.text_content("#lost-banner")
+
+
+async def test_plain_http_on_the_lan_is_warned_on_the_tablet(ui: UiSite, page: Any) -> None:
+    """A gateway that serves plain HTTP beyond loopback (allow_plain_http) says so on the
+    sign-in screen, before a token is typed, and on the dashboard; one on loopback or TLS
+    does not (the `ui` site is loopback)."""
+    await page.goto(ui.url + "/")
+    await page.wait_for_selector('body[data-ready="true"]')
+    assert not await page.is_visible("#plain-http-banner")
+    lan = ApiSection(host="0.0.0.0", allow_plain_http=True)
+    server = ApiServer(create_app(ui.running.controller, api=lan), "127.0.0.1", 0)
+    await server.start()
+    try:
+        await page.goto(server.url + "/")
+        await page.wait_for_selector("#plain-http-banner:not([hidden])")
+        assert "plain HTTP" in await page.text_content("#plain-http-banner")
+        await page.fill("#token-input", ui.tokens["viewer"])
+        await page.click("#login-form button[type=submit]")
+        await page.wait_for_selector('body[data-connection="live"]')
+        assert await page.is_visible("#plain-http-banner")
+    finally:
+        await server.stop()
+
+
+async def test_the_api_docs_render_offline_under_the_ui_policy(ui: UiSite, page: Any) -> None:
+    """Swagger UI from the package: it renders the schema's operations, every request
+    stays on the gateway, and the Content-Security-Policy blocks nothing it needs."""
+    requests: list[str] = []
+    violations: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on(
+        "console",
+        lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    await page.goto(ui.url + "/api/v1/docs")
+    await page.wait_for_selector(".opblock-summary-path")
+    paths = await page.locator(".opblock-summary-path").all_text_contents()
+    assert "/api/v1/status" in {p.replace("\u200b", "") for p in paths}, paths
+    assert len(paths) >= 20, paths
+    assert requests and all(url.startswith(ui.url + "/") for url in requests), requests
+    assert not violations, violations

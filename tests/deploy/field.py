@@ -47,9 +47,10 @@ def site_file_text(
     device_values: Mapping[str, str] | None = None,
     base: str | None = None,
     ocpp_port: int | None = None,
+    api_tls: tuple[str, str] | None = None,
 ) -> str:
     """The reference site file with each device at `ports[device]`, the store at
-    `store_path`, the API on 127.0.0.1:`api_port`.
+    `store_path`, the API on 127.0.0.1:`api_port` (HTTPS with `api_tls`: (cert, key)).
 
     `values` replaces keys of plain sections ({"grid": {"return_to_service_s": "2.0"}}),
     `device_values` keys of every device section ({"timeout_s": "0.2"}); the values are
@@ -87,7 +88,10 @@ def site_file_text(
     missing += [f"[devices.{d}] port" for d in ports if (f"devices.{d}", "port") not in found]
     if missing:
         raise ValueError(f"not in the site file: {', '.join(missing)}")
-    out += ["", "[api]", 'host = "127.0.0.1"', f"port = {api_port}", ""]
+    out += ["", "[api]", 'host = "127.0.0.1"', f"port = {api_port}"]
+    if api_tls is not None:
+        out += [f'tls_cert = "{api_tls[0]}"', f'tls_key = "{api_tls[1]}"']
+    out += [""]
     if ocpp_port is not None:
         out += ["[ocpp]", 'host = "127.0.0.1"', f"port = {ocpp_port}", ""]
     return "\n".join(out)

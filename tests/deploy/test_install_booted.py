@@ -10,6 +10,10 @@ on systemd's record, the journal and the plant's:
   and the plant records no violation;
 - SIGSTOP of the main process: the watchdog kills it, systemd restarts it, and the new
   process reads the field again before it is READY;
+- install.sh made the API's certificate (for the gateway's names and addresses) and
+  printed its SHA-256 fingerprint, which matches the file; the API answers over HTTPS
+  verified against that certificate (and HSTS with it), and install.sh printed the
+  first token's signed-in https link;
 - `systemctl stop` is clean (exit 0, no SIGKILL) within TimeoutStopSec;
 - install.sh again upgrades the software and keeps the site file and the data;
 - the journal has the controller's own lines.
@@ -35,6 +39,7 @@ import os
 import re
 import shutil
 import sqlite3
+import ssl
 import subprocess
 import tempfile
 import time
@@ -46,6 +51,7 @@ import pytest
 
 from firmware_sim.server import SimSite
 from resilience.config import load_site
+from resilience.tls import fingerprint, load_certificate
 
 from .debian_root import BootedRoot, debian_root_tarball
 from .field import SITE_FILE, exercise, free_port, ocpp_passwords, site_file_text
@@ -53,6 +59,7 @@ from .field import SITE_FILE, exercise, free_port, ocpp_passwords, site_file_tex
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = "resilience.service"
 DATA = "/var/lib/resilience/site.sqlite"
+CERT = "etc/resilience/tls/cert.pem"
 TOOLS = ("debootstrap", "unshare", "nsenter", "chroot", "tar")
 DROP_IN = """\
 # tests/deploy/test_install_booted.py: a chroot's root is not a mount point, so systemd
@@ -204,10 +211,20 @@ async def test_install_on_a_booted_debian_controls_the_site(gateway: BootedRoot)
         assert answering + silent == len(config.devices), messages[read_at[0]]
         assert answering >= len(config.devices) - len(config.ocpp_stations), messages[read_at[0]]
 
-        # ---------------------------------------------------------------- control
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}") as client:
-            page = await client.get("/", timeout=10)
+        # ---------------------------------------------------------------- TLS
+        cert_file = root.path / CERT
+        cert = load_certificate(cert_file.read_bytes())
+        cert_before = _sha256(cert_file)
+        assert f"SHA-256 fingerprint {fingerprint(cert)}" in installed.stdout, installed.stdout
+        link = re.search(r"signed-in link: (https://\S+)#token=\S+", installed.stdout)
+        assert link is not None and link.group(1).endswith(f":{api_port}/"), installed.stdout
+        key_mode = (root.path / "etc/resilience/tls/key.pem").stat().st_mode & 0o777
+        assert key_mode == 0o640, oct(key_mode)
+        trust = ssl.create_default_context(cafile=str(cert_file))
+        async with httpx.AsyncClient(base_url=f"https://127.0.0.1:{api_port}", verify=trust) as c:
+            page = await c.get("/", timeout=10)
             assert page.status_code == 200 and "<html" in page.text.lower()
+            assert "strict-transport-security" in page.headers
         start = time.monotonic()
         seen = await exercise(sim.plant, island_timeout_s=30, reconnect_timeout_s=120)
         timings["outage_s"] = time.monotonic() - start
@@ -276,6 +293,8 @@ async def test_install_on_a_booted_debian_controls_the_site(gateway: BootedRoot)
         await _wait_unit(root, "the upgraded unit", lambda s: s["ActiveState"] == "active", 60)
         events_after = _events(root.path / DATA.lstrip("/"))
         assert events_after[: len(events_before)] == events_before
+        assert _sha256(cert_file) == cert_before  # kept: same names, far from its end
+        assert "kept" in upgraded.stdout and fingerprint(cert) in upgraded.stdout
         mode = await _wait_mode(api_port, "grid_connected", 30, root)
         assert mode == "grid_connected"
 
@@ -289,7 +308,8 @@ async def test_install_on_a_booted_debian_controls_the_site(gateway: BootedRoot)
 
 
 async def _wait_mode(api_port: int, mode: str, timeout_s: float, root: BootedRoot) -> str:
-    """The controller's mode over its API, read with a viewer token made by its own CLI."""
+    """The controller's mode over its API (HTTPS, verified against install.sh's certificate),
+    read with a viewer token made by its own CLI."""
     name = f"install-test-{time.time_ns()}"
     create = ["token", "create", "--role", "viewer", "--name", name]
     made = await root.run(
@@ -299,7 +319,8 @@ async def _wait_mode(api_port: int, mode: str, timeout_s: float, root: BootedRoo
     token = made.stdout.strip().splitlines()[-1]
     deadline = time.monotonic() + timeout_s
     seen = ""
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}") as client:
+    trust = ssl.create_default_context(cafile=str(root.path / CERT))
+    async with httpx.AsyncClient(base_url=f"https://127.0.0.1:{api_port}", verify=trust) as client:
         while time.monotonic() < deadline:
             try:
                 r = await client.get(

@@ -6,7 +6,8 @@ A seccomp filter that lacks one killed the process (SIGSYS) on every start, and
 killing, but a denied call still breaks whatever made it. So the real
 `resilience check-config` and `resilience run` (what ExecStartPre= and ExecStart=
 run) are traced with strace while the simulated site loses the grid, islands and
-resynchronises, the API is read and systemd's notify socket is pinged, and every
+resynchronises, the API is read over HTTPS (the TLS handshake and encryption run in the
+traced process) and systemd's notify socket is pinged, and every
 syscall seen must be in the filter as systemd computes it (`systemd-analyze`), on
 x86_64 and, by the arm64 names of the same calls, on an arm64 gateway.
 """
@@ -15,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
 import os
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 import tomllib
@@ -30,6 +34,7 @@ import pytest
 from firmware_sim.server import SimSite
 from resilience.auth import TokenStore
 from resilience.config import parse_site
+from resilience.tls import make_self_signed
 from tests.serial_lines import socat_pair
 
 from .field import SITE_FILE, exercise, free_port, ocpp_passwords, site_file_text
@@ -142,6 +147,12 @@ async def _trace_and_check(tmp_path: Path, site_text: str, links: dict[str, str]
         api_port = free_port()
         ocpp_port = free_port() if config.ocpp_stations else None
         site = tmp_path / "site.toml"
+        cert_pem, key_pem = make_self_signed(
+            [], [ipaddress.ip_address("127.0.0.1")], datetime.datetime.now(datetime.UTC)
+        )
+        cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+        cert.write_bytes(cert_pem)
+        key.write_bytes(key_pem)
         site.write_text(
             site_file_text(
                 sim.ports,
@@ -156,6 +167,7 @@ async def _trace_and_check(tmp_path: Path, site_text: str, links: dict[str, str]
                 device_values={} if links else {"timeout_s": "0.08"},
                 base=site_text,
                 ocpp_port=ocpp_port,
+                api_tls=(str(cert), str(key)),
             ),
             encoding="utf-8",
         )
@@ -195,7 +207,9 @@ async def _trace_and_check(tmp_path: Path, site_text: str, links: dict[str, str]
             await sim.start_stations(f"ws://127.0.0.1:{ocpp_port}/ocpp", ocpp_passwords())
         try:
             await asyncio.wait_for(ready.wait(), 60)
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}") as client:
+            trust = ssl.create_default_context(cafile=str(cert))
+            url = f"https://127.0.0.1:{api_port}"
+            async with httpx.AsyncClient(base_url=url, verify=trust) as client:
                 headers = {"Authorization": f"Bearer {token}"}
                 for path in ("/", "/api/v1/status", "/metrics"):
                     response = await client.get(path, headers=headers, timeout=30)
