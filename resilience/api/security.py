@@ -22,6 +22,7 @@ from resilience.api.status import StatusCache
 from resilience.api.stream import Hub
 from resilience.auth import Principal, TokenStore
 from resilience.cycle import Controller
+from resilience.store import ACCEPTED
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -55,49 +56,69 @@ async def audit(
     outcome: str,
     detail: str,
 ) -> None:
-    """Write one audit row and wait for its commit (answer only after it)."""
+    """Write one audit row. An accepted command is answered only once its row is committed
+    (rule 6). A refusal is coalesced with its repeats (`Store.record_command`) and committed
+    behind the answer: a caller that keeps asking for what it may not costs neither a row
+    nor a disk flush per call."""
     store = ctx.controller.store
     future = store.record_command(
         principal.name, principal.role, command, args, outcome, detail, ts=ctx.controller.wall()
     )
-    await store.committed(future)
+    if outcome == ACCEPTED:
+        await store.committed(future)
+
+
+async def authorize(request: Request, role: str) -> Principal:
+    """The caller's principal if its bearer token is live and its role allows `role`;
+    401 or 403 (a refused mutating call audited) otherwise. Left on `request.state`."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        principal = await _authenticate(request)
+        request.state.principal = principal
+    if not principal.allows(role):
+        detail = f"role: {principal.role} may not do this (needs {role} or above)"
+        if request.method in MUTATING:
+            await audit(
+                context(request),
+                principal,
+                f"{request.method} {request.url.path}",
+                {},
+                "forbidden",
+                detail,
+            )
+        raise HTTPException(403, detail)
+    return principal
+
+
+async def _authenticate(request: Request) -> Principal:
+    credentials = await bearer(request)
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(
+            401,
+            "Authorization: a bearer token is required (Authorization: Bearer TOKEN)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = await asyncio.to_thread(context(request).tokens.lookup, credentials.credentials)
+    if principal is None:
+        raise HTTPException(
+            401,
+            "Authorization: unknown or revoked token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
 
 
 def require(role: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that admits callers whose token's role allows `role`."""
+    """A dependency that admits callers whose token's role allows `role`. The API's routes
+    (`dispatch.AuthFirstRoute`) run the same check before their input is read; this one
+    then finds the principal already on the request."""
 
     async def dependency(
         request: Request,
-        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+        _credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
     ) -> Principal:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise HTTPException(
-                401,
-                "Authorization: a bearer token is required (Authorization: Bearer TOKEN)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        ctx = context(request)
-        principal = await asyncio.to_thread(ctx.tokens.lookup, credentials.credentials)
-        if principal is None:
-            raise HTTPException(
-                401,
-                "Authorization: unknown or revoked token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        request.state.principal = principal
-        if not principal.allows(role):
-            detail = f"role: {principal.role} may not do this (needs {role} or above)"
-            if request.method in MUTATING:
-                await audit(
-                    ctx,
-                    principal,
-                    f"{request.method} {request.url.path}",
-                    {},
-                    "forbidden",
-                    detail,
-                )
-            raise HTTPException(403, detail)
-        return principal
+        return await authorize(request, role)
 
     dependency.__name__ = f"require_{role}"
+    dependency.required_role = role  # type: ignore[attr-defined]  # read by dispatch.required_role
     return dependency
