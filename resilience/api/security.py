@@ -1,11 +1,13 @@
 """Bearer-token authentication and role checks for the API routes.
 
-`require(role)` is a FastAPI dependency: it reads `Authorization: Bearer TOKEN`,
-looks the token up in the site's token table (per request, no cache: a token
-revoked from the command line stops working at once), and answers 401 for a
-missing or unknown token, 403 for a role that may not do this. The caller's
-`Principal` is left on `request.state.principal` so the error handlers can
-audit a refused mutating call under the caller's name.
+`authorize(request, role)` reads `Authorization: Bearer TOKEN`, looks the token
+up in the site's token table (per request, no cache: a token revoked from the
+command line stops working at once), and answers 401 for a missing or unknown
+token, 403 for a role that may not do this. The API's routes run it before their
+input is read (`dispatch.AuthFirstRoute`); `require(role)` is the FastAPI
+dependency that declares it (and the bearer scheme, for the schema) on a route.
+The caller's `Principal` is left on `request.state.principal` so the error
+handlers can audit a refused mutating call under the caller's name.
 """
 
 from __future__ import annotations
