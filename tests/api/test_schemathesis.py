@@ -169,6 +169,7 @@ def schemathesis_run(live: Live, role: str, report: Path) -> subprocess.Popen[st
     )
 
 
+@pytest.mark.timeout(RUN_TIMEOUT_S + 60)
 def test_schemathesis_finds_nothing_as_viewer_and_as_admin(
     live_api: tuple[LiveApi, Live], tmp_path: Path
 ) -> None:
