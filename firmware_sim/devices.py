@@ -34,7 +34,6 @@ from resilience.drivers.registers import (
     SUNSPEC_BASE,
     SUNSPEC_END_ID,
     SUNSPEC_MARKER,
-    SUNSPEC_NOT_IMPLEMENTED_INT16,
     BidirectionalCharger,
     LoadPanel,
     PccBreaker,
@@ -44,6 +43,14 @@ from resilience.drivers.registers import (
     encode_ascii,
     to_signed16,
 )
+from resilience.drivers.sunspec_models import (
+    CONTROLS_123_POINTS,
+    INVERTER_103_POINTS,
+    METER_203_POINTS,
+    NAMEPLATE_120_POINTS,
+    not_implemented,
+    offset_of,
+)
 from resilience.model import BreakerCommand, ChargerMode
 
 ReadResult = list[int] | ExcCodes
@@ -51,7 +58,6 @@ Validator = Callable[[int], bool]
 
 MANUFACTURER = "resilience firmware_sim"
 FIRMWARE_VERSION = "0.1.0"
-UINT16_NOT_IMPLEMENTED = 0xFFFF
 
 # Fixed SunSpec scale factors (powers of ten). W_SF is chosen per device so its
 # largest power fits an int16; see docs/registers.md.
@@ -430,7 +436,7 @@ class SunSpecDevice(SimulatedDevice):
         regs += encode_ascii("", 8)  # Opt
         regs += encode_ascii(FIRMWARE_VERSION, 8)  # Vr
         regs += encode_ascii(self.device_id, 16)  # SN
-        regs += [self.unit_id, SUNSPEC_NOT_IMPLEMENTED_INT16]  # DA, Pad
+        regs += [self.unit_id, 0]  # DA, Pad (a pad register reads 0)
         assert len(regs) == COMMON_ID_ADDR + 2 + COMMON_MODEL_LEN - SUNSPEC_BASE
         return regs
 
@@ -447,19 +453,17 @@ class MeterDevice(SunSpecDevice):
 
     def _render_fixed(self) -> list[int]:
         m = SunSpecMeter
-        data = [SUNSPEC_NOT_IMPLEMENTED_INT16] * m.MODEL_LEN
+        points = METER_203_POINTS
+        # every point at its type's "not implemented" value, then those this meter has
+        data = not_implemented(points)
         data[m.A_SF] = sf(A_SF)
         data[m.V_SF] = sf(V_SF)
         data[m.HZ_SF] = sf(HZ_SF)
         data[m.W_SF] = sf(self.w_sf)
-        # energy: TotWhExp (36), per phase (38..43), TotWhImp (44), per phase (46..51), TotWh_SF
-        data[36:52] = [0] * 16  # TotWhExp (36:38) and TotWhImp (44:46) filled in by render
-        data[52] = sf(ENERGY_SF)
-        data[53:69] = [0] * 16  # VAh accumulators: not implemented (acc32 0)
-        data[69] = sf(ENERGY_SF)  # TotVAh_SF
-        data[70:102] = [0] * 32  # VArh accumulators: not implemented
-        data[102] = sf(ENERGY_SF)  # TotVArh_SF
-        data[103:105] = [0, 0]  # Evt: no events
+        # TotWhExp and TotWhImp are filled in by render; the per-phase and the VAh/VArh
+        # accumulators are not implemented (acc32 0), their scale factors are not either
+        data[offset_of(points, "TotWh_SF")] = sf(ENERGY_SF)
+        data[offset_of(points, "Evt") : offset_of(points, "Evt") + 2] = [0, 0]  # no events
         return [*self._common(), m.MODEL_ID, m.MODEL_LEN, *data, SUNSPEC_END_ID, 0]
 
     def render(self) -> list[int]:
@@ -480,8 +484,10 @@ class MeterDevice(SunSpecDevice):
         regs[d + m.HZ] = scaled(grid.measured_frequency_hz, HZ_SF)
         regs[d + m.W] = scaled(watts, self.w_sf)
         regs[d + m.W + 1 : d + m.W + 4] = [scaled(watts / 3, self.w_sf)] * 3
-        regs[d + 36 : d + 38] = acc32(plant.export_wh)
-        regs[d + 44 : d + 46] = acc32(plant.import_wh)
+        export_at = d + offset_of(METER_203_POINTS, "TotWhExp")
+        import_at = d + offset_of(METER_203_POINTS, "TotWhImp")
+        regs[export_at : export_at + 2] = acc32(plant.export_wh)
+        regs[import_at : import_at + 2] = acc32(plant.import_wh)
         return regs
 
     def garble(self, registers: list[int]) -> None:
@@ -512,23 +518,21 @@ class InverterDevice(SunSpecDevice):
 
     def _render_fixed(self) -> list[int]:
         m = SunSpecInverter
-        d103 = [SUNSPEC_NOT_IMPLEMENTED_INT16] * m.MODEL_LEN
-        d103[4] = sf(A_SF)
+        # every point at its type's "not implemented" value, then those this inverter has
+        d103 = not_implemented(INVERTER_103_POINTS)
+        d103[offset_of(INVERTER_103_POINTS, "A_SF")] = sf(A_SF)
         d103[m.V_SF] = sf(V_SF)
         d103[m.W_SF] = sf(self.w_sf)
         d103[m.HZ_SF] = sf(HZ_SF)
-        d103[24] = sf(ENERGY_SF)
-        d103[37] = UINT16_NOT_IMPLEMENTED  # StVnd
-        d103[38:50] = [0] * 12  # Evt1, Evt2, EvtVnd1..4: no events
+        d103[offset_of(INVERTER_103_POINTS, "WH_SF")] = sf(ENERGY_SF)
+        events = offset_of(INVERTER_103_POINTS, "Evt1")
+        d103[events : events + 4] = [0] * 4  # Evt1, Evt2: no events (EvtVnd1..4: none kept)
 
-        d120 = [UINT16_NOT_IMPLEMENTED] * m.NAMEPLATE_LEN
-        for offset in (4, 9, 11, 16, 18, 20, 22, 24):  # the *_SF points: sunssf not implemented
-            d120[offset] = SUNSPEC_NOT_IMPLEMENTED_INT16
+        d120 = not_implemented(NAMEPLATE_120_POINTS)
         d120[m.DERTYP] = 4  # PV
         d120[m.WRTG_SF] = sf(self.w_sf)
-        d120[25] = SUNSPEC_NOT_IMPLEMENTED_INT16  # Pad
 
-        d123 = [SUNSPEC_NOT_IMPLEMENTED_INT16] * m.CONTROLS_LEN
+        d123 = not_implemented(CONTROLS_123_POINTS)
         d123[m.WMAXLIMPCT_SF] = sf(WMAXLIMPCT_SF)
 
         regs = self._common()

@@ -112,6 +112,9 @@ class SiteSection(_Model):
     telemetry_retention_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
     """[days] telemetry older than this is deleted (hourly), so the SQLite file stays bounded
     on an SD card; events, commands and alarms are kept."""
+    refusal_retention_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
+    """[days] refused calls (audit rows of commands not accepted) older than this are
+    deleted (hourly); accepted commands are kept."""
 
 
 TripTableName = Literal["ieee1547_cat2", "ieee1547_cat3", "en50549"]

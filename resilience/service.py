@@ -83,7 +83,12 @@ async def start(config: SiteConfig, *, store_path: str | None = None) -> Running
     stop = asyncio.Event()
     task = asyncio.create_task(controller.run(stop), name="control-loop")
     retention = asyncio.create_task(
-        prune_telemetry_forever(store, config.site.telemetry_retention_days, stop),
+        prune_telemetry_forever(
+            store,
+            config.site.telemetry_retention_days,
+            stop,
+            refusal_retention_days=config.site.refusal_retention_days,
+        ),
         name="telemetry-retention",
     )
     return Running(controller, store, pool, stop, task, [retention], csms)

@@ -16,8 +16,10 @@ Tables (ts = Unix seconds, UTC, as a float; JSON columns hold UTF-8 JSON text):
                     mode_to TEXT NULL, trigger TEXT NULL, reason TEXT, data TEXT (JSON object)
                     what happened and why: mode transitions, sheds, trips, operator decisions
     commands        id INTEGER PK, ts REAL, actor TEXT, role TEXT, command TEXT,
-                    args TEXT (JSON object), outcome TEXT, detail TEXT
-                    the audit trail: who asked for what, and what came of it
+                    args TEXT (JSON object), outcome TEXT, detail TEXT,
+                    count INTEGER (1), last_ts REAL NULL
+                    the audit trail: who asked for what, and what came of it. Refusals
+                    (any outcome but "accepted") are coalesced, see below
     alarms          id INTEGER PK, code TEXT, severity TEXT, message TEXT, raised_ts REAL,
                     cleared_ts REAL NULL, acked_ts REAL NULL, acked_by TEXT NULL
                     at most one uncleared row per code (a partial unique index enforces it)
@@ -30,6 +32,14 @@ Tables (ts = Unix seconds, UTC, as a float; JSON columns hold UTF-8 JSON text):
     state           key TEXT PK, value TEXT (JSON), updated_ts REAL
                     what the controller needs to resume after a restart (operator
                     decisions, registered donor vehicles...)
+
+Refusals: a command that was not accepted (forbidden, rejected, refused...) costs at most
+one row per repeat and minute. Exact repeats (same actor, role, command, args, outcome,
+detail) within one wall-clock minute add to the first one's `count` and `last_ts`;
+past `REFUSAL_ROWS_PER_MINUTE` distinct refusals of one actor in a minute, the rest
+of that minute go into one row per outcome with command `*`. So a token that keeps
+calling what it may not adds a bounded number of rows per minute, whatever it sends,
+and `prune_refusals` deletes the old ones. Accepted commands get a row each, always.
 
 Durability: the database runs in WAL mode with ``synchronous=FULL`` on the writer's
 connection, so a commit has reached the disk (as far as the disk's flush is honest)
@@ -87,6 +97,13 @@ T = TypeVar("T")
 
 WRITER_THREAD_NAME = "resilience-store-writer"
 
+ACCEPTED = "accepted"
+"""The one command outcome that is never coalesced nor pruned."""
+REFUSAL_ROWS_PER_MINUTE = 10
+"""Distinct refusal rows one actor may add in a minute; the rest of the minute's refusals
+are counted in one row per outcome (command `OVERFLOW_COMMAND`)."""
+OVERFLOW_COMMAND = "*"
+
 
 class StoreError(Exception):
     """The database cannot be used as asked (for example it is newer than this software)."""
@@ -122,6 +139,10 @@ class CommandRecord:
     args: dict[str, Any]
     outcome: str
     detail: str
+    count: int = 1
+    """How many calls this row stands for (refusals are coalesced; see the module doc)."""
+    last_ts: float | None = None
+    """The last of them, when count > 1."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,8 +235,16 @@ def _migrate_to_v1(db: Database) -> None:
     )
 
 
+def _migrate_to_v2(db: Database) -> None:
+    """Coalesced refusals: a count and the last call's time per command row, and an index
+    to find an actor's rows of one minute."""
+    db.execute("ALTER TABLE commands ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE commands ADD COLUMN last_ts REAL")
+    db.table("commands").create_index(["actor", "ts"], index_name="commands_actor_ts")
+
+
 # Migration N (1-based) brings the schema from version N-1 to N. Append, never edit.
-_MIGRATIONS: tuple[Callable[[Database], None], ...] = (_migrate_to_v1,)
+_MIGRATIONS: tuple[Callable[[Database], None], ...] = (_migrate_to_v1, _migrate_to_v2)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -464,7 +493,9 @@ class Store:
         detail: str = "",
         ts: float | None = None,
     ) -> Future[int]:
-        """Queue an audit record of a command; the future gives its id once committed."""
+        """Queue an audit record of a command; the future gives its row's id once committed.
+        A refusal (`outcome` other than "accepted") may be added to an earlier row of the
+        same minute instead (see the module docstring)."""
         row = {
             "ts": self._now(ts),
             "actor": actor,
@@ -474,7 +505,9 @@ class Store:
             "outcome": outcome,
             "detail": detail,
         }
-        return self._submit(lambda db: _insert(db, "commands", row))
+        if outcome == ACCEPTED:
+            return self._submit(lambda db: _insert(db, "commands", row))
+        return self._submit(lambda db: _coalesce_refusal(db, row))
 
     def raise_alarm(
         self, code: str, severity: str, message: str, ts: float | None = None
@@ -561,6 +594,18 @@ class Store:
                 )
                 deleted += cursor.rowcount
             return deleted
+
+        return self._submit(apply)
+
+    def prune_refusals(self, older_than_ts: float) -> Future[int]:
+        """Queue deleting the refused calls (every outcome but "accepted") with ts <
+        ``older_than_ts``; the future gives how many rows went. Accepted commands stay."""
+
+        def apply(db: Database) -> int:
+            cursor = db.execute(
+                "DELETE FROM commands WHERE ts < ? AND outcome != ?", [older_than_ts, ACCEPTED]
+            )
+            return int(cursor.rowcount)
 
         return self._submit(apply)
 
@@ -665,8 +710,8 @@ class Store:
         _check_limit(limit)
         where, params = ([], []) if before_id is None else (["id < ?"], [before_id])
         sql = (
-            "SELECT id, ts, actor, role, command, args, outcome, detail FROM commands"
-            f"{_where(where)} ORDER BY id DESC LIMIT ?"
+            "SELECT id, ts, actor, role, command, args, outcome, detail, count, last_ts"
+            f" FROM commands{_where(where)} ORDER BY id DESC LIMIT ?"
         )
         with self._reader() as db:
             rows = db.execute(sql, [*params, limit]).fetchall()
@@ -680,6 +725,8 @@ class Store:
                 args=json.loads(r[5]),
                 outcome=r[6],
                 detail=r[7],
+                count=r[8],
+                last_ts=r[9],
             )
             for r in rows
         ]
@@ -1025,6 +1072,51 @@ def _insert(db: Database, table_name: str, row: dict[str, Any]) -> int:
     table.insert(row)
     assert table.last_rowid is not None
     return table.last_rowid
+
+
+def _coalesce_refusal(db: Database, row: dict[str, Any]) -> int:
+    """Add a refused call to its actor's rows of the same minute (module docstring)."""
+    ts = float(row["ts"])
+    minute = math.floor(ts / 60.0) * 60.0
+    same_minute = db.execute(
+        "SELECT id, role, command, args, outcome, detail FROM commands"
+        " WHERE actor = ? AND ts >= ? AND ts < ? AND outcome != ?",
+        [row["actor"], minute, minute + 60.0, ACCEPTED],
+    ).fetchall()
+    key = (row["role"], row["command"], row["args"], row["outcome"], row["detail"])
+    overflow_key = (row["role"], OVERFLOW_COMMAND, row["outcome"])
+    target: int | None = None
+    distinct = 0
+    overflow: int | None = None
+    for row_id, role, command, args, outcome, detail in same_minute:
+        if command == OVERFLOW_COMMAND:
+            if (role, command, outcome) == overflow_key:
+                overflow = row_id
+            continue
+        distinct += 1
+        if (role, command, args, outcome, detail) == key:
+            target = row_id
+    if target is None and distinct >= REFUSAL_ROWS_PER_MINUTE:
+        target = overflow
+        summary = f"more than {REFUSAL_ROWS_PER_MINUTE} kinds of refused calls this minute;"
+        row = {
+            **row,
+            "command": OVERFLOW_COMMAND,
+            "args": "{}",
+            "detail": f"{summary} the last: {row['command']}: {row['detail']}"[:500],
+        }
+        if target is not None:
+            db.execute(
+                "UPDATE commands SET count = count + 1, last_ts = ?, detail = ? WHERE id = ?",
+                [ts, row["detail"], target],
+            )
+            return target
+    if target is None:
+        return _insert(db, "commands", row)
+    db.execute(
+        "UPDATE commands SET count = count + 1, last_ts = ? WHERE id = ?", [ts, target]
+    )
+    return target
 
 
 def _is_disk_failure(exc: BaseException) -> bool:

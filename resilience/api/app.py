@@ -28,9 +28,11 @@ from starlette.types import Scope
 
 import resilience
 from resilience.api import markdown
+from resilience.api.dispatch import MethodFallback
 from resilience.api.docs import add_docs
 from resilience.api.metrics import router as metrics_router
 from resilience.api.routes import router as api_router
+from resilience.api.schema import site_openapi
 from resilience.api.security import MUTATING, ApiContext, audit
 from resilience.api.status import StatusCache
 from resilience.api.stream import Hub
@@ -136,6 +138,7 @@ def create_app(
     app.state.listen = api if api is not None else ApiSection()
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_middleware(TransportHeaders)
+    app.openapi = site_openapi(app, controller.config)  # type: ignore[method-assign]
 
     app.include_router(api_router)
     app.include_router(transport_router)
@@ -159,6 +162,8 @@ def create_app(
     async def runbook_index() -> HTMLResponse:
         return await runbook("README.md")
 
+    # after every route, before the UI's catch-all: OPTIONS, HEAD and 405 for route paths
+    app.router.routes.append(MethodFallback(app))
     if ui_dir is not None and ui_dir.is_dir():
         app.mount("/", UiFiles(directory=ui_dir, html=True), name="ui")
     return app

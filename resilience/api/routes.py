@@ -7,10 +7,13 @@ machine, writes the audit row and answers once it is committed: an API call
 can never do what the controller would refuse. The API never calls a driver.
 
 Status codes: 200 done; 201 token created; 401 no or unknown token; 403 the
-role may not; 404 unknown load, vehicle or token (the message names the
-field); 409 the controller refused (the message is its reason); 422 bad input
-(the message names the field and says what is wrong); 503 the controller has
-not published a status yet, or did not answer a command in time.
+role may not (both checked before the input is read, see `dispatch.py`); 404
+unknown load, vehicle or token (the message names the field); 409 the
+controller refused (the message is its reason), or a time that is not in the
+allowed window; 422 bad input (the message names the field and says what is
+wrong); 503 the controller has not published a status yet, or did not answer
+a command in time. The bodies are documented in `schema.py`; 405 and OPTIONS
+in `dispatch.py`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
+from resilience.api.dispatch import AuthFirstRoute
 from resilience.api.edxl import edxl_have
+from resilience.api.schema import ERROR_RESPONSES, R404, R409, R503_COMMAND
 from resilience.api.security import ApiContext, audit, context, require
 from resilience.api.status import iso
 from resilience.api.stream import alarm_json, event_json
@@ -134,10 +139,22 @@ async def _reject(
     args: dict[str, Any],
     status: int,
     detail: str,
+    *,
+    field: tuple[str, str] | None = None,
 ) -> JSONResponse:
-    """Input the API itself rejects: audited like any other mutating call, then answered."""
+    """Input the API itself rejects: audited like any other mutating call, then answered.
+    A 422 names the `field` in `errors`, as a validation error does (`schema.ValidationProblem`)."""
     await audit(ctx, principal, command, args, "rejected", detail)
-    return _refused(status, command, detail, "rejected")
+    response = _refused(status, command, detail, "rejected")
+    if field is not None:
+        body = {
+            "detail": detail,
+            "errors": [{"loc": list(field), "msg": detail, "type": "value_error"}],
+            "command": command,
+            "outcome": "rejected",
+        }
+        response = JSONResponse(body, status_code=status)
+    return response
 
 
 def _status_doc(ctx: ApiContext) -> dict[str, Any]:
@@ -183,20 +200,11 @@ async def known_query(request: Request) -> None:
 
 router = APIRouter(
     prefix="/api/v1",
+    route_class=AuthFirstRoute,  # the token and role are checked before the input is read
     dependencies=[Depends(known_query)],
-    responses={
-        400: {"description": "the body could not be read (not UTF-8 JSON)"},
-        401: {"description": "no token, or an unknown or revoked one"},
-        403: {"description": "this token's role may not do this; `detail` says which role may"},
-        503: {"description": "the controller has no status yet, or did not answer in time"},
-    },
+    responses=ERROR_RESPONSES,
 )
-R409: dict[int | str, dict[str, Any]] = {
-    409: {"description": "refused by the controller; `detail` says why"}
-}
-R404: dict[int | str, dict[str, Any]] = {
-    404: {"description": "unknown id; `detail` names the field"}
-}
+RCOMMAND = {**R409, **R503_COMMAND}
 
 
 # ---------------------------------------------------------------------- reads
@@ -304,12 +312,17 @@ async def ocpp_stations(ctx: Ctx, _: Responder) -> dict[str, Any]:
 async def events(
     ctx: Ctx,
     _: Responder,
+    # a list, not `list | None`: an `anyOf` with null gives clients (and schemathesis) a
+    # parameter that is either an array or nothing, where the wire only has repeated keys
+    kind: Annotated[
+        list[Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]],
+        Query(
+            default_factory=list,
+            description="keep these kinds (transition, dispatch, device, fault, ...)",
+        ),
+    ],
     since: Annotated[FiniteTs | None, Query(description="[Unix s] ts >= since")] = None,
     until: Annotated[FiniteTs | None, Query(description="[Unix s] ts < until")] = None,
-    kind: Annotated[
-        list[Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]] | None,
-        Query(description="keep these kinds (transition, dispatch, device, fault, ...)"),
-    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> dict[str, Any]:
@@ -317,7 +330,7 @@ async def events(
         ctx.controller.store.events,
         since=since,
         until=until,
-        kinds=kind,
+        kinds=kind or None,
         limit=limit,
         before_id=before_id,
     )
@@ -357,6 +370,8 @@ async def commands(
                 "args": c.args,
                 "outcome": c.outcome,
                 "detail": c.detail,
+                "count": c.count,  # refusals are coalesced: repeats within a minute
+                "last_ts": c.last_ts,
             }
             for c in rows
         ],
@@ -381,7 +396,7 @@ async def export_edxl_have(ctx: Ctx, _: Responder) -> Response:
     "/commands/planned-island",
     tags=["commands"],
     summary="Island on purpose (storm warning): ramp the import down, then open the PCC",
-    responses=R409,
+    responses=RCOMMAND,
     response_model=CommandAnswer,
 )
 async def planned_island(ctx: Ctx, principal: Responder) -> CommandAnswer | JSONResponse:
@@ -392,7 +407,7 @@ async def planned_island(ctx: Ctx, principal: Responder) -> CommandAnswer | JSON
     "/commands/reconnect",
     tags=["commands"],
     summary="Reconnect once the grid is healthy for the return-to-service delay",
-    responses=R409,
+    responses=RCOMMAND,
     response_model=CommandAnswer,
 )
 async def reconnect(ctx: Ctx, principal: Operator) -> CommandAnswer | JSONResponse:
@@ -407,7 +422,7 @@ def _known_load(ctx: ApiContext, load_id: str) -> bool:
     "/loads/{load_id}/shed",
     tags=["loads"],
     summary="Switch a load off and keep it off",
-    responses={**R404, **R409},
+    responses={**R404, **RCOMMAND},
     response_model=CommandAnswer,
 )
 async def shed_load(ctx: Ctx, principal: Operator, load_id: LoadId) -> CommandAnswer | JSONResponse:
@@ -418,7 +433,7 @@ async def shed_load(ctx: Ctx, principal: Operator, load_id: LoadId) -> CommandAn
     "/loads/{load_id}/restore",
     tags=["loads"],
     summary="Let the controller switch a shed load back on when supply allows",
-    responses={**R404, **R409},
+    responses={**R404, **RCOMMAND},
     response_model=CommandAnswer,
 )
 async def restore_load(
@@ -437,7 +452,7 @@ async def restore_load(
         " (shed order); the power balance still sheds it if the island cannot carry it."
         " Audited; shown on the tablet; undone when the site reconnects to the grid."
     ),
-    responses={**R404, **R409},
+    responses={**R404, **RCOMMAND},
     response_model=CommandAnswer,
 )
 async def keep_load_on(
@@ -450,7 +465,7 @@ async def keep_load_on(
     "/loads/{load_id}/follow-policy",
     tags=["loads"],
     summary="Let the endurance policy decide for a load kept on again",
-    responses={**R404, **R409},
+    responses={**R404, **RCOMMAND},
     response_model=CommandAnswer,
 )
 async def follow_policy(
@@ -463,7 +478,7 @@ async def follow_policy(
     "/loads/{load_id}/tier",
     tags=["loads"],
     summary="Move a load to another tier",
-    responses={**R404, **R409},
+    responses={**R404, **RCOMMAND},
     response_model=CommandAnswer,
 )
 async def set_tier(
@@ -481,7 +496,7 @@ async def set_tier(
     "/vehicles",
     tags=["vehicles"],
     summary="Register a donor vehicle that arrived at a charger or V2L outlet",
-    responses={**R409, 422: {"description": "bad input; `detail` names the field"}},
+    responses=RCOMMAND,
     response_model=CommandAnswer,
 )
 async def register_vehicle(
@@ -492,11 +507,14 @@ async def register_vehicle(
     if body.connector not in config.chargers and body.connector not in config.outlets:
         known = ", ".join(sorted([*config.chargers, *config.outlets]))
         detail = f"connector: unknown charger or outlet {body.connector!r} (known: {known})"
-        return await _reject(ctx, principal, "register_vehicle", args, 422, detail)
+        return await _reject(
+            ctx, principal, "register_vehicle", args, 422, detail, field=("body", "connector")
+        )
     now = ctx.controller.wall()
     if body.leaving_at is not None and not now < body.leaving_at <= now + 30 * 86400:
+        # a conflict with the controller's clock, not a malformed body: 409
         detail = "leaving_at: must be in the future and within 30 days (Unix seconds)"
-        return await _reject(ctx, principal, "register_vehicle", args, 422, detail)
+        return await _reject(ctx, principal, "register_vehicle", args, 409, detail)
     return await _submit(ctx, principal, "register_vehicle", args)
 
 
@@ -504,7 +522,7 @@ async def register_vehicle(
     "/vehicles/{vehicle_id}/release",
     tags=["vehicles"],
     summary="Release a donor or fleet car: it gives nothing until unplugged",
-    responses={**R404, **R409},
+    responses={**R404, **RCOMMAND},
     response_model=CommandAnswer,
 )
 async def release_vehicle(
@@ -528,7 +546,7 @@ async def release_vehicle(
     "/alarms/{alarm_id}/ack",
     tags=["alarms"],
     summary="Acknowledge an alarm",
-    responses=R409,
+    responses=RCOMMAND,
     response_model=CommandAnswer,
 )
 async def ack_alarm(

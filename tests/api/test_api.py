@@ -91,8 +91,9 @@ async def test_keep_on_against_the_endurance_policy_is_audited_and_shown(api: Ap
     circuits = {c["id"]: c for c in doc["circuits"]}
     assert set(circuits) == {"bus", "v2l_1", "v2l_2"}
     assert circuits["bus"]["endurance_h"] == doc["endurance_h"]
-    assert doc["endurance_basis"]["energy_above_reserve_wh"] == (
-        circuits["bus"]["energy_above_reserve_wh"]
+    assert (
+        doc["endurance_basis"]["energy_above_reserve_wh"]
+        == (circuits["bus"]["energy_above_reserve_wh"])
     )
     policy = circuits["v2l_1"]["policy"]
     assert set(policy["projection_h"]) == {"life_safety", "critical", "essential", "comfort"}
@@ -120,6 +121,17 @@ async def test_refusals_are_409_and_bad_input_names_the_field(api: Api) -> None:
         json={"vehicle_id": "34 ABC 12", "connector": "v2l_9", "reserve_soc_pct": 40},
     )
     assert r.status_code == 422 and r.json()["detail"].startswith("connector:")
+    assert r.json()["errors"][0]["loc"] == ["body", "connector"]  # as any 422 (schema.py)
+    r = await operator.post(
+        "/api/v1/vehicles",
+        json={
+            "vehicle_id": "34 ABC 12",
+            "connector": "v2l_1",
+            "reserve_soc_pct": 40,
+            "leaving_at": 1.0,
+        },
+    )  # a valid body whose time has passed: a conflict with the clock, not bad input
+    assert r.status_code == 409 and r.json()["detail"].startswith("leaving_at:")
     r = await operator.post(
         "/api/v1/vehicles",
         json={"vehicle_id": "34 ABC 12", "connector": "v2l_1", "reserve_soc_pct": 140},
@@ -335,6 +347,24 @@ async def test_runbooks_and_ui_are_served_without_a_token(api: Api) -> None:
     assert (await anonymous.get("/runbooks/nope.md")).status_code == 404
     schema = (await anonymous.get("/api/v1/openapi.json")).json()
     assert all(path.startswith("/api/v1/") for path in schema["paths"])
+
+
+async def test_the_schema_documents_the_error_bodies_the_api_sends(api: Api) -> None:
+    schema = (await api.client(role=None).get("/api/v1/openapi.json")).json()
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    problem = schema["components"]["schemas"]["ValidationProblem"]
+    assert {"detail", "errors"} <= set(problem["required"])
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            for status in ("401", "403", "422"):
+                assert status in responses, (method, path, status)
+            ref = responses["422"]["content"]["application/json"]["schema"]["$ref"]
+            assert ref.endswith("/ValidationProblem"), (method, path)
+    shed = schema["paths"]["/api/v1/loads/{load_id}/shed"]["post"]
+    assert "lift" in shed["parameters"][0]["schema"]["enum"]  # the site's ids
+    connector = schema["components"]["schemas"]["RegisterBody"]["properties"]["connector"]
+    assert "v2l_1" in connector["enum"]
 
 
 async def test_keep_alive_answers_are_not_held_by_nagle(api: Api) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from resilience.config import Device
 from resilience.devices import InverterReading
+from resilience.drivers import sunspec_models as sm
 from resilience.drivers.registers import from_signed16
 from resilience.drivers.sunspec_inverter import SunSpecInverter
 from resilience.transport.errors import BadReply
@@ -103,6 +104,31 @@ async def test_limit_above_100_percent_in_force_is_refused(
     banks.inverter(unit)
     unit.load(PCT, [from_signed16(20000)])
     with pytest.raises(BadReply, match="WMaxLimPct at 40155: 200 %"):
+        await pv(bus).read()
+
+
+NEEDED = [
+    (INV.DATA, sm.INVERTER_103_POINTS, ("PhVphA", "V_SF", "W", "W_SF", "Hz", "Hz_SF", "St")),
+    (INV.NAMEPLATE_DATA, sm.NAMEPLATE_120_POINTS, ("WRtg", "WRtg_SF")),
+    (INV.CONTROLS_DATA, sm.CONTROLS_123_POINTS, ("WMaxLimPct", "WMaxLim_Ena", "WMaxLimPct_SF")),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "points", "name"),
+    [(data, points, name) for data, points, names in NEEDED for name in names],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+async def test_a_needed_point_not_implemented_is_refused(
+    unit: FakeUnit, bus: ModbusTcpBus, data: int, points: tuple[sm.Point, ...], name: str
+) -> None:
+    """Each point the driver needs holds its own type's "not implemented" value (0x8000 for
+    int16 and sunssf, 0xFFFF for uint16 and enum16): the read is refused, naming it."""
+    banks.inverter(unit)
+    point = next(p for p in points if p.name == name)
+    address = data + sm.offset_of(points, name)
+    unit.load(address, list(sm.NOT_IMPLEMENTED[point.type]))
+    with pytest.raises(BadReply, match=rf"register {name} at {address}:"):
         await pv(bus).read()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from resilience.config import Device
+from resilience.drivers import sunspec_models as sm
 from resilience.drivers.registers import from_signed16
 from resilience.drivers.sunspec_meter import SunSpecMeter
 from resilience.model import GridReading
@@ -109,6 +110,21 @@ async def test_bad_scale_factor_is_refused(unit: FakeUnit, bus: ModbusTcpBus) ->
     banks.meter(unit)
     unit.load(M.DATA + M.W_SF, [from_signed16(-20)])
     with pytest.raises(BadReply, match=r"W_SF.*scale factor -20"):
+        await SunSpecMeter(bus, 1, name="grid_meter").read()
+
+
+@pytest.mark.parametrize("name", ["PPV", "V_SF", "Hz", "Hz_SF", "W", "W_SF"])
+async def test_a_needed_point_not_implemented_is_refused(
+    unit: FakeUnit, bus: ModbusTcpBus, name: str
+) -> None:
+    """Each point the driver needs holds its own type's "not implemented" value (model 203's
+    are int16 and sunssf: 0x8000): the read is refused, naming it."""
+    banks.meter(unit)
+    points = sm.METER_203_POINTS
+    point = next(p for p in points if p.name == name)
+    address = M.DATA + sm.offset_of(points, name)
+    unit.load(address, list(sm.NOT_IMPLEMENTED[point.type]))
+    with pytest.raises(BadReply, match=rf"register {name} at {address}:"):
         await SunSpecMeter(bus, 1, name="grid_meter").read()
 
 
