@@ -460,6 +460,10 @@ class Device(_Model):
     # A grid-forming charger whose grid-parallel input is wired to the PCC breaker's
     # auxiliary contact: it never forms while the PCC is closed.
     pcc_interlock: bool = False
+    droop_hz: Annotated[float, Field(ge=0, le=5)] = 0.0
+    """[Hz] a grid-former's P-f droop: its island runs this far below its frequency setpoint
+    at full rating (f = setpoint - droop_hz x P / rating_w), shared with other formers in
+    proportion to rating / droop. 0 (the default): isochronous, the island at the setpoint."""
     channels: Annotated[int, Field(ge=1, le=16)] = 16
     role: RoleName | None = None
     """A charger's role (former, follower, load); by default a bidirectional_charger with
@@ -1013,6 +1017,54 @@ def _check_role(key: str, device: Device) -> list[tuple[str, str]]:
     return []
 
 
+FREQUENCY_SETPOINT_RANGE_HZ = (45.0, 65.0)
+"""[Hz] what a bidirectional_charger's FREQUENCY_SETPOINT register takes (docs/registers.md)."""
+
+
+def _check_droop(config: SiteConfig) -> list[tuple[str, str]]:
+    """A droop belongs to a grid-former, and its band must fit the site's other settings:
+    a fully loaded island (setpoint - droop_hz) stays above the must-trip UF1 point, so the
+    followers' own under-frequency protection (which the table stands for) does not take a
+    busy island for a fault; and resynchronisation, which raises the former's setpoint by
+    its droop to hold the island at the grid's frequency plus the slip, stays within the
+    setpoint register's range at the top of the enter-service window."""
+    problems: list[tuple[str, str]] = []
+    grid = config.grid
+    uf1 = next(p for p in trip_points(grid) if p.name == "uf1")
+    top_hz = grid.frequency_window_hz[1] + config.sync.slip_frequency_hz
+    for name, device in config.devices.items():
+        droop = device.droop_hz
+        if droop <= 0:
+            continue
+        key = f"devices.{name}.droop_hz"
+        if not (device.driver == "bidirectional_charger" and device.can_form):
+            problems.append(
+                (key, "only a grid-forming bidirectional_charger (can_form = true) droops")
+            )
+            continue
+        full_load_hz = grid.nominal_frequency_hz - droop
+        if not full_load_hz > uf1.level:
+            problems.append(
+                (
+                    key,
+                    f"{droop:g} Hz puts a fully loaded island at {full_load_hz:g} Hz, not above"
+                    f" the must-trip point {uf1.label} {uf1.level:g} Hz: the followers would"
+                    " trip on it (a busy island read as a fault); use a smaller droop",
+                )
+            )
+        if top_hz + droop > FREQUENCY_SETPOINT_RANGE_HZ[1]:
+            problems.append(
+                (
+                    key,
+                    f"resynchronising to a grid at {grid.frequency_window_hz[1]:g} Hz (the top"
+                    f" of grid.frequency_window_hz) at full load needs a setpoint of"
+                    f" {top_hz + droop:g} Hz, beyond the former's"
+                    f" {FREQUENCY_SETPOINT_RANGE_HZ[1]:g} Hz; use a smaller droop",
+                )
+            )
+    return problems
+
+
 def _check_ocpp_identities(config: SiteConfig) -> list[tuple[str, str]]:
     """One device per station identity: the identity is how a connection finds its device."""
     seen: dict[str, str] = {}
@@ -1092,6 +1144,7 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
 
     problems.extend(_check_ocpp_identities(config))
     problems.extend(_check_trip(config.grid))
+    problems.extend(_check_droop(config))
     problems.extend(_check_tcp_endpoints(config))
     problems.extend(_check_serial_lines(config))
 
