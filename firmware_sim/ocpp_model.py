@@ -96,7 +96,9 @@ def curve_power_w(points: Sequence[tuple[float, float]], frequency_hz: float) ->
     if frequency_hz <= ordered[0][0]:
         return ordered[0][1]
     for (f0, p0), (f1, p1) in itertools.pairwise(ordered):
-        if frequency_hz <= f1:
+        if frequency_hz == f1:
+            return p1
+        if frequency_hz < f1:
             return p0 + (p1 - p0) * (frequency_hz - f0) / (f1 - f0)
     return ordered[-1][1]
 

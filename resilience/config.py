@@ -413,6 +413,10 @@ class OcppSection(_Model):
     call_timeout_s: Annotated[float, Field(gt=0, le=30)] = 2.0
     """[s] a command (SetChargingProfile, UpdateDynamicSchedule) not answered within this
     did not take effect."""
+    local_frequency_offline_s: Annotated[int, Field(ge=2, le=3600)] = 60
+    """[s] a station with `local_frequency = true` keeps sharing by frequency this long after
+    it loses the controller (its LocalFrequency profile's maxOfflineDuration, longer than
+    max_offline_duration_s); then it falls to Idle."""
 
     @field_validator("host")
     @classmethod
@@ -437,6 +441,10 @@ class OcppStation(_Model):
     discharge_method: Literal["none", "negative_limit"] = "none"
     """2.0.1 and 1.6 have no V2X: "none" (charging control only), or "negative_limit" for a
     vendor that takes a negative limit in a charging profile as a discharge setpoint."""
+    local_frequency: bool = False
+    """2.1 followers: the station supports the LocalFrequency operation mode, so it is given
+    a frequency-watt curve matched to the grid-former's droop and keeps sharing the island
+    by frequency for a while when it loses the controller (docs/ocpp.md)."""
 
 
 class Device(_Model):
@@ -1065,6 +1073,56 @@ def _check_droop(config: SiteConfig) -> list[tuple[str, str]]:
     return problems
 
 
+def _check_local_frequency(config: SiteConfig) -> list[tuple[str, str]]:
+    """LocalFrequency is a 2.1 follower's, needs a drooping grid-former to match (every
+    former alike, so that one curve fits whichever forms), and outlasts the dead-man."""
+    problems: list[tuple[str, str]] = []
+    stations = [
+        (name, d)
+        for name, d in config.ocpp_stations.items()
+        if d.ocpp is not None and d.ocpp.local_frequency
+    ]
+    if not stations:
+        return problems
+    formers = {n: d for n, d in config.chargers.items() if d.can_form}
+    droops = {d.droop_hz for d in formers.values()}
+    for name, device in stations:
+        key = f"devices.{name}.ocpp.local_frequency"
+        assert device.ocpp is not None
+        if device.ocpp.version != "2.1":
+            problems.append(
+                (key, f"OCPP {device.ocpp.version} has no LocalFrequency mode (OCPP 2.1 only)")
+            )
+        if device.charger_role != "follower":
+            problems.append(
+                (
+                    key,
+                    f"role {device.charger_role!r}: only a follower shares the island's load"
+                    " by frequency",
+                )
+            )
+    if formers and (len(droops) != 1 or 0.0 in droops):
+        listed = ", ".join(f"devices.{n}.droop_hz = {d.droop_hz:g}" for n, d in formers.items())
+        problems.append(
+            (
+                f"devices.{stations[0][0]}.ocpp.local_frequency",
+                "a LocalFrequency curve is matched to the grid-formers' droop: every former"
+                f" needs the same droop_hz > 0 ({listed})",
+            )
+        )
+    ocpp = config.ocpp
+    if ocpp.local_frequency_offline_s <= ocpp.max_offline_duration_s:
+        problems.append(
+            (
+                "ocpp.local_frequency_offline_s",
+                f"{ocpp.local_frequency_offline_s} s must be longer than"
+                f" ocpp.max_offline_duration_s ({ocpp.max_offline_duration_s} s): LocalFrequency"
+                " takes over when the CentralSetpoint profile lapses",
+            )
+        )
+    return problems
+
+
 def _check_ocpp_identities(config: SiteConfig) -> list[tuple[str, str]]:
     """One device per station identity: the identity is how a connection finds its device."""
     seen: dict[str, str] = {}
@@ -1145,6 +1203,7 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
     problems.extend(_check_ocpp_identities(config))
     problems.extend(_check_trip(config.grid))
     problems.extend(_check_droop(config))
+    problems.extend(_check_local_frequency(config))
     problems.extend(_check_tcp_endpoints(config))
     problems.extend(_check_serial_lines(config))
 
