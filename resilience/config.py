@@ -1031,14 +1031,16 @@ FREQUENCY_SETPOINT_RANGE_HZ = (45.0, 65.0)
 
 def _check_droop(config: SiteConfig) -> list[tuple[str, str]]:
     """A droop belongs to a grid-former, and its band must fit the site's other settings:
-    a fully loaded island (setpoint - droop_hz) stays above the must-trip UF1 point, so the
-    followers' own under-frequency protection (which the table stands for) does not take a
-    busy island for a fault; and resynchronisation, which raises the former's setpoint by
-    its droop to hold the island at the grid's frequency plus the slip, stays within the
+    a fully loaded island (setpoint - droop_hz) stays above the must-trip UF1 point and one
+    whose former absorbs at its full rating (setpoint + droop_hz) below OF1, so the
+    followers' own frequency protection (which the table stands for) does not take a busy
+    island for a fault; and resynchronisation, which moves the former's setpoint by its
+    droop to hold the island at the grid's frequency plus the slip, stays within the
     setpoint register's range at the top of the enter-service window."""
     problems: list[tuple[str, str]] = []
     grid = config.grid
-    uf1 = next(p for p in trip_points(grid) if p.name == "uf1")
+    points = {p.name: p for p in trip_points(grid)}
+    uf1, of1 = points["uf1"], points["of1"]
     top_hz = grid.frequency_window_hz[1] + config.sync.slip_frequency_hz
     for name, device in config.devices.items():
         droop = device.droop_hz
@@ -1058,6 +1060,17 @@ def _check_droop(config: SiteConfig) -> list[tuple[str, str]]:
                     f"{droop:g} Hz puts a fully loaded island at {full_load_hz:g} Hz, not above"
                     f" the must-trip point {uf1.label} {uf1.level:g} Hz: the followers would"
                     " trip on it (a busy island read as a fault); use a smaller droop",
+                )
+            )
+        absorbing_hz = grid.nominal_frequency_hz + droop
+        if not absorbing_hz < of1.level:
+            problems.append(
+                (
+                    key,
+                    f"{droop:g} Hz puts an island whose former absorbs at its full rating (a"
+                    f" surplus) at {absorbing_hz:g} Hz, not below the must-trip point"
+                    f" {of1.label} {of1.level:g} Hz: the followers would trip on it; use a"
+                    " smaller droop",
                 )
             )
         if top_hz + droop > FREQUENCY_SETPOINT_RANGE_HZ[1]:
