@@ -477,16 +477,18 @@ class StationModel:
 
     def _follow_frequency(self, dt_s: float) -> None:
         """In LocalFrequency the target follows the curve at the bus frequency now, through
-        a first-order response. The step is capped at half the way so that a clock that
-        ticks slowly (a drill) cannot make the loop with a drooping former oscillate: the
-        former's frequency answers this station's power at once."""
+        a first-order response. The drooping former's frequency answers the stations'
+        power at once, so with ticks of dt the loop is stable while a x (1 + g) < 2, a the
+        step's share of the way and g the loop gain (the stations' shares over the formers'
+        ratings): at 10 ms ticks a is 0.01; the cap keeps a clock that ticks slowly (a
+        drill) stable up to g = 19, a dozen stations as big as the former."""
         if not self.in_local_frequency():
             self._lf_w = None
             return
         wanted = self.profile_target_w()
         if self._lf_w is None:
             self._lf_w = self.command_w
-        share = min(0.5, 1.0 - math.exp(-max(dt_s, 0.0) / self.freq_watt_response_s))
+        share = min(0.1, 1.0 - math.exp(-max(dt_s, 0.0) / self.freq_watt_response_s))
         self._lf_w += (wanted - self._lf_w) * share
         self.target_w = self._lf_w
 

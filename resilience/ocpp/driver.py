@@ -635,9 +635,15 @@ class OcppStationDriver:
             self.local_frequency_note = ""
             return
         # Rejected (or no answer): keep today's behaviour (Idle after the dead-man) and
-        # say so once; not retried on this connection.
+        # say so once; not retried on this connection. A profile that went unanswered may
+        # still have been taken, and would not be kept within the reserve: clear it.
         self._lf_rejected = True
         self.local_frequency_share = None
+        if not outcome.endswith("Rejected"):
+            clear = session._call.ClearChargingProfile(
+                charging_profile_id=lf.LOCAL_FREQUENCY_PROFILE_ID
+            )
+            await self._call(session, clear)
         self.local_frequency_note = f"rejected: {outcome}"
         if not self._lf_alarmed:
             self._lf_alarmed = True
