@@ -189,8 +189,7 @@ def local_frequency_profile(
                         "limit": 0.0,
                         "discharge_limit": -round(share.discharge_w, 1),
                         "v2x_freq_watt_curve": [
-                            {"frequency": f, "power": p}
-                            for f, p in freq_watt_curve(droop, share)
+                            {"frequency": f, "power": p} for f, p in freq_watt_curve(droop, share)
                         ],
                     }
                 ],

@@ -112,8 +112,10 @@ def installed(site: Site, name: str) -> bool:
 async def islanded_with_both_exporting(site: Site) -> None:
     plant = site.plant
     await site.until(
-        lambda: site.mode() is Mode.GRID_CONNECTED
-        and all(getattr(site.vehicle(s), "available", False) for s in STATIONS),
+        lambda: (
+            site.mode() is Mode.GRID_CONNECTED
+            and all(getattr(site.vehicle(s), "available", False) for s in STATIONS)
+        ),
         15,
         "grid_connected with both OCPP stations read",
     )
@@ -173,8 +175,10 @@ async def test_a_cut_station_keeps_sharing_by_frequency_then_goes_idle(site: Sit
 
     # Past its own bound it falls to Idle; the controller carries on without it.
     await site.until(
-        lambda: LOCAL_FREQUENCY_PROFILE_ID not in cut.model.profiles
-        and plant.charger_power_w("ocpp_1") <= 0.5,
+        lambda: (
+            LOCAL_FREQUENCY_PROFILE_ID not in cut.model.profiles
+            and plant.charger_power_w("ocpp_1") <= 0.5
+        ),
         LOCAL_FREQUENCY_OFFLINE_S + 3,
         "ocpp_1 Idle",
     )
