@@ -53,6 +53,12 @@ reconnection that closes in time, and an island shut down with every load off.
 The V2L circuits are not the bus: an outlet reaching its vehicle's cut-off is
 not a collapse.
 
+The island's frequency: the grid-formers' frequency setpoint (nominal when 0) while they
+are isochronous (`droop_hz` 0, the default); a drooping former runs the island at setpoint
+- droop_hz x P / rating, several sharing in proportion to rating / droop
+(`droop_shares`, exact). Followers (the Modbus ones and the OCPP stations' model) read it
+from the plant; a follower never energises a dead bus, whatever it is told.
+
 Units: W, Wh, V, Hz, degrees, %, seconds of plant time. The site bus voltage is
 line-to-line (nominal from the site file); V2L circuits are 230 V single-phase.
 Sign conventions: a source's power is + when it supplies its bus (a vehicle
