@@ -292,7 +292,8 @@ class OcppStationDriver:
         for `max_offline_duration_s` the last setpoint it accepted (or one sent and not yet
         answered), then its curve (which never charges), then Idle. None (count its rating,
         as for any silent charger) unless the CentralSetpoint and LocalFrequency profiles
-        are both known to be in place on this connection."""
+        are both known to be in place on this connection. Trusts the station to keep its
+        profiles through a reboot (OCPP stores them persistently)."""
         if (
             self.island is None
             or self.local_frequency_share is None
