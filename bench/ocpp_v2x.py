@@ -18,12 +18,21 @@ Measured:
 - dead-man fallback: link cut -> the station's plant power at zero export
 - cycle jitter: how far apart the controller's successive meter reads are from its
   period, during the island, with the twelve stations and on the same site without them
+- LocalFrequency (a third run: the formers droop 1 Hz, the stations declare
+  `local_frequency`): the controller is SIGKILLed mid-island, so every station loses its
+  link; takeover is kill -> each station on its LocalFrequency curve (the dead-man's
+  `max_offline_duration_s` plus a tick), and the share error is, 3 s later and for 5 s,
+  |P_station / share - P_former / rating| in % (0: the droop's proportional sharing
+  exactly; the rest is the stations' 1 s response and ramp). The run ends inside the
+  LocalFrequency window (`local_frequency_offline_s`, 60 s): after it the stations go
+  Idle and the former is alone, the dead-man's case (tests/ocpp/test_controller_killed.py)
 
     .venv/bin/python bench/ocpp_v2x.py [--island-s 20] [--stations 12]
 
 Prints figures, then one line of JSON with stations, setpoint_rtt_p50_ms,
 setpoint_rtt_p99_ms, setpoint_to_power_p99_ms, deadman_fallback_s,
-cycle_jitter_p99_ms, cycle_jitter_p99_ms_modbus_only, jitter_ratio, safety_violations.
+cycle_jitter_p99_ms, cycle_jitter_p99_ms_modbus_only, jitter_ratio,
+local_frequency_takeover_s_max, local_frequency_share_error_p99_pct, safety_violations.
 """
 
 from __future__ import annotations
@@ -60,6 +69,8 @@ from resilience.service import quiet_pymodbus  # noqa: E402
 
 RATING_W = 11000.0
 CAPACITY_WH = 77400.0
+LF_DROOP_HZ = 1.0
+LF_ISLAND_S = 5.0
 
 
 @dataclass
@@ -106,6 +117,19 @@ def bench_document(tmp: Path, stations: int) -> tuple[dict[str, Any], dict[str, 
     return data, passwords
 
 
+def local_frequency(data: dict[str, Any]) -> dict[str, Any]:
+    """The same site with drooping formers and LocalFrequency-capable stations."""
+    devices = {
+        name: {**device, "droop_hz": LF_DROOP_HZ}
+        if device.get("can_form")
+        else {**device, "ocpp": {**device["ocpp"], "local_frequency": True}}
+        if device.get("driver") == "ocpp"
+        else device
+        for name, device in data["devices"].items()
+    }
+    return {**data, "devices": devices}
+
+
 def modbus_only(data: dict[str, Any]) -> dict[str, Any]:
     devices = {n: d for n, d in data["devices"].items() if d.get("driver") != "ocpp"}
     dropped = set(data["devices"]) - set(devices)
@@ -145,10 +169,16 @@ def _get(url: str, token: str) -> Any:
 
 
 async def one_run(
-    tmp: Path, data: dict[str, Any], passwords: dict[str, str], island_s: float
+    tmp: Path,
+    data: dict[str, Any],
+    passwords: dict[str, str],
+    island_s: float,
+    *,
+    kill_for_local_frequency: bool = False,
 ) -> dict[str, Any]:
-    """One controller process against the simulated site: grid loss, island, steps, cut."""
-    label = "ocpp" if passwords else "modbus"
+    """One controller process against the simulated site: grid loss, island, steps, cut
+    (or, `kill_for_local_frequency`, the controller killed: `_after_kill`)."""
+    label = "lf" if kill_for_local_frequency else "ocpp" if passwords else "modbus"
     site_path = tmp / f"{label}-site.toml"
     site_path.write_text(to_toml(data), encoding="utf-8")
     config = load_site(site_path)
@@ -227,7 +257,10 @@ async def one_run(
             metrics = await asyncio.to_thread(_metrics, api, token)
             own_p99_ms = (metrics["resilience_cycle_interval_p99_seconds"] - period) * 1000
             deadman: float | None = None
-            if passwords:
+            lf: dict[str, Any] = {}
+            if kill_for_local_frequency:
+                lf = await _after_kill(proc, site)
+            elif passwords:
                 exporting = sorted(
                     (name for name in site.stations if plant.charger_power_w(name) > 100),
                     key=plant.charger_power_w,
@@ -238,7 +271,11 @@ async def one_run(
                     await wait_for(lambda: cut.model.deadman_fallback_s is not None, 30)
                     deadman = cut.model.deadman_fallback_s
                     await asyncio.sleep(1.0)
-            ocpp_status = _get(f"{api}/api/v1/ocpp", token) if passwords else {"stations": []}
+            ocpp_status = (
+                _get(f"{api}/api/v1/ocpp", token)
+                if passwords and not kill_for_local_frequency
+                else {"stations": []}
+            )
             sampler.cancel()
             reads = [t for t in samples.meter_reads if island_from <= t <= island_to]
             jitter = [abs((b - a) - period) * 1000 for a, b in itertools.pairwise(reads)]
@@ -258,6 +295,50 @@ async def one_run(
         "to_power_ms": to_power,
         "deadman_fallback_s": deadman,
         "violations": violations,
+        **lf,
+    }
+
+
+async def _after_kill(proc: subprocess.Popen[bytes], site: SimSite) -> dict[str, Any]:
+    """SIGKILL the controller mid-island: every station loses its link and, past the
+    dead-man, shares the island with the drooping former on its curve."""
+    plant = site.plant
+    stations = {n: st for n, st in site.stations.items() if st.model.plugged}
+    lf_id = 3  # resilience.ocpp.local_frequency.LOCAL_FREQUENCY_PROFILE_ID
+    if not await wait_for(lambda: all(lf_id in st.model.profiles for st in stations.values()), 20):
+        raise RuntimeError("not every station has its LocalFrequency profile")
+    proc.kill()
+    killed_s = plant.time_s
+
+    def taken_over() -> bool:
+        return all(
+            (st.model.local_frequency_since_s or -1.0) >= killed_s for st in stations.values()
+        )
+
+    if not await wait_for(taken_over, 30):
+        raise RuntimeError("not every station went to LocalFrequency")
+    takeover = [(st.model.local_frequency_since_s or 0.0) - killed_s for st in stations.values()]
+    await asyncio.sleep(3.0)  # the stations' 1 s frequency-watt response settles
+    errors: list[float] = []
+    former_pct: list[float] = []
+    end = time.monotonic() + 5.0
+    while time.monotonic() < end:
+        formers = plant.former_ids
+        if len(formers) == 1:
+            former = plant.chargers[formers[0]]
+            loaded = former.power_w / former.rating_w
+            former_pct.append(loaded * 100)
+            for name, st in stations.items():
+                profile = st.model.profiles.get(lf_id)
+                share = -(profile.period.discharge_limit or 0.0) if profile else 0.0
+                if share > 0 and st.model.in_local_frequency():
+                    errors.append(abs(plant.charger_power_w(name) / share - loaded) * 100)
+        await asyncio.sleep(0.05)
+    return {
+        "lf_takeover_s": takeover,
+        "lf_share_error_pct": errors,
+        "lf_former_load_pct": former_pct,
+        "lf_bus_frequency_hz": plant.bus_frequency_hz,
     }
 
 
@@ -302,6 +383,9 @@ async def run(island_s: float, stations: int) -> dict[str, Any]:
     data, passwords = bench_document(tmp, stations)
     baseline = await one_run(tmp, modbus_only(data), {}, island_s)
     with_stations = await one_run(tmp, data, passwords, island_s)
+    lf = await one_run(
+        tmp, local_frequency(data), passwords, LF_ISLAND_S, kill_for_local_frequency=True
+    )
     p99 = percentile(with_stations["jitter_ms"], 99)
     p99_base = percentile(baseline["jitter_ms"], 99)
     return {
@@ -324,7 +408,14 @@ async def run(island_s: float, stations: int) -> dict[str, Any]:
         )
         if baseline["own_jitter_p99_ms"] > 0
         else None,
-        "safety_violations": with_stations["violations"] + baseline["violations"],
+        "local_frequency_takeover_s_max": round(max(lf["lf_takeover_s"]), 3),
+        "local_frequency_share_error_p50_pct": round(percentile(lf["lf_share_error_pct"], 50), 2),
+        "local_frequency_share_error_p99_pct": round(percentile(lf["lf_share_error_pct"], 99), 2),
+        "local_frequency_former_load_pct": round(percentile(lf["lf_former_load_pct"], 50), 1),
+        "local_frequency_bus_hz": round(lf["lf_bus_frequency_hz"], 3),
+        "safety_violations": with_stations["violations"]
+        + baseline["violations"]
+        + lf["violations"],
     }
 
 
@@ -344,6 +435,8 @@ def main() -> None:
         f" {result['setpoint_to_power_p99_ms']} ms; dead-man {result['deadman_fallback_s']} s;"
         f" cycle jitter p99 {result['cycle_jitter_p99_ms']} ms"
         f" (Modbus only {result['cycle_jitter_p99_ms_modbus_only']} ms);"
+        f" LocalFrequency takeover {result['local_frequency_takeover_s_max']} s, share error"
+        f" p99 {result['local_frequency_share_error_p99_pct']} %;"
         f" safety violations: {len(result['safety_violations'])}"
     )
     print(json.dumps(result))

@@ -11,9 +11,17 @@ notes/ocpp_contract.md), so it keeps its own rules whatever the central system s
   it was requested or allowed): a violation is Rejected and nothing moves;
 - an accepted setpoint starts moving the power `response_delay_s` later, at
   `ramp_w_per_s` (what a real station's power stage and the car's BMS take);
-- once the link has been down longer than the Dynamic profile's max_offline_duration the
-  profile is dropped for good (a new one must come from the central system) and the
-  station falls back to the profile beneath: Idle, power ramps to 0.
+- once the link has been down longer than a profile's max_offline_duration the profile is
+  dropped for good (a new one must come from the central system) and the station falls
+  back to the profile beneath: Idle, power ramps to 0; or, where the central system
+  installed one between them, LocalFrequency (below) until its own max_offline_duration;
+- LocalFrequency (OCPP 2.1 operation mode): the power follows the bus frequency the plant
+  gives along the period's `v2xFreqWattCurve` (frequency [Hz] -> power [W], OCPP's sign:
+  + charges the car; linear between points, flat beyond the ends; plus `v2xBaseline`),
+  within its `limit` and `dischargeLimit`, the car's limits and the rating, through a
+  first-order response (`freq_watt_response_s`) and the ramp. Nothing on a dead bus: a
+  follower has no frequency to follow and cannot energise one. A station built with
+  `local_frequency=False` rejects a LocalFrequency period, as one without it would.
 
 It drives the plant's `ChargerSim` as a Modbus charger's firmware would: mode FOLLOW/OFF and
 a power setpoint (+ = discharge into the site, the plant's sign; OCPP's is the opposite)
@@ -25,6 +33,7 @@ has (the plant's, a drill's virtual one). Units: W, s, %, Wh.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +49,7 @@ __all__ = [
     "SchedulePeriod",
     "StationEvent",
     "StationModel",
+    "curve_power_w",
 ]
 
 DEFAULT_ISLANDING_METHODS = ("UVP_OVP", "UFP_OFP")
@@ -74,6 +84,23 @@ class SchedulePeriod:
     limit: float | None = None
     discharge_limit: float | None = None
     setpoint: float | None = None
+    # LocalFrequency: (frequency [Hz], power [W], OCPP sign) points, and the baseline [W]
+    freq_watt: tuple[tuple[float, float], ...] = ()
+    baseline: float | None = None
+
+
+def curve_power_w(points: Sequence[tuple[float, float]], frequency_hz: float) -> float:
+    """A frequency-watt curve at frequency_hz: linear between its points (taken in order of
+    frequency), flat beyond the first and the last."""
+    ordered = sorted(points)
+    if frequency_hz <= ordered[0][0]:
+        return ordered[0][1]
+    for (f0, p0), (f1, p1) in itertools.pairwise(ordered):
+        if frequency_hz == f1:
+            return p1
+        if frequency_hz < f1:
+            return p0 + (p1 - p0) * (frequency_hz - f0) / (f1 - f0)
+    return ordered[-1][1]
 
 
 @dataclass
@@ -99,6 +126,11 @@ class ChargingProfile:
                 limit=p.get("limit"),
                 discharge_limit=p.get("discharge_limit"),
                 setpoint=p.get("setpoint"),
+                freq_watt=tuple(
+                    (float(pt["frequency"]), float(pt["power"]))
+                    for pt in p.get("v2x_freq_watt_curve") or ()
+                ),
+                baseline=p.get("v2x_baseline"),
             )
             for p in schedule["charging_schedule_period"]
         ]
@@ -145,6 +177,8 @@ class StationModel:
     ramp_w_per_s: float | None = None  # None: rating / 0.5 s
     response_delay_s: float = 0.05
     car: CarProfile = field(default_factory=CarProfile)
+    local_frequency: bool = True  # implements the LocalFrequency operation mode
+    freq_watt_response_s: float = 1.0  # [s] time constant of its frequency-watt response
 
     # state (read by tests, the benchmark and the protocol layer)
     profiles: dict[int, ChargingProfile] = field(default_factory=dict)
@@ -152,7 +186,8 @@ class StationModel:
     transaction_id: str | None = None
     link_up: bool = False
     link_dropped_s: float | None = None  # when the link last went down
-    deadman_tripped_s: float | None = None  # when the Dynamic profile was last dropped
+    deadman_tripped_s: float | None = None  # when an offline-bounded profile was last dropped
+    local_frequency_since_s: float | None = None  # when LocalFrequency last took over
     power_zero_s: float | None = None  # after a dead-man trip: plant power at zero export
     command_w: float = 0.0  # what the station commands the plant now (+ = discharge)
     target_w: float = 0.0  # where the ramp is heading
@@ -165,13 +200,15 @@ class StationModel:
     _departing: bool = False
     _mode: ChargerMode = ChargerMode.OFF
     _written_w: int | None = None
+    _lf_w: float | None = None  # the frequency-watt response's state while in LocalFrequency
 
     def __post_init__(self) -> None:
         if self.ramp_w_per_s is None:
             self.ramp_w_per_s = self.rating_w / 0.5
-        if self.ramp_w_per_s <= 0 or self.response_delay_s < 0:
+        if self.ramp_w_per_s <= 0 or self.response_delay_s < 0 or self.freq_watt_response_s <= 0:
             raise ValueError(
-                f"{self.charger_id}: ramp_w_per_s must be > 0 and response_delay_s >= 0"
+                f"{self.charger_id}: ramp_w_per_s and freq_watt_response_s must be > 0 and"
+                " response_delay_s >= 0"
             )
 
     # ------------------------------------------------------------------ views
@@ -238,6 +275,16 @@ class StationModel:
             ocpp_w = 0.0
         elif mode == "CentralSetpoint":
             ocpp_w = period.setpoint or 0.0
+        elif mode == "LocalFrequency":
+            if not self.plant.bus_live:
+                return 0.0  # no frequency to follow: a follower never energises a dead bus
+            ocpp_w = (period.baseline or 0.0) + curve_power_w(
+                period.freq_watt, self.plant.bus_frequency_hz
+            )
+            if period.limit is not None:
+                ocpp_w = min(ocpp_w, period.limit)
+            if period.discharge_limit is not None:
+                ocpp_w = max(ocpp_w, period.discharge_limit)
         elif period.limit is not None:  # ChargingOnly or no mode: a charging limit
             ocpp_w = max(period.limit, 0.0)
         else:
@@ -253,6 +300,10 @@ class StationModel:
         d, s, lim = period.discharge_limit, period.setpoint, period.limit
         if period.operation_mode == "CentralSetpoint" and s is None:
             return "CentralSetpoint without a setpoint"
+        if period.operation_mode == "LocalFrequency":
+            reason = self._check_freq_watt(period)
+            if reason is not None:
+                return reason
         for name, v in (("setpoint", s), ("limit", lim), ("discharge_limit", d)):
             if v is not None and not math.isfinite(v):
                 return f"{name} {v} is not a number"
@@ -269,6 +320,22 @@ class StationModel:
                 return f"setpoint {s:g} discharges with no discharge_limit"
             if s < 0 and not self.may_discharge:
                 return f"setpoint {s:g}: the car does not offer or was not allowed DC_BPT"
+        return None
+
+    def _check_freq_watt(self, period: SchedulePeriod) -> str | None:
+        if not self.local_frequency:
+            return "LocalFrequency: this station does not support the operation mode"
+        points = period.freq_watt
+        if not points:
+            return "LocalFrequency without a v2xFreqWattCurve"
+        values = [v for pt in points for v in pt] + [period.baseline or 0.0]
+        if not all(math.isfinite(v) for v in values):
+            return "v2xFreqWattCurve: a point is not a number"
+        frequencies = [f for f, _ in points]
+        if len(set(frequencies)) != len(frequencies):
+            return "v2xFreqWattCurve: two points at one frequency"
+        if any(p < 0 for _, p in points) and not self.may_discharge:
+            return "v2xFreqWattCurve discharges: the car does not offer or was not allowed DC_BPT"
         return None
 
     def set_profile(self, profile: ChargingProfile, now_s: float) -> str | None:
@@ -382,6 +449,7 @@ class StationModel:
             self._ramp(due - cursor)
             cursor = due
             self.target_w = item.target_w
+        self._follow_frequency(now_s - last)
         self._ramp(now_s - cursor)
         if not self.plant.bus_live:
             # No AC on its side: the converter has stopped; when the bus is back it starts
@@ -397,6 +465,32 @@ class StationModel:
             self.power_zero_s = now_s
         if self._departing and abs(self.plant.charger_power_w(self.charger_id)) <= ZERO_EXPORT_W:
             self._leave(now_s)
+
+    def in_local_frequency(self) -> bool:
+        profile = self.active_profile()
+        return (
+            profile is not None
+            and profile.period.operation_mode == "LocalFrequency"
+            and self.plugged
+            and not self._departing
+        )
+
+    def _follow_frequency(self, dt_s: float) -> None:
+        """In LocalFrequency the target follows the curve at the bus frequency now, through
+        a first-order response. The drooping former's frequency answers the stations'
+        power at once, so with ticks of dt the loop is stable while a x (1 + g) < 2, a the
+        step's share of the way and g the loop gain (the stations' shares over the formers'
+        ratings): at 10 ms ticks a is 0.01; the cap keeps a clock that ticks slowly (a
+        drill) stable up to g = 19, a dozen stations as big as the former."""
+        if not self.in_local_frequency():
+            self._lf_w = None
+            return
+        wanted = self.profile_target_w()
+        if self._lf_w is None:
+            self._lf_w = self.command_w
+        share = min(0.1, 1.0 - math.exp(-max(dt_s, 0.0) / self.freq_watt_response_s))
+        self._lf_w += (wanted - self._lf_w) * share
+        self.target_w = self._lf_w
 
     def _ramp(self, dt_s: float) -> None:
         assert self.ramp_w_per_s is not None
@@ -420,15 +514,15 @@ class StationModel:
         dropped = [
             p.id
             for p in self.profiles.values()
-            if p.kind == "Dynamic"
-            and p.max_offline_duration_s is not None
-            and offline > p.max_offline_duration_s
+            if p.max_offline_duration_s is not None and offline > p.max_offline_duration_s
         ]
         if not dropped:
             return
         for pid in dropped:
             del self.profiles[pid]
         self.deadman_tripped_s = now_s
+        if self.in_local_frequency():
+            self.local_frequency_since_s = now_s
         self.power_zero_s = None
         self._pending.clear()
         self._retarget(now_s, delay_s=0.0)  # the station's own decision: no command latency

@@ -53,6 +53,12 @@ reconnection that closes in time, and an island shut down with every load off.
 The V2L circuits are not the bus: an outlet reaching its vehicle's cut-off is
 not a collapse.
 
+The island's frequency: the grid-formers' frequency setpoint (nominal when 0) while they
+are isochronous (`droop_hz` 0, the default); a drooping former runs the island at setpoint
+- droop_hz x P / rating, several sharing in proportion to rating / droop
+(`droop_shares`, exact). Followers (the Modbus ones and the OCPP stations' model) read it
+from the plant; a follower never energises a dead bus, whatever it is told.
+
 Units: W, Wh, V, Hz, degrees, %, seconds of plant time. The site bus voltage is
 line-to-line (nominal from the site file); V2L circuits are 230 V single-phase.
 Sign conventions: a source's power is + when it supplies its bus (a vehicle
@@ -283,6 +289,9 @@ class ChargerSim:
     # are closed (`pcc_closed`, set by the plant) the unit never forms; FORM runs as FOLLOW.
     pcc_interlock: bool = False
     pcc_closed: bool = False
+    # P-f droop while it forms [Hz at full rating]: the bus runs at setpoint - droop x P /
+    # rating (`droop_shares`); 0: isochronous, the bus at its setpoint.
+    droop_hz: float = 0.0
     vehicle: VehicleSim | None = None
     mode_command: ChargerMode = ChargerMode.OFF
     power_setpoint_w: int = 0
@@ -501,7 +510,13 @@ class Plant:
             self.loads[spec.id] = LoadSim(spec=spec, factor=init.load_factor)
             self.panels[spec.panel].relays[spec.channel] = init.relays_on
         self.chargers: dict[str, ChargerSim] = {
-            cid: ChargerSim(cid, _rating(dev), dev.can_form, pcc_interlock=dev.pcc_interlock)
+            cid: ChargerSim(
+                cid,
+                _rating(dev),
+                dev.can_form,
+                pcc_interlock=dev.pcc_interlock,
+                droop_hz=dev.droop_hz,
+            )
             for cid, dev in config.chargers.items()
         }
         self.outlets: dict[str, OutletSim] = {
@@ -1512,7 +1527,11 @@ class Plant:
         pv_w = self.pv_power_w
         need = loads_w - sum(c.power_w for c in followers) - pv_w
         n = len(formers)
-        absorb_cap = n * min(c.charge_cap_w for c in formers)
+        drooping = any(c.droop_hz > 0 for c in formers)
+        if drooping:
+            absorb_cap = self._droop_absorb_cap_w(formers, need)
+        else:
+            absorb_cap = n * min(c.charge_cap_w for c in formers)
         if need < -absorb_cap:
             # Surplus the formers cannot absorb: over-frequency droop curtails PV, then followers.
             surplus = -absorb_cap - need
@@ -1529,17 +1548,23 @@ class Plant:
                 for c in discharging:
                     c.power_w *= scale
             need = loads_w - sum(c.power_w for c in followers) - self.pv_power_w
-        each = need / n
-        for c in formers:
-            c.power_w = each
-        if each <= _P_EPS:
+        if drooping:
+            self.bus_frequency_hz, shares = droop_shares(
+                [self._droop_unit(c) for c in formers], need
+            )
+        else:
+            shares = [need / n] * n
+        for c, share in zip(formers, shares, strict=True):
+            c.power_w = share
+        if max(shares) <= _P_EPS:
             self._overload_since_s = None
             return False
 
         overload_limit = timing.overload_pu
         for c in formers:
             cap = c.discharge_cap_w
-            if cap <= 0.0:
+            each = c.power_w
+            if cap <= 0.0 and each > _P_EPS:
                 assert c.vehicle is not None
                 self._collapse(
                     "floor",
@@ -1554,21 +1579,41 @@ class Plant:
                     f" {cap:.0f} W",
                 )
                 return True
-        if any(each > c.discharge_cap_w + _P_EPS for c in formers):
+        if any(c.power_w > c.discharge_cap_w + _P_EPS for c in formers):
             if self._overload_since_s is None:
                 self._overload_since_s = t
             elif t >= self._overload_since_s + timing.overload_max_s - _T_EPS:
                 for c in formers:
+                    if c.power_w <= c.discharge_cap_w + _P_EPS:
+                        continue
                     self._record(
                         "over_rating",
-                        f"former {c.device_id} delivered {each:.0f} W > {c.discharge_cap_w:.0f} W"
-                        f" for {timing.overload_max_s:g} s",
+                        f"former {c.device_id} delivered {c.power_w:.0f} W >"
+                        f" {c.discharge_cap_w:.0f} W for {timing.overload_max_s:g} s",
                     )
                 self._collapse("overload", f"formers overloaded for {timing.overload_max_s:g} s")
                 return True
         else:
             self._overload_since_s = None
         return False
+
+    def _droop_unit(self, c: ChargerSim) -> DroopUnit:
+        return DroopUnit(
+            c.frequency_setpoint_hz or self.nominal_frequency_hz, c.droop_hz, c.rating_w
+        )
+
+    def _droop_absorb_cap_w(self, formers: list[ChargerSim], need_w: float) -> float:
+        """The surplus [W] drooping formers absorb before the first reaches its charge limit:
+        -(the least `need` at which every share stays within its former's charge cap)."""
+        units = [self._droop_unit(c) for c in formers]
+        _, shares = droop_shares(units, need_w)
+        _, shifted = droop_shares(units, need_w + 1.0)
+        least = need_w
+        for c, share, moved in zip(formers, shares, shifted, strict=True):
+            slope = moved - share  # [W per W of need]
+            if share < -c.charge_cap_w - _P_EPS and slope > 0:
+                least = max(least, need_w + (-c.charge_cap_w - share) / slope)
+        return -least  # no share beyond its cap: -need_w, so nothing is curtailed
 
     def _collapse(self, cause: OutageCause, reason: str) -> None:
         """The formers trip on what the controller left them to carry: a collapse it caused."""
@@ -1792,6 +1837,44 @@ class Plant:
             loads = self._circuit_loads[supply]
             if self._episode_starts(key, _shed_out_of_order(loads)):
                 self._record("wrong_shed_order", f"{supply}: {_shed_order_detail(loads)}")
+
+
+# --------------------------------------------------------------------------- droop
+class DroopUnit(NamedTuple):
+    """A grid-former as its droop sees it: frequency setpoint [Hz] (its no-load frequency),
+    droop [Hz at full rating] (0: isochronous) and rating [W]."""
+
+    setpoint_hz: float
+    droop_hz: float
+    rating_w: float
+
+
+def droop_shares(units: list[DroopUnit], need_w: float) -> tuple[float, list[float]]:
+    """The island's frequency [Hz] and each former's power [W] when they carry `need_w`
+    between them.
+
+    A drooping former gives P = rating x (setpoint - f) / droop; f is where the sum meets
+    the need. An isochronous former (droop 0) holds the frequency at its setpoint (several:
+    at the mean of theirs) and they share equally what the drooping ones leave. Linear, so
+    exact: no iteration.
+    """
+    if not units:
+        raise ValueError("droop_shares needs at least one grid-former")
+    iso = [u for u in units if u.droop_hz <= 0]
+    if iso:
+        f = _mean(u.setpoint_hz for u in iso)
+        given = {
+            i: u.rating_w * (u.setpoint_hz - f) / u.droop_hz
+            for i, u in enumerate(units)
+            if u.droop_hz > 0
+        }
+        each = (need_w - sum(given.values())) / len(iso)
+        return f, [given.get(i, each) for i in range(len(units))]
+    stiffness = [u.rating_w / u.droop_hz for u in units]  # [W/Hz]
+    f = (sum(k * u.setpoint_hz for k, u in zip(stiffness, units, strict=True)) - need_w) / sum(
+        stiffness
+    )
+    return f, [k * (u.setpoint_hz - f) for k, u in zip(stiffness, units, strict=True)]
 
 
 # --------------------------------------------------------------------------- helpers

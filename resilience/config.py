@@ -471,6 +471,10 @@ class OcppSection(_Model):
     call_timeout_s: Annotated[float, Field(gt=0, le=30)] = 2.0
     """[s] a command (SetChargingProfile, UpdateDynamicSchedule) not answered within this
     did not take effect."""
+    local_frequency_offline_s: Annotated[int, Field(ge=2, le=3600)] = 60
+    """[s] a station with `local_frequency = true` keeps sharing by frequency this long after
+    it loses the controller (its LocalFrequency profile's maxOfflineDuration, longer than
+    max_offline_duration_s); then it falls to Idle."""
 
     @field_validator("host")
     @classmethod
@@ -495,6 +499,10 @@ class OcppStation(_Model):
     discharge_method: Literal["none", "negative_limit"] = "none"
     """2.0.1 and 1.6 have no V2X: "none" (charging control only), or "negative_limit" for a
     vendor that takes a negative limit in a charging profile as a discharge setpoint."""
+    local_frequency: bool = False
+    """2.1 followers: the station supports the LocalFrequency operation mode, so it is given
+    a frequency-watt curve matched to the grid-former's droop and keeps sharing the island
+    by frequency for a while when it loses the controller (docs/ocpp.md)."""
 
 
 class Device(_Model):
@@ -518,6 +526,10 @@ class Device(_Model):
     # A grid-forming charger whose grid-parallel input is wired to the PCC breaker's
     # auxiliary contact: it never forms while the PCC is closed.
     pcc_interlock: bool = False
+    droop_hz: Annotated[float, Field(ge=0, le=5)] = 0.0
+    """[Hz] a grid-former's P-f droop: its island runs this far below its frequency setpoint
+    at full rating (f = setpoint - droop_hz x P / rating_w), shared with other formers in
+    proportion to rating / droop. 0 (the default): isochronous, the island at the setpoint."""
     channels: Annotated[int, Field(ge=1, le=16)] = 16
     role: RoleName | None = None
     """A charger's role (former, follower, load); by default a bidirectional_charger with
@@ -1071,6 +1083,117 @@ def _check_role(key: str, device: Device) -> list[tuple[str, str]]:
     return []
 
 
+FREQUENCY_SETPOINT_RANGE_HZ = (45.0, 65.0)
+"""[Hz] what a bidirectional_charger's FREQUENCY_SETPOINT register takes (docs/registers.md)."""
+
+
+def _check_droop(config: SiteConfig) -> list[tuple[str, str]]:
+    """A droop belongs to a grid-former, and its band must fit the site's other settings:
+    a fully loaded island (setpoint - droop_hz) stays above the must-trip UF1 point and one
+    whose former absorbs at its full rating (setpoint + droop_hz) below OF1, so the
+    followers' own frequency protection (which the table stands for) does not take a busy
+    island for a fault; and resynchronisation, which moves the former's setpoint by its
+    droop to hold the island at the grid's frequency plus the slip, stays within the
+    setpoint register's range at the top of the enter-service window."""
+    problems: list[tuple[str, str]] = []
+    grid = config.grid
+    points = {p.name: p for p in trip_points(grid)}
+    uf1, of1 = points["uf1"], points["of1"]
+    top_hz = grid.frequency_window_hz[1] + config.sync.slip_frequency_hz
+    for name, device in config.devices.items():
+        droop = device.droop_hz
+        if droop <= 0:
+            continue
+        key = f"devices.{name}.droop_hz"
+        if not (device.driver == "bidirectional_charger" and device.can_form):
+            problems.append(
+                (key, "only a grid-forming bidirectional_charger (can_form = true) droops")
+            )
+            continue
+        full_load_hz = grid.nominal_frequency_hz - droop
+        if not full_load_hz > uf1.level:
+            problems.append(
+                (
+                    key,
+                    f"{droop:g} Hz puts a fully loaded island at {full_load_hz:g} Hz, not above"
+                    f" the must-trip point {uf1.label} {uf1.level:g} Hz: the followers would"
+                    " trip on it (a busy island read as a fault); use a smaller droop",
+                )
+            )
+        absorbing_hz = grid.nominal_frequency_hz + droop
+        if not absorbing_hz < of1.level:
+            problems.append(
+                (
+                    key,
+                    f"{droop:g} Hz puts an island whose former absorbs at its full rating (a"
+                    f" surplus) at {absorbing_hz:g} Hz, not below the must-trip point"
+                    f" {of1.label} {of1.level:g} Hz: the followers would trip on it; use a"
+                    " smaller droop",
+                )
+            )
+        if top_hz + droop > FREQUENCY_SETPOINT_RANGE_HZ[1]:
+            problems.append(
+                (
+                    key,
+                    f"resynchronising to a grid at {grid.frequency_window_hz[1]:g} Hz (the top"
+                    f" of grid.frequency_window_hz) at full load needs a setpoint of"
+                    f" {top_hz + droop:g} Hz, beyond the former's"
+                    f" {FREQUENCY_SETPOINT_RANGE_HZ[1]:g} Hz; use a smaller droop",
+                )
+            )
+    return problems
+
+
+def _check_local_frequency(config: SiteConfig) -> list[tuple[str, str]]:
+    """LocalFrequency is a 2.1 follower's, needs a drooping grid-former to match (every
+    former alike, so that one curve fits whichever forms), and outlasts the dead-man."""
+    problems: list[tuple[str, str]] = []
+    stations = [
+        (name, d)
+        for name, d in config.ocpp_stations.items()
+        if d.ocpp is not None and d.ocpp.local_frequency
+    ]
+    if not stations:
+        return problems
+    formers = {n: d for n, d in config.chargers.items() if d.can_form}
+    droops = {d.droop_hz for d in formers.values()}
+    for name, device in stations:
+        key = f"devices.{name}.ocpp.local_frequency"
+        assert device.ocpp is not None
+        if device.ocpp.version != "2.1":
+            problems.append(
+                (key, f"OCPP {device.ocpp.version} has no LocalFrequency mode (OCPP 2.1 only)")
+            )
+        if device.charger_role != "follower":
+            problems.append(
+                (
+                    key,
+                    f"role {device.charger_role!r}: only a follower shares the island's load"
+                    " by frequency",
+                )
+            )
+    if formers and (len(droops) != 1 or 0.0 in droops):
+        listed = ", ".join(f"devices.{n}.droop_hz = {d.droop_hz:g}" for n, d in formers.items())
+        problems.append(
+            (
+                f"devices.{stations[0][0]}.ocpp.local_frequency",
+                "a LocalFrequency curve is matched to the grid-formers' droop: every former"
+                f" needs the same droop_hz > 0 ({listed})",
+            )
+        )
+    ocpp = config.ocpp
+    if ocpp.local_frequency_offline_s <= ocpp.max_offline_duration_s:
+        problems.append(
+            (
+                "ocpp.local_frequency_offline_s",
+                f"{ocpp.local_frequency_offline_s} s must be longer than"
+                f" ocpp.max_offline_duration_s ({ocpp.max_offline_duration_s} s): LocalFrequency"
+                " takes over when the CentralSetpoint profile lapses",
+            )
+        )
+    return problems
+
+
 def _check_ocpp_identities(config: SiteConfig) -> list[tuple[str, str]]:
     """One device per station identity: the identity is how a connection finds its device."""
     seen: dict[str, str] = {}
@@ -1150,6 +1273,8 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
 
     problems.extend(_check_ocpp_identities(config))
     problems.extend(_check_trip(config.grid))
+    problems.extend(_check_droop(config))
+    problems.extend(_check_local_frequency(config))
     problems.extend(_check_tcp_endpoints(config))
     problems.extend(_check_serial_lines(config))
 

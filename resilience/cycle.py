@@ -39,6 +39,7 @@ from resilience.devices import (
     OutletReading,
     PanelReading,
     PVInverter,
+    SilentDrawBound,
     V2LOutlet,
 )
 from resilience.model import (
@@ -323,6 +324,13 @@ class Controller:
         slot = self.slots.get(device_id)
         return slot.reading if slot is not None and slot.available else None
 
+    def _silent_charge_w(self, device_id: str) -> float | None:
+        """What a silent charger's driver knows it can be drawing at most (SilentDrawBound)."""
+        slot = self.slots.get(device_id)
+        if slot is None or not isinstance(slot.driver, SilentDrawBound):
+            return None
+        return slot.driver.silent_max_charge_w()
+
     def build_snapshot(self, now: float) -> Snapshot:
         """The cycle's snapshot; a device state whose inputs did not change is last cycle's.
 
@@ -355,6 +363,9 @@ class Controller:
                 seen.append(new)
             forming = reading is not None and reading.state is ChargerState.FORMING
             inputs = (reading, overrides.vehicle_at(config, charger_id, wall, forming=forming))
+            silent_charge_w = None if reading is not None else self._silent_charge_w(charger_id)
+            if silent_charge_w is not None:
+                inputs = (*inputs, silent_charge_w)
             if reading is not None and reading.departure_wall is not None:
                 inputs = (*inputs, math.floor(wall))  # its leaving ramp moves with the clock
             cached = built.get(charger_id)
@@ -362,7 +373,13 @@ class Controller:
                 vehicles.append(cached[1])
                 continue
             vehicle_state = _vehicle_state(
-                charger_id, device, reading, inputs[1], wall, config.dispatch.leave_notice_s
+                charger_id,
+                device,
+                reading,
+                inputs[1],
+                wall,
+                config.dispatch.leave_notice_s,
+                silent_charge_w,
             )
             built[charger_id] = (inputs, vehicle_state)
             vehicles.append(vehicle_state)
@@ -745,6 +762,7 @@ def _vehicle_state(
     vehicle: VehicleView,
     wall: float,
     leave_notice_s: float,
+    silent_charge_w: float | None = None,
 ) -> VehicleState:
     # The connector's occupancy says whose car it is and what it keeps (Overrides.vehicle_at):
     # 100 % for a car nobody vouches for, a released one, and one about to leave.
@@ -764,7 +782,8 @@ def _vehicle_state(
     rating = device.rating_w or 0.0
     if reading is None:
         # A silent charger gives nothing, but may still be drawing up to its rating
-        # (max_charge_w) on its last command: decisions count that as a load.
+        # (max_charge_w) on its last command: decisions count that as a load (less only
+        # when its driver knows better: an OCPP station under LocalFrequency).
         return VehicleState(
             charger_id,
             vehicle_id,
@@ -777,7 +796,7 @@ def _vehicle_state(
             0.0,
             0.0,
             0.0,
-            rating,
+            rating if silent_charge_w is None else min(rating, silent_charge_w),
             0.0,
             0.0,
             False,

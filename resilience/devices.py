@@ -13,7 +13,7 @@ Units are in the names; power is signed as in `resilience.model`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from resilience.model import (
     BreakerCommand,
@@ -104,6 +104,15 @@ class LoadRelays(Protocol):
 class BidirectionalCharger(Protocol):
     async def read(self) -> ChargerReading: ...
     async def command(self, command: ChargerCommand) -> None: ...
+
+
+@runtime_checkable
+class SilentDrawBound(Protocol):
+    """A charger driver that knows, from what its device last accepted, the most it can
+    be drawing while it cannot be read [W]; None: nothing known, count its rating (a
+    silent charger may be charging at full rating on its last command, rule 5)."""
+
+    def silent_max_charge_w(self) -> float | None: ...
 
 
 class V2LOutlet(Protocol):

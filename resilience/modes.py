@@ -71,6 +71,7 @@ from resilience.policies.grid import (
 from resilience.policies.shedding import UNMEASURED_AFTER_ON_S, LoadPlan, LoadTimes, plan_loads
 from resilience.policies.sync import (
     close_check_section,
+    droop_setpoint_hz,
     island_frequency_target_hz,
     sync_check,
 )
@@ -1825,6 +1826,16 @@ class SiteModes:
         )
         return {**held.on, **plan.on}
 
+    def _droop_compensated(self, ctx: GuardContext, target_hz: float) -> float:
+        """The former's setpoint that puts its drooping island at target_hz (sync.py)."""
+        former = former_state(ctx)
+        device = ctx.config.devices.get(former.charger_id) if former is not None else None
+        if former is None or device is None or not former.available:
+            return target_hz
+        return droop_setpoint_hz(
+            target_hz, device.droop_hz, former.power_w, device.rating_w or 0.0
+        )
+
     def _resync(
         self, ctx: GuardContext, frequency: float, voltage: float, live: bool
     ) -> tuple[float, float, BreakerCommand]:
@@ -1834,6 +1845,7 @@ class SiteModes:
             frequency = island_frequency_target_hz(
                 pcc.grid_frequency_hz, ctx.config.sync, ctx.config.site.cycle_period_s
             )
+            frequency = self._droop_compensated(ctx, frequency)
             voltage = pcc.grid_voltage_v or voltage
         if not ready_for_return(self.memory.grid_healthy_since_s, ctx.now_s, ctx.config.grid):
             return frequency, voltage, BreakerCommand.NONE

@@ -38,6 +38,7 @@ from websockets.http11 import Request, Response
 
 from resilience.config import OCPP_SUBPROTOCOLS, Device, SiteConfig
 from resilience.ocpp.driver import Alarms, Events, OcppStationDriver
+from resilience.ocpp.local_frequency import IslandDroop
 from resilience.ocpp.passwords import verify_password
 from resilience.ocpp.sessions import SESSIONS, close_quietly
 
@@ -72,6 +73,16 @@ def _basic_auth(request: Request) -> tuple[str, str] | None:
     return (user, password) if colon else None
 
 
+def island_droop(config: SiteConfig) -> IslandDroop | None:
+    """The grid-formers' droop line the LocalFrequency curves match (None: they do not
+    droop; check-config makes every former droop alike when a station asks for it). The
+    island runs with the formers at nominal frequency, so that is the no-load point."""
+    droops = {d.droop_hz for d in config.chargers.values() if d.can_form}
+    if len(droops) != 1 or 0.0 in droops:
+        return None
+    return IslandDroop(config.grid.nominal_frequency_hz, droops.pop())
+
+
 class CentralSystem:
     """The stations of `config` (`SiteConfig.ocpp_stations`), their drivers and server.
 
@@ -97,9 +108,17 @@ class CentralSystem:
         self._events = events
         self._alarms = alarms
         self._drivers: dict[str, OcppStationDriver] = {}  # by identity
+        island = island_droop(config)
         for name, device in config.ocpp_stations.items():
             driver = OcppStationDriver(
-                name, device, self.section, clock=clock, wall=wall, events=events, alarms=alarms
+                name,
+                device,
+                self.section,
+                clock=clock,
+                wall=wall,
+                events=events,
+                alarms=alarms,
+                island=island,
             )
             self._drivers[driver.station.identity] = driver
         self._connections: dict[str, Any] = {}  # identity -> its current connection

@@ -18,8 +18,12 @@ write plan sees whether a command took effect.
 2.1 (V2X): after BootNotification the Idle profile goes to stack level 0; the first
 non-zero setpoint installs the Dynamic CentralSetpoint profile at stack level 1 with the
 dead-man `max_offline_duration`; then only UpdateDynamicSchedule. Both again after every
-reconnect. 2.0.1 / 1.6: a TxDefaultProfile limit [W] per command (charging control; a
-negative limit discharges when the site file says `discharge_method = "negative_limit"`).
+reconnect. A station with `local_frequency = true` gets its CentralSetpoint profile at
+level 2 (installed at the first command, even at 0 W) and, beneath it at level 1, a
+LocalFrequency profile matched to the grid-former's droop (`local_frequency.py`), re-sent
+when its share must change; a stale one is cleared at boot. 2.0.1 / 1.6: a
+TxDefaultProfile limit [W] per command (charging control; a negative limit discharges
+when the site file says `discharge_method = "negative_limit"`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from resilience.config import Device, OcppSection
 from resilience.devices import BidirectionalCharger, ChargerCommand, ChargerReading
 from resilience.drivers import registers
 from resilience.model import ChargerMode, ChargerState
+from resilience.ocpp import local_frequency as lf
 from resilience.ocpp import profiles
 from resilience.ocpp.sessions import Session, V21Session
 from resilience.ocpp.state import StationState
@@ -163,6 +168,7 @@ class OcppStationDriver:
         wall: Callable[[], float],
         events: Events | None = None,
         alarms: Alarms | None = None,
+        island: lf.IslandDroop | None = None,
     ) -> None:
         if device.ocpp is None or device.rating_w is None:
             raise ValueError(f"devices.{name}: an OCPP station needs [devices.{name}.ocpp] and"
@@ -192,6 +198,14 @@ class OcppStationDriver:
         self.setpoints: deque[tuple[float, float, float | None]] = deque(maxlen=200)
         self._delivering = False
         self.refusal_reported = False
+        # LocalFrequency (2.1, the site file says the station supports it, formers droop)
+        capable = self.station.local_frequency and self.station.version == "2.1"
+        self.island = island if capable else None
+        self.local_frequency_share: lf.LocalFrequencyShare | None = None  # installed now
+        self.local_frequency_note = ""  # why there is none, when there is none
+        self._lf_rejected = False  # the station rejected it on this connection
+        self._lf_alarmed = False
+        self._inflight_charge_w = 0.0  # [W] the charging a command awaiting its answer asks
 
     def __repr__(self) -> str:
         return f"OcppStationDriver({self.name!r}, ocpp:{self.station.identity})"
@@ -231,6 +245,14 @@ class OcppStationDriver:
             "accepted_setpoint_w": state.accepted_setpoint_w,
             "idle_profile": state.idle_installed,
             "dynamic_profile": state.dynamic_installed,
+            "local_frequency": None
+            if self.island is None
+            else {
+                "discharge_w": None
+                if self.local_frequency_share is None
+                else self.local_frequency_share.discharge_w,
+                "note": self.local_frequency_note,
+            },
             "last_outcome": state.last_outcome,
             "anti_islanding": list(state.islanding_methods),
             "rtt_ms_p50": pct(0.5),
@@ -264,6 +286,21 @@ class OcppStationDriver:
         reading = reading_from_state(self.state, self.device)
         self._last_reading = reading
         return reading
+
+    def silent_max_charge_w(self) -> float | None:
+        """While it cannot be read, the most a LocalFrequency station can be drawing [W]:
+        for `max_offline_duration_s` the last setpoint it accepted (or one sent and not yet
+        answered), then its curve (which never charges), then Idle. None (count its rating,
+        as for any silent charger) unless the CentralSetpoint and LocalFrequency profiles
+        are both known to be in place on this connection. Trusts the station to keep its
+        profiles through a reboot (OCPP stores them persistently)."""
+        if (
+            self.island is None
+            or self.local_frequency_share is None
+            or not self.state.dynamic_installed
+        ):
+            return None
+        return max(0.0, -self.state.accepted_setpoint_w, self._inflight_charge_w)
 
     def _silence(self, now: float) -> str:
         state = self.state
@@ -388,6 +425,8 @@ class OcppStationDriver:
         self._wake = asyncio.Event()
         self._booted = asyncio.Event()
         self._last_reading = None
+        self.local_frequency_share = None
+        self._lf_rejected = False
         self.state.connect(self.clock())
         self._sender = asyncio.create_task(self._send_loop(session), name=f"ocpp-send-{self.name}")
 
@@ -419,6 +458,15 @@ class OcppStationDriver:
         await self._booted.wait()
         if self.state.version == "2.1":
             await self._install_idle(session)
+            if self.island is not None:
+                # a LocalFrequency profile left from before would rule until the
+                # CentralSetpoint one is back above it: clear it (Unknown if there is none)
+                await self._call(
+                    session,
+                    session._call.ClearChargingProfile(
+                        charging_profile_id=lf.LOCAL_FREQUENCY_PROFILE_ID
+                    ),
+                )
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -489,8 +537,9 @@ class OcppStationDriver:
                 payload: Any = session._call.UpdateDynamicSchedule(
                     charging_profile_id=profiles.DYNAMIC_PROFILE_ID, schedule_update=update
                 )
-            elif schedule.setpoint_w == 0.0:
+            elif schedule.setpoint_w == 0.0 and self.island is None:
                 # Idle beneath is 0 W already: nothing to install until power is asked.
+                # (Not with LocalFrequency beneath: CentralSetpoint must rule over it.)
                 self._taken(command, schedule)
                 self._outcome(True, "nothing to send (Idle at 0 W)")
                 return
@@ -501,16 +550,26 @@ class OcppStationDriver:
                         schedule,
                         max_offline_duration_s=self.section.max_offline_duration_s,
                         dyn_update_interval_s=self.section.max_offline_duration_s,
+                        stack_level=1 if self.island is None else 2,
                     ),
                 )
             sent_s = self.clock()
-            taken, outcome = await self._call(session, payload)
+            self._inflight_charge_w = max(0.0, schedule.setpoint_w)
+            try:
+                taken, outcome = await self._call(session, payload)
+            finally:
+                self._inflight_charge_w = 0.0
             self.setpoints.append(
                 (sent_s, -schedule.setpoint_w, state.rtts_s[-1] if taken else None)
             )
             if taken:
                 state.dynamic_installed = True
                 session.schedule_update = update
+                if self.island is not None and not self._lf_rejected:
+                    self._taken(command, schedule)
+                    self._outcome(taken, outcome)
+                    await self._local_frequency(session, command, reading)
+                    return
         else:
             limit = schedule.setpoint_w
             if self.station.discharge_method != "negative_limit":
@@ -529,6 +588,74 @@ class OcppStationDriver:
         if taken:
             self._taken(command, schedule)
         self._outcome(taken, outcome)
+
+    async def _local_frequency(
+        self, session: Session, command: ChargerCommand, reading: ChargerReading
+    ) -> None:
+        """Keep the LocalFrequency profile beneath CentralSetpoint within what the car may
+        give offline (local_frequency.py): install, re-send or clear it."""
+        assert self.island is not None
+        state, section = self.state, self.section
+        share, why = lf.local_frequency_share(
+            rating_w=state.rating_w,
+            max_discharge_w=reading.max_discharge_w,
+            soc_pct=state.soc_pct,
+            reserve_soc_pct=max(command.min_soc_pct, state.car_floor_soc_pct),
+            capacity_wh=state.capacity_wh,
+            central_hold_s=section.max_offline_duration_s,
+            curve_hold_s=section.local_frequency_offline_s - section.max_offline_duration_s,
+        )
+        if share is None:
+            self.local_frequency_note = why
+            if self.local_frequency_share is not None:
+                taken, outcome = await self._call(
+                    session,
+                    session._call.ClearChargingProfile(
+                        charging_profile_id=lf.LOCAL_FREQUENCY_PROFILE_ID
+                    ),
+                )
+                if taken or outcome.endswith("Unknown"):
+                    self.local_frequency_share = None
+                    self._event(
+                        "ocpp",
+                        f"{self.name}: LocalFrequency withdrawn: {why}",
+                        {"device": self.name},
+                    )
+            return
+        if not lf.needs_resend(self.local_frequency_share, share):
+            return
+        payload = session._call.SetChargingProfile(
+            evse_id=self.station.evse_id,
+            charging_profile=lf.local_frequency_profile(
+                self.island, share, max_offline_duration_s=section.local_frequency_offline_s
+            ),
+        )
+        taken, outcome = await self._call(session, payload)
+        if taken:
+            self.local_frequency_share = share
+            self.local_frequency_note = ""
+            return
+        # Rejected (or no answer): keep today's behaviour (Idle after the dead-man) and
+        # say so once; not retried on this connection. A profile that went unanswered may
+        # still have been taken, and would not be kept within the reserve: clear it.
+        self._lf_rejected = True
+        self.local_frequency_share = None
+        if not outcome.endswith("Rejected"):
+            clear = session._call.ClearChargingProfile(
+                charging_profile_id=lf.LOCAL_FREQUENCY_PROFILE_ID
+            )
+            await self._call(session, clear)
+        self.local_frequency_note = f"rejected: {outcome}"
+        if not self._lf_alarmed:
+            self._lf_alarmed = True
+            message = (
+                f"{self.name}: the station did not take the LocalFrequency profile ({outcome});"
+                " without the link it falls to Idle after ocpp.max_offline_duration_s, as a"
+                " station without LocalFrequency"
+            )
+            log.warning("%s", message)
+            self._alarm(f"ocpp_local_frequency:{self.name}", True, "warning", message)
+            self._event("ocpp", message, {"device": self.name})
 
     def _taken(self, command: ChargerCommand, schedule: profiles.Schedule) -> None:
         self.state.accepted_mode = ChargerMode(command.mode)

@@ -112,13 +112,18 @@ def idle_profile() -> dict[str, Any]:
 
 
 def dynamic_profile(
-    schedule: Schedule, *, max_offline_duration_s: int, dyn_update_interval_s: int
+    schedule: Schedule,
+    *,
+    max_offline_duration_s: int,
+    dyn_update_interval_s: int,
+    stack_level: int = 1,
 ) -> dict[str, Any]:
     """2.1 stack level 1: Dynamic CentralSetpoint, valid `max_offline_duration_s` after the
-    station loses us (then it drops it and falls back to Idle beneath)."""
+    station loses us (then it drops it and falls back to the profile beneath: Idle, or at
+    level 2 above a LocalFrequency profile, see local_frequency.py)."""
     return {
         "id": DYNAMIC_PROFILE_ID,
-        "stack_level": 1,
+        "stack_level": stack_level,
         "charging_profile_purpose": "TxDefaultProfile",
         "charging_profile_kind": "Dynamic",
         "max_offline_duration": max_offline_duration_s,

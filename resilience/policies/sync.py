@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from resilience.config import SyncSection
+from resilience.config import FREQUENCY_SETPOINT_RANGE_HZ, SyncSection
 from resilience.model import BreakerReading
 
 GRID_LIVE_MIN_PU = 0.5
@@ -152,3 +152,21 @@ def island_frequency_target_hz(
     return grid_frequency_hz + slip_hz(
         cfg.slip_frequency_hz, cfg.max_phase_diff_deg, cfg.breaker_close_time_s, cycle_period_s
     )
+
+
+def droop_setpoint_hz(
+    target_hz: float, droop_hz: float, power_w: float, rating_w: float
+) -> float:
+    """The frequency setpoint [Hz] that holds a drooping grid-former's island at target_hz
+    while it carries power_w [W] (its island runs droop_hz x power / rating below its
+    setpoint), within what its FREQUENCY_SETPOINT register takes.
+
+    Only resynchronisation raises the setpoint this way: the rest of the time the island
+    runs on the droop, so its frequency tells the stations in LocalFrequency mode how
+    loaded the former is. An isochronous former (droop 0) gets target_hz unchanged.
+    """
+    if droop_hz <= 0 or rating_w <= 0:
+        return target_hz
+    low, high = FREQUENCY_SETPOINT_RANGE_HZ
+    return min(high, max(low, target_hz + droop_hz * power_w / rating_w))
+
