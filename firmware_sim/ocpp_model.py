@@ -145,6 +145,10 @@ class StationModel:
     ramp_w_per_s: float | None = None  # None: rating / 0.5 s
     response_delay_s: float = 0.05
     car: CarProfile = field(default_factory=CarProfile)
+    # After a dead bus the converter takes up its setpoint again at once, where this one by
+    # default restarts from nothing and ramps (a real station need not: with this set, a
+    # station still told to charge draws its full setpoint as soon as the bus is live).
+    resume_after_dead_bus: bool = False
 
     # state (read by tests, the benchmark and the protocol layer)
     profiles: dict[int, ChargingProfile] = field(default_factory=dict)
@@ -383,7 +387,7 @@ class StationModel:
             cursor = due
             self.target_w = item.target_w
         self._ramp(now_s - cursor)
-        if not self.plant.bus_live:
+        if not self.plant.bus_live and not self.resume_after_dead_bus:
             # No AC on its side: the converter has stopped; when the bus is back it starts
             # again from nothing and ramps to its target, as a real station restarts.
             self.command_w = 0.0

@@ -164,6 +164,9 @@ class _StationChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp has no typ
     async def route_message(self, raw_msg: str) -> None:
         self.station._handling += 1  # the station's busy flag, for settle()
         try:
+            delay = self.station.answer_delay_s
+            if delay > 0 and raw_msg.lstrip().startswith("[2"):  # a CALL of the central system
+                await asyncio.sleep(delay)
             await super().route_message(raw_msg)
         finally:
             self.station._handling -= 1
@@ -240,9 +243,16 @@ class SimStation:
         heartbeat_interval_s: float = 10.0,
         call_timeout_s: float = 10.0,
         backoff_s: tuple[float, float] = (0.2, 2.0),
+        answer_delay_s: float = 0.0,
     ) -> None:
         if meter_interval_s <= 0 or heartbeat_interval_s <= 0:
             raise ValueError(f"{identity}: meter and heartbeat intervals must be > 0")
+        if answer_delay_s < 0:
+            raise ValueError(f"{identity}: answer_delay_s must be >= 0")
+        # A slow station (busy firmware, a congested backhaul): each command of the central
+        # system is taken, and answered, this long [s, real time] after it arrives, one at a
+        # time; its own messages wait meanwhile. Over WebSockets in real time only.
+        self.answer_delay_s = answer_delay_s
         self.model = model
         self.identity = identity
         self.connector = connector

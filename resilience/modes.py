@@ -111,6 +111,8 @@ WAITING_ALARM = "grid_outside_enter_service"  # islanded, grid back but outside 
 ENERGY_PERIOD_S = 60.0  # the endurance policy (hours) is worked out again at least this
 # often, and at once when a circuit's loads switch or its cars come, go or fall silent
 SILENT_ENERGY_GRACE_S = 300.0  # a silent charger's car counts its last energy this long
+ZERO_CONFIRM_WAIT_S = 1.0  # black start: at most this long waiting for the chargers told
+# OFF to confirm it before forming onto what they still hold (counted as cold load then)
 
 
 @dataclass
@@ -1526,20 +1528,28 @@ class SiteModes:
         capacity = self._former_capacity(ctx, memory.former_id)
         if unseen and memory.former_id is not None:
             capacity = ctx.config.devices[memory.former_id].rating_w or 0.0
-        loads = self._preshed(ctx, capacity - silent_draw_w(ctx))
+        # Chargers that answer but have not confirmed a zero (or discharge) setpoint take up
+        # what they hold once the bus is live: for up to ZERO_CONFIRM_WAIT_S the former
+        # waits for their OFF to land (nothing forms, so the pre-shed need not count them
+        # yet); past it they count like loads that cannot be shed (`held_draw_w`).
+        held_w = held_draw_w(ctx, memory.former_id)
+        waiting = held_w > 0 and ctx.now_s - memory.mode_since_s < ZERO_CONFIRM_WAIT_S
+        counted_w = 0.0 if waiting else held_w
+        loads = self._preshed(ctx, capacity - silent_draw_w(ctx) - counted_w)
         chargers: dict[str, ChargerCommand] = {}
         # Loads on silent panels and silent chargers cannot be switched off: never form
         # onto more than the former can carry (it would collapse at once).
-        fixed_w = silent_draw_w(ctx) + sum(
+        fixed_w = silent_draw_w(ctx) + counted_w + sum(
             load.rated_power_w for load in self._circuits(ctx.snap).of("bus") if not load.available
         )
-        fits = fixed_w <= capacity
+        fits = fixed_w <= capacity and not waiting
         self._alarm(
             "black_start_blocked",
-            memory.former_id is not None and not fits,
+            memory.former_id is not None and not fits and not waiting,
             "critical",
-            f"cannot black start: {fixed_w / 1000:.1f} kW on silent devices cannot be shed"
-            f" and exceeds the grid-former's {capacity / 1000:.1f} kW",
+            f"cannot black start: {fixed_w / 1000:.1f} kW on silent devices and on chargers"
+            " that have not confirmed a zero setpoint cannot be shed and exceeds the"
+            f" grid-former's {capacity / 1000:.1f} kW",
         )
         pcc = ctx.snap.pcc
         dead_v = ctx.config.sync.dead_bus_max_pu * nominal_v(ctx)
@@ -1892,6 +1902,22 @@ def _projection_words(cap: EnergyCap) -> str:
 def silent_draw_w(ctx: GuardContext) -> float:
     """What silent chargers may still draw on their last command (they cannot be told)."""
     return sum(v.max_charge_w for v in ctx.snap.vehicles if not v.available)
+
+
+def held_charge_w(v: VehicleState) -> float:
+    """[W] What an answering charger may draw the moment its AC side is live again: the
+    charging setpoint it holds; with that unknown, its charging limit (rule 5)."""
+    if not v.available or not v.plugged:
+        return 0.0
+    if v.held_setpoint_w is None:
+        return v.max_charge_w
+    return max(0.0, -v.held_setpoint_w)
+
+
+def held_draw_w(ctx: GuardContext, former_id: str | None) -> float:
+    """[W] What the answering chargers other than the former would draw at once on a bus
+    that comes up now (silent ones are `silent_draw_w`'s)."""
+    return sum(held_charge_w(v) for v in ctx.snap.vehicles if v.charger_id != former_id)
 
 
 def can_form_now(v: VehicleState) -> bool:

@@ -22,8 +22,21 @@ def config() -> SiteConfig:
 
 def charger(mode: ChargerMode, power_w: float) -> ChargerReading:
     state = ChargerState.FORMING if mode is ChargerMode.FORM else ChargerState.DISCHARGING
+    held = 0.0 if mode is ChargerMode.OFF else power_w
     return ChargerReading(
-        state, mode, 80.0, power_w, 77400.0, 11000.0, 11000.0, True, 400.0, 50.0, 0, 30.0
+        state,
+        mode,
+        80.0,
+        power_w,
+        77400.0,
+        11000.0,
+        11000.0,
+        True,
+        400.0,
+        50.0,
+        0,
+        30.0,
+        held_setpoint_w=held,
     )
 
 

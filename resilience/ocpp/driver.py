@@ -145,6 +145,7 @@ def reading_from_state(state: StationState, device: Device) -> ChargerReading:
         min_soc_pct=state.car_floor_soc_pct,
         vehicle_floor_soc_pct=state.car_floor_soc_pct,
         departure_wall=state.departure_wall,
+        held_setpoint_w=state.held_setpoint_w,
     )
 
 
@@ -430,8 +431,11 @@ class OcppStationDriver:
                 finally:
                     self._delivering = False
 
-    async def _call(self, session: Session, payload: Any) -> tuple[bool, str]:
-        """Send one CALL; (taken, outcome) and the RTT recorded when answered."""
+    async def _call(
+        self, session: Session, payload: Any, ok: tuple[str, ...] = ("Accepted",)
+    ) -> tuple[bool, str]:
+        """Send one CALL; (taken: its status is one of `ok`, outcome) and the RTT recorded
+        when answered."""
         action = type(payload).__name__
         self.sent.append((action, _plain(payload)))
         del self.sent[:-100]
@@ -445,9 +449,9 @@ class OcppStationDriver:
             return False, f"{action}: {type(exc).__name__}: {exc}"
         self.state.rtts_s.append(self.clock() - session.call_sent_s)
         status = str(getattr(result, "status", ""))
-        if status != "Accepted":
+        if status not in ok:
             return False, f"{action}: {status or 'no status'}"
-        return True, f"{action}: Accepted"
+        return True, f"{action}: {status}"
 
     def _outcome(self, taken: bool, outcome: str) -> None:
         state = self.state
@@ -490,7 +494,12 @@ class OcppStationDriver:
                     charging_profile_id=profiles.DYNAMIC_PROFILE_ID, schedule_update=update
                 )
             elif schedule.setpoint_w == 0.0:
-                # Idle beneath is 0 W already: nothing to install until power is asked.
+                # Idle beneath is 0 W already: nothing to install until power is asked. On a
+                # new connection the station may still run the Dynamic profile of the last
+                # one (it outlives a link down shorter than max_offline_duration): clear it,
+                # so that the zero is known, not assumed.
+                if state.held_setpoint_w is None and not await self._clear_dynamic(session):
+                    return
                 self._taken(command, schedule)
                 self._outcome(True, "nothing to send (Idle at 0 W)")
                 return
@@ -533,6 +542,18 @@ class OcppStationDriver:
     def _taken(self, command: ChargerCommand, schedule: profiles.Schedule) -> None:
         self.state.accepted_mode = ChargerMode(command.mode)
         self.state.accepted_setpoint_w = -schedule.setpoint_w
+        self.state.held_setpoint_w = -schedule.setpoint_w
+
+    async def _clear_dynamic(self, session: Session) -> bool:
+        """ClearChargingProfile of the Dynamic profile: True when the station holds none now
+        (Accepted: cleared; Unknown: it had none)."""
+        payload = session._call.ClearChargingProfile(
+            charging_profile_id=profiles.DYNAMIC_PROFILE_ID
+        )
+        taken, outcome = await self._call(session, payload, ok=("Accepted", "Unknown"))
+        if not taken:
+            self._outcome(False, outcome)
+        return taken
 
     async def _allow_bpt(self, session: Session, transaction_id: str) -> None:
         payload = session._call.NotifyAllowedEnergyTransfer(
