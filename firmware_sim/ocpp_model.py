@@ -149,6 +149,13 @@ class StationModel:
     # default restarts from nothing and ramps (a real station need not: with this set, a
     # station still told to charge draws its full setpoint as soon as the bus is live).
     resume_after_dead_bus: bool = False
+    # A station whose own local configuration makes it a grid-former: its grid-forming input
+    # is wired to the PCC breaker's auxiliary contact (the plant's PCC interlock: while the
+    # PCC is closed it follows its profiles); with the PCC open it forms by itself on a dead
+    # bus, and follows a bus some other source holds. It stops forming at
+    # `local_min_soc_pct`, whatever the central system says (it cannot tell it anything).
+    forms_locally: bool = False
+    local_min_soc_pct: float = 0.0
 
     # state (read by tests, the benchmark and the protocol layer)
     profiles: dict[int, ChargingProfile] = field(default_factory=dict)
@@ -483,6 +490,8 @@ class StationModel:
         mode = ChargerMode.FOLLOW if power != 0 or self.target_w != 0 else ChargerMode.OFF
         if not self.plugged:
             mode, power = ChargerMode.OFF, 0
+        elif self._forms_now():
+            mode = ChargerMode.FORM
         if power != self._written_w:
             self.plant.set_charger_setpoints(
                 self.charger_id, power_w=power, min_soc_pct=self.floor_soc_pct
@@ -491,6 +500,20 @@ class StationModel:
         if mode != self._mode:
             self.plant.set_charger_mode(self.charger_id, mode)
             self._mode = mode
+
+    def _forms_now(self) -> bool:
+        """Its local configuration: form (held back by the interlock while the PCC is
+        closed), unless it is at its floor, leaving, or the bus is live from another source
+        behind an open PCC."""
+        vehicle = self.charger.vehicle
+        if not self.forms_locally or vehicle is None or self._departing:
+            return False
+        if vehicle.soc_pct <= max(self.local_min_soc_pct, self.floor_soc_pct):
+            return False  # its configuration's floor, or the car's own
+        charger = self.charger
+        if charger.pcc_closed or charger.form_started_s is not None:
+            return True
+        return not self.plant.bus_live
 
     def drain_events(self) -> list[StationEvent]:
         events, self.events = self.events, []

@@ -264,7 +264,13 @@ class SimSite:
                 continue
             identity = device.ocpp.identity
             password = passwords.get(identity, passwords.get(device_id))
-            model = StationModel(self.plant, device_id, evse_id=device.ocpp.evse_id)
+            model = StationModel(
+                self.plant,
+                device_id,
+                evse_id=device.ocpp.evse_id,
+                forms_locally=device.local_former,
+                local_min_soc_pct=device.ocpp.local_min_soc_pct or 0.0,
+            )
             station = SimStation(
                 model,
                 identity,

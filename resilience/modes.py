@@ -349,7 +349,59 @@ def available_former(ctx: GuardContext) -> str | None:
     exclude = frozenset(
         cid for cid, t in ctx.memory.failed_formers.items() if ctx.now_s - t < FORMER_RETRY_S
     )
+    local = local_former_id(ctx.config)
+    if local is not None:
+        # It forms by itself once the PCC is open and the bus dead, whatever we choose: while
+        # it is able, it is the former, and no other is ever told to form beside it.
+        mine = [v for v in ctx.snap.vehicles if v.charger_id == local]
+        chosen = choose_former(mine, ctx.config.dispatch, exclude)
+        if chosen is not None:
+            return chosen
+        exclude = exclude | {local}
     return choose_former(ctx.snap.vehicles, ctx.config.dispatch, exclude)
+
+
+def local_former_id(config: SiteConfig) -> str | None:
+    """The OCPP station that forms by its own local configuration, if the site has one
+    (check-config allows one at most)."""
+    for name, device in config.devices.items():
+        if device.local_former:
+            return name
+    return None
+
+
+def with_local_former_state(
+    snap: Snapshot, local_id: str, nominal_voltage_v: float, margin_pct: float
+) -> Snapshot:
+    """The snapshot as the decisions must see the local former (pure).
+
+    Its floor is its own: it forms down to the floor its configuration and its car set
+    (its reading's, part of its reserve here), not to that plus our margin, and nothing
+    can stop it sooner; so its reserve is shown `margin_pct` lower, and every decision
+    that adds the margin lands on its real floor (check-config keeps the owner's reserve
+    plus the margin at or below it).
+
+    Shown FORMING when it is: OCPP has no word for it, so it is read from the field. Its
+    interlock lets it form only with the PCC open, its configuration only on a dead bus;
+    so with the breaker confirmed open, the bus live and no other charger forming, it is
+    the bus's source."""
+    pcc = snap.pcc
+    forming = (
+        pcc is not None
+        and pcc.position is BreakerPosition.OPEN
+        and pcc.bus_voltage_v >= BUS_LIVE_PU * nominal_voltage_v
+        and not any(
+            v.state is ChargerState.FORMING for v in snap.vehicles if v.charger_id != local_id
+        )
+    )
+    out = []
+    for v in snap.vehicles:
+        if v.charger_id == local_id and v.available:
+            v = replace(v, reserve_soc_pct=max(0.0, v.reserve_soc_pct - margin_pct))
+            if forming and v.plugged and v.state is not ChargerState.FAULT:
+                v = replace(v, state=ChargerState.FORMING, mode=ChargerMode.FORM)
+        out.append(v)
+    return replace(snap, vehicles=tuple(out))
 
 
 # --------------------------------------------------------------------------- guards
@@ -541,8 +593,11 @@ def g_former_lost(ctx: GuardContext) -> str | None:
         return "site bus dead"
     # Hand over before the former reaches the SoC at which its charger stops it (its
     # MIN_SOC, reserve plus margin): there it would drop the island with every load on.
+    # Not a local former: nothing can stop it, so it hands over by stopping itself at its
+    # own configured floor (never below any reserve at it: check-config), and the dark bus
+    # starts the next former.
     floor = discharge_floor_pct(former, ctx.config.dispatch) + HANDOVER_SOC_PCT
-    if former.soc_pct <= floor:
+    if former.soc_pct <= floor and former.charger_id != local_former_id(ctx.config):
         other = choose_former(
             ctx.snap.vehicles, ctx.config.dispatch, frozenset({former.charger_id})
         )
@@ -564,6 +619,8 @@ def g_former_leaving(ctx: GuardContext) -> str | None:
     former = former_state(ctx)
     if former is None or not former.available or former.state is not ChargerState.FORMING:
         return None
+    if former.charger_id == local_former_id(ctx.config):
+        return None  # it cannot be stopped: its car leaves when it has stopped it itself
     leave_in = former.leave_in_s
     if leave_in is None or leave_in > ctx.config.dispatch.leave_notice_s:
         return None
@@ -735,6 +792,7 @@ class SiteModes:
     def __init__(self, config: SiteConfig, *, now_s: float, memory: Memory | None = None) -> None:
         self.config = config
         self.memory = memory or Memory(mode_since_s=now_s)
+        self._local_former = local_former_id(config)
         # We close well inside the synchronism window: the reading is up to a cycle old
         # and the command takes up to another cycle to reach the breaker, so the angle
         # is predicted that much further ahead and only half the phase window is used.
@@ -953,6 +1011,13 @@ class SiteModes:
 
     # -------------------------------------------------------------- the cycle
     def step(self, snap: Snapshot) -> Decision:
+        if self._local_former is not None:
+            snap = with_local_former_state(
+                snap,
+                self._local_former,
+                self.config.grid.nominal_voltage_v,
+                self.config.dispatch.reserve_margin_pct,
+            )
         now = snap.time_s
         memory = self.memory
         self._ctx = GuardContext(snap, now, self.config, memory)
@@ -1581,6 +1646,12 @@ class SiteModes:
         for v in ctx.snap.vehicles:
             if not v.available:
                 continue
+            if v.charger_id == memory.former_id and v.charger_id == self._local_former:
+                # It forms by itself (PCC open, dead bus): there is nothing to tell it, and
+                # nothing we could. It counts as told once we would have told it.
+                if may_form and memory.form_sent_s is None:
+                    memory.form_sent_s = ctx.now_s
+                continue
             if v.charger_id == memory.former_id and may_form:
                 chargers[v.charger_id] = ChargerCommand(
                     ChargerMode.FORM,
@@ -1669,6 +1740,8 @@ class SiteModes:
             if not v.available:
                 continue
             floor = self._reserve_floor(v)
+            if v.charger_id == memory.former_id and v.charger_id == self._local_former:
+                continue  # it forms by its own configuration: nothing to tell it
             if v.charger_id == memory.former_id and open_confirmed and can_form_now(v):
                 chargers[v.charger_id] = ChargerCommand(
                     ChargerMode.FORM,

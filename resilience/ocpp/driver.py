@@ -119,6 +119,13 @@ def reading_from_state(state: StationState, device: Device) -> ChargerReading:
         charger_state = ChargerState.IDLE
     usable = state.plugged and state.status not in ("Faulted", "Unavailable")
     allowed, _ = may_discharge(state, device)
+    floor = state.car_floor_soc_pct
+    local_stop = device.ocpp.local_min_soc_pct if device.ocpp is not None else None
+    if device.local_former and local_stop is not None:
+        # It forms by its own configuration, down to the SoC that configuration stops it at:
+        # that is what it can give, and its floor (docs/ocpp.md, "A station that forms").
+        floor = max(floor, local_stop)
+        allowed = usable and state.soc_pct > floor
     max_discharge = 0.0
     if allowed:
         car = state.car_max_discharge_w
@@ -138,12 +145,13 @@ def reading_from_state(state: StationState, device: Device) -> ChargerReading:
         capacity_wh=state.capacity_wh,
         max_discharge_w=max_discharge,
         max_charge_w=max_charge,
-        can_form=False,
+        can_form=device.local_former,
+        pcc_interlock=device.local_former and device.pcc_interlock,
         ac_voltage_v=state.voltage_v,
         ac_frequency_hz=state.frequency_hz,
         fault_code=fault,
-        min_soc_pct=state.car_floor_soc_pct,
-        vehicle_floor_soc_pct=state.car_floor_soc_pct,
+        min_soc_pct=floor,
+        vehicle_floor_soc_pct=floor,
         departure_wall=state.departure_wall,
         held_setpoint_w=state.held_setpoint_w,
     )
