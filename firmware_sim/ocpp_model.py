@@ -179,6 +179,17 @@ class StationModel:
     car: CarProfile = field(default_factory=CarProfile)
     local_frequency: bool = True  # implements the LocalFrequency operation mode
     freq_watt_response_s: float = 1.0  # [s] time constant of its frequency-watt response
+    # After a dead bus the converter takes up its setpoint again at once, where this one by
+    # default restarts from nothing and ramps (a real station need not: with this set, a
+    # station still told to charge draws its full setpoint as soon as the bus is live).
+    resume_after_dead_bus: bool = False
+    # A station whose own local configuration makes it a grid-former: its grid-forming input
+    # is wired to the PCC breaker's auxiliary contact (the plant's PCC interlock: while the
+    # PCC is closed it follows its profiles); with the PCC open it forms by itself on a dead
+    # bus, and follows a bus some other source holds. It stops forming at
+    # `local_min_soc_pct`, whatever the central system says (it cannot tell it anything).
+    forms_locally: bool = False
+    local_min_soc_pct: float = 0.0
 
     # state (read by tests, the benchmark and the protocol layer)
     profiles: dict[int, ChargingProfile] = field(default_factory=dict)
@@ -451,7 +462,7 @@ class StationModel:
             self.target_w = item.target_w
         self._follow_frequency(now_s - last)
         self._ramp(now_s - cursor)
-        if not self.plant.bus_live:
+        if not self.plant.bus_live and not self.resume_after_dead_bus:
             # No AC on its side: the converter has stopped; when the bus is back it starts
             # again from nothing and ramps to its target, as a real station restarts.
             self.command_w = 0.0
@@ -573,6 +584,8 @@ class StationModel:
         mode = ChargerMode.FOLLOW if power != 0 or self.target_w != 0 else ChargerMode.OFF
         if not self.plugged:
             mode, power = ChargerMode.OFF, 0
+        elif self._forms_now():
+            mode = ChargerMode.FORM
         if power != self._written_w:
             self.plant.set_charger_setpoints(
                 self.charger_id, power_w=power, min_soc_pct=self.floor_soc_pct
@@ -581,6 +594,20 @@ class StationModel:
         if mode != self._mode:
             self.plant.set_charger_mode(self.charger_id, mode)
             self._mode = mode
+
+    def _forms_now(self) -> bool:
+        """Its local configuration: form (held back by the interlock while the PCC is
+        closed), unless it is at its floor, leaving, or the bus is live from another source
+        behind an open PCC."""
+        vehicle = self.charger.vehicle
+        if not self.forms_locally or vehicle is None or self._departing:
+            return False
+        if vehicle.soc_pct <= max(self.local_min_soc_pct, self.floor_soc_pct):
+            return False  # its configuration's floor, or the car's own
+        charger = self.charger
+        if charger.pcc_closed or charger.form_started_s is not None:
+            return True
+        return not self.plant.bus_live
 
     def drain_events(self) -> list[StationEvent]:
         events, self.events = self.events, []

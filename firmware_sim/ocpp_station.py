@@ -27,7 +27,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -50,6 +50,7 @@ __all__ = [
     "SimStation",
     "StationModel",
     "basic_auth",
+    "cancel_and_wait",
     "settle",
     "websocket_connector",
 ]
@@ -138,10 +139,7 @@ class InMemoryConnector:
     async def stop(self) -> None:
         for pipe in self.pipes:
             pipe.close_nowait()
-        tasks = list(self.tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(list(self.tasks))
 
 
 @dataclass
@@ -164,6 +162,9 @@ class _StationChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp has no typ
     async def route_message(self, raw_msg: str) -> None:
         self.station._handling += 1  # the station's busy flag, for settle()
         try:
+            delay = self.station.answer_delay_s
+            if delay > 0 and raw_msg.lstrip().startswith("[2"):  # a CALL of the central system
+                await asyncio.sleep(delay)
             await super().route_message(raw_msg)
         finally:
             self.station._handling -= 1
@@ -240,9 +241,16 @@ class SimStation:
         heartbeat_interval_s: float = 10.0,
         call_timeout_s: float = 10.0,
         backoff_s: tuple[float, float] = (0.2, 2.0),
+        answer_delay_s: float = 0.0,
     ) -> None:
         if meter_interval_s <= 0 or heartbeat_interval_s <= 0:
             raise ValueError(f"{identity}: meter and heartbeat intervals must be > 0")
+        if answer_delay_s < 0:
+            raise ValueError(f"{identity}: answer_delay_s must be >= 0")
+        # A slow station (busy firmware, a congested backhaul): each command of the central
+        # system is taken, and answered, this long [s, real time] after it arrives, one at a
+        # time; its own messages wait meanwhile. Over WebSockets in real time only.
+        self.answer_delay_s = answer_delay_s
         self.model = model
         self.identity = identity
         self.connector = connector
@@ -300,9 +308,7 @@ class SimStation:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait((task,))
         if isinstance(self.connector, InMemoryConnector):
             await self.connector.stop()
 
@@ -573,9 +579,7 @@ class SimStation:
                 if exc is not None and not isinstance(exc, ConnectionClosed):
                     log.error("%s: link ended by %r", self.identity, exc)
         finally:
-            for task in (reader, session):
-                task.cancel()
-            await asyncio.gather(reader, session, return_exceptions=True)
+            await cancel_and_wait((reader, session))
             self._reader = None
             self._conn = None
             self.booted = False
@@ -632,6 +636,26 @@ class SimStation:
                 self._calling = False
             if self._outbox and self._outbox[0] is item:
                 self._outbox.popleft()
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], retry_s: float = 0.05) -> None:
+    """Cancel `tasks` and wait until each has ended, cancelling again any that goes on.
+
+    Once is not always enough: on Python 3.11 `asyncio.wait_for` (which the ocpp library's
+    `ChargePoint.call` awaits the answer with) returns the answer and drops the
+    cancellation when the answer arrives in the same loop step as the cancel; the session
+    then went back to waiting for its outbox, and `SimSite.stop` hung on it for good."""
+    tasks = list(tasks)
+    pending = {task for task in tasks if not task.done()}
+    for task in pending:
+        task.cancel()
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=retry_s)
+        for task in pending:
+            task.cancel()
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("%s ended with %r", task.get_name(), task.exception())
 
 
 def _sample(value: float, measurand: str, unit: str, context: str) -> dict[str, Any]:

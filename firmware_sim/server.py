@@ -216,6 +216,7 @@ class SimSite:
         self.ocpp_passwords = dict(ocpp_passwords or {})
         self.stations: dict[str, SimStation] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._stepped_at: float | None = None  # [s, monotonic] of the ticker's last step
 
     async def start(self) -> None:
         try:
@@ -263,12 +264,18 @@ class SimSite:
                 continue
             identity = device.ocpp.identity
             password = passwords.get(identity, passwords.get(device_id))
-            model = StationModel(self.plant, device_id, evse_id=device.ocpp.evse_id)
+            model = StationModel(
+                self.plant,
+                device_id,
+                evse_id=device.ocpp.evse_id,
+                forms_locally=device.local_former,
+                local_min_soc_pct=device.ocpp.local_min_soc_pct or 0.0,
+            )
             station = SimStation(
                 model,
                 identity,
                 websocket_connector(url, identity, password),
-                clock=lambda: self.plant.time_s,
+                clock=self.station_clock,
                 meter_interval_s=float(self.config.ocpp.meter_interval_s),
                 heartbeat_interval_s=float(self.config.ocpp.heartbeat_interval_s),
             )
@@ -276,6 +283,14 @@ class SimSite:
             station.tick()  # the car already plugged in is seen at once
             station.start()
         return self.stations
+
+    def station_clock(self) -> float:
+        """[s] The plant's time now, for the stations: between two ticker steps the plant's
+        own `time_s` stands still (it lags by up to a step, more on a busy machine), and a
+        command stamped with it would start its response delay in the past."""
+        if self._stepped_at is None:
+            return self.plant.time_s
+        return self.plant.time_s + max(0.0, time.monotonic() - self._stepped_at)
 
     def tick_stations(self) -> None:
         """Run every station's timers on the plant's clock (the ticker does, after each
@@ -349,14 +364,18 @@ class SimSite:
         return config
 
     async def _tick(self, tick_s: float) -> None:
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(tick_s)
-            now = time.monotonic()
-            try:
-                self.plant.step(now - last)
-                self.tick_stations()
-            except Exception:
-                log.exception("plant step failed; the simulated site stops moving")
-                raise
-            last = now
+        last = self._stepped_at = time.monotonic()
+        try:
+            while True:
+                await asyncio.sleep(tick_s)
+                now = time.monotonic()
+                try:
+                    self.plant.step(now - last)
+                    self._stepped_at = now
+                    self.tick_stations()
+                except Exception:
+                    log.exception("plant step failed; the simulated site stops moving")
+                    raise
+                last = now
+        finally:
+            self._stepped_at = None

@@ -503,6 +503,11 @@ class OcppStation(_Model):
     """2.1 followers: the station supports the LocalFrequency operation mode, so it is given
     a frequency-watt curve matched to the grid-former's droop and keeps sharing the island
     by frequency for a while when it loses the controller (docs/ocpp.md)."""
+    local_min_soc_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+    """A station declared a former (`role = "former"`: its own local configuration makes it
+    form the grid on a dead bus once the PCC is open): the SoC [%] at which that local
+    configuration stops it forming. The controller cannot stop it over OCPP, so no car at it
+    may have a reserve above this."""
 
 
 class Device(_Model):
@@ -536,6 +541,12 @@ class Device(_Model):
     can_form = true is a former, another charger a follower. Set role or can_form."""
     ocpp: OcppStation | None = None
     """Transport "ocpp" only: the station's identity and protocol."""
+
+    @property
+    def local_former(self) -> bool:
+        """An OCPP station that forms the grid by its own local configuration (on a dead bus,
+        once its PCC interlock is released); the controller can neither start nor stop it."""
+        return self.driver == "ocpp" and self.role == "former"
 
     @property
     def charger_role(self) -> RoleName:
@@ -1069,15 +1080,26 @@ def _check_role(key: str, device: Device) -> list[tuple[str, str]]:
     if device.driver not in CHARGER_DRIVERS:
         return [(f"{key}.role", f"only a charger has a role, not a {device.driver}")]
     if device.driver == "ocpp" and role == "former":
-        return [
-            (
-                f"{key}.role",
-                "an OCPP station cannot be a former: OCPP cannot tell a charger to form the"
-                " grid nor to stop forming, so the controller could not confirm the PCC open"
-                " before it energised the bus (safety rule 1); the former stays a Modbus"
-                " bidirectional_charger",
+        problems = []
+        if not device.pcc_interlock:
+            problems.append(
+                (
+                    f"{key}.role",
+                    "an OCPP station is a former only by its own local configuration, which the"
+                    " controller cannot stop: only with its grid-forming input wired to the PCC"
+                    " breaker's auxiliary contact (pcc_interlock = true) can it never energise"
+                    " the bus before the PCC is open (safety rule 1)",
+                )
             )
-        ]
+        if device.ocpp is not None and device.ocpp.local_min_soc_pct is None:
+            problems.append(
+                (
+                    f"{key}.ocpp.local_min_soc_pct",
+                    "a station that forms by its own local configuration needs the SoC at which"
+                    " that configuration stops it forming (the controller cannot stop it)",
+                )
+            )
+        return problems
     if device.can_form and role != "former":
         return [(f"{key}.can_form", f"can_form = true contradicts role = {role!r}")]
     return []
@@ -1139,6 +1161,40 @@ def _check_droop(config: SiteConfig) -> list[tuple[str, str]]:
                     f" of grid.frequency_window_hz) at full load needs a setpoint of"
                     f" {top_hz + droop:g} Hz, beyond the former's"
                     f" {FREQUENCY_SETPOINT_RANGE_HZ[1]:g} Hz; use a smaller droop",
+                )
+            )
+    return problems
+
+
+def _check_local_formers(config: SiteConfig) -> list[tuple[str, str]]:
+    """At most one station that forms by its own local configuration (two would both form
+    the same dead bus, with nothing to choose between them), and no car at it with a
+    reserve above the SoC its local configuration stops at (rule 3: the controller cannot
+    stop it)."""
+    problems: list[tuple[str, str]] = []
+    local = [name for name, d in config.devices.items() if d.local_former]
+    for name in local[1:]:
+        problems.append(
+            (
+                f"devices.{name}.role",
+                f"devices.{local[0]} already forms by its own local configuration; two such"
+                " stations would both form the same dead bus",
+            )
+        )
+    for i, vehicle in enumerate(config.vehicles):
+        device = config.devices.get(vehicle.charger or "")
+        if device is None or not device.local_former or device.ocpp is None:
+            continue
+        stop = device.ocpp.local_min_soc_pct
+        margin = config.dispatch.reserve_margin_pct
+        if stop is not None and vehicle.reserve_soc_pct + margin > stop:
+            problems.append(
+                (
+                    item_key("vehicles", i, vehicle.id) + ".reserve_soc_pct",
+                    f"{vehicle.reserve_soc_pct:g} % plus the {margin:g} % margin"
+                    " (dispatch.reserve_margin_pct) is above the"
+                    f" {stop:g} % at which devices.{vehicle.charger}'s own configuration stops"
+                    " it forming: the controller cannot stop it sooner (safety rule 3)",
                 )
             )
     return problems
@@ -1261,17 +1317,18 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
         if device.can_form and device.driver != "bidirectional_charger" and device.role is None:
             problems.append((f"{key}.can_form", "only a bidirectional_charger can form the grid"))
         if device.pcc_interlock and not (
-            device.can_form and device.driver == "bidirectional_charger"
+            (device.can_form and device.driver == "bidirectional_charger") or device.local_former
         ):
             problems.append(
                 (
                     f"{key}.pcc_interlock",
-                    "only a grid-forming bidirectional_charger (can_form = true) has a PCC"
-                    " interlock",
+                    "only a grid-forming bidirectional_charger (can_form = true) or an OCPP"
+                    ' station declared a former (role = "former") has a PCC interlock',
                 )
             )
 
     problems.extend(_check_ocpp_identities(config))
+    problems.extend(_check_local_formers(config))
     problems.extend(_check_trip(config.grid))
     problems.extend(_check_droop(config))
     problems.extend(_check_local_frequency(config))

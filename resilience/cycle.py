@@ -831,6 +831,7 @@ def _vehicle_state(
         available=True,
         pcc_interlock=device.pcc_interlock and reading.pcc_interlock,
         leave_in_s=leave_in_s,
+        held_setpoint_w=reading.held_setpoint_w,
     )
 
 

@@ -54,6 +54,12 @@ class ChargerReading:
     # stricter of these and the owner's registered reserve and leaving time wins.
     vehicle_floor_soc_pct: float = 0.0
     departure_wall: float | None = None
+    # The power setpoint [W, + discharge] the charger holds and takes up again as soon as
+    # its AC side is live (after a dead bus too): Modbus, the mode and setpoint registers
+    # read back (0 when OFF); OCPP, the setpoint of the last command the station took on
+    # this connection. None: unknown (a station that reconnected may still run a profile
+    # from before), which a black start counts as a draw at the charger's rating.
+    held_setpoint_w: float | None = None
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,9 @@ class VehicleState:
     # Whole seconds until its driver's announced leaving time (negative once past); None
     # when none was given (policies/leaving.py winds the connector down before it).
     leave_in_s: float | None = None
+    # The setpoint [W, + discharge] it takes up again once its AC side is live (see
+    # `ChargerReading.held_setpoint_w`); None: unknown, or a silent charger.
+    held_setpoint_w: float | None = None
 
     @property
     def energy_above_reserve_wh(self) -> float:

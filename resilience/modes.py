@@ -112,6 +112,8 @@ WAITING_ALARM = "grid_outside_enter_service"  # islanded, grid back but outside 
 ENERGY_PERIOD_S = 60.0  # the endurance policy (hours) is worked out again at least this
 # often, and at once when a circuit's loads switch or its cars come, go or fall silent
 SILENT_ENERGY_GRACE_S = 300.0  # a silent charger's car counts its last energy this long
+ZERO_CONFIRM_WAIT_S = 1.0  # black start: at most this long waiting for the chargers told
+# OFF to confirm it before forming onto what they still hold (counted as cold load then)
 
 
 @dataclass
@@ -348,7 +350,59 @@ def available_former(ctx: GuardContext) -> str | None:
     exclude = frozenset(
         cid for cid, t in ctx.memory.failed_formers.items() if ctx.now_s - t < FORMER_RETRY_S
     )
+    local = local_former_id(ctx.config)
+    if local is not None:
+        # It forms by itself once the PCC is open and the bus dead, whatever we choose: while
+        # it is able, it is the former, and no other is ever told to form beside it.
+        mine = [v for v in ctx.snap.vehicles if v.charger_id == local]
+        chosen = choose_former(mine, ctx.config.dispatch, exclude)
+        if chosen is not None:
+            return chosen
+        exclude = exclude | {local}
     return choose_former(ctx.snap.vehicles, ctx.config.dispatch, exclude)
+
+
+def local_former_id(config: SiteConfig) -> str | None:
+    """The OCPP station that forms by its own local configuration, if the site has one
+    (check-config allows one at most)."""
+    for name, device in config.devices.items():
+        if device.local_former:
+            return name
+    return None
+
+
+def with_local_former_state(
+    snap: Snapshot, local_id: str, nominal_voltage_v: float, margin_pct: float
+) -> Snapshot:
+    """The snapshot as the decisions must see the local former (pure).
+
+    Its floor is its own: it forms down to the floor its configuration and its car set
+    (its reading's, part of its reserve here), not to that plus our margin, and nothing
+    can stop it sooner; so its reserve is shown `margin_pct` lower, and every decision
+    that adds the margin lands on its real floor (check-config keeps the owner's reserve
+    plus the margin at or below it).
+
+    Shown FORMING when it is: OCPP has no word for it, so it is read from the field. Its
+    interlock lets it form only with the PCC open, its configuration only on a dead bus;
+    so with the breaker confirmed open, the bus live and no other charger forming, it is
+    the bus's source."""
+    pcc = snap.pcc
+    forming = (
+        pcc is not None
+        and pcc.position is BreakerPosition.OPEN
+        and pcc.bus_voltage_v >= BUS_LIVE_PU * nominal_voltage_v
+        and not any(
+            v.state is ChargerState.FORMING for v in snap.vehicles if v.charger_id != local_id
+        )
+    )
+    out = []
+    for v in snap.vehicles:
+        if v.charger_id == local_id and v.available:
+            v = replace(v, reserve_soc_pct=max(0.0, v.reserve_soc_pct - margin_pct))
+            if forming and v.plugged and v.state is not ChargerState.FAULT:
+                v = replace(v, state=ChargerState.FORMING, mode=ChargerMode.FORM)
+        out.append(v)
+    return replace(snap, vehicles=tuple(out))
 
 
 # --------------------------------------------------------------------------- guards
@@ -540,8 +594,11 @@ def g_former_lost(ctx: GuardContext) -> str | None:
         return "site bus dead"
     # Hand over before the former reaches the SoC at which its charger stops it (its
     # MIN_SOC, reserve plus margin): there it would drop the island with every load on.
+    # Not a local former: nothing can stop it, so it hands over by stopping itself at its
+    # own configured floor (never below any reserve at it: check-config), and the dark bus
+    # starts the next former.
     floor = discharge_floor_pct(former, ctx.config.dispatch) + HANDOVER_SOC_PCT
-    if former.soc_pct <= floor:
+    if former.soc_pct <= floor and former.charger_id != local_former_id(ctx.config):
         other = choose_former(
             ctx.snap.vehicles, ctx.config.dispatch, frozenset({former.charger_id})
         )
@@ -563,6 +620,8 @@ def g_former_leaving(ctx: GuardContext) -> str | None:
     former = former_state(ctx)
     if former is None or not former.available or former.state is not ChargerState.FORMING:
         return None
+    if former.charger_id == local_former_id(ctx.config):
+        return None  # it cannot be stopped: its car leaves when it has stopped it itself
     leave_in = former.leave_in_s
     if leave_in is None or leave_in > ctx.config.dispatch.leave_notice_s:
         return None
@@ -734,6 +793,7 @@ class SiteModes:
     def __init__(self, config: SiteConfig, *, now_s: float, memory: Memory | None = None) -> None:
         self.config = config
         self.memory = memory or Memory(mode_since_s=now_s)
+        self._local_former = local_former_id(config)
         # We close well inside the synchronism window: the reading is up to a cycle old
         # and the command takes up to another cycle to reach the breaker, so the angle
         # is predicted that much further ahead and only half the phase window is used.
@@ -952,6 +1012,13 @@ class SiteModes:
 
     # -------------------------------------------------------------- the cycle
     def step(self, snap: Snapshot) -> Decision:
+        if self._local_former is not None:
+            snap = with_local_former_state(
+                snap,
+                self._local_former,
+                self.config.grid.nominal_voltage_v,
+                self.config.dispatch.reserve_margin_pct,
+            )
         now = snap.time_s
         memory = self.memory
         self._ctx = GuardContext(snap, now, self.config, memory)
@@ -1527,20 +1594,28 @@ class SiteModes:
         capacity = self._former_capacity(ctx, memory.former_id)
         if unseen and memory.former_id is not None:
             capacity = ctx.config.devices[memory.former_id].rating_w or 0.0
-        loads = self._preshed(ctx, capacity - silent_draw_w(ctx))
+        # Chargers that answer but have not confirmed a zero (or discharge) setpoint take up
+        # what they hold once the bus is live: for up to ZERO_CONFIRM_WAIT_S the former
+        # waits for their OFF to land (nothing forms, so the pre-shed need not count them
+        # yet); past it they count like loads that cannot be shed (`held_draw_w`).
+        held_w = held_draw_w(ctx, memory.former_id)
+        waiting = held_w > 0 and ctx.now_s - memory.mode_since_s < ZERO_CONFIRM_WAIT_S
+        counted_w = 0.0 if waiting else held_w
+        loads = self._preshed(ctx, capacity - silent_draw_w(ctx) - counted_w)
         chargers: dict[str, ChargerCommand] = {}
         # Loads on silent panels and silent chargers cannot be switched off: never form
         # onto more than the former can carry (it would collapse at once).
-        fixed_w = silent_draw_w(ctx) + sum(
+        fixed_w = silent_draw_w(ctx) + counted_w + sum(
             load.rated_power_w for load in self._circuits(ctx.snap).of("bus") if not load.available
         )
-        fits = fixed_w <= capacity
+        fits = fixed_w <= capacity and not waiting
         self._alarm(
             "black_start_blocked",
-            memory.former_id is not None and not fits,
+            memory.former_id is not None and not fits and not waiting,
             "critical",
-            f"cannot black start: {fixed_w / 1000:.1f} kW on silent devices cannot be shed"
-            f" and exceeds the grid-former's {capacity / 1000:.1f} kW",
+            f"cannot black start: {fixed_w / 1000:.1f} kW on silent devices and on chargers"
+            " that have not confirmed a zero setpoint cannot be shed and exceeds the"
+            f" grid-former's {capacity / 1000:.1f} kW",
         )
         pcc = ctx.snap.pcc
         dead_v = ctx.config.sync.dead_bus_max_pu * nominal_v(ctx)
@@ -1571,6 +1646,12 @@ class SiteModes:
         )
         for v in ctx.snap.vehicles:
             if not v.available:
+                continue
+            if v.charger_id == memory.former_id and v.charger_id == self._local_former:
+                # It forms by itself (PCC open, dead bus): there is nothing to tell it, and
+                # nothing we could. It counts as told once we would have told it.
+                if may_form and memory.form_sent_s is None:
+                    memory.form_sent_s = ctx.now_s
                 continue
             if v.charger_id == memory.former_id and may_form:
                 chargers[v.charger_id] = ChargerCommand(
@@ -1660,6 +1741,8 @@ class SiteModes:
             if not v.available:
                 continue
             floor = self._reserve_floor(v)
+            if v.charger_id == memory.former_id and v.charger_id == self._local_former:
+                continue  # it forms by its own configuration: nothing to tell it
             if v.charger_id == memory.former_id and open_confirmed and can_form_now(v):
                 chargers[v.charger_id] = ChargerCommand(
                     ChargerMode.FORM,
@@ -1904,6 +1987,22 @@ def _projection_words(cap: EnergyCap) -> str:
 def silent_draw_w(ctx: GuardContext) -> float:
     """What silent chargers may still draw on their last command (they cannot be told)."""
     return sum(v.max_charge_w for v in ctx.snap.vehicles if not v.available)
+
+
+def held_charge_w(v: VehicleState) -> float:
+    """[W] What an answering charger may draw the moment its AC side is live again: the
+    charging setpoint it holds; with that unknown, its charging limit (rule 5)."""
+    if not v.available or not v.plugged:
+        return 0.0
+    if v.held_setpoint_w is None:
+        return v.max_charge_w
+    return max(0.0, -v.held_setpoint_w)
+
+
+def held_draw_w(ctx: GuardContext, former_id: str | None) -> float:
+    """[W] What the answering chargers other than the former would draw at once on a bus
+    that comes up now (silent ones are `silent_draw_w`'s)."""
+    return sum(held_charge_w(v) for v in ctx.snap.vehicles if v.charger_id != former_id)
 
 
 def can_form_now(v: VehicleState) -> bool:

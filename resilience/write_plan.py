@@ -155,7 +155,11 @@ def plan_writes(
         last_written = written.get(charger_id)
         last = last_written[0] if last_written is not None else None
         if last_written is not None and same_charger_command(last, command):
-            shown = reading.mode is command.mode or reading.state is ChargerState.FAULT
+            # A charger whose held setpoint is unknown (an OCPP station that reconnected
+            # and took nothing since) does not show the command, whatever its mode says.
+            shown = (
+                reading.mode is command.mode and reading.held_setpoint_w is not None
+            ) or reading.state is ChargerState.FAULT
             if shown or now_s - last_written[1] < REASSERT_S:
                 continue
         phase = _charger_phase(command, last, reading)

@@ -651,7 +651,8 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         "PCC interlock on a grid follower",
         set_("devices.charger_3.pcc_interlock", True),
         "devices.charger_3.pcc_interlock",
-        "only a grid-forming bidirectional_charger (can_form = true) has a PCC interlock",
+        "only a grid-forming bidirectional_charger (can_form = true) or an OCPP station"
+        ' declared a former (role = "former") has a PCC interlock',
     ),
     (
         "outlet that forms the grid",

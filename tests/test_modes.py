@@ -61,6 +61,7 @@ class Field:
     soc: dict[str, float] = field(default_factory=dict)
     faulted: set[str] = field(default_factory=set)
     silent: set[str] = field(default_factory=set)
+    deaf: set[str] = field(default_factory=set)  # answer, but take no command (refused writes)
     pv_w: float = 0.0
     bus_frequency_hz: float = 50.0
     phase_deg: float = 0.0
@@ -103,6 +104,8 @@ class Field:
                     self.closed_out_of_sync = True
             self.breaker = BreakerPosition.CLOSED
         for cid, cmd in out.chargers.items():
+            if cid in self.deaf:
+                continue
             if cmd.mode is ChargerMode.FORM:
                 self.bus_frequency_hz = cmd.frequency_setpoint_hz or 50.0
             self.modes[cid] = cmd.mode
@@ -194,6 +197,10 @@ class Field:
                     self.bus_frequency_hz if live else 0.0,
                     cid not in self.silent,
                     pcc_interlock=device.pcc_interlock,
+                    # as a Modbus unit reads back what it was told: OFF holds nothing
+                    held_setpoint_w=0.0
+                    if self.modes[cid] is ChargerMode.OFF
+                    else self.setpoints[cid],
                 )
             )
         outlets = tuple(
@@ -866,3 +873,78 @@ def test_cold_load_factor_keeps_black_start_headroom(config: SiteConfig) -> None
     assert life_safety <= cold < rated  # fewer loads on the first former, life-safety first
     bus = {load.id: load for load in config.loads if load.supply == "bus"}
     assert sum(bus[i].rated_power_w for i in cold if i in bus) * 1.5 <= 11_000 - 500
+
+
+# ----------------------------------------------------------------- what a charger holds
+
+
+def bus_on_at_first_form(run: Run) -> tuple[float, set[str]]:
+    """Step until a former is told FORM; the bus loads then on [W rated] and their ids."""
+    end = run.now + 10.0
+    while True:
+        assert run.now < end, f"no FORM in 10 s (mode {run.modes.mode})"
+        decision = run.step()
+        if forms(decision):
+            on = {
+                load.id
+                for load in run.modes.config.loads
+                if load.supply == "bus" and run.field.relays[load.id]
+            }
+            rated = sum(load.rated_power_w for load in run.modes.config.loads if load.id in on)
+            return rated, on
+
+
+def test_black_start_counts_what_a_charger_still_holds_when_its_off_is_not_taken(
+    config: SiteConfig,
+) -> None:
+    """charger_3 charges at 9 kW and takes no command (its writes are refused): once the bus
+    is live it draws 9 kW again. The 11 kW former cannot carry that and the 4.4 kW of
+    life-safety loads, so after waiting for the zero it forms onto what still fits."""
+    run = new_run(config)
+    run.field.modes["charger_3"] = ChargerMode.FOLLOW
+    run.field.setpoints["charger_3"] = -9000.0
+    run.field.deaf.add("charger_3")
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.BLACK_START, 2.0)
+    entered = run.now
+    rated, _ = bus_on_at_first_form(run)
+    assert run.now - entered >= 1.0 - 1e-9  # ZERO_CONFIRM_WAIT_S
+    capacity = config.chargers["charger_1"].rating_w or 0.0
+    assert rated * config.dispatch.cold_load_factor + 9000.0 <= capacity
+    run.until(Mode.ISLANDED, 2.0)
+
+
+def test_black_start_waits_for_a_slow_charger_to_take_its_zero_and_keeps_life_safety(
+    config: SiteConfig,
+) -> None:
+    """The same charger takes its OFF 0.3 s late: the former waits for it rather than
+    shedding life-safety loads to make room for a draw that is going away."""
+    run = new_run(config)
+    run.field.modes["charger_3"] = ChargerMode.FOLLOW
+    run.field.setpoints["charger_3"] = -9000.0
+    run.field.deaf.add("charger_3")
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.BLACK_START, 2.0)
+    run.advance(0.3)
+    assert run.field.former() is None
+    run.field.deaf.clear()
+    _, on = bus_on_at_first_form(run)
+    assert {"emergency_lighting", "radio_comms", "medical_fridge", "oxygen_concentrators"} <= on
+    assert run.field.modes["charger_3"] is ChargerMode.OFF
+
+
+def test_a_charger_with_an_unknown_held_setpoint_counts_at_its_charging_limit(
+    config: SiteConfig,
+) -> None:
+    """Unknown is unsafe (rule 5): an answering charger whose held setpoint is unknown (an
+    OCPP station that reconnected and took nothing since) counts at its charging limit."""
+    from resilience.modes import held_charge_w
+
+    run = new_run(config)
+    v = run.field.snapshot(0.0).vehicle("charger_3")
+    assert held_charge_w(replace(v, held_setpoint_w=None)) == v.max_charge_w
+    assert held_charge_w(replace(v, held_setpoint_w=-4000.0)) == 4000.0
+    assert held_charge_w(replace(v, held_setpoint_w=3000.0)) == 0.0  # discharge: no load
+    assert held_charge_w(replace(v, held_setpoint_w=None, plugged=False)) == 0.0

@@ -291,3 +291,41 @@ def test_an_island_whose_followers_leave_one_by_one_sheds_to_survive_the_next() 
         assert all(site.plant.load_on(load) for load in life_safety)
     finally:
         site.close()
+
+
+# --------------------------------------------------------------------------- issue 12
+def test_black_start_counts_a_charger_that_refused_its_off_at_its_held_setpoint() -> None:
+    """charger_3 was told to charge at 6 kW, then left in local control (it reads, refuses
+    every write) when the grid goes: it keeps its FOLLOW -6 kW and takes it up again once
+    the island's bus is live. The former (charger_1, 11 kW, alone: the other cars are
+    away) cannot carry that on top of the 10.4 kW of life-safety and critical loads its
+    pre-shed would keep; counted as cold load, the critical ones go and the life-safety
+    ones stay. Before the guard the former collapsed, overloaded, as the charger resumed."""
+    init = PlantInit(soc_pct={"fleet_1": 100.0}, pv_available_fraction=0.0)
+    site = InProcessSite(reference(), init)
+    try:
+        plant = site.plant
+        for charger_id in ("charger_2", "charger_4"):
+            plant.unplug(charger_id)
+        site.seconds(1)
+        assert site.mode is Mode.GRID_CONNECTED
+        plant.refuse_writes("charger_3")
+        plant.set_charger_mode("charger_3", ChargerMode.FOLLOW)
+        plant.set_charger_setpoints("charger_3", power_w=-6000)
+        site.seconds(1)
+        assert plant.charger_power_w("charger_3") == pytest.approx(-6000.0)
+        site.islanded()
+        site.seconds(2)
+        assert plant.violations == [], plant.violations
+        assert plant.collapses == 0
+        assert plant.bus_live and plant.former_ids == ("charger_1",)
+        assert plant.charger_power_w("charger_3") == pytest.approx(-6000.0)
+        life_safety = [
+            load.id
+            for load in site.config.loads
+            if load.tier is Tier.LIFE_SAFETY and load.supply == "bus"
+        ]
+        assert all(plant.load_on(load) for load in life_safety)
+        assert "write_failed:charger_3" in site.controller.modes.memory.active_alarms
+    finally:
+        site.close()

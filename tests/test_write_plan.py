@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,21 @@ def config() -> SiteConfig:
 
 def charger(mode: ChargerMode, power_w: float) -> ChargerReading:
     state = ChargerState.FORMING if mode is ChargerMode.FORM else ChargerState.DISCHARGING
+    held = 0.0 if mode is ChargerMode.OFF else power_w
     return ChargerReading(
-        state, mode, 80.0, power_w, 77400.0, 11000.0, 11000.0, True, 400.0, 50.0, 0, 30.0
+        state,
+        mode,
+        80.0,
+        power_w,
+        77400.0,
+        11000.0,
+        11000.0,
+        True,
+        400.0,
+        50.0,
+        0,
+        30.0,
+        held_setpoint_w=held,
     )
 
 
@@ -95,6 +109,23 @@ def test_only_differences_are_written_and_unreflected_ones_reasserted(config: Si
     # reflected by the device: nothing to write, however long ago
     shown = {"charger_3": charger(ChargerMode.FOLLOW, 2000.0)}
     assert plan_writes(outputs, shown, written, 100.0, config).phases == ()
+
+
+def test_a_charger_whose_held_setpoint_is_unknown_does_not_show_the_command(
+    config: SiteConfig,
+) -> None:
+    """An OCPP station that reconnected reads mode OFF (nothing taken on this link) but may
+    still run its old profile: an OFF already written is re-sent after REASSERT_S, so that
+    a zero it takes makes what it holds known (a black start counts it until then)."""
+    command = ChargerCommand(ChargerMode.OFF, min_soc_pct=30.5)
+    outputs = Outputs(chargers={"charger_3": command})
+    written = {"charger_3": (command, 0.0)}
+    unknown = {"charger_3": replace(charger(ChargerMode.OFF, 0.0), held_setpoint_w=None)}
+    assert plan_writes(outputs, unknown, written, 1.0, config).phases == ()
+    again = plan_writes(outputs, unknown, written, REASSERT_S, config)
+    assert [w.device_id for w in again.writes()] == ["charger_3"]
+    known = {"charger_3": charger(ChargerMode.OFF, 0.0)}
+    assert plan_writes(outputs, known, written, 100.0, config).phases == ()
 
 
 def test_an_outlet_switched_on_is_supply_up_and_off_is_supply_down(config: SiteConfig) -> None:

@@ -113,10 +113,11 @@ class Hub:
         for client in list(self.clients):
             self._close(client)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            task.cancel()
+            # Wait for it to end without taking its CancelledError for ours: a stop that is
+            # itself cancelled (a timeout around it) must say so, not return as if done.
+            await asyncio.wait({task})
 
     def alarms_changed(self) -> None:
         """Someone acknowledged an alarm: push the list on the next round."""
@@ -138,7 +139,10 @@ class Hub:
                 yield sse("alarms", await self._alarms_payload())
             while True:
                 try:
-                    message = await asyncio.wait_for(client.queue.get(), self.keepalive_s)
+                    # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancel that
+                    # comes with a message, and the stream would outlive the server's stop.
+                    async with asyncio.timeout(self.keepalive_s):
+                        message = await client.queue.get()
                 except TimeoutError:
                     yield b": keepalive\n\n"
                     continue
@@ -179,8 +183,12 @@ class Hub:
         with contextlib.suppress(Exception):
             await self._poll_events()  # the baseline: only events from now on are streamed
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns and drops the cancel
+            # when the wake-up (every control cycle) comes in the same step as `stop`'s
+            # cancel, and `stop` then waited for this task for good.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.event_poll_s)
+                async with asyncio.timeout(self.event_poll_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._round()

@@ -113,6 +113,10 @@ class BidirectionalChargerDriver(RegisterDriver):
             known = ", ".join(str(f) for f in sorted(_KNOWN_FAULTS))
             raise self._bad("FAULT_CODE", _R.FAULT_CODE, f"{fault} is not a known fault ({known})")
         min_soc = self._check_pct("MIN_SOC", _R.MIN_SOC, raw[_R.MIN_SOC] / 10)
+        # What the unit was told and keeps (a dead bus clears neither register): OFF holds
+        # nothing; FOLLOW (or FORM held back by its PCC interlock) its power setpoint.
+        told = self._enum(ChargerMode, "MODE_COMMAND", _R.MODE_COMMAND, raw[_R.MODE_COMMAND])
+        held = 0.0 if told is ChargerMode.OFF else float(to_signed16(raw[_R.POWER_SETPOINT]))
         return ChargerReading(
             state=state,
             mode=mode,
@@ -127,6 +131,7 @@ class BidirectionalChargerDriver(RegisterDriver):
             ac_frequency_hz=hertz,
             fault_code=fault,
             min_soc_pct=min_soc,
+            held_setpoint_w=held,
         )
 
     def encode(self, command: ChargerCommand) -> list[int]:

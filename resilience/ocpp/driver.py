@@ -124,6 +124,13 @@ def reading_from_state(state: StationState, device: Device) -> ChargerReading:
         charger_state = ChargerState.IDLE
     usable = state.plugged and state.status not in ("Faulted", "Unavailable")
     allowed, _ = may_discharge(state, device)
+    floor = state.car_floor_soc_pct
+    local_stop = device.ocpp.local_min_soc_pct if device.ocpp is not None else None
+    if device.local_former and local_stop is not None:
+        # It forms by its own configuration, down to the SoC that configuration stops it at:
+        # that is what it can give, and its floor (docs/ocpp.md, "A station that forms").
+        floor = max(floor, local_stop)
+        allowed = usable and state.soc_pct > floor
     max_discharge = 0.0
     if allowed:
         car = state.car_max_discharge_w
@@ -143,13 +150,15 @@ def reading_from_state(state: StationState, device: Device) -> ChargerReading:
         capacity_wh=state.capacity_wh,
         max_discharge_w=max_discharge,
         max_charge_w=max_charge,
-        can_form=False,
+        can_form=device.local_former,
+        pcc_interlock=device.local_former and device.pcc_interlock,
         ac_voltage_v=state.voltage_v,
         ac_frequency_hz=state.frequency_hz,
         fault_code=fault,
-        min_soc_pct=state.car_floor_soc_pct,
-        vehicle_floor_soc_pct=state.car_floor_soc_pct,
+        min_soc_pct=floor,
+        vehicle_floor_soc_pct=floor,
         departure_wall=state.departure_wall,
+        held_setpoint_w=state.held_setpoint_w,
     )
 
 
@@ -478,8 +487,11 @@ class OcppStationDriver:
                 finally:
                     self._delivering = False
 
-    async def _call(self, session: Session, payload: Any) -> tuple[bool, str]:
-        """Send one CALL; (taken, outcome) and the RTT recorded when answered."""
+    async def _call(
+        self, session: Session, payload: Any, ok: tuple[str, ...] = ("Accepted",)
+    ) -> tuple[bool, str]:
+        """Send one CALL; (taken: its status is one of `ok`, outcome) and the RTT recorded
+        when answered."""
         action = type(payload).__name__
         self.sent.append((action, _plain(payload)))
         del self.sent[:-100]
@@ -493,9 +505,9 @@ class OcppStationDriver:
             return False, f"{action}: {type(exc).__name__}: {exc}"
         self.state.rtts_s.append(self.clock() - session.call_sent_s)
         status = str(getattr(result, "status", ""))
-        if status != "Accepted":
+        if status not in ok:
             return False, f"{action}: {status or 'no status'}"
-        return True, f"{action}: Accepted"
+        return True, f"{action}: {status}"
 
     def _outcome(self, taken: bool, outcome: str) -> None:
         state = self.state
@@ -539,7 +551,12 @@ class OcppStationDriver:
                 )
             elif schedule.setpoint_w == 0.0 and self.island is None:
                 # Idle beneath is 0 W already: nothing to install until power is asked.
-                # (Not with LocalFrequency beneath: CentralSetpoint must rule over it.)
+                # (Not with LocalFrequency beneath: CentralSetpoint must rule over it.) On a
+                # new connection the station may still run the Dynamic profile of the last
+                # one (it outlives a link down shorter than max_offline_duration): clear it,
+                # so that the zero is known, not assumed.
+                if state.held_setpoint_w is None and not await self._clear_dynamic(session):
+                    return
                 self._taken(command, schedule)
                 self._outcome(True, "nothing to send (Idle at 0 W)")
                 return
@@ -660,6 +677,18 @@ class OcppStationDriver:
     def _taken(self, command: ChargerCommand, schedule: profiles.Schedule) -> None:
         self.state.accepted_mode = ChargerMode(command.mode)
         self.state.accepted_setpoint_w = -schedule.setpoint_w
+        self.state.held_setpoint_w = -schedule.setpoint_w
+
+    async def _clear_dynamic(self, session: Session) -> bool:
+        """ClearChargingProfile of the Dynamic profile: True when the station holds none now
+        (Accepted: cleared; Unknown: it had none)."""
+        payload = session._call.ClearChargingProfile(
+            charging_profile_id=profiles.DYNAMIC_PROFILE_ID
+        )
+        taken, outcome = await self._call(session, payload, ok=("Accepted", "Unknown"))
+        if not taken:
+            self._outcome(False, outcome)
+        return taken
 
     async def _allow_bpt(self, session: Session, transaction_id: str) -> None:
         payload = session._call.NotifyAllowedEnergyTransfer(

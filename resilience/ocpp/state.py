@@ -126,6 +126,10 @@ class StationState:
     dynamic_installed: bool = False  # 2.1: the Dynamic CentralSetpoint profile at stack 1
     accepted_mode: ChargerMode = ChargerMode.OFF  # mode of the last command taken
     accepted_setpoint_w: float = 0.0  # + = discharge, of the last command taken
+    # What the station holds and takes up again on a live bus [W, + discharge]: known only
+    # once a command was taken on this connection (a station that reconnects may still run
+    # the Dynamic profile it had before); None until then.
+    held_setpoint_w: float | None = None
     last_outcome: str = ""  # "Accepted", "Rejected", "timeout", "CALLERROR <code>"
     last_outcome_ok: bool = True
     rtts_s: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
@@ -143,6 +147,7 @@ class StationState:
         self.dynamic_installed = False
         self.accepted_mode = ChargerMode.OFF
         self.accepted_setpoint_w = 0.0
+        self.held_setpoint_w = None
         self.last_outcome = ""
         self.last_outcome_ok = True
 

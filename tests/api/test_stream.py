@@ -75,6 +75,26 @@ async def test_status_pushes_are_throttled_and_viewers_get_status_only(api: Api)
     assert elapsed >= 1.4 and cycles > 4 * 10
 
 
+async def test_the_hub_stops_when_a_wake_up_comes_with_the_stop(api: Api) -> None:
+    """The teardown hang seen once: the hub's task parked in a wait woken (every control
+    cycle sets it) in the same loop step as `stop`'s cancel. On Python 3.11 a `wait_for`
+    there returned and dropped the cancel, and `stop` waited for the task for good (or,
+    cancelled itself, swallowed that and returned with the task still running)."""
+    hub = Hub(api.running.controller, StatusCache(api.running.controller))
+    hub.event_poll_s = 60.0
+    # Its task alone, not woken by the cycles: parked in its wait, then woken with the stop.
+    task = hub._task = asyncio.create_task(hub._run())
+    await api.until(lambda: bool(hub._wake._waiters), 5, "the hub waiting")  # type: ignore[attr-defined]
+    hub._wake.set()
+    stopping = asyncio.ensure_future(hub.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=2.0)  # not cancelled when late
+    if not done:
+        stopping.cancel()  # cancels the task it awaits too: the test ends either way
+        await asyncio.wait({stopping, task})
+    assert done, "Hub.stop still waiting for its task after 2 s"
+    assert task.done()
+
+
 async def test_a_slow_client_is_dropped_not_waited_for(api: Api) -> None:
     hub = Hub(api.running.controller, StatusCache(api.running.controller), queue_size=2)
     hub.status_interval_s = 0.0

@@ -39,8 +39,24 @@ async def test_decodes_one_block(unit: FakeUnit, bus: ModbusTcpBus) -> None:
         ac_frequency_hz=50.0,
         fault_code=CHG.FAULT_NONE,
         min_soc_pct=30.0,
+        held_setpoint_w=-7000.0,
     )
     assert [(r.address, r.count) for r in unit.requests] == [(0, CHG.READ_COUNT)]
+
+
+async def test_the_held_setpoint_is_what_the_unit_was_told(
+    unit: FakeUnit, bus: ModbusTcpBus
+) -> None:
+    """A black start counts what a charger takes up again once the bus is live: the power
+    setpoint it keeps while told FOLLOW (a dead bus clears neither register), none when OFF."""
+    banks.charger(unit)
+    unit.load(CHG.MODE_COMMAND, [int(ChargerMode.FOLLOW), from_signed16(-9000)])
+    assert (await charger(bus).read()).held_setpoint_w == -9000.0
+    unit.load(CHG.MODE_COMMAND, [int(ChargerMode.OFF)])
+    assert (await charger(bus).read()).held_setpoint_w == 0.0
+    unit.load(CHG.MODE_COMMAND, [7])
+    with pytest.raises(BadReply, match="MODE_COMMAND"):
+        await charger(bus).read()
 
 
 async def test_capabilities_report_the_pcc_interlock(unit: FakeUnit, bus: ModbusTcpBus) -> None:

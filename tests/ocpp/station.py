@@ -109,6 +109,10 @@ class _Station(ChargePoint):  # type: ignore[misc]
     async def on_notify_allowed_energy_transfer(self, **kwargs: Any) -> Any:
         return await self._answer("NotifyAllowedEnergyTransfer", kwargs)
 
+    @on("ClearChargingProfile")
+    async def on_clear_charging_profile(self, **kwargs: Any) -> Any:
+        return await self._answer("ClearChargingProfile", kwargs)
+
     async def next_call(self, action: str | None = None, timeout: float = 2.0) -> dict[str, Any]:
         """The next call the central system sent (of `action`, skipping others)."""
         async with asyncio.timeout(timeout):

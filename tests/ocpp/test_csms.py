@@ -167,6 +167,40 @@ async def test_reconnect_reinstalls_and_distrusts_the_first_reading() -> None:
         await again.close()
 
 
+async def test_a_zero_after_a_reconnect_clears_the_dynamic_profile_the_station_may_still_run(
+) -> None:
+    """A station keeps its Dynamic profile through a link down shorter than its
+    max_offline_duration: after a reconnect what it holds is unknown (a black start counts
+    it at its charging limit) until a command is taken, and a zero is not assumed from the
+    Idle profile beneath: the old Dynamic profile is cleared first."""
+    site = ocpp_site(SITE)
+    async with booted_with_car(site) as (csms, _recorder, driver, run):
+        await driver.read()
+        await driver.command(follow(-6000.0))  # charging 6 kW
+        await run.station.next_call("SetChargingProfile")
+        await until(lambda: driver.state.held_setpoint_w == -6000.0)
+        assert (await driver.read()).held_setpoint_w == -6000.0
+        again = await start_station(csms, "ST1", boot=False)
+        await again.station.call(again.station._call.Heartbeat())
+        await again.station.next_call("SetChargingProfile")  # Idle again
+        await plugged(again)
+        assert (await driver.read()).held_setpoint_w is None
+        await driver.command(ChargerCommand(ChargerMode.OFF, min_soc_pct=20.0))
+        cleared = await again.station.next_call()
+        assert cleared == {"charging_profile_id": 2}
+        await until(lambda: driver.state.held_setpoint_w == 0.0)
+        assert (await driver.read()).held_setpoint_w == 0.0
+        # known now: the next zero needs nothing sent
+        await driver.command(ChargerCommand(ChargerMode.OFF, min_soc_pct=21.0))
+        await until(lambda: not driver.busy)
+        assert [a for a, _ in again.station.received] == [
+            "SetChargingProfile",
+            "ClearChargingProfile",
+        ]
+        await run.close()
+        await again.close()
+
+
 async def test_unknown_identity_is_refused_with_404() -> None:
     async with running_csms(ocpp_site(SITE)) as (csms, recorder):
         with pytest.raises(InvalidStatus) as refused:
