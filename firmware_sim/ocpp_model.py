@@ -145,6 +145,7 @@ class StationModel:
     ramp_w_per_s: float | None = None  # None: rating / 0.5 s
     response_delay_s: float = 0.05
     car: CarProfile = field(default_factory=CarProfile)
+    negative_limit: bool = False  # 2.0.1 / 1.6 vendor discharge: a negative limit discharges
 
     # state (read by tests, the benchmark and the protocol layer)
     profiles: dict[int, ChargingProfile] = field(default_factory=dict)
@@ -186,6 +187,11 @@ class StationModel:
     @property
     def plugged(self) -> bool:
         return self.charger.vehicle is not None
+
+    @property
+    def faulted(self) -> bool:
+        """The plant's charger has an internal fault (`Plant.fault`): no power."""
+        return self.charger.internal_fault
 
     @property
     def floor_soc_pct(self) -> float:
@@ -239,7 +245,7 @@ class StationModel:
         elif mode == "CentralSetpoint":
             ocpp_w = period.setpoint or 0.0
         elif period.limit is not None:  # ChargingOnly or no mode: a charging limit
-            ocpp_w = max(period.limit, 0.0)
+            ocpp_w = period.limit if self.negative_limit else max(period.limit, 0.0)
         else:
             ocpp_w = 0.0
         plant_w = -ocpp_w
@@ -260,6 +266,10 @@ class StationModel:
             return f"discharge_limit {d:g} > 0"
         if lim is not None and lim < 0 and period.operation_mode is not None:
             return f"limit {lim:g} < 0"
+        if lim is not None and lim < 0 and not self.negative_limit:
+            return f"limit {lim:g} < 0: this station does not discharge by a negative limit"
+        if lim is not None and lim < 0 and not self.may_discharge:
+            return f"limit {lim:g}: the car does not offer bidirectional transfer"
         if s is not None:
             if d is not None and s < d:
                 return f"setpoint {s:g} < discharge_limit {d:g}"
@@ -383,9 +393,10 @@ class StationModel:
             cursor = due
             self.target_w = item.target_w
         self._ramp(now_s - cursor)
-        if not self.plant.bus_live:
-            # No AC on its side: the converter has stopped; when the bus is back it starts
-            # again from nothing and ramps to its target, as a real station restarts.
+        if not self.plant.bus_live or self.faulted:
+            # Faulted, or no AC on its side: the converter has stopped; when the bus is back
+            # (the fault cleared) it starts again from nothing and ramps to its target, as
+            # a real station restarts.
             self.command_w = 0.0
         self._last_tick_s = now_s
         self._write_plant()
