@@ -587,7 +587,7 @@ class SimStation:
         frame: the library would refuse to send it); the central system must answer it
         with a CALLERROR (kept in `out_of_schema_replies`) and carry on."""
         self._raw_seq += 1
-        action, payload = _out_of_schema_action(self.version)
+        action, payload = _out_of_schema_action(self.version, self.model.evse_id, self._iso())
         frame = json.dumps([2, f"out-of-schema-{self._raw_seq}", action, payload])
         self._queue(action, raw=frame)
 
@@ -722,10 +722,18 @@ class SimStation:
                 self._outbox.popleft()
 
 
-def _out_of_schema_action(version: str) -> tuple[str, dict[str, Any]]:
-    """A call that breaks the version's schema: an EVSE / connector id that is a string."""
+def _out_of_schema_action(version: str, evse_id: int, timestamp: str) -> tuple[str, Any]:
+    """A MeterValues that breaks the version's schema: a property the schema does not
+    have, and a sampled value that is no number (2.x: the schema says number; 1.6: a
+    string, but not a decimal). The second is also what the central system's own check
+    refuses when schema validation is off (drills)."""
+    sample: dict[str, Any] = {"value": "lots", "measurand": "Power.Active.Import"}
     key = "connectorId" if version == "1.6" else "evseId"
-    return "MeterValues", {key: "one", "meterValue": []}
+    return "MeterValues", {
+        key: evse_id,
+        "meterValue": [{"timestamp": timestamp, "sampledValue": [sample]}],
+        "bogus": True,
+    }
 
 
 def _sample(value: float, measurand: str, unit: str, context: str) -> dict[str, Any]:
