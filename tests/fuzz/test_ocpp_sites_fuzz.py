@@ -24,7 +24,8 @@ and the controller must not have commanded CLOSE outside resynchronisation.
 Cost: each in-process OCPP exchange costs about 0.7 ms, and a slow station costs real
 time (its answers are late in real time: the central system times its calls in real
 time, so the sites here have `call_timeout_s` = 0.05 s and a slow station answers in
-0.1 s). CI runs a derandomised `EXAMPLES` x `STEPS` = 40 x 30, about 50 s on one core.
+0.1 s). CI runs a derandomised `EXAMPLES` x `STEPS` = 40 x 30: 10 s on a quiet machine,
+30 s on one busy core (plus 3-9 s for the version check below).
 A long random run, with shrinking:
 
     RESILIENCE_FUZZ_RANDOM=1 RESILIENCE_OCPP_FUZZ_EXAMPLES=400 RESILIENCE_OCPP_FUZZ_STEPS=50 \\
