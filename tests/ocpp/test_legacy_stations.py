@@ -78,8 +78,9 @@ async def test_a_negative_limit_station_follows_into_the_island(legacy: Site) ->
     assert isinstance(stations["ocpp_2"], SimStation16)
     await read_and_islanded(site)
     # 2.0.1 tells the car's capacity (NotifyEVChargingNeeds): discharged by a negative
-    # limit. 1.6 has no way to tell it: the energy above the reserve is unknown, so the
-    # controller never asks that car for any (it stays at 0 W, a limit of -0).
+    # limit. 1.6 has no way to tell it: its energy above the reserve is unknown, so it
+    # weighs nothing in the proportional split and gives only what the others cannot
+    # (nothing here: the former and the 2.0.1 station carry this island).
     await site.until(lambda: exporting(site, "ocpp_1"), 15, "the 2.0.1 station exporting")
     assert plant.charger_power_w("ocpp_2") <= 0.5
     # 1.6: StartTransaction answered with the central system's id, kept for the Stop
