@@ -38,6 +38,7 @@ the falsifying example (`state.site(doc={...})`): replay it as test_sites_found.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -48,6 +49,8 @@ from hypothesis.stateful import initialize, precondition, rule
 
 from firmware_sim.ocpp_faults import clear_station_faults, inject_station_fault
 from firmware_sim.ocpp_station import SimStation
+from firmware_sim.plant import PlantInit
+from resilience.config import SiteConfig
 from tests.fuzz.test_sites_fuzz import Pick, SitesMachine
 from tests.sites import ocpp_site_documents
 
@@ -55,6 +58,14 @@ EXAMPLES = int(os.environ.get("RESILIENCE_OCPP_FUZZ_EXAMPLES") or "40")
 STEPS = int(os.environ.get("RESILIENCE_OCPP_FUZZ_STEPS") or "30")
 CALL_TIMEOUT_S = 0.05
 """[s] real time: the sites' `[ocpp] call_timeout_s` (see the module docstring)."""
+CAR_CASES: dict[str, tuple[float, float | None]] = {
+    "below the reserve, own floor lower": (-0.5, -10.0),
+    "at the reserve, own floor lower": (0.05, -10.0),
+    "near the reserve, own floor higher": (0.5, 15.0),
+    "near the reserve": (0.3, None),
+}
+"""Cars at the stations at the start: (SoC - owner's reserve [%], own floor - owner's
+reserve [%] or None for none told)."""
 SLOW_DELAY_S = 0.1
 """[s] real time: how late a slow station answers (twice the call timeout)."""
 
@@ -62,13 +73,22 @@ SLOW_DELAY_S = 0.1
 class OcppSitesMachine(SitesMachine):
     """A generated site with OCPP stations; `SitesMachine`'s rules and the station rules."""
 
+    soc_margin: float | None = None
+
     @initialize(
         doc=ocpp_site_documents(call_timeout_s=CALL_TIMEOUT_S),
         night_island=st.booleans(),
+        cars=st.sampled_from([None, *CAR_CASES]),
     )
-    def site(self, doc: dict[str, Any], night_island: bool = False) -> None:
+    def site(
+        self, doc: dict[str, Any], night_island: bool = False, cars: str | None = None
+    ) -> None:
         """`night_island`: the example starts with the grid lost at night, so that most
-        examples reach the island the stations must help carry."""
+        examples reach the island the stations must help carry. `cars`: how the cars at
+        the stations start (`CAR_CASES`: SoC against the owner's reserve, and the car's
+        own floor, which 2.1 tells; below the reserve only the controller keeps it)."""
+        soc_margin, floor_offset = CAR_CASES[cars] if cars is not None else (None, None)
+        self.soc_margin = soc_margin
         SitesMachine.site(self, doc)
         assert self.stations is not None
         self.station_ids = sorted(self.stations.stations)
@@ -76,13 +96,28 @@ class OcppSitesMachine(SitesMachine):
             name: self.config.devices[name].ocpp.version  # type: ignore[union-attr]
             for name in self.station_ids
         }
-        self.note(f"stations: {versions}")
+        self.note(f"stations: {versions}; cars: {cars}")
+        if floor_offset is not None:
+            for name in self.station_ids:
+                vehicle = self.plant.chargers[name].vehicle
+                if vehicle is not None:
+                    floor = min(100.0, max(0.0, vehicle.reserve_soc_pct + floor_offset))
+                    self.stations.stations[name].model.car.floor_soc_pct = floor
         if night_island:
             self.note("night, grid loss")
             for inverter in self.plant.inverters:
                 self.plant.set_pv_available(0.0, inverter)
             self.plant.grid_loss()
             self.cycles(max(1, int(3.0 / self.cycle_s)))
+
+    def start(self, config: SiteConfig, init: PlantInit, cycle_s: float | None = None) -> None:
+        if self.soc_margin is not None:
+            socs = dict(init.soc_pct)
+            for vehicle in config.vehicles:
+                if vehicle.charger in config.ocpp_stations:
+                    socs[vehicle.id] = vehicle.reserve_soc_pct + self.soc_margin
+            init = dataclasses.replace(init, soc_pct=socs)
+        super().start(config, init, cycle_s)
 
     def station(self, which: int) -> tuple[str, SimStation]:
         assert self.stations is not None
@@ -119,6 +154,13 @@ class OcppSitesMachine(SitesMachine):
             f" {'active' if active else 'passive'} anti-islanding"
         )
         self.cycles(1)
+
+    @rule(seconds=st.sampled_from([60.0, 300.0]))
+    def long_run(self, seconds: float) -> None:
+        """Time for the cars to drain through their reserves, if the controller let them
+        (1 s steps, as a drill's slow steps)."""
+        self.note(f"run {seconds:g} s")
+        self.cycles(int(seconds), 1.0)
 
     # ------------------------------------------------------------------ station faults
     @rule(which=Pick, n=st.integers(1, 30))
