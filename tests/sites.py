@@ -677,7 +677,8 @@ def ocpp_site_documents(
 ) -> dict[str, Any]:
     """A site file (as `site_documents`, smaller by default) with 1 to `max_stations`
     OCPP stations: each of version 2.1, 2.0.1 or 1.6, role follower or load, a
-    discharge_method for the older versions, 7.4-22 kW, often a fleet car of its own; and
+    discharge_method for the older versions, 7.4-22 kW, often a fleet car of its own (its
+    owner's reserve not always a round number); sometimes no reserve margin; and
     an `[ocpp]` section (`max_offline_duration_s` 1-5 s, `call_timeout_s` as given: a
     fuzzer on a virtual clock wants it short, since the central system times its calls in
     real time). No password hashes: in-process stations skip the WebSocket and its auth."""
@@ -704,11 +705,15 @@ def ocpp_site_documents(
                     "name": f"Car at {name}",
                     "charger": name,
                     "capacity_wh": draw(st.sampled_from(CAPACITIES_WH)),
-                    "reserve_soc_pct": float(draw(st.integers(4, 10)) * 5),
+                    # an owner's reserve need not be a round number
+                    "reserve_soc_pct": float(draw(st.integers(4, 10)) * 5)
+                    + draw(st.sampled_from([0.0, 0.3, -0.3])),
                 }
             )
     if not vehicles:
         del doc["vehicles"]
+    if draw(st.booleans()):
+        doc.setdefault("dispatch", {})["reserve_margin_pct"] = 0.0  # no slack beyond it
     doc["ocpp"] = {
         "port": 0,
         "max_offline_duration_s": draw(st.sampled_from([2, 1, 5])),
