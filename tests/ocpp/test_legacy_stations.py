@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from firmware_sim.ocpp_faults import inject_station_fault
 from firmware_sim.ocpp_legacy import SimStation16, SimStation201, to_watts
 from firmware_sim.ocpp_model import ChargingProfile, SchedulePeriod
 from firmware_sim.server import SimSite
@@ -103,6 +104,14 @@ async def test_a_negative_limit_station_follows_into_the_island(legacy: Site) ->
         "ocpp_2's car gone",
     )
     assert "StopTransaction" in [action for _, action in stations["ocpp_2"].sent]
+    # an out-of-schema message from each: a CALLERROR back (schema checked on the wire)
+    for name in VERSIONS:
+        inject_station_fault(stations[name], "out_of_schema")
+    await site.until(
+        lambda: all(stations[n].out_of_schema_replies for n in VERSIONS), 5, "CALLERRORs"
+    )
+    for name in VERSIONS:
+        assert stations[name].out_of_schema_replies[0][0] == 4  # CALLERROR
     assert plant.violations == []
 
 
