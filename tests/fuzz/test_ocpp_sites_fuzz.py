@@ -9,8 +9,11 @@ Modbus faults, donors, operator commands ...), and with the controller's own cen
 system and one simulated station per OCPP station over in-memory pipes
 (`tests.fuzz.machine.Harness`). The rules added here act on the stations:
 
-- the car's own figures (2.1): its floor (evMinV2XEnergyRequest: at, under or over the
-  owner's reserve), a departure time, active or passive anti-islanding;
+- the cars at the stations start (`CAR_CASES`) below, at or near their owners' reserves,
+  with their own floor (evMinV2XEnergyRequest, 2.1) below or above it; long runs (60 to
+  300 s) let them drain; most examples start with a grid loss at night;
+- the car's own figures (2.1): its floor (at, under or over the owner's reserve), a
+  departure time, active or passive anti-islanding;
 - the link cut and restored;
 - the station faulted (StatusNotification Faulted, no power) and cleared;
 - a station that rejects every command, or answers slower than `[ocpp] call_timeout_s`;
