@@ -124,6 +124,9 @@ def test_out_of_schema_message_gets_a_callerror_and_the_island_goes_on(site: Sit
     replies = site.station("ocpp_2").out_of_schema_replies
     assert len(replies) == 1 and replies[0][0] == 4, replies  # a CALLERROR
     assert site.exporting("ocpp_2") and site.plant.violations == []
+    site.store.flush(5.0)
+    logged = [e.reason for e in site.store.events(kinds=["ocpp"]) if "CALLERROR" in e.reason]
+    assert any("ocpp_2" in m and "MeterValues" in m for m in logged), logged
 
 
 def test_the_car_leaves_and_arrives(site: Site) -> None:
