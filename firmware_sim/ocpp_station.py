@@ -322,9 +322,7 @@ class SimStation:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_until_done([task])
         if isinstance(self.connector, InMemoryConnector):
             await self.connector.stop()
 
@@ -663,9 +661,7 @@ class SimStation:
                 if exc is not None and not isinstance(exc, ConnectionClosed):
                     log.error("%s: link ended by %r", self.identity, exc)
         finally:
-            for task in (reader, session):
-                task.cancel()
-            await asyncio.gather(reader, session, return_exceptions=True)
+            await cancel_until_done([reader, session])
             self._reader = None
             self._conn = None
             self.booted = False
@@ -720,6 +716,22 @@ class SimStation:
                 self._calling = False
             if self._outbox and self._outbox[0] is item:
                 self._outbox.popleft()
+
+
+async def cancel_until_done(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel `tasks` and wait until they are done, cancelling again as long as one is
+    not: on Python 3.11 `asyncio.wait_for` (the `ocpp` library's `call()` and websockets'
+    `connect()` use it) can swallow a cancellation that lands as its inner future
+    completes, and a task that swallowed it runs on; awaiting it once then hangs (seen as
+    a rare teardown hang of SimSite.stop under load)."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.05)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("%s ended with %r", task.get_name(), task.exception())
 
 
 def _out_of_schema_action(version: str, evse_id: int, timestamp: str) -> tuple[str, Any]:
