@@ -1890,8 +1890,19 @@ def _projection_words(cap: EnergyCap) -> str:
 
 
 def silent_draw_w(ctx: GuardContext) -> float:
-    """What silent chargers may still draw on their last command (they cannot be told)."""
-    return sum(v.max_charge_w for v in ctx.snap.vehicles if not v.available)
+    """What chargers we cannot count on to stay off may draw when the bus is live again.
+
+    Silent ones: up to what they may draw on their last command (they cannot be told).
+    And on a dead bus, where nothing draws, a charger still believed (within its grace)
+    that reads a draw is showing a reading from before it went quiet: it may resume that
+    draw once a former energises the bus (an OCPP station keeps its last setpoint until
+    its dead-man runs out), so it counts at that draw (found by the OCPP site fuzzer: a
+    station cut off while charging overloaded the black-start former)."""
+    silent = sum(v.max_charge_w for v in ctx.snap.vehicles if not v.available)
+    if not bus_dead(ctx):
+        return silent
+    stale = sum(max(0.0, -v.power_w) for v in ctx.snap.vehicles if v.available)
+    return silent + stale
 
 
 def can_form_now(v: VehicleState) -> bool:
