@@ -250,7 +250,7 @@ STATION_FAULTS_DRILL = """
 [scenario]
 name = "OCPP station faults in an island"
 site = "{site}"
-duration = "4m"
+duration = "2m"
 
 [initial]
 pv_available_w = 0
@@ -260,51 +260,51 @@ at = "10s"
 kind = "grid_loss"
 
 [[events]]
-at = "40s"
+at = "25s"
 kind = "station_fault"
 device = "ocpp_1"
 fault = "link_cut"
 
 [[events]]
-at = "50s"
+at = "30s"
 kind = "station_fault"
 device = "ocpp_2"
 fault = "faulted"
 
 [[events]]
-at = "60s"
+at = "35s"
 kind = "station_fault"
 device = "ocpp_2"
 fault = "out_of_schema"
 
 [[events]]
-at = "70s"
+at = "40s"
 kind = "station_recovers"
 device = "ocpp_1"
 
 [[events]]
-at = "80s"
+at = "45s"
 kind = "station_recovers"
 device = "ocpp_2"
 
 [[events]]
-at = "90s"
+at = "50s"
 kind = "station_fault"
 device = "ocpp_1"
 fault = "rejecting"
 
 [[events]]
-at = "100s"
+at = "55s"
 kind = "unplug"
 connector = "ocpp_2"
 
 [[events]]
-at = "2m"
+at = "65s"
 kind = "station_recovers"
 device = "ocpp_1"
 
 [[events]]
-at = "150s"
+at = "75s"
 kind = "grid_return"
 """
 
