@@ -124,7 +124,7 @@ async def run(
         ocpp_url=ocpp_url,
         ocpp_passwords=ocpp_passwords,
     )
-    control = ControlServer(site.plant, port=control_port)
+    control = ControlServer(site.plant, port=control_port, stations=site.stations)
     try:
         await site.start()
         await control.start()

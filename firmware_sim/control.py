@@ -1,8 +1,9 @@
 """The simulator's control interface: HTTP on loopback to inject events and read the referee.
 
 Owns the JSON routes a drill, a test or a person at a terminal uses to break
-the simulated site on purpose (grid loss, sags, device faults, vehicles coming
-and going, clouds) and to read the plant's state and violations. It only calls
+the simulated site on purpose (grid loss, sags, device faults, OCPP station faults
+(`/stations/<id>/fault`, firmware_sim/ocpp_faults.py), vehicles coming and going,
+clouds) and to read the plant's state and violations. It only calls
 `Plant` methods; it never touches the Modbus servers.
 
 Bodies are validated by pydantic: bad input is a 422 whose detail names the
@@ -12,11 +13,14 @@ cannot take is a 409. Units are those of the field names (W, s, %, Wh, pu).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
+from firmware_sim.ocpp_faults import StationFault, clear_station_faults, inject_station_fault
+from firmware_sim.ocpp_station import SimStation
 from firmware_sim.plant import MODBUS_EXCEPTION_CODES, Plant
 from firmware_sim.server import require_loopback
 from resilience.api.server import AppServer
@@ -53,6 +57,11 @@ class PlugBody(_Body):
     reserve_soc_pct: Annotated[float, Field(ge=0, le=100)] | None = None
 
 
+class StationFaultBody(_Body):
+    kind: StationFault
+    delay_s: Annotated[float, Field(gt=0, le=60)] | None = None
+
+
 class UnplugBody(_Body):
     connector: str = Field(min_length=1)
 
@@ -66,8 +75,9 @@ class FactorBody(_Body):
     factor: Annotated[float, Field(ge=0, le=10)]
 
 
-def create_app(plant: Plant) -> FastAPI:
-    """The control API over one plant."""
+def create_app(plant: Plant, stations: Mapping[str, SimStation] | None = None) -> FastAPI:
+    """The control API over one plant and its simulated OCPP stations (`stations`: by
+    device id, the live mapping of `SimSite.stations`: stations started later count)."""
     app = FastAPI(title="firmware_sim control", version="0.1.0")
 
     def ok() -> dict[str, Any]:
@@ -141,6 +151,30 @@ def create_app(plant: Plant) -> FastAPI:
         plant.clear_fault(device_id)
         return ok()
 
+    def need_station(device_id: str) -> SimStation:
+        device = plant.config.devices.get(device_id)
+        if device is None or device.driver != "ocpp":
+            raise HTTPException(404, f"device_id: {device_id!r} is not an OCPP station")
+        station = (stations or {}).get(device_id)
+        if station is None:
+            raise HTTPException(409, f"device_id: the station {device_id!r} is not running")
+        return station
+
+    # async: a station's state lives in the event loop (not a worker thread's to touch)
+    @app.post("/stations/{device_id}/fault")
+    async def station_fault(device_id: str, body: StationFaultBody) -> dict[str, Any]:
+        station = need_station(device_id)
+        try:
+            inject_station_fault(station, body.kind, delay_s=body.delay_s)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return ok()
+
+    @app.post("/stations/{device_id}/clear")
+    async def station_clear(device_id: str) -> dict[str, Any]:
+        clear_station_faults(need_station(device_id))
+        return ok()
+
     @app.post("/vehicles/plug")
     def vehicle_plug(body: PlugBody) -> dict[str, Any]:
         need_connector(body.connector)
@@ -185,6 +219,13 @@ def create_app(plant: Plant) -> FastAPI:
 class ControlServer(AppServer):
     """The control API over one plant, served on loopback only in the running event loop."""
 
-    def __init__(self, plant: Plant, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(create_app(plant), require_loopback(host), port, name="control")
+    def __init__(
+        self,
+        plant: Plant,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        stations: Mapping[str, SimStation] | None = None,
+    ) -> None:
+        app = create_app(plant, stations)
+        super().__init__(app, require_loopback(host), port, name="control")
         self.plant = plant

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_sim.inprocess import build_inprocess_drivers
+from firmware_sim.ocpp_faults import clear_station_faults, inject_station_fault
 from firmware_sim.ocpp_inprocess import InProcessStations, inline_validation
 from firmware_sim.plant import Plant, PlantInit, VehicleSim, outage_json
 from resilience.config import SiteConfig
@@ -81,6 +82,8 @@ from resilience.drills.scenario import (
     Sag,
     ScenarioError,
     SetPv,
+    StationFault,
+    StationRecovers,
     Unplug,
     VehicleArrives,
     VehicleLeaves,
@@ -499,6 +502,16 @@ def _pv_profile(loaded: LoadedScenario, duration_s: float) -> list[tuple[float, 
     return steps
 
 
+def _station_event(drill: Drill, event: StationFault | StationRecovers) -> str:
+    """A station fault or recovery on the drill's in-process station (what was done)."""
+    station = None if drill.stations is None else drill.stations.stations.get(event.device)
+    if station is None:  # checked when the scenario was loaded
+        raise ValueError(f"{event.device}: no simulated OCPP station")
+    if isinstance(event, StationRecovers):
+        return clear_station_faults(station)
+    return inject_station_fault(station, event.fault, delay_s=event.delay_s)
+
+
 def _apply(drill: Drill, index: int, event: Any) -> Callable[[], None]:
     """The action of one timeline event."""
     plant = drill.plant
@@ -522,6 +535,8 @@ def _apply(drill: Drill, index: int, event: Any) -> Callable[[], None]:
         if isinstance(event, GridLoss):
             plant.grid_loss()
             record("grid lost")
+        elif isinstance(event, StationFault | StationRecovers):
+            record(_station_event(drill, event))
         elif isinstance(event, GridReturn):
             plant.grid_return()
             record("grid returned")

@@ -2,9 +2,10 @@
 
 A drill runs the controller and the plant in one process on a virtual clock. Its Modbus
 devices are reached through in-process register banks (`inprocess.py`); its OCPP
-stations are the same `SimStation`s as on the wire, speaking OCPP-J through the `ocpp`
-library on both sides, over in-memory pipes into the controller's own `CentralSystem`
-(`serve_connection`). Only the WebSocket and its authentication are left out.
+stations (2.1, 2.0.1 and 1.6) are the same simulated stations as on the wire, speaking
+OCPP-J through the `ocpp` library on both sides, over in-memory pipes into the
+controller's own `CentralSystem` (`serve_connection`). Only the WebSocket and its
+authentication are left out.
 
 Nothing takes real time: `step()` runs the stations' timers on the virtual clock and
 then lets both sides' tasks run until every message sent has been handled and answered
@@ -16,13 +17,14 @@ message is never in flight while every pipe is idle.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Generator
 from typing import Any
 
 import ocpp.charge_point
 import ocpp.messages
 
-from firmware_sim.ocpp_model import StationModel
+from firmware_sim.ocpp_legacy import site_station
 from firmware_sim.ocpp_pipe import settle
 from firmware_sim.ocpp_station import InMemoryConnector, ServeConnection, SimStation
 from firmware_sim.plant import Plant
@@ -65,8 +67,8 @@ def _busy(station: SimStation) -> Callable[[], bool]:
 
 
 class InProcessStations:
-    """One `SimStation` per OCPP 2.1 station of the site, each on an in-memory pipe into
-    `serve` (a `CentralSystem.serve_connection`), on `clock`."""
+    """One simulated station per OCPP station of the site (2.1, 2.0.1 or 1.6), each on an
+    in-memory pipe into `serve` (a `CentralSystem.serve_connection`), on `clock`."""
 
     def __init__(
         self,
@@ -81,17 +83,16 @@ class InProcessStations:
         self.stations: dict[str, SimStation] = {}
         self._busy = busy
         for device_id, device in config.ocpp_stations.items():
-            if device.ocpp is None or device.ocpp.version != "2.1":
-                continue  # only 2.1 stations are simulated: the others stay silent
-            identity = device.ocpp.identity
-            self.stations[device_id] = SimStation(
-                StationModel(plant, device_id, evse_id=device.ocpp.evse_id),
-                identity,
-                InMemoryConnector(serve, identity),
+            if device.ocpp is None:
+                continue
+            self.stations[device_id] = site_station(
+                device_id,
+                device,
+                config.ocpp,
+                plant,
+                functools.partial(InMemoryConnector, serve, device.ocpp.identity),
                 clock=clock,
                 epoch_s=epoch_s,
-                meter_interval_s=float(config.ocpp.meter_interval_s),
-                heartbeat_interval_s=float(config.ocpp.heartbeat_interval_s),
             )
 
     def __bool__(self) -> bool:

@@ -190,6 +190,7 @@ class StationModel:
     # `local_min_soc_pct`, whatever the central system says (it cannot tell it anything).
     forms_locally: bool = False
     local_min_soc_pct: float = 0.0
+    negative_limit: bool = False  # 2.0.1 / 1.6 vendor discharge: a negative limit discharges
 
     # state (read by tests, the benchmark and the protocol layer)
     profiles: dict[int, ChargingProfile] = field(default_factory=dict)
@@ -234,6 +235,11 @@ class StationModel:
     @property
     def plugged(self) -> bool:
         return self.charger.vehicle is not None
+
+    @property
+    def faulted(self) -> bool:
+        """The plant's charger has an internal fault (`Plant.fault`): no power."""
+        return self.charger.internal_fault
 
     @property
     def floor_soc_pct(self) -> float:
@@ -297,7 +303,7 @@ class StationModel:
             if period.discharge_limit is not None:
                 ocpp_w = max(ocpp_w, period.discharge_limit)
         elif period.limit is not None:  # ChargingOnly or no mode: a charging limit
-            ocpp_w = max(period.limit, 0.0)
+            ocpp_w = period.limit if self.negative_limit else max(period.limit, 0.0)
         else:
             ocpp_w = 0.0
         plant_w = -ocpp_w
@@ -322,6 +328,10 @@ class StationModel:
             return f"discharge_limit {d:g} > 0"
         if lim is not None and lim < 0 and period.operation_mode is not None:
             return f"limit {lim:g} < 0"
+        if lim is not None and lim < 0 and not self.negative_limit:
+            return f"limit {lim:g} < 0: this station does not discharge by a negative limit"
+        if lim is not None and lim < 0 and not self.may_discharge:
+            return f"limit {lim:g}: the car does not offer bidirectional transfer"
         if s is not None:
             if d is not None and s < d:
                 return f"setpoint {s:g} < discharge_limit {d:g}"
@@ -462,9 +472,10 @@ class StationModel:
             self.target_w = item.target_w
         self._follow_frequency(now_s - last)
         self._ramp(now_s - cursor)
-        if not self.plant.bus_live and not self.resume_after_dead_bus:
-            # No AC on its side: the converter has stopped; when the bus is back it starts
-            # again from nothing and ramps to its target, as a real station restarts.
+        if (not self.plant.bus_live and not self.resume_after_dead_bus) or self.faulted:
+            # Faulted, or no AC on its side: the converter has stopped; when the bus is back
+            # (the fault cleared) it starts again from nothing and ramps to its target, as
+            # a real station restarts (unless it resumes at once after a dead bus).
             self.command_w = 0.0
         self._last_tick_s = now_s
         self._write_plant()

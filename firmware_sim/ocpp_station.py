@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import time
 from collections import deque
@@ -58,6 +59,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "ocpp2.1"
+REJECTING = "this station rejects every command (fault injected)"
 METER_MOVE_FRACTION = 0.05  # of rating: a move this big is reported at once
 MEASURANDS = "Power.Active.Import,Power.Active.Export,SoC,Voltage,Frequency"
 
@@ -146,10 +148,11 @@ class InMemoryConnector:
 class _Outgoing:
     payload: Any
     keep_offline: bool = False  # TransactionEvents survive a dropped link
+    raw: str | None = None  # a frame sent as it is (the out-of-schema fault), not a call
 
     @property
     def action(self) -> str:
-        return type(self.payload).__name__
+        return type(self.payload).__name__ if self.raw is None else f"{self.payload} (raw)"
 
 
 class _StationChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp has no type hints
@@ -162,9 +165,11 @@ class _StationChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp has no typ
     async def route_message(self, raw_msg: str) -> None:
         self.station._handling += 1  # the station's busy flag, for settle()
         try:
+            if self.station.take_reply(raw_msg):
+                return
             delay = self.station.answer_delay_s
             if delay > 0 and raw_msg.lstrip().startswith("[2"):  # a CALL of the central system
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay)  # a slow station (the "slow" fault)
             await super().route_message(raw_msg)
         finally:
             self.station._handling -= 1
@@ -227,7 +232,16 @@ class SimStation:
     time in process); `epoch_s` maps it to Unix time for timestamps (default: now at
     construction). `start()` begins connecting through `connector`; `tick()` runs its
     timers; `cut_link()` / `restore_link()` act out a cut cable; `stop()` ends it.
+
+    Faults (firmware_sim/ocpp_faults.py sets them): `rejecting` (every command of the
+    central system Rejected), `answer_delay_s` (every call of the central system answered
+    that many seconds of real time late: the central system times its calls in real
+    time), `send_out_of_schema()`; a plant fault on its charger (`Plant.fault`) is
+    reported as connector status Faulted and stops the converter.
     """
+
+    version = "2.1"
+    subprotocol = SUBPROTOCOL
 
     def __init__(
         self,
@@ -281,6 +295,11 @@ class SimStation:
         self._needs_sent: tuple[Any, ...] | None = None
         self._calling = False
         self._handling = 0
+        self.rejecting = False
+        self.out_of_schema_replies: list[list[Any]] = []  # what answered our bad frames
+        self._raw_seq = 0
+        self._raw_reply: asyncio.Future[list[Any]] | None = None
+        self._reported_faulted: bool | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -345,8 +364,12 @@ class SimStation:
             self._queue(self._meter_values(power, "Trigger" if moved else "Sample.Periodic"))
             self._reported_w = power
             self._next_meter_s = now + self.meter_interval_s
+        faulted = self.model.faulted
+        if faulted != self._reported_faulted:
+            self._reported_faulted = faulted
+            self._queue(self._status(self._connector_status()))
         if now >= self._next_heartbeat_s:
-            self._queue(call.Heartbeat())
+            self._queue(self._heartbeat())
         if self._outbox:
             # Any message tells the central system the station is alive: a Heartbeat is
             # only due an interval after the last message (OCPP 2.x may skip it then).
@@ -356,11 +379,11 @@ class SimStation:
         if event.kind == "plugged":
             self._seq_no = 0
             self._needs_sent = None
-            self._queue(self._status("Occupied"))
+            self._queue(self._status(self._connector_status()))
             self._queue(self._transaction("Started", "CablePluggedIn", event), keep_offline=True)
         elif event.kind in ("departed", "unplugged"):
             self._queue(self._transaction("Ended", "EVDeparted", event), keep_offline=True)
-            self._queue(self._status("Available"))
+            self._queue(self._status(self._connector_status()))
         elif event.kind == "needs":
             self._needs_sent = None
 
@@ -397,11 +420,32 @@ class SimStation:
         stamp = datetime.fromtimestamp(self.epoch_s + t, tz=UTC)
         return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    def _queue(self, payload: Any, keep_offline: bool = False) -> None:
+    def _queue(self, payload: Any, keep_offline: bool = False, raw: str | None = None) -> None:
         if not (self.booted or keep_offline):
             return
-        self._outbox.append(_Outgoing(payload, keep_offline))
+        self._outbox.append(_Outgoing(payload, keep_offline, raw))
         self._wake.set()
+
+    def _connector_status(self) -> str:
+        if self.model.faulted:
+            return "Faulted"
+        return "Occupied" if self.model.plugged else "Available"
+
+    def _heartbeat(self) -> Any:
+        return call.Heartbeat()
+
+    def _boot(self, reason: str) -> Any:
+        return call.BootNotification(
+            charging_station={"model": "firmware_sim DC V2X", "vendor_name": "resilience"},
+            reason=reason,
+        )
+
+    def _prepare(self, payload: Any) -> Any:
+        """Hook: the payload as it goes out now (None: drop it)."""
+        return payload
+
+    def _answered(self, payload: Any, result: Any) -> None:
+        """Hook: the central system answered `payload` with `result`."""
 
     def _status(self, status: str) -> Any:
         return call.StatusNotification(
@@ -448,6 +492,8 @@ class SimStation:
     # ------------------------------------------------------------------ CSMS commands
     def on_set_charging_profile(self, evse_id: int, profile: dict[str, Any]) -> Any:
         cls = call_result.SetChargingProfile
+        if self.rejecting:
+            return _rejected(cls, REJECTING)
         if evse_id not in (0, self.model.evse_id):
             return _rejected(cls, f"no EVSE {evse_id} (this station has {self.model.evse_id})")
         try:
@@ -459,16 +505,22 @@ class SimStation:
 
     def on_update_dynamic_schedule(self, profile_id: int, update: dict[str, Any]) -> Any:
         cls = call_result.UpdateDynamicSchedule
+        if self.rejecting:
+            return _rejected(cls, REJECTING)
         reason = self.model.update_dynamic(profile_id, update, self.clock())
         return cls(status="Accepted") if reason is None else _rejected(cls, reason)
 
     def on_clear_charging_profile(
         self, profile_id: int | None, criteria: dict[str, Any] | None
     ) -> Any:
+        if self.rejecting:
+            return call_result.ClearChargingProfile(status="Unknown")
         cleared = self.model.clear_profiles(self.clock(), profile_id, criteria)
         return call_result.ClearChargingProfile(status="Accepted" if cleared else "Unknown")
 
     def on_notify_allowed_energy_transfer(self, transaction_id: str, modes: list[str]) -> Any:
+        if self.rejecting:
+            return call_result.NotifyAllowedEnergyTransfer(status="Rejected")
         ok = self.model.allow_energy_transfer(transaction_id, modes, self.clock())
         return call_result.NotifyAllowedEnergyTransfer(status="Accepted" if ok else "Rejected")
 
@@ -528,6 +580,41 @@ class SimStation:
             "variable": data["variable"],
         }
 
+    # ------------------------------------------------------------------ faults
+    def _charge_point(self, conn: Connection) -> Any:
+        """The library's station side for this version, on `conn`."""
+        return _StationChargePoint(self, conn, self.call_timeout_s)
+
+    def send_out_of_schema(self) -> None:
+        """Queue one call whose payload breaks the version's JSON schema (sent as a raw
+        frame: the library would refuse to send it); the central system must answer it
+        with a CALLERROR (kept in `out_of_schema_replies`) and carry on."""
+        self._raw_seq += 1
+        action, payload = _out_of_schema_action(self.version, self.model.evse_id, self._iso())
+        frame = json.dumps([2, f"out-of-schema-{self._raw_seq}", action, payload])
+        self._queue(action, raw=frame)
+
+    async def _send_raw(self, cp: Any, frame: str) -> None:
+        self._raw_reply = asyncio.get_running_loop().create_future()
+        await cp._connection.send(frame)
+        try:
+            reply = await asyncio.wait_for(self._raw_reply, self.call_timeout_s)
+        finally:
+            self._raw_reply = None
+        self.out_of_schema_replies.append(reply)
+
+    def take_reply(self, raw_msg: str) -> bool:
+        """An answer to a raw frame of ours: kept here, not handed to the library (which
+        would log it as a response to nothing)."""
+        future = self._raw_reply
+        if future is None or future.done() or '"out-of-schema-' not in raw_msg[:40]:
+            return False
+        try:
+            future.set_result(json.loads(raw_msg))
+        except ValueError:
+            return False
+        return True
+
     # ------------------------------------------------------------------ the link
     async def _run(self) -> None:
         low, high = self.backoff_s
@@ -566,7 +653,7 @@ class SimStation:
         self._conn = conn
         self.connections += 1
         self.model.set_link(True, self.clock())
-        cp = _StationChargePoint(self, conn, self.call_timeout_s)
+        cp = self._charge_point(conn)
         reader = asyncio.create_task(cp.start(), name=f"{self.identity} reader")
         session = asyncio.create_task(self._session(cp), name=f"{self.identity} session")
         self._reader = reader
@@ -594,16 +681,7 @@ class SimStation:
         while True:
             self._calling = True
             try:
-                response = await cp.call(
-                    call.BootNotification(
-                        charging_station={
-                            "model": "firmware_sim DC V2X",
-                            "vendor_name": "resilience",
-                        },
-                        reason=reason,
-                    ),
-                    suppress=False,
-                )
+                response = await cp.call(self._boot(reason), suppress=False)
             finally:
                 self._calling = False
             if response.status == "Accepted":
@@ -617,21 +695,28 @@ class SimStation:
         self._next_heartbeat_s = now + self.heartbeat_interval_s
         self._next_meter_s = now
         self._needs_sent = None
-        self._queue(self._status("Occupied" if self.model.plugged else "Available"))
+        self._reported_faulted = self.model.faulted
+        self._queue(self._status(self._connector_status()))
         while True:
             while not self._outbox:
                 self._wake.clear()
                 await self._wake.wait()
             item = self._outbox[0]
+            payload = item.payload if item.raw is not None else self._prepare(item.payload)
             self._calling = True
             try:
-                await cp.call(item.payload, suppress=False)
+                if item.raw is not None:
+                    await self._send_raw(cp, item.raw)
+                elif payload is not None:
+                    result = await cp.call(payload, suppress=False)
+                    self._answered(payload, result)
             except OCPPError as exc:
                 self.errors.append(f"{item.action}: {exc}")
             except TimeoutError:
                 self.errors.append(f"{item.action}: no answer in {self.call_timeout_s:g} s")
             else:
-                self.sent.append((self.clock(), item.action))
+                if payload is not None:
+                    self.sent.append((self.clock(), item.action))
             finally:
                 self._calling = False
             if self._outbox and self._outbox[0] is item:
@@ -656,6 +741,20 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], retry_s: float = 0
     for task in tasks:
         if not task.cancelled() and task.exception() is not None:
             log.debug("%s ended with %r", task.get_name(), task.exception())
+
+
+def _out_of_schema_action(version: str, evse_id: int, timestamp: str) -> tuple[str, Any]:
+    """A MeterValues that breaks the version's schema: a property the schema does not
+    have, and a sampled value that is no number (2.x: the schema says number; 1.6: a
+    string, but not a decimal). The second is also what the central system's own check
+    refuses when schema validation is off (drills)."""
+    sample: dict[str, Any] = {"value": "lots", "measurand": "Power.Active.Import"}
+    key = "connectorId" if version == "1.6" else "evseId"
+    return "MeterValues", {
+        key: evse_id,
+        "meterValue": [{"timestamp": timestamp, "sampledValue": [sample]}],
+        "bogus": True,
+    }
 
 
 def _sample(value: float, measurand: str, unit: str, context: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import struct
@@ -33,7 +34,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 
 from firmware_sim.devices import SimulatedDevice, build_devices
-from firmware_sim.ocpp_model import StationModel
+from firmware_sim.ocpp_legacy import site_station
 from firmware_sim.ocpp_station import SimStation, websocket_connector
 from firmware_sim.plant import Plant, PlantInit
 from firmware_sim.rtu import RtuLine
@@ -248,36 +249,22 @@ class SimSite:
     async def start_stations(
         self, url: str, passwords: Mapping[str, str] | None = None
     ) -> dict[str, SimStation]:
-        """Start one `SimStation` per OCPP 2.1 station of the site file, connecting to the
-        central system at `url` (and reconnecting until it is up). Stations of other
-        versions are not simulated (logged)."""
+        """Start one simulated station (`SimStation`, or the 2.0.1 / 1.6 ones of
+        ocpp_legacy.py, by the site file's version) per OCPP station of the site file,
+        connecting to the central system at `url` (and reconnecting until it is up)."""
         passwords = dict(passwords or {})
         for device_id, device in self.config.ocpp_stations.items():
             if device_id in self.stations or device.ocpp is None:
                 continue
-            if device.ocpp.version != "2.1":
-                log.warning(
-                    "%s: OCPP %s is not simulated (2.1 only); no station connects",
-                    device_id,
-                    device.ocpp.version,
-                )
-                continue
             identity = device.ocpp.identity
             password = passwords.get(identity, passwords.get(device_id))
-            model = StationModel(
-                self.plant,
+            station = site_station(
                 device_id,
-                evse_id=device.ocpp.evse_id,
-                forms_locally=device.local_former,
-                local_min_soc_pct=device.ocpp.local_min_soc_pct or 0.0,
-            )
-            station = SimStation(
-                model,
-                identity,
-                websocket_connector(url, identity, password),
+                device,
+                self.config.ocpp,
+                self.plant,
+                functools.partial(websocket_connector, url, identity, password),
                 clock=self.station_clock,
-                meter_interval_s=float(self.config.ocpp.meter_interval_s),
-                heartbeat_interval_s=float(self.config.ocpp.heartbeat_interval_s),
             )
             self.stations[device_id] = station
             station.tick()  # the car already plugged in is seen at once

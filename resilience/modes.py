@@ -1985,24 +1985,34 @@ def _projection_words(cap: EnergyCap) -> str:
 
 
 def silent_draw_w(ctx: GuardContext) -> float:
-    """What silent chargers may still draw on their last command (they cannot be told)."""
+    """What silent chargers may draw when the bus is live again: up to what their last
+    command lets them draw (they cannot be told). Answering ones are `held_draw_w`'s."""
     return sum(v.max_charge_w for v in ctx.snap.vehicles if not v.available)
 
 
-def held_charge_w(v: VehicleState) -> float:
+def held_charge_w(v: VehicleState, bus_dead: bool = False) -> float:
     """[W] What an answering charger may draw the moment its AC side is live again: the
-    charging setpoint it holds; with that unknown, its charging limit (rule 5)."""
+    charging setpoint it holds; with that unknown, its charging limit (rule 5). On a dead
+    bus, where nothing draws, a reading that shows a draw is from before the charger went
+    quiet (still believed within its grace): it may resume that draw once a former
+    energises the bus (an OCPP station keeps its last setpoint until its dead-man runs
+    out), so it counts at least at that draw (found by the OCPP site fuzzer: a station cut
+    off while charging overloaded the black-start former)."""
     if not v.available or not v.plugged:
         return 0.0
+    stale_w = max(0.0, -v.power_w) if bus_dead else 0.0
     if v.held_setpoint_w is None:
-        return v.max_charge_w
-    return max(0.0, -v.held_setpoint_w)
+        return max(v.max_charge_w, stale_w)
+    return max(0.0, -v.held_setpoint_w, stale_w)
 
 
 def held_draw_w(ctx: GuardContext, former_id: str | None) -> float:
     """[W] What the answering chargers other than the former would draw at once on a bus
     that comes up now (silent ones are `silent_draw_w`'s)."""
-    return sum(held_charge_w(v) for v in ctx.snap.vehicles if v.charger_id != former_id)
+    dead = bus_dead(ctx)
+    return sum(
+        held_charge_w(v, dead) for v in ctx.snap.vehicles if v.charger_id != former_id
+    )
 
 
 def can_form_now(v: VehicleState) -> bool:

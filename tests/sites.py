@@ -6,6 +6,8 @@ write it in a file:
 
 - `site_documents()`: the parsed TOML document (nested dicts and lists, what
   `tomllib` returns for a file);
+- `ocpp_site_documents()`: a smaller such document with 1 to 3 OCPP stations
+  (2.1, 2.0.1, 1.6; follower or load; their own cars) and an `[ocpp]` section;
 - `sites()`: the `SiteConfig` that `parse_site` (fields, then `cross_check`) makes of
   one, so a generated site is exactly what `resilience check-config` accepts;
 - `to_toml(document)` / `write_site(document, path)`: the document as TOML text, for
@@ -60,7 +62,9 @@ from resilience.model import Tier
 
 __all__ = [
     "CHARGER_RATINGS_W",
+    "OCPP_VERSIONS",
     "V2L_RATINGS_W",
+    "ocpp_site_documents",
     "pending_problems",
     "site_documents",
     "sites",
@@ -657,3 +661,62 @@ def modbus_only(config: SiteConfig) -> SiteConfig:
     devices = {n: d for n, d in config.devices.items() if n not in stations}
     vehicles = [v for v in config.vehicles if v.charger not in stations]
     return config.model_copy(update={"devices": devices, "vehicles": vehicles})
+
+
+OCPP_VERSIONS = ("2.1", "2.0.1", "1.6")
+
+
+@st.composite
+def ocpp_site_documents(
+    draw: st.DrawFn,
+    *,
+    max_stations: int = 3,
+    max_chargers: int = 4,
+    max_loads: int = 16,
+    call_timeout_s: float = 2.0,
+) -> dict[str, Any]:
+    """A site file (as `site_documents`, smaller by default) with 1 to `max_stations`
+    OCPP stations: each of version 2.1, 2.0.1 or 1.6, role follower or load, a
+    discharge_method for the older versions, 7.4-22 kW, often a fleet car of its own (its
+    owner's reserve not always a round number); sometimes no reserve margin; and
+    an `[ocpp]` section (`max_offline_duration_s` 1-5 s, `call_timeout_s` as given: a
+    fuzzer on a virtual clock wants it short, since the central system times its calls in
+    real time). No password hashes: in-process stations skip the WebSocket and its auth."""
+    doc = draw(
+        site_documents(max_chargers=max_chargers, max_outlets=1, max_loads=max_loads)
+    )
+    vehicles = doc.setdefault("vehicles", [])
+    for i in range(draw(st.integers(1, max_stations))):
+        name = f"ocpp_{i + 1}"
+        version = draw(st.sampled_from(OCPP_VERSIONS))
+        station: dict[str, Any] = {"identity": f"SIM-{i + 1:02d}", "version": version}
+        if version != "2.1":
+            station["discharge_method"] = draw(st.sampled_from(["none", "negative_limit"]))
+        doc["devices"][name] = {
+            "driver": "ocpp",
+            "rating_w": draw(st.sampled_from(CHARGER_RATINGS_W)),
+            "role": draw(st.sampled_from(["follower", "follower", "load"])),
+            "ocpp": station,
+        }
+        if draw(st.integers(0, 3)) > 0:  # mostly a car: what the island can draw on
+            vehicles.append(
+                {
+                    "id": f"station_car_{i + 1}",
+                    "name": f"Car at {name}",
+                    "charger": name,
+                    "capacity_wh": draw(st.sampled_from(CAPACITIES_WH)),
+                    # an owner's reserve need not be a round number
+                    "reserve_soc_pct": float(draw(st.integers(4, 10)) * 5)
+                    + draw(st.sampled_from([0.0, 0.3, -0.3])),
+                }
+            )
+    if not vehicles:
+        del doc["vehicles"]
+    if draw(st.booleans()):
+        doc.setdefault("dispatch", {})["reserve_margin_pct"] = 0.0  # no slack beyond it
+    doc["ocpp"] = {
+        "port": 0,
+        "max_offline_duration_s": draw(st.sampled_from([2, 1, 5])),
+        "call_timeout_s": call_timeout_s,
+    }
+    return doc

@@ -400,6 +400,24 @@ class DeviceRecovers(_Event):
     device: str
 
 
+class StationFault(_Event):
+    """An OCPP station breaks (firmware_sim/ocpp_faults.py): its link cut, faulted,
+    rejecting every command, answering `delay_s` (real time) late, or sending one
+    out-of-schema message."""
+
+    kind: Literal["station_fault"]
+    device: str
+    fault: Literal["link_cut", "faulted", "rejecting", "slow", "out_of_schema"]
+    delay_s: Annotated[float, Field(gt=0, le=60)] | None = None
+
+
+class StationRecovers(_Event):
+    """Every fault of an OCPP station cleared: link back, fault cleared, answering."""
+
+    kind: Literal["station_recovers"]
+    device: str
+
+
 class BreakerFailToOperate(_Event):
     kind: Literal["breaker_fail_to_operate"]
     failed: bool = True
@@ -446,6 +464,8 @@ Event = Annotated[
     | DeviceException
     | DeviceFault
     | DeviceRecovers
+    | StationFault
+    | StationRecovers
     | BreakerFailToOperate
     | CapAlertEvent
     | Command,
@@ -469,6 +489,8 @@ EVENT_KINDS = (
     "device_exception",
     "device_fault",
     "device_recovers",
+    "station_fault",
+    "station_recovers",
     "breaker_fail_to_operate",
     "cap_alert",
     "command",
@@ -738,6 +760,8 @@ def _cross_check(
         device = getattr(event, "device", None)
         if device is not None and device not in site.devices:
             problems.append((f"{name(i)}.device", f"unknown device {device!r} in the site"))
+        if isinstance(event, StationFault | StationRecovers):
+            problems.extend(_check_station_event(event, name(i), site))
         connector = getattr(event, "connector", None)
         if connector is not None and connector not in connectors:
             known = ", ".join(sorted(connectors))
@@ -778,6 +802,41 @@ def _cross_check(
     pv = scenario.pv
     if pv is not None and pv.sunset_h <= pv.sunrise_h:
         problems.append(("pv.sunset_h", f"{pv.sunset_h} h is not after sunrise_h {pv.sunrise_h} h"))
+    return problems
+
+
+def _check_station_event(
+    event: StationFault | StationRecovers, name: str, site: SiteConfig
+) -> list[tuple[str, str]]:
+    """A station event names an OCPP station; a slow one is slower than the site's
+    `[ocpp] call_timeout_s` (else it is no fault), and only a slow one has a delay."""
+    problems: list[tuple[str, str]] = []
+    device = site.devices.get(event.device)
+    if device is not None and device.driver != "ocpp":
+        problems.append(
+            (
+                f"{name}.device",
+                f"{event.device!r} is a {device.driver}, not an OCPP station (driver"
+                ' "ocpp"); Modbus devices take device_silent, device_fault, ...',
+            )
+        )
+    if isinstance(event, StationRecovers):
+        return problems
+    timeout = site.ocpp.call_timeout_s
+    if event.fault == "slow":
+        if event.delay_s is None:
+            problems.append((f"{name}.delay_s", "a slow station needs delay_s [s]"))
+        elif event.delay_s <= timeout:
+            problems.append(
+                (
+                    f"{name}.delay_s",
+                    f"{event.delay_s:g} s is not slower than [ocpp] call_timeout_s"
+                    f" ({timeout:g} s)",
+                )
+            )
+    elif event.delay_s is not None:
+        why = f"only a slow station takes delay_s, not {event.fault}"
+        problems.append((f"{name}.delay_s", why))
     return problems
 
 

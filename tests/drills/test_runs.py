@@ -244,3 +244,84 @@ def test_a_slow_control_cycle_still_reconnects(tmp_path: Path, cycle_period_s: f
     assert closes[0] - returned_s <= 60.0  # within one resynchronisation attempt
     assert report["final_mode"] == "grid_connected"
     assert report["safety_violations"] == []
+
+
+STATION_FAULTS_DRILL = """
+[scenario]
+name = "OCPP station faults in an island"
+site = "{site}"
+duration = "2m"
+
+[initial]
+pv_available_w = 0
+
+[[events]]
+at = "10s"
+kind = "grid_loss"
+
+[[events]]
+at = "25s"
+kind = "station_fault"
+device = "ocpp_1"
+fault = "link_cut"
+
+[[events]]
+at = "30s"
+kind = "station_fault"
+device = "ocpp_2"
+fault = "faulted"
+
+[[events]]
+at = "35s"
+kind = "station_fault"
+device = "ocpp_2"
+fault = "out_of_schema"
+
+[[events]]
+at = "40s"
+kind = "station_recovers"
+device = "ocpp_1"
+
+[[events]]
+at = "45s"
+kind = "station_recovers"
+device = "ocpp_2"
+
+[[events]]
+at = "50s"
+kind = "station_fault"
+device = "ocpp_1"
+fault = "rejecting"
+
+[[events]]
+at = "55s"
+kind = "unplug"
+connector = "ocpp_2"
+
+[[events]]
+at = "65s"
+kind = "station_recovers"
+device = "ocpp_1"
+
+[[events]]
+at = "75s"
+kind = "grid_return"
+"""
+
+
+def test_station_faults_in_a_drill(tmp_path: Path) -> None:
+    """Station faults as scenario events, in process on the reference site: applied in
+    order, and the plant records no violation."""
+    path = tmp_path / "station_faults.toml"
+    path.write_text(
+        STATION_FAULTS_DRILL.replace("{site}", str(REPO / "config" / "site.toml")),
+        encoding="utf-8",
+    )
+    _, report = run(path, tmp_path / "out")
+    assert report["safety_violations"] == []
+    applied = [e["what"] for e in report["events"]]  # type: ignore[union-attr]
+    assert any("link cut" in str(w) for w in applied), applied
+    assert any("faulted" in str(w) for w in applied), applied
+    assert any("out-of-schema" in str(w) for w in applied), applied
+    assert any("rejects every command" in str(w) for w in applied), applied
+    assert sum("faults cleared" in str(w) for w in applied) == 3, applied

@@ -617,3 +617,50 @@ def test_the_unserved_default_is_explicit() -> None:
     explicit = Criteria.model_validate({"max_unserved_kwh": {"critical": 0.5}})
     assert explicit.unserved_limits() == ({"critical": 0.5}, False)
     assert Criteria.model_validate({"max_unserved_kwh": {}}).unserved_limits() == ({}, False)
+
+
+STATION_EVENTS = """
+[[events]]
+at = "1m"
+kind = "station_fault"
+device = "charger_1"
+fault = "link_cut"
+
+[[events]]
+at = "2m"
+kind = "station_fault"
+device = "ocpp_1"
+fault = "slow"
+delay_s = 1.0
+
+[[events]]
+at = "3m"
+kind = "station_fault"
+device = "ocpp_1"
+fault = "rejecting"
+delay_s = 5.0
+
+[[events]]
+at = "4m"
+kind = "station_fault"
+device = "ocpp_1"
+fault = "slow"
+"""
+
+
+def test_station_events_are_checked_against_the_site(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, GOOD + STATION_EVENTS))
+    expected = [
+        "events[2] (station_fault at 1m).device: 'charger_1' is a bidirectional_charger, not"
+        " an OCPP station",
+        "events[3] (station_fault at 2m).delay_s: 1 s is not slower than [ocpp]"
+        " call_timeout_s (2 s)",
+        "events[4] (station_fault at 3m).delay_s: only a slow station takes delay_s, not"
+        " rejecting",
+        "events[5] (station_fault at 4m).delay_s: a slow station needs delay_s",
+    ]
+    for text in expected:
+        assert any(text in p for p in found), (text, found)
+    bad = '[[events]]\nat = "5m"\nkind = "station_fault"\ndevice = "ocpp_2"\nfault = "meltdown"\n'
+    found = problems(write(tmp_path, GOOD + bad))
+    assert any("events[2]" in p and "fault" in p and "link_cut" in p for p in found), found

@@ -8,6 +8,11 @@ one control cycle per step; `check()` is the referee's verdict after every step.
 test_modes_fuzz.py (the reference site) and test_sites_fuzz.py (generated sites)
 mix it into their `RuleBasedStateMachine`s; test_found.py replays sequences on it.
 
+A site with OCPP stations gets the controller's own `CentralSystem` on the virtual clock
+and one simulated station per station (2.1, 2.0.1 or 1.6; `firmware_sim.ocpp_inprocess`)
+over in-memory pipes, as a drill runs them: each cycle the stations' timers run and what
+they sent is handled before the controller cycles, and its commands have landed after.
+
 `fuzz_timers()` shortens a site's long timers (return to service, planned-island and
 resynchronisation timeouts, restore and emergency-exit delays) so that a few dozen
 steps reach every mode; everything else is the site's own.
@@ -22,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from firmware_sim.inprocess import build_inprocess_drivers
+from firmware_sim.ocpp_inprocess import InProcessStations, inline_validation
 from firmware_sim.plant import Plant, PlantInit
 from resilience.config import SiteConfig
 from resilience.cycle import Controller
 from resilience.model import BreakerCommand, BreakerPosition, Mode
+from resilience.ocpp import CentralSystem
 from resilience.store import Store
 
 WALL_OFFSET_S = 1.7e9
@@ -89,6 +96,9 @@ class Harness:
     bad_close: list[str]
     trace: list[str]
     started: bool = False
+    csms: CentralSystem | None = None
+    stations: InProcessStations | None = None
+    _validation: contextlib.ExitStack | None = None
 
     def start(self, config: SiteConfig, init: PlantInit, cycle_s: float | None = None) -> None:
         self.config = config
@@ -99,9 +109,35 @@ class Harness:
         self.store = Store(Tmp.store_path(), clock=lambda: self.now, telemetry_flush_s=3600.0)
         self.store.start()
         drivers = build_inprocess_drivers(self.plant)
+        if config.ocpp_stations:
+            self.csms = CentralSystem(
+                config,
+                clock=lambda: self.now,
+                wall=self.wall,
+                events=lambda kind, message, data: self.store.record_event(
+                    kind, message, data=data
+                ),
+                alarms=self._station_alarm,
+            )
+            drivers.update(
+                {name: self.csms.driver(name, dev) for name, dev in config.ocpp_stations.items()}
+            )
         self.controller = Controller(
             config, drivers, self.store, clock=lambda: self.now, wall=self.wall
         )
+        if self.csms is not None:
+            csms_drivers = list(self.csms.drivers.values())
+            self.stations = InProcessStations(
+                config,
+                self.plant,
+                self.csms.serve_connection,
+                lambda: self.now,
+                epoch_s=WALL_OFFSET_S,
+                busy=lambda: any(driver.busy for driver in csms_drivers),
+            )
+            self._validation = contextlib.ExitStack()
+            self._validation.enter_context(inline_validation())
+            self.loop.run_until_complete(self.stations.start())
         self.pending = []
         # Loads an operator restored: excused until their panel can be commanded again
         # (the controller cannot repair the shed order through a panel that is silent).
@@ -111,12 +147,19 @@ class Harness:
         self.started = True
         self.cycles(3)
 
+    def _station_alarm(self, code: str, raised: bool, severity: str, message: str) -> None:
+        self.controller.raise_or_clear_alarm(code, raised, severity, message)
+
     def stop(self) -> None:
         if not self.started:
             return
         for task in [*self.pending, *self.controller._answering]:
             task.cancel()
+        if self.stations is not None:
+            self.loop.run_until_complete(self.stations.stop())
         self.loop.run_until_complete(asyncio.sleep(0))
+        if self._validation is not None:
+            self._validation.close()
         self.loop.close()
         self.store.close(timeout=5.0)
         with contextlib.suppress(OSError):
@@ -131,7 +174,11 @@ class Harness:
         for _ in range(n):
             self.now += step
             self.plant.step(step)
+            if self.stations is not None:
+                self.loop.run_until_complete(self.stations.step())
             decision = self.loop.run_until_complete(self.controller.cycle_once())
+            if self.stations is not None:
+                self.loop.run_until_complete(self.stations.settle())
             mode = self.controller.modes.mode
             if decision.outputs.pcc is BreakerCommand.CLOSE and mode is not Mode.RESYNCHRONISING:
                 self.bad_close.append(f"t={self.now:.2f} CLOSE commanded in {mode}")

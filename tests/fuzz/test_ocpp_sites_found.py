@@ -1,0 +1,311 @@
+"""What the OCPP site fuzzer (test_ocpp_sites_fuzz.py) found, replayed on the site it drew.
+
+Each test starts `OcppSitesMachine` on the drawn site (the real controller and central
+system, simulated stations in process, the plant as referee) and replays the steps. The
+verdict is the plant's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.fuzz.test_ocpp_sites_fuzz import OcppSitesMachine
+
+# A random run (RESILIENCE_FUZZ_RANDOM=1, 1000 examples x 50 steps) drew this site: a 7.4 kW
+# Modbus former and an OCPP 2.1 station (11 kW) whose car charges at 11 kW on the grid.
+FORMER_OVERLOADED_BY_A_CUT_STATION: dict[str, Any] = {
+    "site": {
+        "name": "Shelter (4 chargers, 12 loads)",
+        "cycle_period_s": 0.2,
+        "store_path": "var/site.sqlite",
+    },
+    "grid": {
+        "nominal_voltage_v": 400.0,
+        "nominal_frequency_hz": 50.0,
+        "connection_kva": 25.0,
+        "meter": "grid_meter",
+        "pcc_breaker": "pcc_breaker",
+        "voltage_window_pu": [0.917, 1.05],
+        "frequency_window_hz": [49.5, 50.5],
+        "return_to_service_s": 300.0,
+    },
+    "dispatch": {"shed_margin_w": 300.0, "cold_load_factor": 1.2, "restore_delay_s": 2.0},
+    "devices": {
+        "grid_meter": {
+            "driver": "sunspec_meter",
+            "host": "192.168.1.10",
+            "port": 502,
+            "timeout_s": 0.01,
+        },
+        "pcc_breaker": {
+            "driver": "pcc_breaker",
+            "host": "192.168.1.11",
+            "port": 502,
+            "timeout_s": 0.01,
+        },
+        "panel_1": {
+            "driver": "load_panel",
+            "channels": 16,
+            "host": "192.168.1.12",
+            "port": 502,
+            "timeout_s": 0.01,
+        },
+        "panel_v2l_1": {
+            "driver": "load_panel",
+            "channels": 8,
+            "host": "192.168.1.13",
+            "port": 502,
+            "timeout_s": 0.01,
+        },
+        "charger_1": {
+            "driver": "bidirectional_charger",
+            "rating_w": 7400.0,
+            "can_form": True,
+            "host": "192.168.1.14",
+            "port": 502,
+            "timeout_s": 0.01,
+        },
+        "charger_2": {
+            "driver": "bidirectional_charger",
+            "rating_w": 11000.0,
+            "can_form": True,
+            "host": "192.168.1.15",
+            "port": 502,
+            "timeout_s": 0.01,
+        },
+        "charger_3": {
+            "driver": "bidirectional_charger",
+            "rating_w": 11000.0,
+            "host": "192.168.1.16",
+            "port": 502,
+            "timeout_s": 0.01,
+        },
+        "charger_4": {
+            "driver": "bidirectional_charger",
+            "rating_w": 11000.0,
+            "host": "192.168.1.17",
+            "port": 502,
+            "timeout_s": 0.01,
+        },
+        "v2l_1": {
+            "driver": "v2l_outlet",
+            "rating_w": 3600.0,
+            "host": "192.168.1.18",
+            "port": 502,
+            "timeout_s": 0.01,
+        },
+        "pv_1": {
+            "driver": "sunspec_inverter",
+            "rating_w": 20000.0,
+            "host": "192.168.1.19",
+            "port": 502,
+            "timeout_s": 0.01,
+        },
+        "pv_2": {
+            "driver": "sunspec_inverter",
+            "rating_w": 20000.0,
+            "host": "192.168.1.20",
+            "port": 502,
+            "timeout_s": 0.01,
+        },
+        "ocpp_1": {
+            "driver": "ocpp",
+            "rating_w": 11000.0,
+            "role": "follower",
+            "ocpp": {"identity": "SIM-01", "version": "2.1"},
+        },
+    },
+    "loads": [
+        {
+            "id": "emergency_lighting",
+            "name": "Emergency lighting",
+            "tier": "life_safety",
+            "rated_power_w": 50.0,
+            "panel": "panel_1",
+            "channel": 0,
+        },
+        {
+            "id": "water_pressure_pump",
+            "name": "Water pressure pump",
+            "tier": "critical",
+            "rated_power_w": 100.0,
+            "panel": "panel_1",
+            "channel": 1,
+        },
+        {
+            "id": "kitchen",
+            "name": "Kitchen",
+            "tier": "essential",
+            "rated_power_w": 200.0,
+            "panel": "panel_1",
+            "channel": 2,
+        },
+        {
+            "id": "hvac",
+            "name": "HVAC",
+            "tier": "comfort",
+            "rated_power_w": 500.0,
+            "panel": "panel_1",
+            "channel": 3,
+        },
+        {
+            "id": "kitchen_2",
+            "name": "Kitchen 2",
+            "tier": "essential",
+            "rated_power_w": 200.0,
+            "panel": "panel_1",
+            "channel": 4,
+        },
+        {
+            "id": "kitchen_3",
+            "name": "Kitchen 3",
+            "tier": "essential",
+            "rated_power_w": 200.0,
+            "panel": "panel_1",
+            "channel": 5,
+        },
+        {
+            "id": "kitchen_4",
+            "name": "Kitchen 4",
+            "tier": "essential",
+            "rated_power_w": 200.0,
+            "panel": "panel_1",
+            "channel": 6,
+        },
+        {
+            "id": "kitchen_5",
+            "name": "Kitchen 5",
+            "tier": "essential",
+            "rated_power_w": 200.0,
+            "panel": "panel_1",
+            "channel": 7,
+        },
+        {
+            "id": "kitchen_6",
+            "name": "Kitchen 6",
+            "tier": "essential",
+            "rated_power_w": 200.0,
+            "panel": "panel_1",
+            "channel": 8,
+        },
+        {
+            "id": "kitchen_7",
+            "name": "Kitchen 7",
+            "tier": "essential",
+            "rated_power_w": 200.0,
+            "panel": "panel_1",
+            "channel": 9,
+        },
+        {
+            "id": "kitchen_8",
+            "name": "Kitchen 8",
+            "tier": "essential",
+            "rated_power_w": 200.0,
+            "panel": "panel_1",
+            "channel": 10,
+        },
+        {
+            "id": "kitchen_9",
+            "name": "Kitchen 9",
+            "tier": "essential",
+            "rated_power_w": 200.0,
+            "panel": "panel_1",
+            "channel": 11,
+        },
+        {
+            "id": "water_pressure_pump_v2l_tent_1",
+            "name": "Water pressure pump (V2L tent 1)",
+            "tier": "critical",
+            "rated_power_w": 100.0,
+            "supply": "v2l_1",
+            "panel": "panel_v2l_1",
+            "channel": 0,
+        },
+        {
+            "id": "emergency_lighting_v2l_tent_1",
+            "name": "Emergency lighting (V2L tent 1)",
+            "tier": "life_safety",
+            "rated_power_w": 50.0,
+            "supply": "v2l_1",
+            "panel": "panel_v2l_1",
+            "channel": 1,
+        },
+        {
+            "id": "emergency_lighting_v2l_tent_1_2",
+            "name": "Emergency lighting (V2L tent 1) 2",
+            "tier": "life_safety",
+            "rated_power_w": 50.0,
+            "supply": "v2l_1",
+            "panel": "panel_v2l_1",
+            "channel": 2,
+        },
+    ],
+    "vehicles": [
+        {
+            "id": "fleet_1",
+            "name": "Fleet car 1",
+            "charger": "charger_1",
+            "capacity_wh": 77400.0,
+            "reserve_soc_pct": 20.0,
+        },
+        {
+            "id": "fleet_2",
+            "name": "Fleet car 2",
+            "charger": "charger_2",
+            "capacity_wh": 77400.0,
+            "reserve_soc_pct": 20.0,
+        },
+        {
+            "id": "fleet_3",
+            "name": "Fleet car 3",
+            "charger": "charger_3",
+            "capacity_wh": 77400.0,
+            "reserve_soc_pct": 20.0,
+        },
+        {
+            "id": "station_car_1",
+            "name": "Car at ocpp_1",
+            "charger": "ocpp_1",
+            "capacity_wh": 77400.0,
+            "reserve_soc_pct": 30.0,
+        },
+    ],
+    "ocpp": {"port": 0, "max_offline_duration_s": 2, "call_timeout_s": 0.05},
+}
+
+
+def test_a_station_cut_off_while_charging_does_not_overload_the_black_start_former() -> None:
+    """The station's link is cut while it charges at 11 kW on the grid; the grid goes
+    0.2 s later. The controller still believed the station (its grace had not run out),
+    read it as drawing nothing on the dead bus and black-started on the 7.4 kW former;
+    the station, still under its last setpoint (its dead-man had 2 s to run), resumed
+    charging and collapsed the island (island_collapse: 8950 W > 1.1 x 7400 W). A charger
+    that reads a draw on a dead bus is showing a stale reading and now counts as a draw
+    that cannot be shed (`modes.held_charge_w`): the black start waits (alarm
+    black_start_blocked) instead of forming onto it."""
+    state = OcppSitesMachine()
+    try:
+        state.site(
+            doc=FORMER_OVERLOADED_BY_A_CUT_STATION,
+            night_island=True,
+            cars="below the reserve, own floor lower",
+        )
+        state.car_figures(active=False, departure=None, floor_offset=None, which=194)
+        state.wait(seconds=1.0)
+        state.grid_return()
+        state.breaker_fail_to_operate(failed=False)
+        state.donor_arrives(capacity=77400.0, leaving=5.0, reserve=20.0, soc=10.0, which=0)
+        state.wait(seconds=8.0)
+        assert state.plant.charger_power_w("ocpp_1") < -10000.0  # charging on the grid
+        state.clear(which=0)
+        state.sag(duration=0.1, pu=0.0)
+        state.link_cut_stays(which=0)
+        for _ in range(4):
+            state.grid_loss()
+            state.check()
+        state.wait(seconds=8.0)
+        state.check()
+        state.store.flush(5.0)
+        assert "black_start_blocked" in {alarm.code for alarm in state.store.alarms()}
+    finally:
+        state.teardown()
