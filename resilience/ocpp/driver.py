@@ -489,8 +489,9 @@ class OcppStationDriver:
                 payload: Any = session._call.UpdateDynamicSchedule(
                     charging_profile_id=profiles.DYNAMIC_PROFILE_ID, schedule_update=update
                 )
-            elif schedule.setpoint_w == 0.0:
-                # Idle beneath is 0 W already: nothing to install until power is asked.
+            elif schedule.setpoint_w == 0.0 and not state.dynamic_left_over:
+                # Idle beneath is 0 W already: nothing to install until power is asked (but
+                # a Dynamic profile left from the last link is replaced, or it would rule).
                 self._taken(command, schedule)
                 self._outcome(True, "nothing to send (Idle at 0 W)")
                 return
@@ -510,6 +511,7 @@ class OcppStationDriver:
             )
             if taken:
                 state.dynamic_installed = True
+                state.dynamic_left_over = False
                 session.schedule_update = update
         else:
             limit = schedule.setpoint_w

@@ -124,6 +124,9 @@ class StationState:
     # What the central system installed and how the station took it.
     idle_installed: bool = False  # 2.1: the Idle profile at stack level 0
     dynamic_installed: bool = False  # 2.1: the Dynamic CentralSetpoint profile at stack 1
+    # 2.1, after a (re)connect: the station may still hold the Dynamic profile of the last
+    # link (back within its maxOfflineDuration), setpoint and all, until one is installed.
+    dynamic_left_over: bool = False
     accepted_mode: ChargerMode = ChargerMode.OFF  # mode of the last command taken
     accepted_setpoint_w: float = 0.0  # + = discharge, of the last command taken
     last_outcome: str = ""  # "Accepted", "Rejected", "timeout", "CALLERROR <code>"
@@ -140,6 +143,7 @@ class StationState:
         self.trusted = False
         self.booted = False
         self.idle_installed = False
+        self.dynamic_left_over = self.dynamic_left_over or self.dynamic_installed
         self.dynamic_installed = False
         self.accepted_mode = ChargerMode.OFF
         self.accepted_setpoint_w = 0.0

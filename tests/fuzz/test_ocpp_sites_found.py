@@ -309,3 +309,48 @@ def test_a_station_cut_off_while_charging_does_not_overload_the_black_start_form
         assert "black_start_blocked" in {alarm.code for alarm in state.store.alarms()}
     finally:
         state.teardown()
+
+
+def test_a_station_back_within_its_offline_duration_is_given_a_new_dynamic_profile() -> None:
+    """Found by the next random run, after the fix above, with these steps (replayed on the
+    site above: it shows the same failure). The station's link comes back 1.8 s after the
+    cut, within its maxOfflineDuration (2 s): it still holds the Dynamic profile of the
+    last link, charging at 11 kW. The central system took the station for a fresh one
+    (no Dynamic profile) and, for a 0 W command, sent nothing ("Idle beneath is 0 W
+    already"); the station, reading 0 W on the dead bus, let the black start go ahead and
+    resumed charging once the bus was live (island_collapse: 8850 W > 1.1 x 7400 W). A
+    profile possibly left over from the last link is now always replaced
+    (`StationState.dynamic_left_over`)."""
+    state = OcppSitesMachine()
+    try:
+        state.site(
+            doc=FORMER_OVERLOADED_BY_A_CUT_STATION,
+            night_island=True,
+            cars="below the reserve, own floor lower",
+        )
+        state.grid_loss()
+        state.grid_loss()
+        state.grid_return()
+        state.breaker_fail_to_operate(failed=False)
+        state.donor_arrives(capacity=77400.0, leaving=5.0, reserve=20.0, soc=10.0, which=0)
+        state.wait(seconds=8.0)
+        state.clear(which=0)
+        state.sag(duration=0.1, pu=0.0)
+        state.link_cut_stays(which=0)
+        state.grid_loss()
+        state.grid_loss()
+        state.unplug(which=316283)
+        for _ in range(3):
+            state.grid_loss()
+        state.plug(soc=5.0, which=0)
+        state.grid_loss()
+        state.breaker_fail_to_operate(failed=False)
+        state.grid_loss()
+        state.check()
+        state.station_recovers(which=0)
+        state.slow(n=2, which=0)
+        state.check()
+        state.wait(seconds=8.0)
+        state.check()
+    finally:
+        state.teardown()
