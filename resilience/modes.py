@@ -1530,7 +1530,7 @@ class SiteModes:
         chargers: dict[str, ChargerCommand] = {}
         # Loads on silent panels and silent chargers cannot be switched off: never form
         # onto more than the former can carry (it would collapse at once).
-        fixed_w = silent_draw_w(ctx) + sum(
+        fixed_w = silent_draw_w(ctx) + stale_draw_w(ctx) + sum(
             load.rated_power_w for load in self._circuits(ctx.snap).of("bus") if not load.available
         )
         fits = fixed_w <= capacity
@@ -1890,19 +1890,20 @@ def _projection_words(cap: EnergyCap) -> str:
 
 
 def silent_draw_w(ctx: GuardContext) -> float:
-    """What chargers we cannot count on to stay off may draw when the bus is live again.
+    """What silent chargers may still draw on their last command (they cannot be told)."""
+    return sum(v.max_charge_w for v in ctx.snap.vehicles if not v.available)
 
-    Silent ones: up to what they may draw on their last command (they cannot be told).
-    And on a dead bus, where nothing draws, a charger still believed (within its grace)
-    that reads a draw is showing a reading from before it went quiet: it may resume that
-    draw once a former energises the bus (an OCPP station keeps its last setpoint until
-    its dead-man runs out), so it counts at that draw (found by the OCPP site fuzzer: a
-    station cut off while charging overloaded the black-start former)."""
-    silent = sum(v.max_charge_w for v in ctx.snap.vehicles if not v.available)
+
+def stale_draw_w(ctx: GuardContext) -> float:
+    """On a dead bus, where nothing draws, what chargers still believed (within their
+    grace) read as drawing: readings from before they went quiet. Such a charger may
+    resume that draw once a former energises the bus (an OCPP station keeps its last
+    setpoint until its dead-man runs out), so a black start must not count on it being
+    off (found by the OCPP site fuzzer: a station cut off while charging overloaded the
+    black-start former). 0 on a bus not known dead."""
     if not bus_dead(ctx):
-        return silent
-    stale = sum(max(0.0, -v.power_w) for v in ctx.snap.vehicles if v.available)
-    return silent + stale
+        return 0.0
+    return sum(max(0.0, -v.power_w) for v in ctx.snap.vehicles if v.available)
 
 
 def can_form_now(v: VehicleState) -> bool:
