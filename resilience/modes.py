@@ -697,6 +697,31 @@ def g_resync_former_lost(ctx: GuardContext) -> str | None:
     return g_former_lost(ctx)
 
 
+def resync_blocked(ctx: GuardContext) -> str | None:
+    """Why the island may not take a step towards the grid this cycle (None: it may).
+
+    Every step of a reconnection acts on what the breaker says: a break-before-make close
+    stops the island's only grid-former because the close that follows re-energises the
+    bus from the grid. A silent breaker's position is unknown (safety rule 5), and
+    nothing is written to it (`SiteModes._pcc`), so that close can never come: stopping
+    the former would only black out the site (the OCPP site fuzzer found it, with a
+    breaker silenced and stuck before a resync). While it is silent the island keeps
+    forming and waits; the resynchronisation times out into islanded and retries.
+    """
+    if pcc_position(ctx) is None:
+        return (
+            "not reconnecting while the PCC breaker is silent: its position is unknown"
+            " and it cannot be commanded to close"
+        )
+    silent = [v.charger_id for v in ctx.snap.vehicles if v.can_form and not v.available]
+    if silent:
+        # Once closed, every grid-former must be told to follow the grid; one that is not
+        # answering could keep forming in parallel with the grid and back-feed it when
+        # the grid next fails. Close only when every one of them can be commanded.
+        return f"not reconnecting while {', '.join(silent)} cannot be commanded"
+    return None
+
+
 def g_pcc_closed(ctx: GuardContext) -> str | None:
     if pcc_position(ctx) is BreakerPosition.CLOSED:
         return "PCC confirmed closed onto a healthy grid"
@@ -1932,17 +1957,9 @@ class SiteModes:
             voltage = pcc.grid_voltage_v or voltage
         if not ready_for_return(self.memory.grid_healthy_since_s, ctx.now_s, ctx.config.grid):
             return frequency, voltage, BreakerCommand.NONE
-        silent = [v.charger_id for v in ctx.snap.vehicles if v.can_form and not v.available]
-        if silent:
-            # Once closed, every grid-former must be told to follow the grid; one that is not
-            # answering could keep forming in parallel with the grid and back-feed it when
-            # the grid next fails. Close only when every one of them can be commanded.
-            self._alarm(
-                "resync_blocked",
-                True,
-                "warning",
-                f"not reconnecting while {', '.join(silent)} cannot be commanded",
-            )
+        blocked = resync_blocked(ctx)
+        if blocked is not None:
+            self._alarm("resync_blocked", True, "warning", blocked)
             return frequency, voltage, BreakerCommand.NONE
         self._alarm("resync_blocked", False)
         former = former_state(ctx)

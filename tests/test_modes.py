@@ -424,6 +424,29 @@ def test_a_break_before_make_reconnection_that_fails_black_starts(config: SiteCo
     assert not run.field.back_feed
 
 
+def test_a_silent_breaker_never_starts_a_break_before_make_reconnection(
+    config: SiteConfig,
+) -> None:
+    """Stopping the former is only safe for a close that can be sent: not to a silent
+    breaker, whose position is unknown (the OCPP site fuzzer's finding)."""
+    run = new_run(without_interlocks(config))
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    run.field.silent.add("pcc_breaker")
+    run.field.grid_present = True
+    run.until(Mode.RESYNCHRONISING, config.grid.return_to_service_s + 5)
+    start = len(run.decisions) - 1
+    run.step()
+    assert "PCC breaker is silent" in run.modes.memory.active_alarms.get("resync_blocked", "")
+    run.until(Mode.ISLANDED, config.sync.timeout_s + 5)  # times out and keeps the island
+    during = run.decisions[start:]
+    assert all(d.outputs.pcc is BreakerCommand.NONE for d in during)
+    assert all(forms(d) for d in during)  # the former was never stopped
+    assert not any("break before make" in note for d in during for note in d.notes)
+    assert not run.field.back_feed
+
+
 def test_losing_the_former_black_starts_on_another(config: SiteConfig) -> None:
     run = new_run(config)
     run.step()
