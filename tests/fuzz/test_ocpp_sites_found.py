@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from tests.fuzz.test_ocpp_sites_fuzz import OcppSitesMachine
 
 # A random run (RESILIENCE_FUZZ_RANDOM=1, 1000 examples x 50 steps) drew this site: a 7.4 kW
