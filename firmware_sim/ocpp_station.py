@@ -666,14 +666,19 @@ class SimStation:
                 if exc is not None and not isinstance(exc, ConnectionClosed):
                     log.error("%s: link ended by %r", self.identity, exc)
         finally:
-            await cancel_and_wait((reader, session))
+            # The link's state first: a stop() that cancels this task while it awaits the
+            # clean-up below must not leave the station looking connected.
             self._reader = None
             self._conn = None
             self.booted = False
             self.model.set_link(False, self.clock())
-            self._outbox = deque(item for item in self._outbox if item.keep_offline)
-            with contextlib.suppress(Exception):
-                await conn.close()
+            try:
+                await cancel_and_wait((reader, session))
+            finally:
+                # after the session has ended: it takes what it sent off the outbox
+                self._outbox = deque(item for item in self._outbox if item.keep_offline)
+                with contextlib.suppress(Exception):
+                    await conn.close()
 
     async def _session(self, cp: _StationChargePoint) -> None:
         """Boot, tell the central system where we stand, then drain the outbox."""

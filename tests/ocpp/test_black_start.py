@@ -15,7 +15,6 @@ collapsed, overloaded, 0.2 s after it formed.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,8 +23,7 @@ import pytest
 from firmware_sim.plant import PlantInit
 from firmware_sim.server import SimSite
 from resilience.model import Mode
-from resilience.service import quiet_pymodbus, start, stop_running
-from tests.ocpp.test_island import PASSWORDS, STATIONS, Site, island_site
+from tests.ocpp.test_island import STATIONS, Site, island_site, running_site
 
 pytestmark = pytest.mark.integration
 
@@ -34,25 +32,18 @@ STATION = "ocpp_1"
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    quiet_pymodbus()
     config = island_site()
     # The former's car full and every other car away: the grid's headroom all goes to the
     # station's car, and the former carries the island alone.
     full = {v.id: 100.0 for v in config.vehicles if v.charger != STATION}
     init = PlantInit(soc_pct={**full, "fleet_5": 50.0}, pv_available_fraction=0.0)
-    async with SimSite(config, bind_free_ports=True, init=init) as sim:
+
+    def others_away(sim: SimSite) -> None:
         for charger_id in ("charger_2", "charger_3", "charger_4", "ocpp_2"):
             sim.plant.unplug(charger_id)
-        running = await start(sim.controller_config(), store_path=str(tmp_path / "site.sqlite"))
-        changed = asyncio.Event()
-        running.controller.on_status(lambda _status: changed.set())
-        state = Site(sim, running, config, changed)
-        try:
-            assert running.csms is not None
-            await sim.start_stations(running.csms.url, PASSWORDS)
-            yield state
-        finally:
-            await stop_running(state.running)
+
+    async with running_site(config, tmp_path, init, others_away) as state:
+        yield state
 
 
 async def test_black_start_never_forms_onto_a_station_still_told_to_charge(site: Site) -> None:

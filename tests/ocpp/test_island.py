@@ -10,12 +10,14 @@ Every safety rule is judged on what the plant recorded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
+from firmware_sim.plant import PlantInit
 from firmware_sim.server import SimSite
 from resilience.config import SiteConfig, load_site
 from resilience.model import BreakerPosition, ChargerMode, Mode
@@ -57,11 +59,19 @@ class Site(integration.Site):
         return next(v for v in status.snapshot.vehicles if v.charger_id == charger_id)
 
 
-@pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[Site]:
+@contextlib.asynccontextmanager
+async def running_site(
+    config: SiteConfig,
+    tmp_path: Path,
+    init: PlantInit | None = None,
+    prepare: Callable[[SimSite], None] | None = None,
+) -> AsyncIterator[Site]:
+    """The simulated site of `config`, `prepare`d, a controller on it and its stations
+    connected to the controller's central system; the controller stopped afterwards."""
     quiet_pymodbus()
-    config = island_site()
-    async with SimSite(config, bind_free_ports=True) as sim:
+    async with SimSite(config, bind_free_ports=True, init=init) as sim:
+        if prepare is not None:
+            prepare(sim)
         running = await start(sim.controller_config(), store_path=str(tmp_path / "site.sqlite"))
         changed = asyncio.Event()
         running.controller.on_status(lambda _status: changed.set())
@@ -72,6 +82,12 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
             yield state
         finally:
             await stop_running(state.running)
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    async with running_site(island_site(), tmp_path) as state:
+        yield state
 
 
 def exporting(site: Site, charger_id: str, at_least_w: float = 500.0) -> bool:

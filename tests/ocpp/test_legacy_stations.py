@@ -18,11 +18,9 @@ import pytest
 from firmware_sim.ocpp_faults import inject_station_fault
 from firmware_sim.ocpp_legacy import SimStation16, SimStation201, to_watts
 from firmware_sim.ocpp_model import ChargingProfile, SchedulePeriod
-from firmware_sim.server import SimSite
 from resilience.config import SiteConfig
 from resilience.model import BreakerPosition, Mode
-from resilience.service import quiet_pymodbus, start, stop_running
-from tests.ocpp.test_island import PASSWORDS, Site, exporting, island_site
+from tests.ocpp.test_island import Site, exporting, island_site, running_site
 
 pytestmark = pytest.mark.integration
 
@@ -44,19 +42,8 @@ def legacy_site(discharge_method: str) -> SiteConfig:
 
 @pytest.fixture
 async def legacy(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Site]:
-    quiet_pymodbus()
-    config = legacy_site(request.param)
-    async with SimSite(config, bind_free_ports=True) as sim:
-        running = await start(sim.controller_config(), store_path=str(tmp_path / "site.sqlite"))
-        changed = asyncio.Event()
-        running.controller.on_status(lambda _status: changed.set())
-        state = Site(sim, running, config, changed)
-        try:
-            assert running.csms is not None
-            await sim.start_stations(running.csms.url, PASSWORDS)
-            yield state
-        finally:
-            await stop_running(state.running)
+    async with running_site(legacy_site(request.param), tmp_path) as state:
+        yield state
 
 
 async def read_and_islanded(site: Site) -> None:

@@ -10,7 +10,6 @@ station while it is able, and never tell a Modbus former to form beside it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +18,6 @@ import pytest
 
 from firmware_sim.ocpp_model import StationModel
 from firmware_sim.plant import Plant, PlantInit
-from firmware_sim.server import SimSite
 from resilience.config import ConfigError, SiteConfig, parse_site
 from resilience.model import (
     BreakerCommand,
@@ -32,9 +30,8 @@ from resilience.model import (
     VehicleState,
 )
 from resilience.modes import with_local_former_state
-from resilience.service import quiet_pymodbus, start, stop_running
 from tests.inprocess_site import reference_data
-from tests.ocpp.test_island import PASSWORDS, STATIONS, Site
+from tests.ocpp.test_island import STATIONS, Site, running_site
 from tests.sites import without_endurance_policy
 
 pytestmark = pytest.mark.integration
@@ -96,20 +93,9 @@ def test_check_config_refuses_two_local_formers() -> None:
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    quiet_pymodbus()
-    config = local_former_site()
     init = PlantInit(pv_available_fraction=0.0)
-    async with SimSite(config, bind_free_ports=True, init=init) as sim:
-        running = await start(sim.controller_config(), store_path=str(tmp_path / "site.sqlite"))
-        changed = asyncio.Event()
-        running.controller.on_status(lambda _status: changed.set())
-        state = Site(sim, running, config, changed)
-        try:
-            assert running.csms is not None
-            await sim.start_stations(running.csms.url, PASSWORDS)
-            yield state
-        finally:
-            await stop_running(state.running)
+    async with running_site(local_former_site(), tmp_path, init) as state:
+        yield state
 
 
 def formers_seen(site: Site) -> list[str]:
