@@ -209,6 +209,7 @@ class Overrides:
                 f"connector: unknown charger or outlet {connector!r} (known: {known})"
             )
         _finite("reserve_soc_pct", reserve_soc_pct, 0.0, 100.0)
+        _check_local_floor(config, connector, reserve_soc_pct)
         if soc_pct is not None:
             _finite("soc_pct", soc_pct, 0.0, 100.0)
         if capacity_wh is not None:
@@ -323,3 +324,21 @@ def _opt(value: Any) -> float | None:
 def _finite(name: str, value: float, low: float, high: float) -> None:
     if not isinstance(value, int | float) or not math.isfinite(value) or not low <= value <= high:
         raise OverrideError(f"{name}: {value!r} is outside {low:g}..{high:g}")
+
+
+def _check_local_floor(config: SiteConfig, connector: str, reserve_soc_pct: float) -> None:
+    """A station that forms by its own local configuration stops only at its own floor
+    (`ocpp.local_min_soc_pct`): the controller cannot stop it sooner, so a car whose reserve
+    (plus the site's margin) is above that floor is refused there (safety rule 3), as
+    check-config refuses such a car in the site file."""
+    device = config.devices.get(connector)
+    if device is None or not device.local_former or device.ocpp is None:
+        return
+    stop = device.ocpp.local_min_soc_pct
+    margin = config.dispatch.reserve_margin_pct
+    if stop is not None and reserve_soc_pct + margin > stop:
+        raise OverrideError(
+            f"reserve_soc_pct: {reserve_soc_pct:g} % plus the {margin:g} % margin is above the"
+            f" {stop:g} % at which {connector}'s own configuration stops it forming; the"
+            " controller cannot stop it sooner: register the car at another connector"
+        )

@@ -30,6 +30,7 @@ from resilience.model import (
     VehicleState,
 )
 from resilience.modes import with_local_former_state
+from resilience.overrides import OverrideError, Overrides
 from tests.inprocess_site import reference_data
 from tests.ocpp.test_island import STATIONS, Site, running_site
 from tests.sites import without_endurance_policy
@@ -231,3 +232,25 @@ def test_the_controller_sees_it_forming_and_at_its_own_floor() -> None:
         snap(BreakerPosition.OPEN, 400.0, v, forming), LOCAL, 400.0, margin
     )
     assert seen.vehicle(LOCAL).state is ChargerState.IDLE
+
+
+def test_a_donor_whose_reserve_is_above_its_floor_is_refused_at_it() -> None:
+    """Rule 3: the controller cannot stop a station that forms by itself before its own
+    floor, so a donor registered there must keep no more than that floor (less the margin),
+    as check-config asks of the site file's cars."""
+    config = local_former_site()
+    margin = config.dispatch.reserve_margin_pct
+    overrides = Overrides()
+    with pytest.raises(OverrideError, match=r"reserve_soc_pct: .* stops it forming"):
+        overrides.register(
+            config, vehicle_id="visitor", connector=LOCAL, reserve_soc_pct=40.0 - margin + 1.0,
+            now_wall=T0, by="test",
+        )  # fmt: skip
+    donor = overrides.register(
+        config, vehicle_id="visitor", connector=LOCAL, reserve_soc_pct=40.0 - margin,
+        now_wall=T0, by="test",
+    )  # fmt: skip
+    assert donor.reserve_soc_pct == 40.0 - margin
+
+
+T0 = 1_700_000_000.0
