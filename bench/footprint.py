@@ -73,6 +73,7 @@ def controller_site(tmp: Path, ports: dict[str, int]) -> Path:
     data: dict[str, Any] = tomllib.loads((ROOT / "config" / "site.toml").read_text("utf-8"))
     data["site"]["store_path"] = str(tmp / "footprint.sqlite")
     data.setdefault("api", {})["port"] = 0
+    data.setdefault("ocpp", {})["port"] = 0  # its stations are not simulated here
     for name, port in ports.items():
         data["devices"][name]["port"] = port
     path = tmp / "footprint-site.toml"

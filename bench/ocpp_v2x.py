@@ -17,7 +17,11 @@ Measured:
   commands replaced before the power got there are not counted
 - dead-man fallback: link cut -> the station's plant power at zero export
 - cycle jitter: how far apart the controller's successive meter reads are from its
-  period, during the island, with the twelve stations and on the same site without them
+  period, during the island, with the twelve stations and on the same site without them;
+  and the controller's own (its cycle start-to-start intervals, /metrics). The simulated
+  field (this process: the plant, its Modbus servers and the stations, which on a site
+  are devices of their own) and the controller are pinned to a core each (`--no-pin` to
+  let them share), so the ratio is the controller's, not the simulator's CPU appetite
 - LocalFrequency (a third run: the formers droop 1 Hz, the stations declare
   `local_frequency`): the controller is SIGKILLed mid-island, so every station loses its
   link; takeover is kill -> each station on its LocalFrequency curve (the dead-man's
@@ -27,7 +31,7 @@ Measured:
   LocalFrequency window (`local_frequency_offline_s`, 60 s): after it the stations go
   Idle and the former is alone, the dead-man's case (tests/ocpp/test_controller_killed.py)
 
-    .venv/bin/python bench/ocpp_v2x.py [--island-s 20] [--stations 12]
+    .venv/bin/python bench/ocpp_v2x.py [--island-s 20] [--stations 12] [--no-pin]
 
 Prints figures, then one line of JSON with stations, setpoint_rtt_p50_ms,
 setpoint_rtt_p99_ms, setpoint_to_power_p99_ms, deadman_fallback_s,
@@ -215,6 +219,8 @@ async def one_run(
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        if CORES is not None:
+            os.sched_setaffinity(proc.pid, {CORES[1]})
         plant = site.plant
         try:
             api = await asyncio.to_thread(
@@ -378,6 +384,22 @@ def _setpoint_to_power_ms(status: dict[str, Any], samples: Samples, config: Any)
     return out
 
 
+CORES: tuple[int, int] | None = None
+"""(the simulated field's core, the controller's core) when pinned (`--pin`)."""
+
+
+def pin() -> tuple[int, int] | None:
+    """On a site the twelve stations, the meter and the breakers are devices of their own,
+    not programs on the gateway: the simulated field (this process) and the controller get
+    a core each, so that what is measured is the controller's cycle, not how much CPU the
+    simulator takes from it. None with fewer than two cores to choose from."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None
+    os.sched_setaffinity(0, {cores[0]})
+    return cores[0], cores[1]
+
+
 async def run(island_s: float, stations: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="resilience-bench-ocpp-"))
     data, passwords = bench_document(tmp, stations)
@@ -390,6 +412,7 @@ async def run(island_s: float, stations: int) -> dict[str, Any]:
     p99_base = percentile(baseline["jitter_ms"], 99)
     return {
         "stations": stations,
+        "pinned_cores": list(CORES) if CORES is not None else None,
         "setpoint_rtt_p50_ms": round(percentile(with_stations["rtts_ms"], 50), 2),
         "setpoint_rtt_p99_ms": round(percentile(with_stations["rtts_ms"], 99), 2),
         "setpoints_timed": len(with_stations["rtts_ms"]),
@@ -427,7 +450,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--island-s", type=float, default=20.0)
     parser.add_argument("--stations", type=int, default=12)
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="share the cores between the simulated field and the controller",
+    )
     args = parser.parse_args()
+    global CORES
+    CORES = None if args.no_pin else pin()
     result = asyncio.run(run(args.island_s, max(1, args.stations)))
     print(
         f"\n{result['stations']} stations: setpoint RTT p50 {result['setpoint_rtt_p50_ms']} ms,"
