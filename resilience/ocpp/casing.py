@@ -67,19 +67,35 @@ def snake_to_camel_case(data: Any) -> Any:
     return data
 
 
+_ATOMIC = frozenset({str, int, float, bool, type(None)})
+_FIELDS: dict[type, tuple[str, ...]] = {}
+"""Field names per dataclass type, in order (what `dataclasses.fields` gives, remembered)."""
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = tuple(f.name for f in fields(cls))
+        _FIELDS[cls] = names
+    return names
+
+
 def _plain(value: Any) -> Any:
-    if isinstance(value, _IMMUTABLE):
+    cls = type(value)
+    if cls in _ATOMIC or isinstance(value, _IMMUTABLE):
         return value
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, list):
+    if cls in _FIELDS or (is_dataclass(value) and not isinstance(value, type)):
+        return {name: _plain(getattr(value, name)) for name in _field_names(cls)}
+    if cls is list:
         return [_plain(item) for item in value]
+    if isinstance(value, list):
+        return cls(_plain(item) for item in value)
     if isinstance(value, tuple):
         if hasattr(value, "_fields"):  # a named tuple, as asdict rebuilds one
-            return type(value)(*[_plain(item) for item in value])
-        return type(value)(_plain(item) for item in value)
+            return cls(*[_plain(item) for item in value])
+        return cls(_plain(item) for item in value)
     if isinstance(value, dict):
-        return type(value)((_plain(k), _plain(v)) for k, v in value.items())
+        return cls((_plain(k), _plain(v)) for k, v in value.items())
     return copy.deepcopy(value)
 
 
