@@ -82,12 +82,16 @@ def _field_names(cls: type) -> tuple[str, ...]:
 
 def _plain(value: Any) -> Any:
     cls = type(value)
-    if cls in _ATOMIC or isinstance(value, _IMMUTABLE):
+    if cls in _ATOMIC:
         return value
-    if cls in _FIELDS or (is_dataclass(value) and not isinstance(value, type)):
-        return {name: _plain(getattr(value, name)) for name in _field_names(cls)}
+    if cls is dict:
+        return {_plain(k): _plain(v) for k, v in value.items()}
     if cls is list:
         return [_plain(item) for item in value]
+    if cls in _FIELDS or (is_dataclass(value) and not isinstance(value, type)):
+        return {name: _plain(getattr(value, name)) for name in _field_names(cls)}
+    if isinstance(value, _IMMUTABLE):
+        return value
     if isinstance(value, list):
         return cls(_plain(item) for item in value)
     if isinstance(value, tuple):
