@@ -12,6 +12,8 @@ the site's period for 5 s after any change) on three sites:
   2.1 stations, 12 loads);
 - ``large``: config/sites/large_site.toml (12 chargers, 40 loads), the scenario mapped
   onto it by role as the drill matrix does (tests/drills/test_matrix.py `variant`);
+- ``modbus`` (not run by default): the reference site without its two OCPP stations
+  (and their cars), as every figure before issue 12 was measured;
 - ``24``: the large site scaled to 24 chargers and 80 loads (`bench/sites.py`), mapped
   the same way (any other number N: N chargers, proportional loads).
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import statistics
@@ -61,6 +64,11 @@ def scenario_for(size: str, scenario: Path, tmp: Path) -> LoadedScenario:
     """The scenario on the site of `size` (module doc)."""
     if size == "reference":
         return load_scenario(scenario)
+    if size == "modbus":
+        from tests.sites import modbus_only  # the site without its OCPP stations
+
+        loaded = load_scenario(scenario)
+        return dataclasses.replace(loaded, site=modbus_only(loaded.site))
     from tests.drills.test_matrix import load_variant  # the matrix's mapping by role
 
     if size == "large":
@@ -105,7 +113,9 @@ def run_size(loaded: LoadedScenario, runs: int, duration_s: float | None) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default=str(SCENARIO))
-    parser.add_argument("--sizes", default="reference,large,24", help="reference, large or N")
+    parser.add_argument(
+        "--sizes", default="reference,large,24", help="reference, modbus, large or N"
+    )
     parser.add_argument("--runs", type=int, default=3, help="drill runs per size (median)")
     parser.add_argument("--duration-h", type=float, default=None, help="cut the drill short")
     parser.add_argument("--hours", type=int, default=72, help="survival analysis horizon")
@@ -114,8 +124,8 @@ def main() -> None:
         parser.error("--runs must be at least 1")
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     for size in sizes:
-        if size not in ("reference", "large") and not (size.isdigit() and int(size) >= 1):
-            parser.error(f"--sizes: {size!r} is neither reference, large nor a charger count")
+        if size not in ("reference", "modbus", "large") and not (size.isdigit() and int(size) >= 1):
+            parser.error(f"--sizes: {size!r}: reference, modbus, large or a charger count")
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     duration_s = args.duration_h * 3600 if args.duration_h is not None else None
     results: dict[str, Any] = {}
