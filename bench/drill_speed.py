@@ -9,7 +9,7 @@ plant stepped between cycles; a full cycle at least every 10 simulated seconds a
 the site's period for 5 s after any change) on three sites:
 
 - ``reference``: config/site.toml as the scenario names it (11 Modbus devices, 2 OCPP
-  2.1 stations, 12 loads);
+  2.1 stations, 19 loads);
 - ``large``: config/sites/large_site.toml (12 chargers, 40 loads), the scenario mapped
   onto it by role as the drill matrix does (tests/drills/test_matrix.py `variant`);
 - ``modbus`` (not run by default): the reference site without its two OCPP stations
