@@ -11,7 +11,9 @@ Nothing takes real time: `step()` runs the stations' timers on the virtual clock
 then lets both sides' tasks run until every message sent has been handled and answered
 (`ocpp_pipe.settle`); the drill calls it around each controller cycle. The library's
 schema validation runs inline here (`inline_validation`), not in a worker thread, so a
-message is never in flight while every pipe is idle.
+message is never in flight while every pipe is idle; and the library's payload
+conversions on the stations' side are `resilience.ocpp.casing`'s, which return the same
+and cost a fraction (`fast_conversions`; the central system always uses them).
 """
 
 from __future__ import annotations
@@ -29,8 +31,28 @@ from firmware_sim.ocpp_pipe import settle
 from firmware_sim.ocpp_station import InMemoryConnector, ServeConnection, SimStation
 from firmware_sim.plant import Plant
 from resilience.config import SiteConfig
+from resilience.ocpp import casing
 
-__all__ = ["InProcessStations", "inline_validation"]
+__all__ = ["InProcessStations", "fast_conversions", "inline_validation"]
+
+_CONVERSIONS = ("camel_to_snake_case", "snake_to_camel_case", "serialize_as_dict")
+
+
+@contextlib.contextmanager
+def fast_conversions() -> Generator[None, None, None]:
+    """The library's `ChargePoint` (the simulated stations', and the central system's calls
+    to them) converts payloads with `resilience.ocpp.casing`'s functions: the same results
+    (tests/ocpp/test_casing.py), memoised per key and without `asdict`'s deep copies.
+    The library looks these names up in its module on every message, so swapping them
+    there is enough. Restored on exit."""
+    before = {name: getattr(ocpp.charge_point, name) for name in _CONVERSIONS}
+    for name in _CONVERSIONS:
+        setattr(ocpp.charge_point, name, getattr(casing, name))
+    try:
+        yield
+    finally:
+        for name, function in before.items():
+            setattr(ocpp.charge_point, name, function)
 
 
 async def _not_validated(message: Any, ocpp_version: str) -> None:
@@ -48,7 +70,8 @@ def inline_validation(*, validate: bool = False) -> Generator[None, None, None]:
     independent implementation checks, tests/ocpp/test_third_party_station.py); here it
     was half the cost of a 72 h drill. Both ends (the library's ChargePoint and the
     central system's sessions) call `ocpp.charge_point.validate_payload`, the one name
-    swapped here. Restored on exit.
+    swapped here. The payload conversions are the fast ones meanwhile (`fast_conversions`).
+    Restored on exit.
     """
     before = ocpp.messages.ASYNC_VALIDATION
     validator = ocpp.charge_point.validate_payload
@@ -56,7 +79,8 @@ def inline_validation(*, validate: bool = False) -> Generator[None, None, None]:
     if not validate:
         ocpp.charge_point.validate_payload = _not_validated
     try:
-        yield
+        with fast_conversions():
+            yield
     finally:
         ocpp.messages.ASYNC_VALIDATION = before
         ocpp.charge_point.validate_payload = validator

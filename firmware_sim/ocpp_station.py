@@ -368,11 +368,13 @@ class SimStation:
         if faulted != self._reported_faulted:
             self._reported_faulted = faulted
             self._queue(self._status(self._connector_status()))
-        if now >= self._next_heartbeat_s:
+        if now >= self._next_heartbeat_s and not self._outbox:
             self._queue(self._heartbeat())
         if self._outbox:
             # Any message tells the central system the station is alive: a Heartbeat is
-            # only due an interval after the last message (OCPP 2.x may skip it then).
+            # only due an interval after the last message, and none goes with another
+            # message sent at the same moment (OCPP 1.6 and 2.x: a station may skip its
+            # Heartbeat when it sent another message within the interval).
             self._next_heartbeat_s = now + self.heartbeat_interval_s
 
     def _on_event(self, event: StationEvent) -> None:

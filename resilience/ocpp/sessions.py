@@ -34,13 +34,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 from ocpp import charge_point as library
-from ocpp.charge_point import (
-    ChargePoint,
-    camel_to_snake_case,
-    remove_nones,
-    serialize_as_dict,
-    snake_to_camel_case,
-)
+from ocpp.charge_point import ChargePoint, remove_nones
 from ocpp.exceptions import (
     FormatViolationError,
     InternalError,
@@ -61,6 +55,7 @@ from ocpp.v201 import call as call_201
 from ocpp.v201 import call_result as result_201
 from ocpp.v201.enums import Action as Action201
 
+from resilience.ocpp.casing import camel_to_snake_case, serialize_as_dict, snake_to_camel_case
 from resilience.ocpp.state import (
     Refused,
     StationState,
