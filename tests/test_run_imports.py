@@ -3,9 +3,9 @@
 bench/footprint.py measures the controller's RSS (goal <= 70 MB on the reference site);
 these tests keep out of the running controller what it does not need, each a few MB
 resident for the process's life (README, footprint): numpy (only the survival analysis
-uses it), sqlite-utils (which imports numpy when it is installed), cryptography (only a
-site with TLS checks its pair with it, and only when `ssl` finds a problem), and the
-payload classes of OCPP versions no station of the site speaks.
+uses it), sqlite-utils (which imports numpy when it is installed), cryptography (`ssl`
+checks a good pair; cryptography only explains a bad one, or dates a certificate about
+to expire), and the payload classes of OCPP versions no station of the site speaks.
 
 Each case is a fresh interpreter (`sys.modules` of this one holds whatever other tests
 imported), importing what `resilience run` imports and building what it builds before
@@ -14,6 +14,7 @@ the first cycle that decides what else to import (the site file, the central sys
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import sys
@@ -21,10 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from resilience.tls import make_self_signed
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
-import json, sys
+import datetime, json, sys
 from resilience import cli, service  # `resilience run`
 from resilience.api import server
 from resilience.config import load_site
@@ -32,6 +35,11 @@ site = load_site(sys.argv[1])
 if site.ocpp_stations:  # as service.start does
     from resilience.ocpp import CentralSystem
     CentralSystem(site)
+files = site.api.tls_files()
+if files is not None:  # as api.server.start_api does
+    from resilience.tls import expiry_warning, server_context
+    server_context(files)
+    assert expiry_warning(files, datetime.datetime.now(datetime.UTC)) is None
 print(json.dumps(sorted(sys.modules)))
 """
 
@@ -66,3 +74,16 @@ def test_a_site_without_stations_imports_no_ocpp(site: str) -> None:
     modules = imported(ROOT / "config" / "sites" / site)
     assert tops(modules) & {*NEVER, "ocpp", "websockets", "jsonschema"} == set()
     assert "resilience.store" in modules and "fastapi" in modules  # what it does need
+
+
+def test_a_site_serving_https_checks_its_pair_without_cryptography(tmp_path: Path) -> None:
+    cert, key = make_self_signed(["gateway.local"], [], datetime.datetime.now(datetime.UTC))
+    (tmp_path / "cert.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    site = tmp_path / "site.toml"
+    text = (ROOT / "config" / "sites" / "tiny_site.toml").read_text(encoding="utf-8")
+    tls = f'tls_cert = "{tmp_path / "cert.pem"}"\ntls_key = "{tmp_path / "key.pem"}"\n'
+    site.write_text(f'{text}\n[api]\nhost = "0.0.0.0"\n{tls}', encoding="utf-8")
+    modules = imported(site)
+    assert tops(modules) & set(NEVER) == set()
+    assert "resilience.tls" in modules  # the pair was checked
