@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from resilience.config import SiteConfig
 from resilience.cycle import Controller
 from resilience.drivers.registry import StationDrivers, build_driver
+from resilience.memtrace import period_from_environment, trace_forever
 from resilience.retention import prune_telemetry_forever
 from resilience.store import Store
 from resilience.transport.modbus import BusPool
@@ -151,10 +152,19 @@ async def serve(
     quiet_pymodbus()
     if config.ocpp_stations:
         validate_ocpp_inline()
+    try:
+        trace_period_s = period_from_environment()  # opt-in: what grows (resilience.memtrace)
+    except ValueError as exc:
+        announce(f"resilience: {exc}")
+        return 1
     loop = asyncio.get_running_loop()
     async with AsyncExitStack() as stack:
         running = await start(config)
         stack.push_async_callback(stop_running, running)
+        if trace_period_s is not None:
+            running.background.append(
+                asyncio.create_task(trace_forever(trace_period_s, running.stop), name="memtrace")
+            )
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, running.stop.set)
         # systemd: READY=1 after the first cycle, WATCHDOG=1 while cycles are on time and
