@@ -50,8 +50,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
-from sqlite_utils import Database
-
 Role = Literal["viewer", "responder", "operator", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
 _RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -198,7 +196,7 @@ class TokenStore:
         try:
             if self._columns(db) >= _COLUMNS:
                 return  # up to date: no write lock taken (the API and the CLI open it often)
-            db.enable_wal()
+            db.execute("PRAGMA journal_mode = WAL")
             # one writer at a time: two processes opening an old file migrate it once
             db.execute("BEGIN IMMEDIATE")
             db.execute(
@@ -221,12 +219,12 @@ class TokenStore:
             db.close()
 
     @staticmethod
-    def _columns(db: Database) -> set[str]:
+    def _columns(db: sqlite3.Connection) -> set[str]:
         return {str(row[1]) for row in db.execute("PRAGMA table_info(tokens)").fetchall()}
 
-    def _open(self) -> Database:
-        conn = sqlite3.connect(str(self.path), timeout=self._timeout_s, isolation_level=None)
-        return Database(conn, execute_plugins=False)
+    def _open(self) -> sqlite3.Connection:
+        """A write connection in autocommit mode (transactions begin explicitly)."""
+        return sqlite3.connect(str(self.path), timeout=self._timeout_s, isolation_level=None)
 
     def _reader(self) -> sqlite3.Connection:
         """One read connection per thread, kept: a lookup runs on every request."""
@@ -319,7 +317,7 @@ class TokenStore:
         db = self._open()
         try:
             db.execute("BEGIN IMMEDIATE")
-            db.conn.executemany(
+            db.executemany(
                 "UPDATE tokens SET last_used_ts = ?"
                 " WHERE id = ? AND (last_used_ts IS NULL OR last_used_ts < ?)",
                 [(ts, token_id, ts) for token_id, ts in used.items()],

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -72,6 +73,7 @@ log = logging.getLogger("resilience.cycle")
 GRACE_READS = 5  # a device is unavailable only after this many missed reads in a row ...
 # ... and `DeviceSlot.stale_after_s` without an answer (both must have passed)
 STARTUP_GRACE_S = 2.0  # a device not yet heard from is alarmed only after this long
+STARTS_KEPT = 2048  # cycle start times kept (CycleStats.starts)
 READ_WAIT_FRACTION = 0.5
 """The share of the cycle period a cycle waits for its reads' replies; a later reply is
 used by a later cycle."""
@@ -145,12 +147,12 @@ class CycleStats:
     cycles: int = 0
     overruns: int = 0
     last_duration_s: float = 0.0
-    starts: list[float] = field(default_factory=list)  # recent cycle start times, for jitter
+    # the recent cycle start times, for jitter (/metrics takes the last 501, the watchdog
+    # the last 2): a bounded ring, so that it costs the same memory after a year as now
+    starts: deque[float] = field(default_factory=lambda: deque(maxlen=STARTS_KEPT))
 
     def record_start(self, t: float) -> None:
         self.starts.append(t)
-        if len(self.starts) > 20000:
-            del self.starts[:10000]
 
 
 @dataclass(frozen=True)

@@ -15,18 +15,19 @@ import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
-
-import ocpp.messages
+from typing import TYPE_CHECKING, Any
 
 from resilience.config import SiteConfig
 from resilience.cycle import Controller
 from resilience.drivers.registry import StationDrivers, build_driver
-from resilience.ocpp import CentralSystem
+from resilience.memtrace import period_from_environment, trace_forever
 from resilience.retention import prune_telemetry_forever
 from resilience.store import Store
 from resilience.transport.modbus import BusPool
 from resilience.watchdog import Watchdog
+
+if TYPE_CHECKING:  # the OCPP stack (the library, its JSON schemas) only for a site with stations
+    from resilience.ocpp import CentralSystem
 
 log = logging.getLogger("resilience.service")
 
@@ -69,6 +70,8 @@ async def start(config: SiteConfig, *, store_path: str | None = None) -> Running
             built.raise_or_clear_alarm(code, raised, severity, message)
 
     if config.ocpp_stations:
+        from resilience.ocpp import CentralSystem  # the OCPP stack: only for a site with stations
+
         csms = CentralSystem(config, events=store_event(store), alarms=station_alarm)
     controller = Controller(config, build_drivers(config, pool, csms), store)
     controllers.append(controller)
@@ -135,7 +138,10 @@ def validate_ocpp_inline() -> None:
     for up to the interpreter's 5 ms switch interval). Inline, each check costs the loop
     its own fraction of a millisecond, once. With the simulated stations inline as well,
     bench/ocpp_v2x.py's setpoint RTT p99 went from about 70 ms to 17 ms (README). A
-    process-wide setting of the library, made once by `resilience run`."""
+    process-wide setting of the library, made once by `resilience run` on a site with
+    stations (the library is not imported otherwise)."""
+    import ocpp.messages
+
     ocpp.messages.ASYNC_VALIDATION = False
 
 
@@ -156,7 +162,13 @@ async def serve(
     """Run until SIGINT/SIGTERM; returns the exit code. With `api`, the API and tablet UI are
     served (uvicorn, in this event loop) on the site file's `[api]` host and port."""
     quiet_pymodbus()
-    validate_ocpp_inline()
+    if config.ocpp_stations:
+        validate_ocpp_inline()
+    try:
+        trace_period_s = period_from_environment()  # opt-in: what grows (resilience.memtrace)
+    except ValueError as exc:
+        announce(f"resilience: {exc}")
+        return 1
     loop = asyncio.get_running_loop()
     async with AsyncExitStack() as stack:
         if config.ocpp_stations:
@@ -165,6 +177,10 @@ async def serve(
             compile_hot_schemas(d.ocpp.version for d in config.ocpp_stations.values() if d.ocpp)
         running = await start(config)
         stack.push_async_callback(stop_running, running)
+        if trace_period_s is not None:
+            running.background.append(
+                asyncio.create_task(trace_forever(trace_period_s, running.stop), name="memtrace")
+            )
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, running.stop.set)
         # systemd: READY=1 after the first cycle, WATCHDOG=1 while cycles are on time and

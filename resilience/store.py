@@ -79,8 +79,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlite_utils import Database
-
 __all__ = [
     "SCHEMA_VERSION",
     "AlarmRecord",
@@ -162,99 +160,91 @@ class AlarmRecord:
 # --- schema ---------------------------------------------------------------------------
 
 
-def _migrate_to_v1(db: Database) -> None:
-    """The first schema: every table of the module docstring."""
-    db.create_table(
-        "events",
-        {
-            "id": int,
-            "ts": float,
-            "kind": str,
-            "mode_from": str,
-            "mode_to": str,
-            "trigger": str,
-            "reason": str,
-            "data": str,
-        },
-        pk="id",
-        not_null=["ts", "kind", "reason", "data"],
-    )
-    db.table("events").create_index(["ts"], index_name="events_ts")
-    db.table("events").create_index(["kind", "ts"], index_name="events_kind_ts")
-    db.create_table(
-        "commands",
-        {
-            "id": int,
-            "ts": float,
-            "actor": str,
-            "role": str,
-            "command": str,
-            "args": str,
-            "outcome": str,
-            "detail": str,
-        },
-        pk="id",
-        not_null=["ts", "actor", "role", "command", "args", "outcome", "detail"],
-    )
-    db.table("commands").create_index(["ts"], index_name="commands_ts")
-    db.create_table(
-        "alarms",
-        {
-            "id": int,
-            "code": str,
-            "severity": str,
-            "message": str,
-            "raised_ts": float,
-            "cleared_ts": float,
-            "acked_ts": float,
-            "acked_by": str,
-        },
-        pk="id",
-        not_null=["code", "severity", "message", "raised_ts"],
-    )
-    # sqlite-utils has no partial indexes; this one makes "one active alarm per code" a
-    # property of the data, not only of the code that writes it.
-    db.execute("CREATE UNIQUE INDEX alarms_active_code ON alarms(code) WHERE cleared_ts IS NULL")
-    db.create_table("telemetry_keys", {"id": int, "key": str}, pk="id", not_null=["key"])
-    db.table("telemetry_keys").create_index(["key"], index_name="telemetry_keys_key", unique=True)
+def _migrate_to_v1(db: sqlite3.Connection) -> None:
+    """The first schema: every table of the module docstring.
+
+    The statements are those sqlite-utils wrote when it made this schema (the store used it
+    until the controller stopped importing it: it imports numpy when numpy is installed),
+    word for word, so that old and new databases have one schema (tests/test_store.py)."""
+    for statement in _V1_SCHEMA:
+        db.execute(statement)
+
+
+_V1_SCHEMA = (
+    'CREATE TABLE "events" (\n'
+    '   "id" INTEGER PRIMARY KEY,\n'
+    '   "ts" REAL NOT NULL,\n'
+    '   "kind" TEXT NOT NULL,\n'
+    '   "mode_from" TEXT,\n'
+    '   "mode_to" TEXT,\n'
+    '   "trigger" TEXT,\n'
+    '   "reason" TEXT NOT NULL,\n'
+    '   "data" TEXT NOT NULL\n'
+    ")",
+    'CREATE INDEX "events_ts"\n    ON "events" ("ts")',
+    'CREATE INDEX "events_kind_ts"\n    ON "events" ("kind", "ts")',
+    'CREATE TABLE "commands" (\n'
+    '   "id" INTEGER PRIMARY KEY,\n'
+    '   "ts" REAL NOT NULL,\n'
+    '   "actor" TEXT NOT NULL,\n'
+    '   "role" TEXT NOT NULL,\n'
+    '   "command" TEXT NOT NULL,\n'
+    '   "args" TEXT NOT NULL,\n'
+    '   "outcome" TEXT NOT NULL,\n'
+    '   "detail" TEXT NOT NULL\n'
+    ")",
+    'CREATE INDEX "commands_ts"\n    ON "commands" ("ts")',
+    'CREATE TABLE "alarms" (\n'
+    '   "id" INTEGER PRIMARY KEY,\n'
+    '   "code" TEXT NOT NULL,\n'
+    '   "severity" TEXT NOT NULL,\n'
+    '   "message" TEXT NOT NULL,\n'
+    '   "raised_ts" REAL NOT NULL,\n'
+    '   "cleared_ts" REAL,\n'
+    '   "acked_ts" REAL,\n'
+    '   "acked_by" TEXT\n'
+    ")",
+    # "One active alarm per code" is a property of the data, not only of the code that
+    # writes it.
+    "CREATE UNIQUE INDEX alarms_active_code ON alarms(code) WHERE cleared_ts IS NULL",
+    'CREATE TABLE "telemetry_keys" (\n   "id" INTEGER PRIMARY KEY,\n   "key" TEXT NOT NULL\n)',
+    'CREATE UNIQUE INDEX "telemetry_keys_key"\n    ON "telemetry_keys" ("key")',
     # WITHOUT ROWID: the table is its own (key_id, ts) index, which halves its size for
-    # the one query it serves (one series over a time range). sqlite-utils cannot say it.
-    db.execute(
-        "CREATE TABLE telemetry ("
-        " key_id INTEGER NOT NULL REFERENCES telemetry_keys(id),"
-        " ts REAL NOT NULL,"
-        " value REAL NOT NULL,"
-        " PRIMARY KEY (key_id, ts)"
-        ") WITHOUT ROWID"
-    )
-    db.create_table(
-        "state",
-        {"key": str, "value": str, "updated_ts": float},
-        pk="key",
-        not_null=["value", "updated_ts"],
-    )
+    # the one query it serves (one series over a time range).
+    "CREATE TABLE telemetry ("
+    " key_id INTEGER NOT NULL REFERENCES telemetry_keys(id),"
+    " ts REAL NOT NULL,"
+    " value REAL NOT NULL,"
+    " PRIMARY KEY (key_id, ts)"
+    ") WITHOUT ROWID",
+    'CREATE TABLE "state" (\n'
+    '   "key" TEXT PRIMARY KEY,\n'
+    '   "value" TEXT NOT NULL,\n'
+    '   "updated_ts" REAL NOT NULL\n'
+    ")",
+)
 
 
-def _migrate_to_v2(db: Database) -> None:
+def _migrate_to_v2(db: sqlite3.Connection) -> None:
     """Coalesced refusals: a count and the last call's time per command row, and an index
     to find an actor's rows of one minute."""
     db.execute("ALTER TABLE commands ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
     db.execute("ALTER TABLE commands ADD COLUMN last_ts REAL")
-    db.table("commands").create_index(["actor", "ts"], index_name="commands_actor_ts")
+    db.execute('CREATE INDEX "commands_actor_ts"\n    ON "commands" ("actor", "ts")')
 
 
 # Migration N (1-based) brings the schema from version N-1 to N. Append, never edit.
-_MIGRATIONS: tuple[Callable[[Database], None], ...] = (_migrate_to_v1, _migrate_to_v2)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_v1, _migrate_to_v2)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
-def _open(path: Path, timeout_s: float) -> Database:
-    """A sqlite-utils Database over a plain connection (plugins off: nothing to hook)."""
-    conn = sqlite3.connect(str(path), timeout=timeout_s)
-    return Database(conn, execute_plugins=False)
+def _open(path: Path, timeout_s: float) -> sqlite3.Connection:
+    """A connection in autocommit mode: a statement outside ``BEGIN`` ... ``COMMIT`` commits
+    by itself, and the store begins every transaction it needs explicitly."""
+    return sqlite3.connect(str(path), timeout=timeout_s, isolation_level=None)
 
 
-def _schema_version(db: Database) -> int:
+def _schema_version(db: sqlite3.Connection) -> int:
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     return 0 if row is None else int(row[0])
 
@@ -268,9 +258,10 @@ def _prepare(path: Path, timeout_s: float) -> None:
     """
     db = _open(path, timeout_s)
     try:
-        db.enable_wal()
-        if not db.table("meta").exists():
-            db.create_table("meta", {"key": str, "value": str}, pk="key", if_not_exists=True)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(
+            'CREATE TABLE IF NOT EXISTS "meta" (\n   "key" TEXT PRIMARY KEY,\n   "value" TEXT\n)'
+        )
         db.execute("BEGIN IMMEDIATE")
         try:
             version = _schema_version(db)
@@ -281,7 +272,10 @@ def _prepare(path: Path, timeout_s: float) -> None:
                 )
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 _MIGRATIONS[target - 1](db)
-                db.table("meta").upsert({"key": "schema_version", "value": str(target)}, pk="key")
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    [str(target)],
+                )
                 _log.info("store %s: schema migrated to version %d", path, target)
             db.execute("COMMIT")
         except BaseException:
@@ -300,7 +294,7 @@ _Sample = tuple[float, str, float]  # (ts [s], key, value [unit of the key])
 class _Op:
     """One durable write: applied inside the writer's transaction, settled after COMMIT."""
 
-    apply: Callable[[Database], Any]
+    apply: Callable[[sqlite3.Connection], Any]
     future: Future[Any]
 
 
@@ -408,7 +402,7 @@ class Store:
         self._thread: threading.Thread | None = None
 
         # Writer-thread only.
-        self._db: Database | None = None
+        self._db: sqlite3.Connection | None = None
         self._key_ids: dict[str, int] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -519,7 +513,7 @@ class Store:
         """
         raised_ts = self._now(ts)
 
-        def apply(db: Database) -> int:
+        def apply(db: sqlite3.Connection) -> int:
             row = db.execute(
                 "SELECT id FROM alarms WHERE code = ? AND cleared_ts IS NULL", [code]
             ).fetchone()
@@ -538,14 +532,14 @@ class Store:
         None if no alarm with this code was active."""
         cleared_ts = self._now(ts)
 
-        def apply(db: Database) -> int | None:
+        def apply(db: sqlite3.Connection) -> int | None:
             row = db.execute(
                 "SELECT id FROM alarms WHERE code = ? AND cleared_ts IS NULL", [code]
             ).fetchone()
             if row is None:
                 return None
             alarm_id = int(row[0])
-            db.table("alarms").update(alarm_id, {"cleared_ts": cleared_ts})
+            db.execute("UPDATE alarms SET cleared_ts = ? WHERE id = ?", [cleared_ts, alarm_id])
             return alarm_id
 
         return self._submit(apply)
@@ -557,7 +551,7 @@ class Store:
         acknowledged: an operator may only see a short alarm after it cleared."""
         acked_ts = self._now(ts)
 
-        def apply(db: Database) -> bool:
+        def apply(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
                 "UPDATE alarms SET acked_ts = ?, acked_by = ? WHERE id = ? AND acked_ts IS NULL",
                 [acked_ts, by, alarm_id],
@@ -575,9 +569,11 @@ class Store:
         text = json.dumps(value, separators=(",", ":"), allow_nan=False)
         updated_ts = self._clock()
 
-        def apply(db: Database) -> None:
-            db.table("state").upsert(
-                {"key": key, "value": text, "updated_ts": updated_ts}, pk="key"
+        def apply(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO state (key, value, updated_ts) VALUES (?, ?, ?) ON CONFLICT (key)"
+                " DO UPDATE SET value = excluded.value, updated_ts = excluded.updated_ts",
+                [key, text, updated_ts],
             )
 
         return self._submit(apply)
@@ -586,7 +582,7 @@ class Store:
         """Queue deleting telemetry samples with ts < ``older_than_ts``; the future gives
         how many rows went. Runs per series, along the (key_id, ts) primary key."""
 
-        def apply(db: Database) -> int:
+        def apply(db: sqlite3.Connection) -> int:
             deleted = 0
             for (key_id,) in db.execute("SELECT id FROM telemetry_keys").fetchall():
                 cursor = db.execute(
@@ -601,7 +597,7 @@ class Store:
         """Queue deleting the refused calls (every outcome but "accepted") with ts <
         ``older_than_ts``; the future gives how many rows went. Accepted commands stay."""
 
-        def apply(db: Database) -> int:
+        def apply(db: sqlite3.Connection) -> int:
             cursor = db.execute(
                 "DELETE FROM commands WHERE ts < ? AND outcome != ?", [older_than_ts, ACCEPTED]
             )
@@ -805,7 +801,7 @@ class Store:
         if self._closed:
             raise StoreClosedError(f"store {self._path} is closed")
 
-    def _submit(self, apply: Callable[[Database], T]) -> Future[T]:
+    def _submit(self, apply: Callable[[sqlite3.Connection], T]) -> Future[T]:
         future: Future[T] = Future()
         with self._cond:
             self._check_open_locked()
@@ -824,7 +820,7 @@ class Store:
             )
 
     @contextlib.contextmanager
-    def _reader(self) -> Iterator[Database]:
+    def _reader(self) -> Iterator[sqlite3.Connection]:
         """A fresh read-only connection: cheap, and never shared across threads."""
         db = _open(self._path, self._read_timeout_s)
         try:
@@ -912,7 +908,7 @@ class Store:
             if self._abandon.is_set():
                 self._fail_queued()
 
-    def _connect(self) -> Database:
+    def _connect(self) -> sqlite3.Connection:
         if self._db is None:
             db = _open(self._path, self._busy_timeout_s)
             try:
@@ -933,7 +929,7 @@ class Store:
             self._db = None
             self._key_ids = {}
 
-    def _transaction(self, db: Database, work: Callable[[Database], T]) -> T:
+    def _transaction(self, db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
         db.execute("BEGIN IMMEDIATE")
         try:
             result = work(db)
@@ -955,7 +951,7 @@ class Store:
         """
         db = self._connect()
 
-        def write_all(db: Database) -> list[Any]:
+        def write_all(db: sqlite3.Connection) -> list[Any]:
             if batch.samples:
                 self._insert_telemetry(db, batch.samples)
             return [op.apply(db) for op in batch.ops]
@@ -973,7 +969,7 @@ class Store:
         batch.ops.clear()
         batch.samples.clear()
 
-    def _write_one_by_one(self, db: Database, batch: _Batch) -> None:
+    def _write_one_by_one(self, db: sqlite3.Connection, batch: _Batch) -> None:
         if batch.samples:
             samples = batch.samples
             try:
@@ -997,19 +993,17 @@ class Store:
             batch.ops.popleft()
             batch.done.append((op, result, None))
 
-    def _insert_telemetry(self, db: Database, samples: list[_Sample]) -> None:
+    def _insert_telemetry(self, db: sqlite3.Connection, samples: list[_Sample]) -> None:
         key_ids = self._key_ids
         rows: list[tuple[int, float, float]] = []
         for ts, key, value in samples:
             key_id = key_ids.get(key)
             if key_id is None:
-                key_id = int(db.table("telemetry_keys").lookup({"key": key}))
+                key_id = _telemetry_key_id(db, key)
                 key_ids[key] = key_id
             rows.append((key_id, ts, value))
-        # One prepared statement for the batch: sqlite-utils' insert_all builds and
-        # checks a statement per 1000 rows and each row's types, which cost the writer
-        # thread as much as the control loop's own work in a long drill.
-        db.conn.executemany(
+        # One prepared statement for the batch (one executemany, not a statement per row).
+        db.executemany(
             "INSERT OR REPLACE INTO telemetry (key_id, ts, value) VALUES (?, ?, ?)", rows
         )
 
@@ -1072,14 +1066,28 @@ class Store:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _insert(db: Database, table_name: str, row: dict[str, Any]) -> int:
-    table = db.table(table_name)
-    table.insert(row)
-    assert table.last_rowid is not None
-    return table.last_rowid
+def _insert(db: sqlite3.Connection, table_name: str, row: dict[str, Any]) -> int:
+    """Insert one row (column names are the store's own, never a caller's); its id."""
+    columns = ", ".join(f'"{column}"' for column in row)
+    places = ", ".join("?" for _ in row)
+    cursor = db.execute(
+        f'INSERT INTO "{table_name}" ({columns}) VALUES ({places})', list(row.values())
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
 
 
-def _coalesce_refusal(db: Database, row: dict[str, Any]) -> int:
+def _telemetry_key_id(db: sqlite3.Connection, key: str) -> int:
+    """The id of a series name, added on first use."""
+    row = db.execute("SELECT id FROM telemetry_keys WHERE key = ?", [key]).fetchone()
+    if row is not None:
+        return int(row[0])
+    cursor = db.execute("INSERT INTO telemetry_keys (key) VALUES (?)", [key])
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def _coalesce_refusal(db: sqlite3.Connection, row: dict[str, Any]) -> int:
     """Add a refused call to its actor's rows of the same minute (module docstring)."""
     ts = float(row["ts"])
     minute = math.floor(ts / 60.0) * 60.0
@@ -1135,7 +1143,7 @@ def _is_disk_failure(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
 
 
-def _load_key_ids(db: Database) -> dict[str, int]:
+def _load_key_ids(db: sqlite3.Connection) -> dict[str, int]:
     return {key: key_id for key_id, key in db.execute("SELECT id, key FROM telemetry_keys")}
 
 

@@ -13,6 +13,11 @@ server certificate. `tls-cert` renews it when fewer than `RENEW_BEFORE_DAYS` rem
 `check_pair` is what check-config runs: the files exist, load, and the key is the
 certificate's; each problem names the site-file key (`tls_cert` or `tls_key`).
 `server_context` builds the `ssl.SSLContext` uvicorn serves with (TLS 1.2 or newer).
+
+`cryptography` (8 to 9 MB resident once imported) is imported only where a certificate is
+made or read, or where a pair has a problem to explain: `resilience run` on a site with a
+good pair that is not about to expire checks it with `ssl` alone (the standard library,
+loaded anyway by the API server), so the gateway's controller never imports it.
 """
 
 from __future__ import annotations
@@ -22,14 +27,12 @@ import ipaddress
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from typing import TYPE_CHECKING
 
 from resilience.config import TlsFiles
+
+if TYPE_CHECKING:  # cryptography is imported where used (module docstring)
+    from cryptography import x509
 
 VALID_DAYS = 825
 RENEW_BEFORE_DAYS = 30
@@ -50,7 +53,27 @@ def _read(path: Path, key: str) -> tuple[bytes | None, list[tuple[str, str]]]:
 
 def load_certificate(data: bytes) -> x509.Certificate:
     """The first certificate of a PEM file (the leaf); ValueError if there is none."""
+    from cryptography import x509
+
     return x509.load_pem_x509_certificate(data)
+
+
+class _Encrypted(Exception):
+    """The key asks for a passphrase (raised by `_no_passphrase`, through OpenSSL)."""
+
+
+def _no_passphrase() -> bytes:
+    """ssl's password callback: a service cannot type one, and OpenSSL must not prompt."""
+    raise _Encrypted
+
+
+def _loads(files: TlsFiles) -> ssl.SSLContext | None:
+    """The server context when ssl loads the pair (the key unencrypted and the
+    certificate's); None when it does not, for whatever reason."""
+    try:
+        return server_context(files)
+    except (OSError, ssl.SSLError, _Encrypted):
+        return None
 
 
 def check_pair(files: TlsFiles) -> list[tuple[str, str]]:
@@ -59,6 +82,12 @@ def check_pair(files: TlsFiles) -> list[tuple[str, str]]:
     Keys are `tls_cert` and `tls_key` (the caller prefixes the section). An expired
     certificate is not a problem here: refusing to start would leave the shelter
     uncontrolled over a date; `resilience run` logs it instead (`expiry_warning`)."""
+    if _loads(files) is not None:
+        return []  # the common case, with ssl alone
+    # Something is wrong: cryptography reads each file on its own to say which and why.
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     cert_data, problems = _read(files.cert, "tls_cert")
     key_data, key_problems = _read(files.key, "tls_key")
     problems += key_problems
@@ -98,18 +127,64 @@ def server_context(files: TlsFiles) -> ssl.SSLContext:
     """The context the API serves with: the pair, TLS 1.2 or newer, no client certificates."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(files.cert, files.key)
+    context.load_cert_chain(files.cert, files.key, password=_no_passphrase)
     return context
 
 
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the certificate's DER bytes, as browsers show it: `AB:CD:...`."""
+    from cryptography.hazmat.primitives import hashes
+
     return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def not_after(files: TlsFiles) -> datetime.datetime | None:
+    """When the certificate expires, read with ssl alone; None if ssl cannot tell (the
+    pair does not load, or the certificate does not verify today: expired, not yet
+    valid...).
+
+    The standard library decodes a certificate only as a peer's: a TLS handshake in
+    memory, the pair serving and a client that trusts that certificate alone, gives it."""
+    server = _loads(files)
+    if server is None:
+        return None
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False  # the certificate itself is the only trust anchor
+    client.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    try:
+        client.load_verify_locations(cafile=files.cert)
+    except (OSError, ssl.SSLError):
+        return None
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    ours = client.wrap_bio(to_client, to_server)
+    theirs = server.wrap_bio(to_server, to_client, server_side=True)
+    pending = [ours, theirs]
+    for _ in range(8):  # TLS 1.3 takes two round trips here, TLS 1.2 three
+        for end in list(pending):
+            try:
+                end.do_handshake()
+                pending.remove(end)
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError:
+                return None  # the certificate does not verify today
+        if not pending:
+            break
+    if pending:
+        return None
+    peer = ours.getpeercert()
+    expires = peer.get("notAfter") if peer else None
+    if not isinstance(expires, str):
+        return None
+    return datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(expires), datetime.UTC)
 
 
 def expiry_warning(files: TlsFiles, now: datetime.datetime) -> str | None:
     """A sentence for the log when the certificate has expired or will within
     RENEW_BEFORE_DAYS; None otherwise."""
+    expires = not_after(files)
+    if expires is not None and expires - now >= datetime.timedelta(days=RENEW_BEFORE_DAYS):
+        return None  # the common case, with ssl alone
     cert = load_certificate(files.cert.read_bytes())
     left = cert.not_valid_after_utc - now
     if left.total_seconds() <= 0:
@@ -136,6 +211,11 @@ def make_self_signed(
     """A new key and a certificate for `names` and `addresses`: (cert PEM, key PEM)."""
     if not names and not addresses:
         raise ValueError("a certificate needs at least one name or address")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     common = names[0] if names else str(addresses[0])
     subject = x509.Name(
@@ -185,6 +265,8 @@ def make_self_signed(
 
 def covers(cert: x509.Certificate, names: Sequence[str], addresses: Sequence[IpAddress]) -> bool:
     """Whether the certificate's alternative names include every name and address."""
+    from cryptography import x509
+
     try:
         alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

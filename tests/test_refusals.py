@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlite_utils import Database
 
 from resilience.retention import DAY_S, prune_refusals_once, prune_telemetry_forever
 from resilience.store import (
@@ -123,23 +122,17 @@ async def test_the_retention_loop_prunes_refusals_too(store: Store) -> None:
 
 def test_a_version_1_file_is_migrated_with_its_commands(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
-    db = Database(sqlite3.connect(str(path)))
-    db.create_table("meta", {"key": str, "value": str}, pk="key")
+    db = sqlite3.connect(str(path))
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
     _migrate_to_v1(db)
-    db.table("meta").insert({"key": "schema_version", "value": "1"})
-    db.table("commands").insert(
-        {
-            "ts": T0,
-            "actor": "op",
-            "role": "operator",
-            "command": "reconnect",
-            "args": "{}",
-            "outcome": "refused",
-            "detail": "grid not healthy",
-        }
+    db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+    db.execute(
+        "INSERT INTO commands (ts, actor, role, command, args, outcome, detail)"
+        " VALUES (?, 'op', 'operator', 'reconnect', '{}', 'refused', 'grid not healthy')",
+        [T0],
     )
-    db.conn.commit()
-    db.conn.close()
+    db.commit()
+    db.close()
     with Store(path) as store:
         (row,) = store.commands()
         assert row.count == 1 and row.last_ts is None and row.detail == "grid not healthy"

@@ -534,6 +534,34 @@ def test_schema_is_versioned_in_the_meta_table(make_store: MakeStore, db_path: P
         Store(db_path)
 
 
+# The schema as sqlite-utils made it (sqlite_master of a store created with it, before the
+# store wrote its SQL itself): databases made before and after have one schema.
+SCHEMA_MADE_BY_SQLITE_UTILS = [
+    ("table", "alarms", 'CREATE TABLE "alarms" (\n   "id" INTEGER PRIMARY KEY,\n   "code" TEXT NOT NULL,\n   "severity" TEXT NOT NULL,\n   "message" TEXT NOT NULL,\n   "raised_ts" REAL NOT NULL,\n   "cleared_ts" REAL,\n   "acked_ts" REAL,\n   "acked_by" TEXT\n)'),  # noqa: E501
+    ("index", "alarms_active_code", "CREATE UNIQUE INDEX alarms_active_code ON alarms(code) WHERE cleared_ts IS NULL"),  # noqa: E501
+    ("table", "commands", 'CREATE TABLE "commands" (\n   "id" INTEGER PRIMARY KEY,\n   "ts" REAL NOT NULL,\n   "actor" TEXT NOT NULL,\n   "role" TEXT NOT NULL,\n   "command" TEXT NOT NULL,\n   "args" TEXT NOT NULL,\n   "outcome" TEXT NOT NULL,\n   "detail" TEXT NOT NULL\n, count INTEGER NOT NULL DEFAULT 1, last_ts REAL)'),  # noqa: E501
+    ("index", "commands_actor_ts", 'CREATE INDEX "commands_actor_ts"\n    ON "commands" ("actor", "ts")'),  # noqa: E501
+    ("index", "commands_ts", 'CREATE INDEX "commands_ts"\n    ON "commands" ("ts")'),
+    ("table", "events", 'CREATE TABLE "events" (\n   "id" INTEGER PRIMARY KEY,\n   "ts" REAL NOT NULL,\n   "kind" TEXT NOT NULL,\n   "mode_from" TEXT,\n   "mode_to" TEXT,\n   "trigger" TEXT,\n   "reason" TEXT NOT NULL,\n   "data" TEXT NOT NULL\n)'),  # noqa: E501
+    ("index", "events_kind_ts", 'CREATE INDEX "events_kind_ts"\n    ON "events" ("kind", "ts")'),
+    ("index", "events_ts", 'CREATE INDEX "events_ts"\n    ON "events" ("ts")'),
+    ("table", "meta", 'CREATE TABLE "meta" (\n   "key" TEXT PRIMARY KEY,\n   "value" TEXT\n)'),
+    ("index", "sqlite_autoindex_meta_1", None),
+    ("index", "sqlite_autoindex_state_1", None),
+    ("table", "state", 'CREATE TABLE "state" (\n   "key" TEXT PRIMARY KEY,\n   "value" TEXT NOT NULL,\n   "updated_ts" REAL NOT NULL\n)'),  # noqa: E501
+    ("table", "telemetry", "CREATE TABLE telemetry ( key_id INTEGER NOT NULL REFERENCES telemetry_keys(id), ts REAL NOT NULL, value REAL NOT NULL, PRIMARY KEY (key_id, ts)) WITHOUT ROWID"),  # noqa: E501
+    ("table", "telemetry_keys", 'CREATE TABLE "telemetry_keys" (\n   "id" INTEGER PRIMARY KEY,\n   "key" TEXT NOT NULL\n)'),  # noqa: E501
+    ("index", "telemetry_keys_key", 'CREATE UNIQUE INDEX "telemetry_keys_key"\n    ON "telemetry_keys" ("key")'),  # noqa: E501
+]
+
+
+def test_a_new_store_has_the_schema_sqlite_utils_made(make_store: MakeStore, db_path: Path) -> None:
+    make_store().close()
+    with sqlite3.connect(db_path) as conn:
+        schema = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    assert schema == SCHEMA_MADE_BY_SQLITE_UTILS
+
+
 def test_context_manager_starts_and_closes(db_path: Path) -> None:
     with Store(db_path) as store:
         store.record_event("controller", "inside").result(timeout=WAIT_S)

@@ -101,7 +101,7 @@ class ControllerCollector(Collector):
             "Configured control cycle period",
             c.config.site.cycle_period_s,
         )
-        starts = stats.starts[-(INTERVALS + 1) :]
+        starts = list(stats.starts)[-(INTERVALS + 1) :]
         intervals = [b - a for a, b in itertools.pairwise(starts)]
         summary = SummaryMetricFamily(
             "resilience_cycle_interval_seconds",

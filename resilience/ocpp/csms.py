@@ -40,7 +40,7 @@ from resilience.config import OCPP_SUBPROTOCOLS, Device, SiteConfig
 from resilience.ocpp.driver import Alarms, Events, OcppStationDriver
 from resilience.ocpp.local_frequency import IslandDroop
 from resilience.ocpp.passwords import verify_password
-from resilience.ocpp.sessions import SESSIONS, close_quietly
+from resilience.ocpp.sessions import Session, close_quietly, session_class
 
 __all__ = ["PATH_PREFIX", "REFUSAL_REPEAT_S", "CentralSystem"]
 
@@ -121,6 +121,11 @@ class CentralSystem:
                 island=island,
             )
             self._drivers[driver.station.identity] = driver
+        # The session class of each version the stations speak, imported now rather than at
+        # a station's first connection (an import takes the event loop for a while)
+        self._sessions: dict[str, type[Session]] = {
+            d.station.version: session_class(d.station.version) for d in self._drivers.values()
+        }
         self._connections: dict[str, Any] = {}  # identity -> its current connection
         self._refusals: dict[tuple[str, str], float] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -301,7 +306,7 @@ class CentralSystem:
                 f"{identity}: subprotocol {subprotocol!r}; the site file says OCPP"
                 f" {driver.station.version} ({expected})"
             )
-        session = SESSIONS[driver.station.version](
+        session = self._sessions[driver.station.version](
             identity, connection, link=driver, response_timeout=self.section.call_timeout_s
         )
         old = self._connections.get(identity)

@@ -34,7 +34,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ocpp.exceptions import OCPPError
 
@@ -44,9 +44,12 @@ from resilience.drivers import registers
 from resilience.model import ChargerMode, ChargerState
 from resilience.ocpp import local_frequency as lf
 from resilience.ocpp import profiles
-from resilience.ocpp.sessions import Session, V21Session
+from resilience.ocpp.sessions import Session
 from resilience.ocpp.state import StationState
 from resilience.transport.errors import BadReply, DeviceTimeout, TransportError
+
+if TYPE_CHECKING:  # imported only for a site with a 2.1 station (sessions.session_class)
+    from resilience.ocpp.sessions_v21 import V21Session
 
 __all__ = [
     "IDLE_BAND_W",
@@ -541,7 +544,7 @@ class OcppStationDriver:
         except ValueError as exc:  # cannot happen with checked bounds; never sent
             self._outcome(False, f"not sent: {exc}")
             return
-        if isinstance(session, V21Session):
+        if session.dynamic_schedules:  # OCPP 2.1
             if not state.idle_installed and not await self._install_idle(session):
                 return
             update = profiles.schedule_update(schedule)
@@ -581,7 +584,7 @@ class OcppStationDriver:
             )
             if taken:
                 state.dynamic_installed = True
-                session.schedule_update = update
+                cast("V21Session", session).schedule_update = update
                 if self.island is not None and not self._lf_rejected:
                     self._taken(command, schedule)
                     self._outcome(taken, outcome)

@@ -30,7 +30,6 @@ import inspect
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 from ocpp import charge_point as library
@@ -45,15 +44,6 @@ from ocpp.exceptions import (
 )
 from ocpp.messages import Call, CallError, MessageType, unpack
 from ocpp.routing import on as _on
-from ocpp.v16 import call as call_16
-from ocpp.v16 import call_result as result_16
-from ocpp.v16.enums import Action as Action16
-from ocpp.v21 import call as call_21
-from ocpp.v21 import call_result as result_21
-from ocpp.v21.enums import Action as Action21
-from ocpp.v201 import call as call_201
-from ocpp.v201 import call_result as result_201
-from ocpp.v201.enums import Action as Action201
 
 from resilience.ocpp.casing import camel_to_snake_case, serialize_as_dict, snake_to_camel_case
 from resilience.ocpp.state import (
@@ -65,7 +55,7 @@ from resilience.ocpp.state import (
     transaction_update,
 )
 
-__all__ = ["SESSIONS", "Session", "StationLink", "V16Session", "V21Session", "V201Session"]
+__all__ = ["Session", "Session2", "StationLink", "on", "session_class"]
 
 log = logging.getLogger(__name__)
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -113,6 +103,8 @@ class Session(ChargePoint):  # type: ignore[misc]  # the library has no type hin
     """A station's session; subclasses set the version's payload modules and handlers."""
 
     _actions: ClassVar[frozenset[str]] = frozenset()
+    dynamic_schedules: ClassVar[bool] = False
+    """OCPP 2.1's dynamic charging profiles (UpdateDynamicSchedule, PullDynamicSchedule)."""
 
     def __init__(
         self, identity: str, connection: Any, *, link: StationLink, response_timeout: float
@@ -230,7 +222,7 @@ class Session(ChargePoint):  # type: ignore[misc]  # the library has no type hin
         self.link.needs_changed()
 
 
-class _Session2(Session):
+class Session2(Session):
     """Handlers common to OCPP 2.0.1 and 2.1 (the payloads are the same)."""
 
     def _boot(self) -> Any:
@@ -302,109 +294,25 @@ class _Session2(Session):
         return self._call_result.Authorize(id_token_info={"status": "Accepted"})
 
 
-class V21Session(_Session2):
-    _call = call_21
-    _call_result = result_21
-    _ocpp_version = "2.1"
-    _actions = frozenset(a.value for a in Action21)
+def session_class(version: str) -> type[Session]:
+    """The session class for an OCPP version a site file may name ("2.1", "2.0.1", "1.6").
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.schedule_update: dict[str, Any] | None = None  # what PullDynamicSchedule gets
+    Each version's module imports that version's payload classes and JSON schemas from
+    the `ocpp` library (2 to 3 MB each, resident for the process's life): only the
+    versions of the site's stations are imported, by the central system as it starts."""
+    if version == "2.1":
+        from resilience.ocpp.sessions_v21 import V21Session
 
-    @on("PullDynamicScheduleUpdate")
-    def on_pull_dynamic_schedule_update(self, charging_profile_id: int, **_: Any) -> Any:
-        if self.schedule_update is None:
-            return result_21.PullDynamicScheduleUpdate(status="Rejected")
-        return result_21.PullDynamicScheduleUpdate(
-            status="Accepted", schedule_update=self.schedule_update
-        )
+        return V21Session
+    if version == "2.0.1":
+        from resilience.ocpp.sessions_v201 import V201Session
 
-    @on("NotifyDERAlarm")
-    def on_notify_der_alarm(self, **_: Any) -> Any:
-        return result_21.NotifyDERAlarm()
+        return V201Session
+    if version == "1.6":
+        from resilience.ocpp.sessions_v16 import V16Session
 
-
-class V201Session(_Session2):
-    _call = call_201
-    _call_result = result_201
-    _ocpp_version = "2.0.1"
-    _actions = frozenset(a.value for a in Action201)
-
-
-class V16Session(Session):
-    _call = call_16
-    _call_result = result_16
-    _ocpp_version = "1.6"
-    _actions = frozenset(a.value for a in Action16)
-
-    _CODES_16: ClassVar[dict[str, str]] = {
-        "FormatViolation": "FormationViolation",
-        "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
-    }
-
-    def _code(self, code: str) -> str:
-        return self._CODES_16.get(code, code)
-
-    def _frame_code(self, error: OCPPError) -> str:
-        return self._code(error.code)  # 1.6 has no RpcFrameworkError
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._next_transaction = int(datetime.now(UTC).timestamp()) % 1_000_000
-
-    @on("BootNotification")
-    def on_boot_notification_16(self, **_: Any) -> Any:
-        return result_16.BootNotification(
-            current_time=self.link.now_iso(),
-            interval=self.link.heartbeat_interval_s,
-            status="Accepted",
-        )
-
-    @on("Heartbeat")
-    def on_heartbeat_16(self, **_: Any) -> Any:
-        return result_16.Heartbeat(current_time=self.link.now_iso())
-
-    @on("StatusNotification")
-    def on_status_notification_16(self, connector_id: int, status: str, **_: Any) -> Any:
-        if connector_id == self.evse_id:
-            self._status(status)
-        return result_16.StatusNotification()
-
-    @on("MeterValues")
-    def on_meter_values_16(
-        self, connector_id: int, meter_value: list[dict[str, Any]], **_: Any
-    ) -> Any:
-        if connector_id == self.evse_id:
-            self._meter(meter_value)
-        return result_16.MeterValues()
-
-    @on("StartTransaction")
-    def on_start_transaction_16(self, connector_id: int, **_: Any) -> Any:
-        self._next_transaction += 1
-        if connector_id == self.evse_id:
-            self._transaction("Started", str(self._next_transaction))
-        return result_16.StartTransaction(
-            transaction_id=self._next_transaction, id_tag_info={"status": "Accepted"}
-        )
-
-    @on("StopTransaction")
-    def on_stop_transaction_16(self, transaction_id: int, **_: Any) -> Any:
-        if str(transaction_id) == self.link.state.transaction_id:
-            self._transaction("Ended", str(transaction_id))
-        return result_16.StopTransaction()
-
-    @on("Authorize")
-    def on_authorize_16(self, **_: Any) -> Any:
-        return result_16.Authorize(id_tag_info={"status": "Accepted"})
-
-    @on("DataTransfer")
-    def on_data_transfer_16(self, **_: Any) -> Any:
-        return result_16.DataTransfer(status="UnknownVendorId")
-
-
-SESSIONS: dict[str, type[Session]] = {"2.1": V21Session, "2.0.1": V201Session, "1.6": V16Session}
-"""The session class for each OCPP version a site file may name."""
+        return V16Session
+    raise ValueError(f"OCPP {version!r}: not a version this central system speaks")
 
 
 async def close_quietly(connection: Any) -> None:

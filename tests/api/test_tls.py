@@ -19,8 +19,8 @@ import pytest
 
 from resilience import cli
 from resilience.api.server import start_api
-from resilience.config import ApiSection, ConfigError, parse_site
-from resilience.tls import make_self_signed
+from resilience.config import ApiSection, ConfigError, TlsFiles, parse_site
+from resilience.tls import expiry_warning, load_certificate, make_self_signed, not_after
 
 from .conftest import SITE, Api
 
@@ -30,8 +30,10 @@ NOW = datetime.datetime.now(datetime.UTC)
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
 
-def write_pair(directory: Path, name: str = "gw", days: int = 825) -> tuple[Path, Path]:
-    cert, key = make_self_signed(["localhost"], [LOOPBACK], NOW, days=days)
+def write_pair(
+    directory: Path, name: str = "gw", days: int = 825, now: datetime.datetime = NOW
+) -> tuple[Path, Path]:
+    cert, key = make_self_signed(["localhost"], [LOOPBACK], now, days=days)
     (directory / f"{name}.pem").write_bytes(cert)
     (directory / f"{name}.key").write_bytes(key)
     return directory / f"{name}.pem", directory / f"{name}.key"
@@ -166,3 +168,38 @@ async def test_an_expiring_certificate_is_logged(
         server = await start_api(api.running.controller, "127.0.0.1", 0, section)
     await server.stop()
     assert any("expires on" in r.getMessage() for r in caplog.records)
+
+
+def test_an_encrypted_key_is_refused_and_nothing_prompts_for_its_passphrase(
+    tmp_path: Path,
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    cert, key = write_pair(tmp_path)
+    private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_site({**site_data(), "api": {"tls_cert": str(cert), "tls_key": str(key)}})
+    assert f"api.tls_key: '{key}' is encrypted: the service cannot type a passphrase" in str(
+        err.value
+    )
+
+
+def test_ssl_alone_reads_the_expiry_cryptography_reads(tmp_path: Path) -> None:
+    """`resilience run` reads a good pair's expiry with ssl (no cryptography import); a
+    pair near or past its expiry is read by cryptography for the warning's date."""
+    files = TlsFiles(*write_pair(tmp_path, days=40))
+    assert not_after(files) == load_certificate(files.cert.read_bytes()).not_valid_after_utc
+    assert expiry_warning(files, NOW) is None
+    soon = expiry_warning(files, NOW + datetime.timedelta(days=11))  # 29 days left
+    assert soon is not None and "expires on" in soon
+    old = TlsFiles(*write_pair(tmp_path, "old", days=5, now=NOW - datetime.timedelta(days=10)))
+    assert not_after(old) is None  # ssl: it does not verify today
+    expired = expiry_warning(old, NOW)
+    assert expired is not None and "expired on" in expired

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import os
 import shutil
 import subprocess
 import sys
@@ -87,3 +88,45 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
         if line.strip() and "resilience.service" in line
     ]
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
+
+
+
+SCRYPT_TWICE = """
+from resilience.ocpp.passwords import hash_password, verify_password
+def rss_mb():
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) for l in status if l.startswith("VmRSS")) / 1024
+stored = hash_password("station password")  # scrypt, 16 MB of work memory
+before = rss_mb()
+assert verify_password("station password", stored)
+assert not verify_password("wrong", stored)
+print(rss_mb() - before)
+"""
+
+
+def resident_after_scrypts(environ: dict[str, str]) -> float:
+    """[MB] what two more scrypt checks leave resident (each station's connection makes one)."""
+    result = subprocess.run(
+        [sys.executable, "-c", SCRYPT_TWICE],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return float(result.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc, /proc")
+def test_the_units_glibc_tunables_keep_scrypt_memory_from_staying_resident() -> None:
+    """glibc raises its mmap threshold when a large block is freed, so the next 16 MB
+    scrypt buffer comes from the heap and stays resident; the unit fixes the threshold."""
+    tunables = [
+        line.partition("=")[2]
+        for line in unit_options()["Service"]["Environment"]
+        if line.startswith("GLIBC_TUNABLES=")
+    ]
+    assert tunables and "glibc.malloc.mmap_threshold=" in tunables[0]
+    plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    assert resident_after_scrypts(plain) > 12.0  # what the unit's line is for
+    assert resident_after_scrypts({**plain, "GLIBC_TUNABLES": tunables[0]}) < 2.0
