@@ -13,8 +13,13 @@ Only the controller process is measured (psutil), after a warm-up:
 Goals on the gateway: RSS <= 80 MB and growing by less than 2 MB over the run,
 CPU <= 10 % of one core.
 
+The simulated devices answer after their families' realistic response latencies
+(docs/registers.md, "Device response times"); `--instant` answers at once, as before
+they had latencies, to compare. The JSON says which (`latencies`).
+
     .venv/bin/python bench/footprint.py                # 10 minutes
     .venv/bin/python bench/footprint.py --seconds 60   # a quick look
+    .venv/bin/python bench/footprint.py --instant      # devices that answer at once
 
 Prints progress, and last a line of JSON.
 """
@@ -44,12 +49,15 @@ from islanding import to_toml  # noqa: E402  (the bench's small TOML writer)
 MB = 1024 * 1024
 
 
-def start_simulator(site: Path, log: Path) -> tuple[subprocess.Popen[str], dict[str, int]]:
+def start_simulator(
+    site: Path, log: Path, *, instant: bool = False
+) -> tuple[subprocess.Popen[str], dict[str, int]]:
     """firmware_sim on free ports; returns the process and device -> port."""
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "firmware_sim", "--config", str(site)),
             *("--free-ports", "--control-port", "0"),
+            *(["--instant"] if instant else []),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -106,11 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=600.0, help="measured run [s]")
     parser.add_argument("--warmup", type=float, default=10.0, help="before measuring [s]")
     parser.add_argument("--every", type=float, default=10.0, help="sample period [s]")
+    parser.add_argument(
+        "--instant", action="store_true", help="simulated devices answer at once (to compare)"
+    )
     args = parser.parse_args(argv)
     resilience = Path(sys.executable).parent / "resilience"
     with tempfile.TemporaryDirectory(prefix="resilience-footprint-") as name:
         tmp = Path(name)
-        sim, ports = start_simulator(ROOT / "config" / "site.toml", tmp / "sim.log")
+        sim, ports = start_simulator(
+            ROOT / "config" / "site.toml", tmp / "sim.log", instant=args.instant
+        )
         controller: subprocess.Popen[bytes] | None = None
         try:
             site = controller_site(tmp, ports)
@@ -154,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 stop(controller)
             stop(sim)
     result = {
+        "latencies": "instant" if args.instant else "realistic",
         "seconds": round(wall, 1),
         "cycle_period_s": 0.02,
         "rss_mb_start": round(rss_start, 1),
