@@ -67,10 +67,13 @@ OUTLET_DRIVERS = frozenset({"v2l_outlet", "v2l_serial"})
 """Drivers of V2L outlets: the register adapter (Modbus) and the line-protocol meter."""
 
 LINE_PROTOCOL_DRIVERS = frozenset({"v2l_serial"})
+"""Drivers that speak a line protocol of their own over a serial port (transport "serial")."""
 NO_POLL_DRIVERS = frozenset({"ocpp"})
 """Drivers whose readings are pushed to the controller, not polled within a cycle: no
-read timeout to fit in the cycle period, no endpoint of their own."""
-"""Drivers that speak a line protocol of their own over a serial port (transport "serial")."""
+read timeout, no endpoint of their own."""
+DEFAULT_POLL_S = 1.0
+"""[s] how often a device that is not read every cycle is read, by default
+(resilience/poll_schedule.py)."""
 
 LARGEST_READ_REGISTERS: dict[str, int] = {
     # the longest reply each Modbus driver ever asks for (SunSpec: the identity check)
@@ -526,6 +529,11 @@ class Device(_Model):
     stopbits: Literal[1, 2] = 1
     unit_id: Annotated[int, Field(ge=0, le=247)] = 1
     timeout_s: PositiveFloat = 0.01
+    poll_period_s: Annotated[float, Field(gt=0, le=10)] | None = None
+    """[s] how often the device is read when its mode does not ask for every cycle
+    (resilience/poll_schedule.py): by default 1 s. The grid meter and the PCC breaker are
+    read every cycle (they may not be given a longer period), and so is a grid-former while
+    the site is off the grid."""
     rating_w: PositiveFloat | None = None
     can_form: bool = False
     # A grid-forming charger whose grid-parallel input is wired to the PCC breaker's
@@ -784,15 +792,18 @@ def _check_transport(name: str, device: Device) -> list[tuple[str, str]]:
             (
                 f"{key}.transport",
                 'transport "ocpp" is for driver "ocpp" (a station that connects to the'
-                " controller's central system), and driver \"ocpp\" has no other transport",
+                ' controller\'s central system), and driver "ocpp" has no other transport',
             )
         )
         return problems
     if kind == "ocpp":
         if device.ocpp is None:
             problems.append(
-                (f"{key}.ocpp", "required section is missing: the station's identity ([devices."
-                 f"{name}.ocpp] identity = ...)")
+                (
+                    f"{key}.ocpp",
+                    "required section is missing: the station's identity ([devices."
+                    f"{name}.ocpp] identity = ...)",
+                )
             )
         if device.port != 0:
             problems.append((f"{key}.port", "a Modbus port: an OCPP station connects to [ocpp]"))
@@ -1042,8 +1053,10 @@ def _check_trip(grid: GridSection) -> list[tuple[str, str]]:
                 low = show(names[i]) if names[i] else f"nominal {middle:g} {unit}"
                 high = show(names[i + 1]) if names[i + 1] else f"nominal {middle:g} {unit}"
                 problems.append(
-                    (key(bad), f"{low} must be below {high} (stage 2 beyond stage 1, both"
-                     " beyond nominal)")
+                    (
+                        key(bad),
+                        f"{low} must be below {high} (stage 2 beyond stage 1, both beyond nominal)",
+                    )
                 )
         for deep, shallow in ((under2, under1), (over2, over1)):
             if p[deep].clearing_s > p[shallow].clearing_s:
@@ -1069,6 +1082,52 @@ def _check_trip(grid: GridSection) -> list[tuple[str, str]]:
                     " reconnect",
                 )
             )
+    return problems
+
+
+def _check_poll_period(config: SiteConfig, name: str, device: Device) -> list[tuple[str, str]]:
+    """A device's own read period: no shorter than the cycle (it is read at most once a
+    cycle), and the grid meter's and the PCC breaker's no longer (grid-loss detection and
+    the synchronisation check rest on them every cycle). A read may stay in flight across
+    cycles, so a timeout longer than the cycle is fine; one longer than the period would
+    leave the device unread for longer than its period says."""
+    key = f"devices.{name}"
+    cycle = config.site.cycle_period_s
+    period = device.poll_period_s
+    problems: list[tuple[str, str]] = []
+    if device.driver in NO_POLL_DRIVERS:
+        if period is not None:
+            problems.append(
+                (f"{key}.poll_period_s", "an OCPP station pushes its readings: it is not polled")
+            )
+        return problems
+    if period is not None and period < cycle:
+        problems.append(
+            (
+                f"{key}.poll_period_s",
+                f"{period:g} s is shorter than the cycle period {cycle:g} s"
+                " (site.cycle_period_s): a device is read at most once a cycle",
+            )
+        )
+    fast = name in (config.grid.meter, config.grid.pcc_breaker)
+    if fast and period is not None and period > cycle:
+        problems.append(
+            (
+                f"{key}.poll_period_s",
+                f"{period:g} s: the grid meter and the PCC breaker are read every cycle"
+                f" ({cycle:g} s, site.cycle_period_s); grid-loss detection rests on them",
+            )
+        )
+    effective = cycle if fast else max(cycle, period if period is not None else DEFAULT_POLL_S)
+    if device.timeout_s > max(effective, 10 * cycle):
+        problems.append(
+            (
+                f"{key}.timeout_s",
+                f"timeout {device.timeout_s:g} s is longer than the device's read period"
+                f" {effective:g} s (and ten cycles): a silent device would go unread for"
+                " longer than its period allows; shorten it or set a longer poll_period_s",
+            )
+        )
     return problems
 
 
@@ -1273,7 +1332,6 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
     """Problems that single fields cannot show: (key path, reason) pairs."""
     problems: list[tuple[str, str]] = _check_api(config.api)
     devices = config.devices
-    cycle = config.site.cycle_period_s
 
     def need(key: str, name: str, driver: str) -> None:
         kinds = (
@@ -1295,14 +1353,7 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
     for name, device in devices.items():
         key = f"devices.{name}"
         problems.extend(_check_transport(name, device))
-        if device.timeout_s >= cycle and device.driver not in NO_POLL_DRIVERS:
-            problems.append(
-                (
-                    f"{key}.timeout_s",
-                    f"timeout {device.timeout_s} s is not shorter than the cycle period"
-                    f" {cycle} s (site.cycle_period_s)",
-                )
-            )
+        problems.extend(_check_poll_period(config, name, device))
         if device.driver in _PER_DRIVER_RATING and device.rating_w is None:
             problems.append((f"{key}.rating_w", f"a {device.driver} needs rating_w"))
         limit = _MAX_RATING_W.get(device.driver)

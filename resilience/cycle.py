@@ -62,30 +62,66 @@ from resilience.occupancy import Occupancy, describe
 from resilience.outputs import Decision, Outputs
 from resilience.overrides import OverrideError, Overrides, VehicleView
 from resilience.policies.leaving import cap_fraction
+from resilience.poll_schedule import SLOW_GRACE_READS, poll_period_s, read_every_cycle
 from resilience.store import Store
 from resilience.supervision import Supervisor
-from resilience.write_plan import CANCELLING, Kind, Write, plan_writes
+from resilience.write_plan import CANCELLING, Kind, Phase, Write, plan_writes
 
 log = logging.getLogger("resilience.cycle")
 
 GRACE_READS = 5  # a device is unavailable only after this many missed reads in a row ...
 # ... and `DeviceSlot.stale_after_s` without an answer (both must have passed)
 STARTUP_GRACE_S = 2.0  # a device not yet heard from is alarmed only after this long
+READ_WAIT_FRACTION = 0.5
+"""The share of the cycle period a cycle waits for its reads' replies; a later reply is
+used by a later cycle."""
+WRITE_WAIT_FRACTION = 0.3
+"""The share of the period it then waits for its commands' answers; the rest go on."""
+
+
+def _slot(config: SiteConfig, name: str, driver: Any, now: float) -> DeviceSlot:
+    """A device's slot: its own period, and how long a silence may last at each pace."""
+    period = config.site.cycle_period_s
+    poll = poll_period_s(config, name)
+    device = config.devices.get(name)
+    timeout = device.timeout_s if device is not None else period
+    fast_stale = max(5 * period, 0.1)
+    return DeviceSlot(
+        name,
+        driver,
+        stale_after_s=fast_stale,
+        poll_s=poll,
+        slow_stale_after_s=max(fast_stale, SLOW_GRACE_READS * poll + timeout),
+        since_s=now,
+    )
 
 
 @dataclass
 class DeviceSlot:
-    """One device: its driver, its last good reading and its health."""
+    """One device: its driver, its schedule, its last good reading and its health.
+
+    `stale_after_s` and `grace_reads` are the device's patience while it is read every
+    cycle; `slow_stale_after_s` and `SLOW_GRACE_READS` while it is read at its own
+    period (`poll_s`): a device read once a second is not unavailable after 0.1 s.
+    """
 
     device_id: str
     driver: Any
     stale_after_s: float
+    poll_s: float = 0.0
+    slow_stale_after_s: float = 0.0
     reading: Any = None
-    last_ok_s: float | None = None
+    last_ok_s: float | None = None  # [s] when its last good reply arrived
+    read_at_s: float | None = None  # [s] when that reading was asked for (its age)
     available: bool = False
     since_s: float = 0.0
     error: str = ""
     failures: int = 0
+    fast: bool = True  # read every cycle in the site's present mode
+    next_due_s: float = -math.inf  # [s] when it is next read, at its own period
+    inflight: asyncio.Future[Any] | None = None  # a read whose reply is still awaited
+    asked_s: float = 0.0  # [s] when that read was sent
+    writing: int = 0  # commands to it still awaiting their answer
 
 
 @dataclass(frozen=True)
@@ -149,11 +185,9 @@ class Controller:
         self.clock = clock
         self.wall = wall
         now = clock()
-        period = config.site.cycle_period_s
-        self.slots = {
-            name: DeviceSlot(name, driver, stale_after_s=max(5 * period, 0.1), since_s=now)
-            for name, driver in drivers.items()
-        }
+        self.slots = {name: _slot(config, name, driver, now) for name, driver in drivers.items()}
+        self._pace: tuple[Mode, bool] | None = None  # what `slot.fast` was last set for
+        self._writing: set[asyncio.Future[None]] = set()  # write plans still under way
         self.overrides = Overrides.from_state(store.get_state("overrides"), config)
         memory = Memory(mode_since_s=now)
         memory.locked_off = self.overrides.locked_off  # one set, shared with the mode machine
@@ -209,53 +243,110 @@ class Controller:
                 delay = 0.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
+        await self.settle_io()
         self.store.record_event("controller", "controller stopped", data={})
+
+    async def settle_io(self) -> None:
+        """Cancel the reads and writes still awaiting a device (on stop)."""
+        pending = [s.inflight for s in self.slots.values() if s.inflight is not None]
+        pending.extend(self._writing)
+        for future in pending:
+            future.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def cycle_once(self) -> Decision:
         start = self.clock()
         self.stats.record_start(start)
-        await self._read_all()
+        period = self.config.site.cycle_period_s
+        await self._read_all(READ_WAIT_FRACTION * period)
         now = self.clock()
         snap = self.build_snapshot(now)
         await self._process_commands()
         decision = self.modes.step(snap)
-        await self._write(decision.outputs, snap)
+        if decision.transitions:
+            self._all_due(now)  # a new mode: read the whole field at once
+        await self._write(decision.outputs, snap, WRITE_WAIT_FRACTION * period)
         self._record(decision, snap)
         self.stats.cycles += 1
         self.stats.last_duration_s = self.clock() - start
         return decision
 
-    # ------------------------------------------------------------------ read phase
-    async def _read_all(self) -> None:
-        """Start every read, then wait for those that had to wait on I/O.
+    def _all_due(self, now: float) -> None:
+        for slot in self.slots.values():
+            slot.next_due_s = now
 
-        Each read coroutine is run eagerly up to its first real wait (a Modbus request
-        sent, its reply pending): all requests go out before any reply is awaited, and a
-        read that needs no I/O wait (an in-process transport) costs no task at all.
+    # ------------------------------------------------------------------ read phase
+    async def _read_all(self, wait_s: float = math.inf) -> None:
+        """Start the reads that are due, then wait up to `wait_s` for their replies.
+
+        Due: the devices read every cycle in this mode (`poll_schedule.read_every_cycle`),
+        and the others once their own period has passed (or a command to them, or a new
+        mode, made them due at once). A device whose read is still in flight is not asked
+        again. Each read coroutine is run eagerly up to its first real wait (a request
+        sent): all requests go out before any reply is awaited, and a read that needs no
+        I/O wait (an in-process transport) completes here, without a task. A reply that
+        comes after `wait_s` lands in its slot when it comes, for a later cycle: the cycle
+        never waits for the slowest device. Replies are taken into the slots here only, at
+        one point of the cycle, so a snapshot and the alarms raised with it agree.
         """
-        slots = list(self.slots.values())
-        results: list[Any] = [None] * len(slots)
-        waiting: list[tuple[int, asyncio.Future[Any]]] = []
-        for i, slot in enumerate(slots):
+        start = self.clock()
+        grid = self.config.grid
+        blind = not any(
+            slot.available
+            for slot in (self.slots.get(grid.meter), self.slots.get(grid.pcc_breaker))
+            if slot is not None
+        )
+        pace = (self.modes.mode, blind)
+        if pace != self._pace:
+            self._pace = pace
+            fast = read_every_cycle(self.config, pace[0], blind=blind)
+            for slot in self.slots.values():
+                slot.fast = slot.device_id in fast
+        waiting: list[tuple[DeviceSlot, asyncio.Future[Any]]] = []
+        early = 0.5 * self.config.site.cycle_period_s
+        for slot in self.slots.values():
+            if slot.inflight is not None:
+                if not slot.inflight.done():
+                    waiting.append((slot, slot.inflight))
+                    continue
+                self._reply(slot, slot.inflight)  # came in since the last cycle
+            if not slot.fast and start + early < slot.next_due_s:
+                continue  # (`early`: read by the cycle nearest its due time, not the next)
+            slot.next_due_s = start + slot.poll_s
             coro = slot.driver.read()
             try:
                 first = coro.send(None)
             except StopIteration as done:
-                results[i] = done.value
+                self._landed(slot, start, done.value)
             except Exception as exc:
-                results[i] = exc
+                self._landed(slot, start, exc)
             else:
-                waiting.append((i, asyncio.ensure_future(_Resumed(coro, first))))
+                future: asyncio.Future[Any] = asyncio.ensure_future(_Resumed(coro, first))
+                slot.inflight, slot.asked_s = future, start
+                waiting.append((slot, future))
         if waiting:
-            finished = await asyncio.gather(*(f for _, f in waiting), return_exceptions=True)
-            for (i, _), result in zip(waiting, finished, strict=True):
-                results[i] = result
+            futures = [future for _, future in waiting]
+            await asyncio.wait(futures, timeout=max(0.0, wait_s - (self.clock() - start)))
+            for slot, future in waiting:
+                if future.done():
+                    self._reply(slot, future)
+
+    def _reply(self, slot: DeviceSlot, future: asyncio.Future[Any]) -> None:
+        """A read's reply (or failure) has come: into the slot."""
+        slot.inflight = None
+        if future.cancelled():
+            return
+        exc = future.exception()
+        self._landed(slot, slot.asked_s, exc if exc is not None else future.result())
+
+    def _landed(self, slot: DeviceSlot, sent_s: float, result: Any) -> None:
         now = self.clock()
-        for slot, result in zip(slots, results, strict=True):
-            if isinstance(result, BaseException):
-                self._failed(slot, result, now)
-            else:
-                self._succeeded(slot, result, now)
+        if isinstance(result, BaseException):
+            self._failed(slot, result, now)
+        else:
+            self._succeeded(slot, result, now)
+            slot.read_at_s = sent_s
 
     def field_read(self) -> tuple[int, int] | None:
         """(answering, silent) once every device has answered or been declared
@@ -290,8 +381,13 @@ class Controller:
         message = f"{type(exc).__name__}: {exc}"
         # The grace is in time and in reads: a cycle that overran (CPU load, a stalled
         # switch) must not turn one missed read into "unavailable".
+        stale_after_s, grace = (
+            (slot.stale_after_s, GRACE_READS)
+            if slot.fast
+            else (slot.slow_stale_after_s, SLOW_GRACE_READS)
+        )
         fresh = slot.last_ok_s is not None and (
-            now - slot.last_ok_s <= slot.stale_after_s or slot.failures < GRACE_READS
+            now - slot.last_ok_s <= stale_after_s or slot.failures < grace
         )
         if slot.available and fresh:
             return
@@ -426,6 +522,7 @@ class Controller:
             self._same_tuple("outlets", outlets),
             pv,
             self._health(),
+            tuple(slot.read_at_s if slot.available else None for slot in self.slots.values()),
         )
 
     def _same_tuple(self, key: str, items: list[Any]) -> tuple[Any, ...]:
@@ -449,9 +546,16 @@ class Controller:
         return self._health_tuple
 
     # ------------------------------------------------------------------ write phase
-    async def _write(self, outputs: Outputs, snap: Snapshot) -> None:
-        """Send the cycle's writes phase by phase (see `write_plan`): each phase together,
-        awaited before the next; a failed shed or supply increase cancels the rest."""
+    async def _write(self, outputs: Outputs, snap: Snapshot, wait_s: float = math.inf) -> None:
+        """Plan the cycle's writes and send them phase by phase (see `write_plan`), waiting
+        up to `wait_s` for them; a plan still under way after that goes on by itself.
+
+        A device never has two commands in flight: a write to a device still busy with an
+        earlier one is left for a later cycle (it is not recorded as written, so the plan
+        wants it again). In a cancelling phase (a shed, a supply increase) that counts as
+        not done, and the plan's later phases wait, as after a failed write.
+        """
+        start = self.clock()
         now = snap.time_s
         readings = {
             device_id: slot.reading
@@ -461,14 +565,40 @@ class Controller:
         plan = plan_writes(outputs, readings, self._written, now, self.config)
         for key, value in plan.reflected.items():
             self._written[key] = (value, now)
-        for phase, writes in plan.phases:
-            for write in writes:
+        if not plan.phases:
+            return
+        coro = self._send_plan(plan.phases, now)
+        try:
+            first = coro.send(None)
+        except StopIteration:
+            return
+        task = asyncio.ensure_future(_Resumed(coro, first))
+        self._writing.add(task)
+        task.add_done_callback(self._plan_done)
+        await asyncio.wait({task}, timeout=max(0.0, wait_s - (self.clock() - start)))
+
+    def _plan_done(self, task: asyncio.Future[None]) -> None:
+        self._writing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a write plan failed: %r", task.exception())
+
+    async def _send_plan(
+        self, phases: tuple[tuple[Phase, tuple[Write, ...]], ...], now: float
+    ) -> None:
+        for phase, writes in phases:
+            busy = [w for w in writes if self.slots[w.device_id].writing]
+            sending = [w for w in writes if not self.slots[w.device_id].writing]
+            for write in sending:
                 self._written[write.key] = (write.value, now)
+                self.slots[write.device_id].writing += 1
             results = await asyncio.gather(
-                *(self._send(write) for write in writes), return_exceptions=True
+                *(self._send(write) for write in sending), return_exceptions=True
             )
-            failed = False
-            for write, result in zip(writes, results, strict=True):
+            failed = bool(busy)
+            for write, result in zip(sending, results, strict=True):
+                slot = self.slots[write.device_id]
+                slot.writing -= 1
+                slot.next_due_s = -math.inf  # read it again at once: did it take?
                 if isinstance(result, BaseException):
                     failed = True
                     self._write_failed(write, result)
@@ -477,7 +607,7 @@ class Controller:
             if failed and phase in CANCELLING:
                 # retried every cycle; the failure itself is alarmed once (_write_failed)
                 log.debug(
-                    "write phase %s failed: the later phases wait for the next cycle",
+                    "write phase %s not done: the later phases wait for the next cycle",
                     phase.name.lower(),
                 )
                 return

@@ -209,6 +209,18 @@ class Snapshot:
     outlets: tuple[OutletState, ...]
     pv: PVState | None
     health: tuple[DeviceHealth, ...] = field(default=())
+    # When each device's reading in this snapshot was asked for [s, controller clock], in
+    # the order of `health`; None for a device with no reading. Devices are read on their
+    # own schedules (resilience/poll_schedule.py), so values differ in age: `age_s`.
+    read_at_s: tuple[float | None, ...] = field(default=())
+
+    def age_s(self, device_id: str) -> float | None:
+        """[s] how old the device's reading is (None: no reading, or no ages given)."""
+        for i, health in enumerate(self.health):
+            if health.device_id == device_id:
+                at = self.read_at_s[i] if i < len(self.read_at_s) else None
+                return None if at is None else self.time_s - at
+        return None
 
     def load(self, load_id: str) -> LoadState:
         for load in self.loads:

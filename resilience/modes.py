@@ -427,6 +427,17 @@ def g_field_islanded(ctx: GuardContext) -> str | None:
     return None
 
 
+def stale_for_close(ctx: GuardContext) -> bool:
+    """The PCC breaker's reading (its synchronisation check) is older than one cycle plus
+    the breaker's timeout allows: too old to close on (rule 2; a reading with no age, as
+    in a hand-built snapshot, is judged by the check alone)."""
+    grid = ctx.config.grid
+    age = ctx.snap.age_s(grid.pcc_breaker)
+    device = ctx.config.devices.get(grid.pcc_breaker)
+    timeout = device.timeout_s if device is not None else 0.0
+    return age is not None and age > 2 * ctx.config.site.cycle_period_s + timeout
+
+
 def g_field_dark(ctx: GuardContext) -> str | None:
     if pcc_position(ctx) is BreakerPosition.OPEN and not (
         forming_vehicle(ctx) is not None and bus_live(ctx)
@@ -1973,6 +1984,10 @@ class SiteModes:
                 f"{former.charger_id} has no PCC interlock: reconnecting break before make"
                 " (the site bus is dark until the PCC closes)"
             )
+            return frequency, voltage, BreakerCommand.NONE
+        if stale_for_close(ctx):
+            # Its reply came late (a read in flight across cycles): the angle it measured
+            # has moved since; wait for a fresh one rather than close on an old check.
             return frequency, voltage, BreakerCommand.NONE
         check = sync_check(pcc, self._close_check, ctx.config.grid.nominal_voltage_v)
         if not check.ok:

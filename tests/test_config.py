@@ -461,16 +461,40 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     ),
     # timing
     (
-        "timeout equal to the cycle period",
-        set_("devices.pv.timeout_s", 0.02),
+        "timeout longer than the device's own period",
+        set_("devices.pv.timeout_s", 1.5),
         "devices.pv.timeout_s",
-        "timeout 0.02 s is not shorter than the cycle period 0.02 s (site.cycle_period_s)",
+        "timeout 1.5 s is longer than the device's read period 1 s (and ten cycles)",
     ),
     (
-        "timeout longer than the cycle period",
+        "grid meter timeout longer than ten cycles",
         set_("devices.grid_meter.timeout_s", 1.0),
         "devices.grid_meter.timeout_s",
-        "not shorter than the cycle period",
+        "longer than the device's read period 0.02 s (and ten cycles)",
+    ),
+    (
+        "poll period shorter than the cycle",
+        set_("devices.pv.poll_period_s", 0.01),
+        "devices.pv.poll_period_s",
+        "0.01 s is shorter than the cycle period 0.02 s (site.cycle_period_s)",
+    ),
+    (
+        "grid meter read less than every cycle",
+        set_("devices.grid_meter.poll_period_s", 0.5),
+        "devices.grid_meter.poll_period_s",
+        "the grid meter and the PCC breaker are read every cycle",
+    ),
+    (
+        "PCC breaker read less than every cycle",
+        set_("devices.pcc_breaker.poll_period_s", 0.1),
+        "devices.pcc_breaker.poll_period_s",
+        "grid-loss detection rests on them",
+    ),
+    (
+        "poll period on an OCPP station",
+        set_("devices.ocpp_1.poll_period_s", 1.0),
+        "devices.ocpp_1.poll_period_s",
+        "pushes its readings: it is not polled",
     ),
     (
         "zero timeout",
@@ -761,13 +785,22 @@ def test_a_tier_only_on_a_v2l_circuit_is_missing_on_the_bus() -> None:
     assert "missing tier 'life_safety'" in problems[0].reason
 
 
-def test_cycle_period_shorter_than_every_timeout_names_each_device() -> None:
-    problems = problems_after(set_("site.cycle_period_s", 0.005))
-    assert sorted(p.key for p in problems) == sorted(
-        f"devices.{name}.timeout_s"
-        for name, device in REFERENCE["devices"].items()
-        if device["driver"] != "ocpp"  # a station pushes its readings: no read to time out
+def test_a_short_cycle_names_every_cycle_devices_whose_timeout_spans_ten_cycles() -> None:
+    # A read may stay in flight across cycles, but the grid meter and the PCC breaker are
+    # read every cycle: a silence of more than ten cycles before a read fails is refused;
+    # the others are judged against their own period (1 s by default).
+    problems = problems_after(
+        set_("site.cycle_period_s", 0.005),
+        *(
+            set_(f"devices.{name}.timeout_s", 0.2)
+            for name, device in REFERENCE["devices"].items()
+            if device["driver"] != "ocpp"
+        ),
     )
+    assert sorted(p.key for p in problems) == [
+        "devices.grid_meter.timeout_s",
+        "devices.pcc_breaker.timeout_s",
+    ]
 
 
 def test_several_field_problems_are_all_reported() -> None:
@@ -792,7 +825,7 @@ def test_several_cross_check_problems_are_all_reported() -> None:
         set_("devices.charger_2.port", 15031),
         set_(f"loads[{RADIO}].channel", 0),
         set_(f"vehicles[{FLEET_1}].charger", "charger_9"),
-        set_("devices.pv.timeout_s", 0.5),
+        set_("devices.pv.timeout_s", 1.5),
     )
     assert sorted(p.key for p in problems) == [
         "devices.charger_2.port",

@@ -21,6 +21,7 @@ from resilience.model import (
     BreakerReading,
     ChargerMode,
     ChargerState,
+    DeviceHealth,
     GridReading,
     LoadState,
     Mode,
@@ -67,6 +68,7 @@ class Field:
     phase_deg: float = 0.0
     back_feed: bool = False
     closed_out_of_sync: bool = False
+    pcc_age_s: float | None = None  # how old the breaker's reading is (None: no ages given)
 
     def __post_init__(self) -> None:
         for load in self.config.loads:
@@ -210,6 +212,12 @@ class Field:
             for oid in cfg.outlets
         )
         pv = PVState("pv", self.pv_w if live else 0.0, 20000.0, 100.0, True)
+        if self.pcc_age_s is not None:
+            health = (DeviceHealth(cfg.grid.pcc_breaker, pcc is not None, 0.0),)
+            return Snapshot(
+                now, grid, pcc, loads, tuple(vehicles), outlets, pv, health,
+                (now - self.pcc_age_s,),
+            )  # fmt: skip
         return Snapshot(now, grid, pcc, loads, tuple(vehicles), outlets, pv)
 
 
@@ -385,6 +393,24 @@ def test_a_former_with_a_pcc_interlock_is_closed_onto_the_grid_while_forming(
     run.until(Mode.GRID_CONNECTED, config.grid.return_to_service_s + 30)
     close = next(d for d in run.decisions if d.outputs.pcc is BreakerCommand.CLOSE)
     assert ChargerMode.FORM in {c.mode for c in close.outputs.chargers.values()}  # seamless
+    assert not run.field.back_feed and not run.field.closed_out_of_sync
+
+
+def test_a_late_breaker_reading_is_never_closed_on(config: SiteConfig) -> None:
+    """The synchronisation check of a reading whose reply came cycles late measured an
+    angle that has moved since: no close on it (rule 2), until a fresh one passes."""
+    run = new_run(config)
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    run.field.grid_present = True
+    run.field.pcc_age_s = 0.1  # every reading five cycles old
+    run.until(Mode.RESYNCHRONISING, config.grid.return_to_service_s + 5)
+    run.advance(20.0)
+    assert all(d.outputs.pcc is not BreakerCommand.CLOSE for d in run.decisions)
+    assert run.modes.mode is Mode.RESYNCHRONISING
+    run.field.pcc_age_s = 0.0
+    run.until(Mode.GRID_CONNECTED, 30.0)
     assert not run.field.back_feed and not run.field.closed_out_of_sync
 
 
