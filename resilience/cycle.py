@@ -261,7 +261,10 @@ class Controller:
         start = self.clock()
         self.stats.record_start(start)
         period = self.config.site.cycle_period_s
-        await self._read_all(READ_WAIT_FRACTION * period)
+        # Starting (after a restart): nothing is decided on a field half read, so the cycle
+        # waits for every reply (each bounded by its device's timeout), as before any action.
+        starting = self.modes.mode is Mode.STARTING
+        await self._read_all(math.inf if starting else READ_WAIT_FRACTION * period)
         now = self.clock()
         snap = self.build_snapshot(now)
         await self._process_commands()
