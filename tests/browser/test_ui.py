@@ -69,6 +69,8 @@ async def test_operator_watches_a_grid_loss_sheds_a_load_and_registers_a_car(
     await page.wait_for_selector("#register:not([open])", state="attached")
     assert ui.running.controller.overrides.donors["v2l_1"].reserve_soc_pct == 55
     await page.wait_for_selector('.vehicle[data-connector="v2l_1"] button[data-action="release"]')
+    # the new reserve shows with the next status push (the button may come a push earlier)
+    await page.wait_for_selector('.vehicle[data-connector="v2l_1"] .meta:has-text("reserve 55")')
     assert "55" in await page.text_content('.vehicle[data-connector="v2l_1"] .meta')
 
 
