@@ -1,12 +1,13 @@
 """API load against a running controller: does serving the tablets disturb the control loop?
 
     .venv/bin/python bench/api_load.py [--duration 30] [--rate 200] [--streams 20] [--idle 10]
-                                       [--tls]
+                                       [--tls] [--instant]
 
 Three processes on loopback, as on the gateway:
 
 1. the simulated site, `python -m firmware_sim --config config/site.toml --free-ports`
-   (its own process, like real devices);
+   (its own process, like real devices), its devices answering after their families'
+   realistic response latencies (docs/registers.md), or at once with `--instant`;
 2. the controller and the API+UI, in this process, in one event loop, exactly as
    `resilience run` serves them (uvicorn on 127.0.0.1, a free port);
 3. a load generator in its own process (`--worker`): `--streams` clients on the live
@@ -140,7 +141,9 @@ async def worker(
 
 
 # ---------------------------------------------------------------------- the site
-def start_sim(config: str) -> tuple[subprocess.Popen[str], dict[str, int]]:
+def start_sim(
+    config: str, *, instant: bool = False
+) -> tuple[subprocess.Popen[str], dict[str, int]]:
     sim = subprocess.Popen(
         [
             sys.executable,
@@ -151,6 +154,7 @@ def start_sim(config: str) -> tuple[subprocess.Popen[str], dict[str, int]]:
             "--free-ports",
             "--control-port",
             "0",
+            *(["--instant"] if instant else []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -186,7 +190,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
     quiet_pymodbus()
     config = load_site(args.config)
-    sim, ports = start_sim(args.config)
+    sim, ports = start_sim(args.config, instant=args.instant)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             running = await start(config.with_ports(ports), store_path=str(Path(tmp) / "b.sqlite"))
@@ -245,6 +249,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 result.update(
                     {
                         "tls": bool(args.tls),
+                        "latencies": "instant" if args.instant else "realistic",
                         "cycle_period_ms": period * 1000,
                         "cycles_idle": len(idle),
                         "cycles_loaded": len(loaded),
@@ -289,6 +294,9 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=20, help="live-stream clients")
     parser.add_argument("--idle", type=float, default=10.0, help="[s] measured before the load")
     parser.add_argument("--tls", action="store_true", help="serve HTTPS (self-signed, verified)")
+    parser.add_argument(
+        "--instant", action="store_true", help="simulated devices answer at once (to compare)"
+    )
     args = parser.parse_args()
     if not (0 < args.duration <= 600 and 0 < args.rate <= 2000 and 0 <= args.streams <= 200):
         parser.error("keep the load bounded: duration <= 600 s, rate <= 2000/s, streams <= 200")

@@ -19,8 +19,13 @@ cycle period (20 ms). Only the controller process is measured (psutil), after a 
 Goals on the gateway (issue 14): CPU <= 5 % of one core, RSS <= 70 MB, growth < 1 MB
 per 10 minutes.
 
+The simulated devices answer after their families' realistic response latencies
+(docs/registers.md, "Device response times"); `--instant` answers at once, as before
+they had latencies, to compare. The JSON says which (`latencies`).
+
     .venv/bin/python bench/footprint.py                # 10 minutes
     .venv/bin/python bench/footprint.py --seconds 60   # a quick look
+    .venv/bin/python bench/footprint.py --instant      # devices that answer at once
     .venv/bin/python bench/footprint.py --seconds 300 --tracemalloc 60   # what grows
 
 `--tracemalloc SECONDS` sets RESILIENCE_TRACEMALLOC for the controller
@@ -69,7 +74,7 @@ def free_port() -> int:
 
 
 def start_simulator(
-    site: Path, log: Path, ocpp_port: int
+    site: Path, log: Path, ocpp_port: int, *, instant: bool = False
 ) -> tuple[subprocess.Popen[str], dict[str, int]]:
     """firmware_sim on free ports, its OCPP stations connecting to the controller's central
     system on `ocpp_port` with the demo passwords; returns the process and device -> port."""
@@ -79,6 +84,7 @@ def start_simulator(
             *("--free-ports", "--control-port", "0"),
             *("--ocpp-url", f"ws://127.0.0.1:{ocpp_port}/ocpp"),
             *("--ocpp-passwords", str(ROOT / "config" / "ocpp-demo-passwords.toml")),
+            *(["--instant"] if instant else []),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -173,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         help="trace the controller's allocations (resilience.memtrace): its growth by call"
         " site every SECONDS, printed at the end (costs memory and CPU: not a footprint run)",
     )
+    parser.add_argument(
+        "--instant", action="store_true", help="simulated devices answer at once (to compare)"
+    )
     args = parser.parse_args(argv)
     env = {**os.environ, **gateway_environment()}
     if args.tracemalloc is not None:
@@ -181,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="resilience-footprint-") as name:
         tmp = Path(name)
         ocpp_port = free_port()
-        sim, ports = start_simulator(ROOT / "config" / "site.toml", tmp / "sim.log", ocpp_port)
+        sim, ports = start_simulator(
+            ROOT / "config" / "site.toml", tmp / "sim.log", ocpp_port, instant=args.instant
+        )
         controller: subprocess.Popen[bytes] | None = None
         try:
             site = controller_site(tmp, ports, ocpp_port)
@@ -232,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             stop(sim)
     growth_per_10min = (rss_end - rss_start) * 600.0 / wall
     result = {
+        "latencies": "instant" if args.instant else "realistic",
         "seconds": round(wall, 1),
         "cycle_period_s": 0.02,
         "rss_mb_start": round(rss_start, 1),

@@ -15,7 +15,14 @@ After each loss the grid returns and the controller resynchronises (the bench's 
 the site file shortens the return-to-service delay to 1 s and uses the largest slip
 the synchronisation limits allow, so one outage takes a few seconds).
 
-    .venv/bin/python bench/islanding.py [--outages 50]
+Both times are taken when the simulated device acts on the request, after its
+response latency: the PCC open command when the breaker takes it.
+
+The simulated devices answer after their families' realistic response latencies
+(docs/registers.md, "Device response times"); `--instant` answers at once, as before
+they had latencies, to compare. The JSON says which (`latencies`).
+
+    .venv/bin/python bench/islanding.py [--outages 50] [--instant]
 
 Prints figures, and last a line of JSON with outages, pcc_open_p50_ms, pcc_open_p99_ms,
 balanced_p99_ms, cycle_jitter_p99_ms, cpu_pct, rss_mb.
@@ -183,12 +190,12 @@ async def wait_for(predicate: Any, timeout_s: float) -> bool:
     return True
 
 
-async def run(outages: int) -> dict[str, Any]:
+async def run(outages: int, *, instant: bool = False) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="resilience-bench-"))
     config, data = bench_site(tmp)
     former_capacity_w = max((d.rating_w or 0.0) for d in config.chargers.values() if d.can_form)
     probe = Probe()
-    async with SimSite(config, bind_free_ports=True) as site:
+    async with SimSite(config, bind_free_ports=True, instant=instant) as site:
         instrument(site, probe, former_capacity_w, config)
         controller_cfg = site.controller_config()
         data["devices"] = {
@@ -268,6 +275,7 @@ async def run(outages: int) -> dict[str, Any]:
             log.close()
             stop_process(proc)
     return {
+        "latencies": "instant" if instant else "realistic",
         "outages": len(pcc_open_ms),
         "pcc_open_p50_ms": round(percentile(pcc_open_ms, 50), 2),
         "pcc_open_p99_ms": round(percentile(pcc_open_ms, 99), 2),
@@ -287,8 +295,11 @@ async def run(outages: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outages", type=int, default=50)
+    parser.add_argument(
+        "--instant", action="store_true", help="simulated devices answer at once (to compare)"
+    )
     args = parser.parse_args()
-    result = asyncio.run(run(max(1, args.outages)))
+    result = asyncio.run(run(max(1, args.outages), instant=args.instant))
     print(
         f"\n{result['outages']} outages: PCC open command p50 {result['pcc_open_p50_ms']} ms,"
         f" p99 {result['pcc_open_p99_ms']} ms; balanced p99 {result['balanced_p99_ms']} ms;"

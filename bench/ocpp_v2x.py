@@ -31,7 +31,11 @@ Measured:
   LocalFrequency window (`local_frequency_offline_s`, 60 s): after it the stations go
   Idle and the former is alone, the dead-man's case (tests/ocpp/test_controller_killed.py)
 
-    .venv/bin/python bench/ocpp_v2x.py [--island-s 20] [--stations 12] [--no-pin]
+The simulated devices answer after their families' realistic response latencies
+(docs/registers.md, "Device response times"); `--instant` answers at once, as before
+they had latencies, to compare. The JSON says which (`latencies`).
+
+    .venv/bin/python bench/ocpp_v2x.py [--island-s 20] [--stations 12] [--instant] [--no-pin]
 
 Prints figures, then one line of JSON with stations, setpoint_rtt_p50_ms,
 setpoint_rtt_p99_ms, setpoint_to_power_p99_ms, deadman_fallback_s,
@@ -179,6 +183,7 @@ async def one_run(
     island_s: float,
     *,
     kill_for_local_frequency: bool = False,
+    instant: bool = False,
 ) -> dict[str, Any]:
     """One controller process against the simulated site: grid loss, island, steps, cut
     (or, `kill_for_local_frequency`, the controller killed: `_after_kill`)."""
@@ -187,7 +192,7 @@ async def one_run(
     site_path.write_text(to_toml(data), encoding="utf-8")
     config = load_site(site_path)
     samples = Samples()
-    async with SimSite(config, bind_free_ports=True) as site:
+    async with SimSite(config, bind_free_ports=True, instant=instant) as site:
         meter = site.devices[config.grid.meter]
         meter_read = meter.read
 
@@ -400,17 +405,23 @@ def pin() -> tuple[int, int] | None:
     return cores[0], cores[1]
 
 
-async def run(island_s: float, stations: int) -> dict[str, Any]:
+async def run(island_s: float, stations: int, *, instant: bool = False) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="resilience-bench-ocpp-"))
     data, passwords = bench_document(tmp, stations)
-    baseline = await one_run(tmp, modbus_only(data), {}, island_s)
-    with_stations = await one_run(tmp, data, passwords, island_s)
+    baseline = await one_run(tmp, modbus_only(data), {}, island_s, instant=instant)
+    with_stations = await one_run(tmp, data, passwords, island_s, instant=instant)
     lf = await one_run(
-        tmp, local_frequency(data), passwords, LF_ISLAND_S, kill_for_local_frequency=True
+        tmp,
+        local_frequency(data),
+        passwords,
+        LF_ISLAND_S,
+        kill_for_local_frequency=True,
+        instant=instant,
     )
     p99 = percentile(with_stations["jitter_ms"], 99)
     p99_base = percentile(baseline["jitter_ms"], 99)
     return {
+        "latencies": "instant" if instant else "realistic",
         "stations": stations,
         "pinned_cores": list(CORES) if CORES is not None else None,
         "setpoint_rtt_p50_ms": round(percentile(with_stations["rtts_ms"], 50), 2),
@@ -451,6 +462,9 @@ def main() -> None:
     parser.add_argument("--island-s", type=float, default=20.0)
     parser.add_argument("--stations", type=int, default=12)
     parser.add_argument(
+        "--instant", action="store_true", help="simulated devices answer at once (to compare)"
+    )
+    parser.add_argument(
         "--no-pin",
         action="store_true",
         help="share the cores between the simulated field and the controller",
@@ -458,7 +472,7 @@ def main() -> None:
     args = parser.parse_args()
     global CORES
     CORES = None if args.no_pin else pin()
-    result = asyncio.run(run(args.island_s, max(1, args.stations)))
+    result = asyncio.run(run(args.island_s, max(1, args.stations), instant=args.instant))
     print(
         f"\n{result['stations']} stations: setpoint RTT p50 {result['setpoint_rtt_p50_ms']} ms,"
         f" p99 {result['setpoint_rtt_p99_ms']} ms; setpoint -> power p99"

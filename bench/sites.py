@@ -94,8 +94,7 @@ def _loads(
                 devices[board] = {
                     "driver": "load_panel",
                     "port": PORT_BASE + 500 + boards,
-                    "channels": BOARD_CHANNELS,
-                    "timeout_s": 0.015,
+                    "channels": BOARD_CHANNELS,  # timeout_s: its family's least (check-config)
                 }
                 used = 0
             load["panel"] = board

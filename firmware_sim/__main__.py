@@ -5,8 +5,10 @@ behind one gateway share a host:port; "device_id ocpp <url>/<identity>" for an O
 station, which connects to `--ocpp-url` and keeps reconnecting until the controller's
 central system is up) and the
 control URL, so a person or a script (`resilience sim`) knows where to point the
-controller and the drills. Exit status: 0 after a clean stop, 2 for a bad site
-file or arguments, 1 when a port cannot be bound.
+controller and the drills. Every device answers after its family's response latency
+(`firmware_sim.latency`, seeded by `--latency-seed`); `--instant` answers at once, as
+the simulator did before it had latencies (to compare). Exit status: 0 after a clean
+stop, 2 for a bad site file or arguments, 1 when a port cannot be bound.
 """
 
 from __future__ import annotations
@@ -41,6 +43,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--tick", type=float, default=0.01, help="plant step period [s] (default 0.01)"
+    )
+    parser.add_argument(
+        "--instant",
+        action="store_true",
+        help="answer every request at once instead of after the device family's realistic"
+        " response latency (docs/registers.md, 'Device response times')",
+    )
+    parser.add_argument(
+        "--latency-seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the devices' response latencies (each device draws its own from N and"
+        " its device id; default 0)",
     )
     parser.add_argument(
         "--serial-link",
@@ -111,6 +127,9 @@ async def run(
     serial_links: dict[str, str] | None = None,
     ocpp_url: str | None = None,
     ocpp_passwords: dict[str, str] | None = None,
+    *,
+    instant: bool = False,
+    latency_seed: int = 0,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -123,6 +142,8 @@ async def run(
         serial_links=serial_links,
         ocpp_url=ocpp_url,
         ocpp_passwords=ocpp_passwords,
+        instant=instant,
+        latency_seed=latency_seed,
     )
     control = ControlServer(site.plant, port=control_port, stations=site.stations)
     try:
@@ -146,6 +167,8 @@ async def run(
         for device_id, station in site.stations.items():
             url = (ocpp_url or "").rstrip("/")
             print(f"{device_id} ocpp {url}/{station.identity}", flush=True)
+        latencies = "instant" if instant else f"realistic (seed {latency_seed})"
+        print(f"firmware_sim: device latencies {latencies}", file=sys.stderr, flush=True)
         print(f"control {control.url}", flush=True)
         await stop.wait()
     finally:
@@ -175,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.serial_links,
                 ocpp_url,
                 args.passwords,
+                instant=args.instant,
+                latency_seed=args.latency_seed,
             )
         )
     except OSError as exc:

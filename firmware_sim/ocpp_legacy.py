@@ -198,8 +198,10 @@ class _ChargePoint16(ChargePoint16):  # type: ignore[misc]  # ocpp has no type h
         try:
             if station.take_reply(raw_msg):
                 return
-            if station.answer_delay_s > 0 and raw_msg.startswith("[2"):
-                await asyncio.sleep(station.answer_delay_s)  # the "slow" fault
+            if raw_msg.startswith("[2"):  # a CALL of the central system
+                delay = station.answer_time_s()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # its response latency, and the "slow" fault
             await super().route_message(raw_msg)
         finally:
             station._handling -= 1

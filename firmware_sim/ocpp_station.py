@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ocpp.exceptions import OCPPError
 from ocpp.routing import on
@@ -42,6 +42,9 @@ from websockets.typing import Subprotocol
 
 from firmware_sim.ocpp_model import CarProfile, ChargingProfile, StationEvent, StationModel
 from firmware_sim.ocpp_pipe import InMemoryPipe, settle
+
+if TYPE_CHECKING:
+    from firmware_sim.latency import DeviceLatency
 
 __all__ = [
     "CarProfile",
@@ -167,9 +170,10 @@ class _StationChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp has no typ
         try:
             if self.station.take_reply(raw_msg):
                 return
-            delay = self.station.answer_delay_s
-            if delay > 0 and raw_msg.lstrip().startswith("[2"):  # a CALL of the central system
-                await asyncio.sleep(delay)  # a slow station (the "slow" fault)
+            if raw_msg.lstrip().startswith("[2"):  # a CALL of the central system
+                delay = self.station.answer_time_s()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # its response latency, and the "slow" fault
             await super().route_message(raw_msg)
         finally:
             self.station._handling -= 1
@@ -265,6 +269,9 @@ class SimStation:
         # system is taken, and answered, this long [s, real time] after it arrives, one at a
         # time; its own messages wait meanwhile. Over WebSockets in real time only.
         self.answer_delay_s = answer_delay_s
+        # Its response latency in real time (SimSite sets it; none: it answers at once, as
+        # in process, where drills run on a virtual clock).
+        self.latency: DeviceLatency | None = None
         self.model = model
         self.identity = identity
         self.connector = connector
@@ -300,6 +307,12 @@ class SimStation:
         self._raw_seq = 0
         self._raw_reply: asyncio.Future[list[Any]] | None = None
         self._reported_faulted: bool | None = None
+
+    def answer_time_s(self) -> float:
+        """[s, real time] how long the station takes to answer the central system's call now
+        arriving: its response latency, plus `answer_delay_s` when it is faulted slow."""
+        latency = 0.0 if self.latency is None else self.latency.next_s()
+        return latency + self.answer_delay_s
 
     # ------------------------------------------------------------------ lifecycle
     @property

@@ -12,7 +12,10 @@ end (the site file's ``serial_port``), the line serves the other::
 
 A pty moves bytes at once whatever the baud rate, so the line adds the
 transmission time itself: every answer waits for the request's and the reply's
-frame time at the configured baud rate (`resilience.rs485`), as on the wire.
+frame time at the configured baud rate (`resilience.rs485`), as on the wire,
+and before that the slave's own turnaround, its response latency
+(`firmware_sim.latency`, per device). The devices share the line: requests are
+answered one at a time (`firmware_sim.replies`), so a slow slave delays those behind it.
 A pty also refuses a parity setting (tcsetattr fails with EINVAL), so this side
 opens it 8N1 whatever the line's settings; the controller's side must use a
 parity-less setting too (8N2 is the Modbus serial-line equivalent of 8E1: 11 bits).
@@ -27,13 +30,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
-from pymodbus.server import ModbusSerialServer
 
 from firmware_sim.devices import SimulatedDevice
+from firmware_sim.latency import DeviceLatency
+from firmware_sim.replies import EndpointReplies, RepliesSerialServer, RequestLost
 from firmware_sim.units import Action, answer_known_units_only, sim_devices
 from resilience import rs485
 
@@ -61,7 +65,8 @@ class RtuLine:
     """Simulated slaves on one serial line (see the module docstring).
 
     `path` is the pty this side serves (the other end of the controller's serial
-    port); `devices` must have distinct unit ids.
+    port); `devices` must have distinct unit ids; `latencies` (device id ->
+    `DeviceLatency`) is each slave's turnaround (none: it answers at once).
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class RtuLine:
         baudrate: int = 19200,
         parity: rs485.Parity = "E",
         stopbits: int = 1,
+        latencies: Mapping[str, DeviceLatency] | None = None,
     ) -> None:
         units = [d.unit_id for d in devices]
         if len(set(units)) != len(units):
@@ -83,15 +89,18 @@ class RtuLine:
         self.stopbits = stopbits
         self.char_s = rs485.char_time_s(baudrate, parity=parity, stopbits=stopbits)
         self.frames_sent = 0
-        self._server: ModbusSerialServer | None = None
-        self._lost: set[asyncio.Task[object]] = set()
+        self.latencies = dict(latencies or {})
+        self._server: RepliesSerialServer | None = None
+        self._replies: EndpointReplies | None = None
 
     async def start(self) -> None:
         sims = sim_devices(self.devices, self._action_for)
         # A pty refuses parity settings (EINVAL) and ignores the rest: open it 8N1, and
         # time the frames with the line's real settings (self.char_s).
-        server = ModbusSerialServer(
+        self._replies = EndpointReplies(self._delay_s)
+        server = RepliesSerialServer(
             sims,
+            replies=self._replies,
             framer=FramerType.RTU,
             port=self.path,
             baudrate=self.baudrate,
@@ -108,13 +117,19 @@ class RtuLine:
         self._server = server
 
     async def stop(self) -> None:
-        lost, self._lost = self._lost, set()
-        for task in lost:
-            task.cancel()
-        await asyncio.gather(*lost, return_exceptions=True)
+        if self._replies is not None:
+            await self._replies.close()
         if self._server is not None:
             server, self._server = self._server, None
             await server.shutdown()  # type: ignore[no-untyped-call]
+
+    def _delay_s(self, unit: int) -> float:
+        """[s] the turnaround of the slave at `unit` (none for a silent or absent one)."""
+        device = self.devices.get(unit)
+        if device is None or device.silent:
+            return 0.0
+        latency = self.latencies.get(device.device_id)
+        return 0.0 if latency is None else latency.next_s()
 
     # ------------------------------------------------------------------ the wire
     def _trace(self, sending: bool, data: bytes) -> bytes:
@@ -144,7 +159,7 @@ class RtuLine:
             # pymodbus reads a written register back to build the FC6 reply: no new frame.
             readback = set_values is None and function_code != 3
             if device.silent and not readback:
-                await self._lose_request()
+                raise RequestLost(device.device_id)
             result: ExcCodes | None = None
             if function_code not in HOLDING_REGISTER_FUNCTIONS:
                 result = ExcCodes.ILLEGAL_FUNCTION
@@ -163,9 +178,3 @@ class RtuLine:
             return result
 
         return action
-
-    async def _lose_request(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._lost.add(task)
-        await asyncio.get_running_loop().create_future()

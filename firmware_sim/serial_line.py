@@ -3,9 +3,10 @@
 The counterpart of `resilience.drivers.v2l_serial`: the same outlet register
 bank as the Modbus adapter (`devices.OutletDevice`), answered one line at a
 time as docs/serial-line-protocol.md describes (`READ`, `EN,0|1`; replies
-checksummed by `resilience.drivers.v2l_line`). Bytes move at once through a
-pty, so each reply waits for the request's and the reply's transmission time at
-the configured baud rate first.
+checksummed by `resilience.drivers.v2l_line`). The meter takes each request
+after its response latency (`firmware_sim.latency`; one request at a time), and
+bytes move at once through a pty, so its reply then waits for the request's and
+the reply's transmission time at the configured baud rate.
 
 Faults (`Plant` comm faults) on the wire: silence never answers; an exception
 code answers ``ERR,<code>``; garbage answers impossible values in a sound line;
@@ -24,6 +25,7 @@ import serial
 from pymodbus.constants import ExcCodes
 
 from firmware_sim.devices import SimulatedDevice
+from firmware_sim.latency import DeviceLatency
 from resilience import rs485
 from resilience.drivers import v2l_line
 from resilience.drivers.registers import V2LOutlet as OutletMap
@@ -34,7 +36,8 @@ __all__ = ["V2LLineMeter"]
 
 
 class V2LLineMeter:
-    """One V2L meter on the pty `path` (the other end of the controller's serial port)."""
+    """One V2L meter on the pty `path` (the other end of the controller's serial port);
+    `latency` is its response latency (none: it answers at once)."""
 
     def __init__(
         self,
@@ -44,6 +47,7 @@ class V2LLineMeter:
         baudrate: int = 9600,
         parity: rs485.Parity = "N",
         stopbits: int = 1,
+        latency: DeviceLatency | None = None,
     ) -> None:
         self.path = path
         self.device = device
@@ -52,6 +56,8 @@ class V2LLineMeter:
         self.stopbits = stopbits
         self.char_s = rs485.char_time_s(baudrate, parity=parity, stopbits=stopbits)
         self.requests = 0
+        self.latency = latency
+        self._busy_until = 0.0  # [s, loop time] when the meter is done with its last request
         self._port: Any = None
         self._buffer = bytearray()
         self._pending: set[asyncio.TimerHandle] = set()
@@ -101,9 +107,18 @@ class V2LLineMeter:
 
     def _handle(self, request: bytes) -> None:
         self.requests += 1
+        if self.device.silent:
+            return
+        loop = asyncio.get_running_loop()
+        start = max(loop.time(), self._busy_until)
+        self._busy_until = start + (0.0 if self.latency is None else self.latency.next_s())
+        self._pending.add(loop.call_at(self._busy_until, self._respond, request))
+
+    def _respond(self, request: bytes) -> None:
+        """The meter has worked on `request`: act on it now and send the reply down the line."""
         device = self.device
         if device.silent:
-            return
+            return  # silenced while it worked on the request: lost
         reply = self._answer(request.strip().decode("ascii", "replace"))
         fault = device.plant.comm_fault(device.device_id)
         if fault is not None and fault.kind == "corrupt":

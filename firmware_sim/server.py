@@ -9,13 +9,18 @@ are served by one server, as the gateway would serve them. Also owns real time:
 `SimSite` steps the plant by the measured monotonic time every `tick_s` seconds,
 or not at all (`tick_s=None`) when a test or a drill steps it by hand.
 
+Each device answers after its own response latency (`firmware_sim.latency`: drawn
+per request from its family's model, seeded per device), one request at a time per
+endpoint, without blocking the event loop (`firmware_sim.replies`): a slow inverter
+delays only the requests queued behind it on its own endpoint. `SimSite(instant=True)`
+(``python -m firmware_sim --instant``) answers at once instead, as before.
+
 Comms faults are acted out here because only the wire can be silent: a request
 that reaches a silenced device is lost for good, as on a cut cable. It is never
 answered, not even after `clear_fault` (a late answer would only confuse the
-client), and `stop()` cancels it so that shutdown never hangs. Requests sent
-after `clear_fault` are answered again.
+client). Requests sent after `clear_fault` are answered again.
 
-Servers bind loopback addresses only. Units: seconds (tick, timeouts).
+Servers bind loopback addresses only. Units: seconds (tick, timeouts, latencies).
 """
 
 from __future__ import annotations
@@ -31,12 +36,13 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
 
 from firmware_sim.devices import SimulatedDevice, build_devices
+from firmware_sim.latency import DeviceLatency, site_latencies
 from firmware_sim.ocpp_legacy import site_station
 from firmware_sim.ocpp_station import SimStation, websocket_connector
 from firmware_sim.plant import Plant, PlantInit
+from firmware_sim.replies import EndpointReplies, RepliesTcpServer, RequestLost
 from firmware_sim.rtu import RtuLine
 from firmware_sim.serial_line import V2LLineMeter
 from firmware_sim.units import Action, answer_known_units_only, sim_devices
@@ -70,10 +76,18 @@ class EndpointServer:
     its own replies. A request for a unit id no device has is answered at once with
     GATEWAY_TARGET_FAILED_TO_RESPOND (0x0B), as a gateway answers for a unit that
     does not reply behind it (`firmware_sim.units`).
+
+    `latencies` (device id -> `DeviceLatency`) delays each device's replies; a device
+    without one answers at once. Requests are answered one at a time, in order, as one
+    device or one gateway does (`firmware_sim.replies`).
     """
 
     def __init__(
-        self, devices: Sequence[SimulatedDevice], host: str = "127.0.0.1", port: int = 0
+        self,
+        devices: Sequence[SimulatedDevice],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latencies: Mapping[str, DeviceLatency] | None = None,
     ) -> None:
         units = [d.unit_id for d in devices]
         if not devices or len(set(units)) != len(units):
@@ -83,8 +97,9 @@ class EndpointServer:
         self.host = require_loopback(host)
         self.requested_port = port
         self.port = 0
-        self._server: ModbusTcpServer | None = None
-        self._lost: set[asyncio.Task[object]] = set()
+        self.latencies = dict(latencies or {})
+        self._server: RepliesTcpServer | None = None
+        self._replies: EndpointReplies | None = None
 
     @property
     def device_ids(self) -> list[str]:
@@ -93,8 +108,12 @@ class EndpointServer:
     async def start(self) -> int:
         """Listen; returns the bound port."""
         sims = sim_devices(self.devices, self._action_for)
-        server = ModbusTcpServer(
-            sims, address=(self.host, self.requested_port), trace_packet=self._trace
+        self._replies = EndpointReplies(self._delay_s)
+        server = RepliesTcpServer(
+            sims,
+            address=(self.host, self.requested_port),
+            trace_packet=self._trace,
+            replies=self._replies,
         )
         answer_known_units_only(server, sims)
         try:
@@ -111,13 +130,19 @@ class EndpointServer:
         return self.port
 
     async def stop(self) -> None:
-        lost, self._lost = self._lost, set()
-        for task in lost:
-            task.cancel()
-        await asyncio.gather(*lost, return_exceptions=True)
+        if self._replies is not None:
+            await self._replies.close()
         if self._server is not None:
             server, self._server = self._server, None
             await server.shutdown()  # type: ignore[no-untyped-call]
+
+    def _delay_s(self, unit: int) -> float:
+        """[s] the reply time of the device at `unit` (none for a silent or unknown one)."""
+        device = self.devices.get(unit)
+        if device is None or device.silent:
+            return 0.0
+        latency = self.latencies.get(device.device_id)
+        return 0.0 if latency is None else latency.next_s()
 
     def _action_for(self, device: SimulatedDevice) -> Action:
         async def action(
@@ -129,7 +154,7 @@ class EndpointServer:
             set_values: list[int] | list[bool] | None,
         ) -> ExcCodes | None:
             if device.silent:
-                await self._lose_request()
+                raise RequestLost(device.device_id)
             if function_code not in HOLDING_REGISTER_FUNCTIONS:
                 return ExcCodes.ILLEGAL_FUNCTION
             offset = address - start_address
@@ -159,13 +184,6 @@ class EndpointServer:
         pdu = bytes([3, pdu[1] - 2]) + pdu[2:-2] if read_reply else pdu[:-1]
         return struct.pack(">HHHB", tid, pid, len(pdu) + 1, unit) + pdu
 
-    async def _lose_request(self) -> None:
-        """Never return: the request stays unanswered until stop() cancels it."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._lost.add(task)
-        await asyncio.get_running_loop().create_future()
-
 
 class SimSite:
     """The whole simulated site: plant, one Modbus TCP server per endpoint, and a
@@ -189,6 +207,11 @@ class SimSite:
     only once the controller listens: then leave `ocpp_url` out and call
     `start_stations(url, passwords)` later. `site.stations` maps device id -> station; the
     stations tick on the plant's clock right after each plant step (one event loop: no race).
+
+    Every device answers after its family's response latency (`firmware_sim.latency`),
+    drawn from its own generator seeded with `latency_seed` and its device id
+    (`site.latencies`); `instant=True` answers at once (only a serial line's frame
+    times remain), for tests that need speed more than realism.
     """
 
     def __init__(
@@ -201,6 +224,8 @@ class SimSite:
         serial_links: Mapping[str, str] | None = None,
         ocpp_url: str | None = None,
         ocpp_passwords: Mapping[str, str] | None = None,
+        instant: bool = False,
+        latency_seed: int = 0,
     ) -> None:
         if tick_s is not None and tick_s <= 0:
             raise ValueError("tick_s must be > 0, or None to step the plant by hand")
@@ -209,6 +234,10 @@ class SimSite:
         self.tick_s = tick_s
         self.plant = Plant(config, init)
         self.devices = build_devices(self.plant)
+        self.instant = instant
+        self.latencies: dict[str, DeviceLatency] = (
+            {} if instant else site_latencies(config, latency_seed)
+        )
         self.servers: dict[str, EndpointServer] = {}
         self.ports: dict[str, int] = {}
         self.serial_links = dict(serial_links or {})
@@ -231,7 +260,9 @@ class SimSite:
                 host = require_loopback(cfg.host)
                 endpoints.setdefault((host, cfg.port), []).append(device)
             for (host, port), devices in endpoints.items():
-                server = EndpointServer(devices, host, 0 if self.bind_free_ports else port)
+                server = EndpointServer(
+                    devices, host, 0 if self.bind_free_ports else port, self.latencies
+                )
                 self.servers[f"{host}:{port}"] = server
                 bound = await server.start()
                 for device in devices:
@@ -266,6 +297,7 @@ class SimSite:
                 functools.partial(websocket_connector, url, identity, password),
                 clock=self.station_clock,
             )
+            station.latency = self.latencies.get(device_id)
             self.stations[device_id] = station
             station.tick()  # the car already plugged in is seen at once
             station.start()
@@ -301,6 +333,7 @@ class SimSite:
                 baudrate=first.baudrate,
                 parity=first.parity,
                 stopbits=first.stopbits,
+                latencies=self.latencies,
             )
         else:
             line = V2LLineMeter(
@@ -309,6 +342,7 @@ class SimSite:
                 baudrate=first.baudrate,
                 parity=first.parity,
                 stopbits=first.stopbits,
+                latency=self.latencies.get(device_ids[0]),
             )
         self.lines[serial_port] = line
         await line.start()

@@ -15,6 +15,7 @@ Units are in the field names (`_w`, `_v`, `_hz`, `_s`, `_pct`, `_pu`, `_kva`).
 from __future__ import annotations
 
 import ipaddress
+import math
 import tomllib
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from pydantic import (
 )
 
 from resilience import rs485
+from resilience.device_families import FAMILIES, family_timing
 from resilience.drivers import registers
 from resilience.model import Tier
 
@@ -529,6 +531,8 @@ class Device(_Model):
     stopbits: Literal[1, 2] = 1
     unit_id: Annotated[int, Field(ge=0, le=247)] = 1
     timeout_s: PositiveFloat = 0.01
+    """[s] how long a read or a command waits for the device's answer. Left out: the least
+    its family can meet (`least_timeout_s`; docs/registers.md, "Device response times")."""
     poll_period_s: Annotated[float, Field(gt=0, le=10)] | None = None
     """[s] how often the device is read when its mode does not ask for every cycle
     (resilience/poll_schedule.py): by default 1 s. The grid meter and the PCC breaker are
@@ -578,6 +582,13 @@ class Device(_Model):
             data = {**data, "can_form": True}
         if data.get("transport") == "serial" and "parity" not in data:
             data = {**data, "parity": "N"}
+        driver = data.get("driver")
+        if "timeout_s" not in data and driver in FAMILIES and driver not in NO_POLL_DRIVERS:
+            try:  # the least its family can meet, frames included (a bad device: no default)
+                probe = cls.model_validate({**data, "timeout_s": 1.0})
+            except ValidationError:
+                return data
+            data = {**data, "timeout_s": math.ceil(probe.least_timeout_s * 1000 - 1e-6) / 1000}
         return data
 
     @field_validator("baudrate")
@@ -597,10 +608,16 @@ class Device(_Model):
             return f"ocpp:{self.ocpp.identity if self.ocpp else '?'}"
         return str(self.serial_port)
 
-    def exchange_time_s(self, registers: int | None = None, *, with_gap: bool = False) -> float:
+    def exchange_time_s(
+        self,
+        registers: int | None = None,
+        *,
+        with_gap: bool = False,
+        turnaround_s: float = rs485.TURNAROUND_S,
+    ) -> float:
         """[s] one read on this device's serial line: request, reply and the slave's
-        turnaround (the least its timeout must allow), plus the inter-frame gap that must
-        follow it when `with_gap` (what it costs the line). Zero for TCP.
+        `turnaround_s`, plus the inter-frame gap that must follow it when `with_gap` (what
+        it costs the line). Zero for TCP.
 
         `registers` defaults to the largest read its driver makes.
         """
@@ -609,11 +626,21 @@ class Device(_Model):
         line: dict[str, Any] = {"parity": self.parity, "stopbits": self.stopbits}
         if self.transport == "serial":
             char_s = rs485.char_time_s(self.baudrate, **line)
-            return LINE_EXCHANGE_BYTES * char_s + rs485.TURNAROUND_S
+            return LINE_EXCHANGE_BYTES * char_s + turnaround_s
         count = registers if registers is not None else LARGEST_READ_REGISTERS[self.driver]
         if with_gap:
-            return rs485.read_transaction_s(count, self.baudrate, **line)
-        return rs485.read_reply_deadline_s(count, self.baudrate, **line)
+            return rs485.read_transaction_s(count, self.baudrate, turnaround_s=turnaround_s, **line)
+        return rs485.read_reply_deadline_s(count, self.baudrate, turnaround_s=turnaround_s, **line)
+
+    @property
+    def least_timeout_s(self) -> float:
+        """[s] the shortest read timeout this device can meet: its family's
+        (`resilience.device_families`, docs/registers.md "Device response times"), plus on
+        a serial line the request's and the longest reply's frames at its baud rate."""
+        family_s = family_timing(self.driver).least_timeout_s
+        if self.transport in ("tcp", "ocpp"):
+            return family_s
+        return self.exchange_time_s(turnaround_s=family_s)
 
 
 class Load(_Model):
@@ -902,19 +929,60 @@ def _check_resync_time(config: SiteConfig) -> list[tuple[str, str]]:
     ]
 
 
+LINE_LOAD_LIMIT = 0.9
+"""The most of its time one shared line or gateway may spend on the reads its devices'
+schedule asks for, at their typical replies: the rest absorbs slow replies and retries."""
+
+
+def _read_periods(config: SiteConfig) -> dict[str, float]:
+    """[s] how often each polled device is read in an island, the busiest schedule of a
+    site whose grid state is known: every cycle for the devices
+    `poll_schedule.read_every_cycle` names there (the grid meter, the PCC breaker, the
+    grid-formers, the load panels), every other one at its own period
+    (`poll_schedule.poll_period_s`: `poll_period_s`, by default `DEFAULT_POLL_S`)."""
+    from resilience.model import Mode
+    from resilience.poll_schedule import poll_period_s, read_every_cycle  # (it imports us)
+
+    cycle = config.site.cycle_period_s
+    fast = read_every_cycle(config, Mode.ISLANDED)
+    return {
+        name: cycle if name in fast else poll_period_s(config, name)
+        for name, device in config.devices.items()
+        if device.driver not in NO_POLL_DRIVERS
+    }
+
+
+def _schedule_load(
+    members: Members, periods: dict[str, float], read_s: Callable[[Device], float]
+) -> float:
+    """The share of its time one line or gateway spends reading `members` on their
+    schedule, one request at a time, each read taking `read_s(device)` [s]."""
+    return sum(read_s(device) / periods[name] for name, device in members)
+
+
+def _schedule_words(members: Members, periods: dict[str, float], cycle: float) -> str:
+    every = [name for name, _ in members if periods[name] <= cycle]
+    others = [f"{name} every {periods[name]:g} s" for name, _ in members if periods[name] > cycle]
+    parts = [f"{', '.join(every)} every cycle ({cycle:g} s) in an island"] if every else []
+    return "; ".join([*parts, ", ".join(others)] if others else parts)
+
+
 def _check_tcp_endpoints(config: SiteConfig) -> list[tuple[str, str]]:
     """Devices behind one Modbus TCP endpoint (an RS-485-to-TCP gateway: one host:port,
     several unit ids) share one connection and one request in flight: unit ids unique
-    on it, and a cycle in which they all go silent must still fit in the cycle period.
+    on it, and time for the reads their schedule asks for.
 
-    Every request on the shared connection waits up to the bus's timeout, which is the
-    longest `timeout_s` of its devices (`BusPool` keeps the longest, so as not to cut
-    the slowest off), so the worst cycle costs devices x longest timeout; that is the
-    sum of their timeouts when they are equal, as they usually are.
+    Each device is read on its own schedule (`_read_periods`: the busiest, an island's),
+    and each read holds the connection for its device's typical reply
+    (`resilience.device_families`); the gateway may spend at most `LINE_LOAD_LIMIT` of
+    its time on them. A silent device holds it for the bus's timeout (the longest of its
+    devices, as `BusPool` keeps): the cycle does not wait for it (a later reply is used by
+    a later cycle), but the requests behind it do.
     """
     problems: list[tuple[str, str]] = []
     cycle = config.site.cycle_period_s
     tcp, _ = _buses(config)
+    periods = _read_periods(config)
     for (host, port), members in tcp.items():
         problems.extend(
             _duplicate_unit_ids(
@@ -925,20 +993,18 @@ def _check_tcp_endpoints(config: SiteConfig) -> list[tuple[str, str]]:
         )
         if len(members) < 2:
             continue
-        longest = max(d.timeout_s for _, d in members)
-        worst = len(members) * longest
-        if round(worst, 9) > cycle:  # 3 x 0.01 s is not more than 0.03 s
+        load = _schedule_load(members, periods, lambda d: family_timing(d.driver).typical_s)
+        if round(load, 9) > LINE_LOAD_LIMIT:
             first_name, _ = members[0]
-            names = ", ".join(f"devices.{n} (unit {d.unit_id})" for n, d in members)
             problems.append(
                 (
-                    f"devices.{first_name}.timeout_s",
-                    f"Modbus TCP endpoint {host}:{port} serves {names} one request at a"
-                    f" time, each waiting up to their longest timeout {longest:g} s: when all"
-                    f" are silent a cycle needs {len(members)} x {longest:g} s ="
-                    f" {worst:g} s, more than the cycle period {cycle:g} s"
-                    " (site.cycle_period_s): shorten the timeouts, split the gateway or"
-                    " lengthen the cycle",
+                    f"devices.{first_name}.port",
+                    f"Modbus TCP endpoint {host}:{port} answers one request at a time, and"
+                    f" reading its {len(members)} devices on their schedule"
+                    f" ({_schedule_words(members, periods, cycle)}) at their typical replies"
+                    f" keeps it busy {load:.0%} of the time, more than"
+                    f" {LINE_LOAD_LIMIT:.0%} (docs/registers.md, 'Device response times'):"
+                    " split the gateway, lengthen the cycle or the devices' poll_period_s",
                 )
             )
     return problems
@@ -946,10 +1012,20 @@ def _check_tcp_endpoints(config: SiteConfig) -> list[tuple[str, str]]:
 
 def _check_serial_lines(config: SiteConfig) -> list[tuple[str, str]]:
     """One serial port is one line: one protocol and one set of line settings, unit ids
-    unique on it, and time to read every device on it within one control cycle."""
+    unique on it, and time for the reads its devices' schedule asks for.
+
+    Each device is read on its own schedule (`_read_periods`: the busiest, an island's);
+    a read holds the line for its frames, its slave's typical turnaround (its family's,
+    `resilience.device_families`) and the inter-frame gap after it, and the line may
+    spend at most `LINE_LOAD_LIMIT` of its time on them. A slow reply holds the line
+    longer and delays the reads behind it (as on a real line); the cycle does not wait
+    for them. Each device's timeout must also cover its own exchange at its family's
+    slowest healthy reply (`_check_family_timeout`).
+    """
     problems: list[tuple[str, str]] = []
     _, lines = _buses(config)
     cycle = config.site.cycle_period_s
+    periods = _read_periods(config)
     for port, members in lines.items():
         first_name, first = members[0]
         rtu = [(n, d) for n, d in members if d.transport == "rtu"]
@@ -987,29 +1063,26 @@ def _check_serial_lines(config: SiteConfig) -> list[tuple[str, str]]:
                         " device needs a serial port of its own",
                     )
                 )
-            need_s = device.exchange_time_s()
-            if device.timeout_s < need_s:
-                problems.append(
-                    (
-                        f"{key}.timeout_s",
-                        f"timeout {device.timeout_s} s is shorter than one exchange at"
-                        f" {device.baudrate} baud ({need_s:.4f} s: request, reply and"
-                        f" {rs485.TURNAROUND_S * 1000:g} ms turnaround)",
-                    )
-                )
         if first.transport == "rtu":
-            per_cycle = sum(
-                d.exchange_time_s(CYCLE_READ_REGISTERS.get(d.driver), with_gap=True)
-                for _, d in members
+            load = _schedule_load(
+                rtu,
+                periods,
+                lambda d: d.exchange_time_s(
+                    CYCLE_READ_REGISTERS.get(d.driver),
+                    with_gap=True,
+                    turnaround_s=family_timing(d.driver).typical_s,
+                ),
             )
-            if per_cycle >= cycle:
+            if round(load, 9) > LINE_LOAD_LIMIT:
                 problems.append(
                     (
                         f"devices.{first_name}.baudrate",
-                        f"serial port {port} at {first.baudrate} baud needs {per_cycle:.3f} s"
-                        f" to read its {len(members)} devices, not shorter than the cycle"
-                        f" period {cycle} s (site.cycle_period_s): raise the baud rate,"
-                        " split the line or lengthen the cycle",
+                        f"serial port {port} at {first.baudrate} baud would be busy {load:.0%}"
+                        f" of the time reading its {len(rtu)} devices on their schedule"
+                        f" ({_schedule_words(rtu, periods, cycle)}) at their typical"
+                        f" turnarounds, more than {LINE_LOAD_LIMIT:.0%}: raise the baud rate,"
+                        " split the line, or lengthen the cycle or the devices'"
+                        " poll_period_s",
                     )
                 )
     return problems
@@ -1083,6 +1156,32 @@ def _check_trip(grid: GridSection) -> list[tuple[str, str]]:
                 )
             )
     return problems
+
+
+def _check_family_timeout(name: str, device: Device) -> list[tuple[str, str]]:
+    """A read timeout a real device of its family can meet (docs/registers.md, "Device
+    response times"): a shorter one fires on a healthy device, and the controller takes a
+    slow reply for a lost device."""
+    if device.driver in NO_POLL_DRIVERS:
+        return []  # pushed: no read timeout ([ocpp] call_timeout_s bounds its commands)
+    least = device.least_timeout_s
+    if round(device.timeout_s, 9) >= round(least, 9):
+        return []
+    family = family_timing(device.driver)
+    frames = (
+        ""
+        if device.transport == "tcp"
+        else f" plus the frames at {device.baudrate} baud on {device.serial_port}"
+    )
+    return [
+        (
+            f"devices.{name}.timeout_s",
+            f"timeout {device.timeout_s:g} s is shorter than a {device.driver} can answer"
+            f" in: at least {least:.3g} s (the family's least timeout {family.least_timeout_s:g}"
+            f" s, its slowest healthy reply {family.max_reply_s:g} s{frames}; docs/registers.md,"
+            ' "Device response times")',
+        )
+    ]
 
 
 def _check_poll_period(config: SiteConfig, name: str, device: Device) -> list[tuple[str, str]]:
@@ -1353,6 +1452,7 @@ def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
     for name, device in devices.items():
         key = f"devices.{name}"
         problems.extend(_check_transport(name, device))
+        problems.extend(_check_family_timeout(name, device))
         problems.extend(_check_poll_period(config, name, device))
         if device.driver in _PER_DRIVER_RATING and device.rating_w is None:
             problems.append((f"{key}.rating_w", f"a {device.driver} needs rating_w"))

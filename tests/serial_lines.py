@@ -9,6 +9,7 @@ baud rate; the simulated devices add each frame's transmission time themselves.
 from __future__ import annotations
 
 import asyncio
+import math
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterable
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from resilience.config import SiteConfig
+from resilience.config import Device, SiteConfig
 
 SOCAT = shutil.which("socat")
 needs_socat = pytest.mark.skipif(
@@ -64,13 +65,20 @@ def mixed_site(
     rtu_devices: Iterable[str],
     *,
     baudrate: int = 115200,
-    timeout_s: float = 0.05,
+    timeout_s: float | None = None,
     cycle_period_s: float = 0.1,
     serial: dict[str, str] | None = None,
 ) -> SiteConfig:
     """`config` with `rtu_devices` on one Modbus RTU line at `rtu_port` (unit ids 1, 2, ...),
-    and each device of `serial` (device -> serial port) turned into a line-protocol V2L meter."""
+    and each device of `serial` (device -> serial port) turned into a line-protocol V2L meter.
+    Each gets `timeout_s`, by default the least its family can meet on that line
+    (`Device.least_timeout_s`: the family's figure plus the frames)."""
     devices = dict(config.devices)
+
+    def timed(device: Device) -> Device:
+        least = math.ceil(device.least_timeout_s * 1000 - 1e-6) / 1000
+        return device.model_copy(update={"timeout_s": least if timeout_s is None else timeout_s})
+
     for unit, name in enumerate(rtu_devices, start=1):
         devices[name] = devices[name].model_copy(
             update={
@@ -81,9 +89,9 @@ def mixed_site(
                 "baudrate": baudrate,
                 "parity": "N",  # a pty refuses parity; 8N2 is 11 bits a character, as 8E1
                 "stopbits": 2,
-                "timeout_s": timeout_s,
             }
         )
+        devices[name] = timed(devices[name])
     for name, port in (serial or {}).items():
         devices[name] = devices[name].model_copy(
             update={
@@ -94,9 +102,9 @@ def mixed_site(
                 "baudrate": baudrate,
                 "parity": "N",
                 "stopbits": 1,
-                "timeout_s": timeout_s,
             }
         )
+        devices[name] = timed(devices[name])
     site = config.site.model_copy(update={"cycle_period_s": cycle_period_s})
     # a slow line's slow cycle slips the island slowly: give resynchronisation a sweep
     sync = config.sync.model_copy(update={"timeout_s": max(config.sync.timeout_s, 300.0)})

@@ -198,6 +198,6 @@ async def test_registry_builds_it_from_the_site_file() -> None:
     assert isinstance(driver, V2LSerialDriver)
     assert driver.endpoint == "/dev/ttyV2L unit 1"
     assert [repr(b) for b in pool.serial_buses] == [
-        "SerialLine(/dev/ttyV2L, 115200 8N1, timeout_s=0.05)"
+        "SerialLine(/dev/ttyV2L, 115200 8N1, timeout_s=0.027)"  # its family's 20 ms + frames
     ]
     await pool.close_all()

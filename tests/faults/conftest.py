@@ -58,7 +58,7 @@ def site_config(transport: str, rtu_port: str = "", v2l_port: str = "", **grid: 
     )
     if transport == "rtu":
         config = mixed_site(
-            config, rtu_port, RTU_DEVICES, serial={SERIAL_DEVICE: v2l_port}, timeout_s=0.03
+            config, rtu_port, RTU_DEVICES, serial={SERIAL_DEVICE: v2l_port}
         )
     assert cross_check(config) == []
     return config
