@@ -24,6 +24,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from firmware_sim.devices import SimulatedDevice
 from resilience.config import SiteConfig
 from resilience.device_families import FAMILIES, family_timing
 
@@ -31,6 +32,7 @@ __all__ = [
     "MODELS",
     "DeviceLatency",
     "LatencyModel",
+    "reply_delay_s",
     "sample_latency",
     "site_latencies",
 ]
@@ -110,6 +112,18 @@ class DeviceLatency:
         """[s] how long the next reply takes."""
         self.replies += 1
         return sample_latency(self.model, self._rng)
+
+
+def reply_delay_s(
+    devices: Mapping[int, SimulatedDevice], latencies: Mapping[str, DeviceLatency], unit: int
+) -> float:
+    """[s] how long the device at `unit` takes to answer this request: nothing for a silent
+    or unknown one (it never answers), its own draw otherwise (none: at once)."""
+    device = devices.get(unit)
+    if device is None or device.silent:
+        return 0.0
+    latency = latencies.get(device.device_id)
+    return 0.0 if latency is None else latency.next_s()
 
 
 def site_latencies(

@@ -36,7 +36,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
 
 from firmware_sim.devices import SimulatedDevice
-from firmware_sim.latency import DeviceLatency
+from firmware_sim.latency import DeviceLatency, reply_delay_s
 from firmware_sim.replies import EndpointReplies, RepliesSerialServer, RequestLost
 from firmware_sim.units import Action, answer_known_units_only, sim_devices
 from resilience import rs485
@@ -125,11 +125,7 @@ class RtuLine:
 
     def _delay_s(self, unit: int) -> float:
         """[s] the turnaround of the slave at `unit` (none for a silent or absent one)."""
-        device = self.devices.get(unit)
-        if device is None or device.silent:
-            return 0.0
-        latency = self.latencies.get(device.device_id)
-        return 0.0 if latency is None else latency.next_s()
+        return reply_delay_s(self.devices, self.latencies, unit)
 
     # ------------------------------------------------------------------ the wire
     def _trace(self, sending: bool, data: bytes) -> bytes:

@@ -38,7 +38,7 @@ from types import TracebackType
 from pymodbus.constants import ExcCodes
 
 from firmware_sim.devices import SimulatedDevice, build_devices
-from firmware_sim.latency import DeviceLatency, site_latencies
+from firmware_sim.latency import DeviceLatency, reply_delay_s, site_latencies
 from firmware_sim.ocpp_legacy import site_station
 from firmware_sim.ocpp_station import SimStation, websocket_connector
 from firmware_sim.plant import Plant, PlantInit
@@ -138,11 +138,7 @@ class EndpointServer:
 
     def _delay_s(self, unit: int) -> float:
         """[s] the reply time of the device at `unit` (none for a silent or unknown one)."""
-        device = self.devices.get(unit)
-        if device is None or device.silent:
-            return 0.0
-        latency = self.latencies.get(device.device_id)
-        return 0.0 if latency is None else latency.next_s()
+        return reply_delay_s(self.devices, self.latencies, unit)
 
     def _action_for(self, device: SimulatedDevice) -> Action:
         async def action(
