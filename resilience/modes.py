@@ -28,7 +28,7 @@ Units: seconds, watts, percent, as in `resilience.model`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -154,6 +154,9 @@ class Memory:
     energy_tier: dict[str, Tier] = field(default_factory=dict)
     # What each load drew when last measured on [W]: a shed load's cost to restore.
     last_draw_w: dict[str, float] = field(default_factory=dict)
+    # When the site bus was last energised after being dark (black start formed it, or
+    # the PCC closed onto a dark bus): the panels' readings until then are of a dark bus.
+    bus_energised_s: float | None = None
     active_alarms: dict[str, str] = field(default_factory=dict)
 
 
@@ -369,6 +372,27 @@ def local_former_id(config: SiteConfig) -> str | None:
         if device.local_former:
             return name
     return None
+
+
+def with_bus_loads_estimated(snap: Snapshot, last_draw_w: Mapping[str, float]) -> Snapshot:
+    """The snapshot with every on bus load drawing at least what it drew when last seen
+    on (its rating if never seen), for cycles whose panel readings are of a dark bus (pure).
+
+    While the bus is dark and for a moment after it is energised again, an on load's
+    panel reads 0 W (or a reading asked before the bus came back, which a slow RS-485
+    panel answers late): that is not its demand. Restoring or keeping tiers for energy on
+    it would switch loads on that the next, real, reading sheds again."""
+    out = []
+    changed = False
+    for load in snap.loads:
+        if load.supply == "bus" and load.relay_on and load.available:
+            seen = last_draw_w.get(load.load_id, load.rated_power_w)
+            measured = load.power_w if math.isfinite(load.power_w) else 0.0
+            if seen > measured:
+                load = replace(load, power_w=seen)
+                changed = True
+        out.append(load)
+    return replace(snap, loads=tuple(out)) if changed else snap
 
 
 def with_local_former_state(
@@ -818,6 +842,7 @@ class _EnergyMemo:
     shape: tuple[tuple[str, bool, bool], ...]
     energy: CircuitEnergy
     tier: Tier
+    estimated: bool  # worked out on estimated bus draws (`with_bus_loads_estimated`)
 
 
 class SiteModes:
@@ -853,6 +878,7 @@ class SiteModes:
             tuple[Snapshot, tuple[object, ...], dict[str, tuple[object, ...]]] | None
         ) = None
         self._bus_energy: tuple[tuple[VehicleState, ...], float, float] | None = None
+        self._estimating = False  # this cycle sees the bus loads' draws estimated
         self._vehicle_energy: dict[str, float] = {}  # last reported, by charger
         self._silent_since: dict[str, float] = {}
         self._draws_settling = False
@@ -905,8 +931,14 @@ class SiteModes:
         memory = self.memory
         now = self._ctx.now_s
         memory.mode_since_s = now
+        closed_dark = memory.resync_dark
         memory.resync_dark = False
         dest = Mode(self.state)
+        source_mode = source_name(event)
+        if (dest is Mode.ISLANDED and source_mode == Mode.BLACK_START.value) or (
+            dest is Mode.GRID_CONNECTED and event.event.name == "pcc_closed" and closed_dark
+        ):
+            memory.bus_energised_s = now
         if dest is Mode.ISLANDING:
             memory.former_id = None
             memory.hold_island = False
@@ -1057,6 +1089,13 @@ class SiteModes:
             )
         now = snap.time_s
         memory = self.memory
+        raw = snap
+        energised = memory.bus_energised_s
+        self._estimating = self.mode in (Mode.ISLANDING, Mode.BLACK_START) or (
+            energised is not None and now - energised < UNMEASURED_AFTER_ON_S
+        )
+        if self._estimating:
+            snap = with_bus_loads_estimated(snap, memory.last_draw_w)
         self._ctx = GuardContext(snap, now, self.config, memory)
         self._transitions, self._alarms, self._notes = [], [], []
         self._energy = {}
@@ -1095,7 +1134,7 @@ class SiteModes:
         )
         if "bus" not in self._energy:
             self._energy_cap(ctx, "bus", apply=False)  # the figures, for the status
-        self._remember_switching(snap, outputs, now)
+        self._remember_switching(raw, outputs, now)
         return Decision(
             outputs,
             tuple(self._transitions),
@@ -1294,6 +1333,7 @@ class SiteModes:
             and ctx.now_s - memo.at_s < ENERGY_PERIOD_S
             and memo.apply == apply
             and memo.mode is self.mode
+            and memo.estimated == self._estimating
             and memo.sources == sources
             and memo.locked_off == memory.locked_off
             and memo.kept_on == memory.kept_on
@@ -1313,6 +1353,7 @@ class SiteModes:
             shape=_load_shape(loads),
             energy=self._energy[circuit],
             tier=tier,
+            estimated=self._estimating,
         )
         return tier
 

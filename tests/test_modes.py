@@ -69,6 +69,10 @@ class Field:
     back_feed: bool = False
     closed_out_of_sync: bool = False
     pcc_age_s: float | None = None  # how old the breaker's reading is (None: no ages given)
+    # A slow panel: its readings show the bus as it was this long ago (0 W just after the
+    # bus is energised again, as a reading asked while it was dark does).
+    panel_lag_s: float = 0.0
+    live_since_s: float | None = None
 
     def __post_init__(self) -> None:
         for load in self.config.loads:
@@ -125,6 +129,11 @@ class Field:
         v_grid = self.grid_voltage_v if self.grid_present else 0.0
         f_grid = self.grid_frequency_hz if self.grid_present else 0.0
         live = self.bus_live
+        if not live:
+            self.live_since_s = None
+        elif self.live_since_s is None:
+            self.live_since_s = now
+        panels_see_live = live and now - (self.live_since_s or now) >= self.panel_lag_s
         grid = None if "grid_meter" in self.silent else GridReading(v_grid, f_grid, 0.0)
         pcc = None
         if "pcc_breaker" not in self.silent:
@@ -148,7 +157,7 @@ class Field:
                 load.supply,
                 self.relays[load.id],
                 load.rated_power_w
-                if self.relays[load.id] and (live or load.supply != "bus")
+                if self.relays[load.id] and (panels_see_live or load.supply != "bus")
                 else 0.0,
                 True,
             )
@@ -312,6 +321,35 @@ def test_grid_loss_islands_then_black_starts_then_restores_life_safety_first(
     assert {"emergency_lighting", "radio_comms", "medical_fridge", "oxygen_concentrators"} <= on
     # 44 kW of vehicles + PV cannot carry 54.9 kW of bus load: some comfort stays off
     assert not all(run.field.relays[load.id] for load in config.loads if load.supply == "bus")
+
+
+@pytest.mark.parametrize("lag_s", [0.0, 0.3, 1.0])
+def test_panels_read_on_a_dark_bus_restore_nothing_the_energy_then_sheds(
+    config: SiteConfig, lag_s: float
+) -> None:
+    """A slow panel's first readings after black start are of the dark bus (0 W): on
+    them the endurance policy saw no demand and let every tier on, a load was restored,
+    and the first real reading shed it again with the whole tier (a chatter, found with
+    realistic RS-485 latencies in the flickering-grid fault test)."""
+    run = new_run(config, panel_lag_s=lag_s)
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED, 3.0)
+    formed = len(run.decisions)
+    run.advance(90.0)
+    for load in config.loads:
+        wanted = [
+            d.outputs.loads[load.id] for d in run.decisions[formed:] if load.id in d.outputs.loads
+        ]
+        switched_on = [i for i in range(1, len(wanted)) if wanted[i] and not wanted[i - 1]]
+        switched_off = [i for i in range(1, len(wanted)) if not wanted[i] and wanted[i - 1]]
+        assert not (switched_on and switched_off and switched_off[-1] > switched_on[0]), (
+            load.id,
+            [n for d in run.decisions for n in d.notes],
+        )
+    # the energy is short for everything below life-safety: only that tier stays on
+    assert {lid for lid, on in run.field.relays.items() if on} >= {"emergency_lighting"}
+    assert not run.field.relays["general_lighting"]
 
 
 def test_island_never_forms_while_breaker_refuses_to_open(config: SiteConfig) -> None:
