@@ -66,6 +66,7 @@ from resilience.policies.leaving import cap_fraction
 from resilience.poll_schedule import SLOW_GRACE_READS, poll_period_s, read_every_cycle
 from resilience.store import Store
 from resilience.supervision import Supervisor
+from resilience.transport.errors import DeviceTimeout
 from resilience.write_plan import CANCELLING, Kind, Phase, Write, plan_writes
 
 log = logging.getLogger("resilience.cycle")
@@ -79,6 +80,9 @@ READ_WAIT_FRACTION = 0.5
 used by a later cycle."""
 WRITE_WAIT_FRACTION = 0.3
 """The share of the period it then waits for its commands' answers; the rest go on."""
+WRITE_TIMEOUT_GRACE_S = 0.5
+"""[s] how long a device's commands may go unanswered (each sent again the next cycle)
+before `write_failed` is raised; a refused command is alarmed at once."""
 
 
 def _slot(config: SiteConfig, name: str, driver: Any, now: float) -> DeviceSlot:
@@ -124,6 +128,9 @@ class DeviceSlot:
     inflight: asyncio.Future[Any] | None = None  # a read whose reply is still awaited
     asked_s: float = 0.0  # [s] when that read was sent
     writing: int = 0  # commands to it still awaiting their answer
+    # [s] when the first of its commands that went unanswered since its last taken one
+    # was sent (None: the last one was taken); see WRITE_TIMEOUT_GRACE_S.
+    unanswered_since_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -596,6 +603,7 @@ class Controller:
             for write in sending:
                 self._written[write.key] = (write.value, now)
                 self.slots[write.device_id].writing += 1
+            sent_s = self.clock()
             results = await asyncio.gather(
                 *(self._send(write) for write in sending), return_exceptions=True
             )
@@ -606,8 +614,9 @@ class Controller:
                 slot.next_due_s = -math.inf  # read it again at once: did it take?
                 if isinstance(result, BaseException):
                     failed = True
-                    self._write_failed(write, result)
+                    self._write_failed(write, result, sent_s)
                 else:
+                    slot.unanswered_since_s = None
                     self._write_ok(write)
             if failed and phase in CANCELLING:
                 # retried every cycle; the failure itself is alarmed once (_write_failed)
@@ -629,10 +638,22 @@ class Controller:
             return cast(V2LOutlet, driver).enable(write.value)
         return cast(PVInverter, driver).limit(write.value)
 
-    def _write_failed(self, write: Write, exc: BaseException) -> None:
-        """A command that did not land is retried next cycle; alarmed once, not every try."""
+    def _write_failed(self, write: Write, exc: BaseException, sent_s: float) -> None:
+        """A command that did not land is retried next cycle; alarmed once, not every try.
+
+        A refusal (an exception reply, a Rejected) is alarmed at once. An unanswered
+        command is unknown, not refused (safety rule 5): a device whose timeout is a few
+        milliseconds over its slowest reply misses one on a busy gateway; it is alarmed
+        once its commands have gone unanswered for WRITE_TIMEOUT_GRACE_S."""
         self._written.pop(write.key, None)
         device_id = write.device_id
+        if isinstance(exc, DeviceTimeout):
+            slot = self.slots[device_id]
+            if slot.unanswered_since_s is None:
+                slot.unanswered_since_s = sent_s
+            if self.clock() - slot.unanswered_since_s < WRITE_TIMEOUT_GRACE_S:
+                log.info("%s: a command went unanswered (%s); sent again", device_id, exc)
+                return
         if isinstance(exc, ValueError):
             # A driver refused a command as unsafe (past a rating, form on a follower):
             # a decision bug, never silent.
