@@ -374,6 +374,9 @@ def local_former_id(config: SiteConfig) -> str | None:
     return None
 
 
+_NEVER_SWITCHED = LoadTimes(None, None)
+
+
 def with_bus_loads_estimated(snap: Snapshot, last_draw_w: Mapping[str, float]) -> Snapshot:
     """The snapshot with every on bus load drawing at least what it drew when last seen
     on (its rating if never seen), for cycles whose panel readings are of a dark bus (pure).
@@ -878,6 +881,10 @@ class SiteModes:
             tuple[Snapshot, tuple[object, ...], dict[str, tuple[object, ...]]] | None
         ) = None
         self._bus_energy: tuple[tuple[VehicleState, ...], float, float] | None = None
+        # Per circuit: the load tuple, limits and plan of a steady circuit (`_plan_holds`).
+        self._plan_memo: dict[
+            str, tuple[Sequence[LoadState], tuple[object, ...], LoadPlan]
+        ] = {}
         self._estimating = False  # this cycle sees the bus loads' draws estimated
         self._vehicle_energy: dict[str, float] = {}  # last reported, by charger
         self._silent_since: dict[str, float] = {}
@@ -1281,6 +1288,11 @@ class SiteModes:
         max_restores: int = LOAD_RESTORE_PER_CYCLE,
         use_restore_delay: bool = True,
     ) -> LoadPlan:
+        locked_off = frozenset(self.memory.locked_off)
+        key = (supply_w, max_tier, locked_off, max_restores, use_restore_delay)
+        held = self._plan_memo.get(circuit)
+        if held is not None and held[0] is loads and held[1] == key:
+            return held[2]
         plan = plan_loads(
             loads,
             supply_w,
@@ -1289,10 +1301,14 @@ class SiteModes:
             ctx.config.dispatch,
             last_shed_s=self.memory.last_shed_s.get(circuit) if use_restore_delay else None,
             max_tier=max_tier,
-            locked_off=frozenset(self.memory.locked_off),
+            locked_off=locked_off,
             max_restores=max_restores,
             min_off_s=self._min_off_s,
         )
+        if self._plan_holds(plan, loads, ctx.now_s):
+            self._plan_memo[circuit] = (loads, key, plan)
+        else:
+            self._plan_memo.pop(circuit, None)
         if plan.shed:
             if use_restore_delay:
                 self.memory.last_shed_s[circuit] = ctx.now_s
@@ -1300,6 +1316,21 @@ class SiteModes:
         elif plan.restored:
             self._notes.append(plan.reason)
         return plan
+
+    def _plan_holds(self, plan: LoadPlan, loads: Sequence[LoadState], now: float) -> bool:
+        """Whether `plan` is the plan of every later cycle that hands over the same load
+        tuple and limits: it changes nothing and keeps every load on (so no restore delay
+        or minimum off time can come due), and no load is inside its just-switched-on
+        window (the only other use of the clock in `plan_loads`). A steady circuit is
+        then planned once, not every cycle."""
+        if plan.shed or plan.restored or not all(plan.on.values()):
+            return False
+        times = self.memory.load_times
+        for load in loads:
+            on_s = times.get(load.load_id, _NEVER_SWITCHED).last_on_s
+            if on_s is not None and not now - on_s >= UNMEASURED_AFTER_ON_S:
+                return False
+        return True
 
     def _energy_cap(self, ctx: GuardContext, circuit: str, *, apply: bool) -> Tier:
         """The endurance policy's tier limit for one supply circuit (`policies.energy`).
