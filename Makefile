@@ -35,8 +35,10 @@ DEMO_LOG := var/demo-sim.log
 
 # Debian packages the tests use (Modbus command-line client, pty/socket relay, the
 # headless browser the tablet-UI tests drive through Playwright, the tracer that checks
-# the systemd unit's seccomp filter against the syscalls the controller makes).
-APT_PACKAGES := mbpoll socat chromium strace
+# the systemd unit's seccomp filter against the syscalls the controller makes, the MQTT
+# broker the city-layer tests start with a config of their own: mosquitto, which brings
+# mosquitto_passwd).
+APT_PACKAGES := mbpoll socat chromium strace mosquitto
 
 # The OCPP 2.1 station of tools/ocpp-rpc-station (node, ocpp-rpc pinned by its
 # package-lock.json). npm ci writes node_modules/.package-lock.json last: it is the
