@@ -2,7 +2,8 @@
 
 What the city layer's tests need from a broker is what a city's broker does: accounts
 (a password file made by `mosquitto_passwd`), ACLs (a site writes only its own
-``shelter/v1/<district>/<site>/#`` topics and reads only ``eoc/v1/#``; only the EOC's
+``shelter/v1/<district>/<site>/#`` topics and reads only the EOC's birth, its own
+acknowledgements and its own and its district's commands under ``eoc/v1/``; only the EOC's
 account writes ``eoc/#``), persistence on disk (in the test's tmp_path), optionally TLS
 with a certificate the test made, and an outage: `kill()` is SIGKILL (nothing saved
 since the last autosave, as when the machine loses power) and `start()` brings it back
@@ -99,7 +100,10 @@ class Broker:
             lines += [
                 f"user {account.username}",
                 f"topic readwrite shelter/v1/{account.district}/{account.site}/#",
-                "topic read eoc/v1/#",
+                "topic read eoc/v1/status",  # the EOC's birth
+                f"topic read eoc/v1/ack/{account.district}/{account.site}",
+                f"topic read eoc/v1/cmd/{account.district}/{account.site}",
+                f"topic read eoc/v1/cmd/{account.district}/_all",  # its district's commands
                 "",
             ]
         (self.directory / "acl").write_text("\n".join(lines))

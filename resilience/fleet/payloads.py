@@ -198,3 +198,114 @@ def covered(acked: int, floor: int, received: set[int]) -> tuple[int, set[int]]:
         acked += 1
         pending.discard(acked)
     return acked, pending
+
+
+# --- commands from the EOC ----------------------------------------------------------------
+
+EOC_COMMANDS: dict[str, tuple[str, ...]] = {
+    "planned_island": (),
+    "reconnect": (),
+    "set_tier": ("load_id", "tier"),
+    "ack_alarm": ("alarm_id",),
+}
+"""What the EOC may ask of a site, with the arguments each needs. Nothing that bypasses a
+safety rule: each is decided by the site's own controller (`Controller.submit`, its
+interlocks), which may refuse."""
+DISTRICT_WIDE = "_all"
+"""The last topic level of a command to every site of a district (no site id starts with
+'_', so it cannot name a site)."""
+MAX_COMMAND_LIFETIME_S = 3600.0
+"""A command valid for longer than this is refused: an EOC's order is for now."""
+
+
+def command_topics(district: str, site_id: str) -> tuple[str, str]:
+    """Where a site takes commands: its own topic, and its district's."""
+    return f"eoc/v1/cmd/{district}/{site_id}", f"eoc/v1/cmd/{district}/{DISTRICT_WIDE}"
+
+
+def result_topic(district: str, site_id: str) -> str:
+    return f"{prefix(district, site_id)}/result"
+
+
+class CommandRefused(ValueError):
+    """A command refused before the controller sees it; `command_id` when it had one."""
+
+    def __init__(self, command_id: str | None, command: str, reason: str) -> None:
+        super().__init__(reason)
+        self.command_id = command_id
+        self.command = command
+
+
+def parse_command(payload: bytes, now_ts: float) -> tuple[str, str, str, dict[str, Any]]:
+    """(id, operator, command, args) of an EOC command that is well formed, allowed and not
+    expired; else `CommandRefused` saying why. Expiry is judged on the site's clock."""
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CommandRefused(None, "", f"command is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CommandRefused(None, "", "command is not a JSON object")
+    command_id = doc.get("id")
+    if not isinstance(command_id, str) or not 0 < len(command_id) <= 100:
+        raise CommandRefused(None, "", "command needs an 'id' (a string of 1 to 100 characters)")
+    name = doc.get("command")
+    name = name if isinstance(name, str) else ""
+    if doc.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise CommandRefused(
+            command_id, name, f"schema {doc.get('schema')!r} is not {SCHEMA_VERSION}"
+        )
+    operator = doc.get("operator")
+    if not isinstance(operator, str) or not operator:
+        raise CommandRefused(command_id, name, "command needs the 'operator' who gave it")
+    if name not in EOC_COMMANDS:
+        allowed = ", ".join(sorted(EOC_COMMANDS))
+        raise CommandRefused(
+            command_id, name, f"command {name!r} is not one the EOC may give ({allowed})"
+        )
+    expires = doc.get("expires_ts")
+    if (
+        isinstance(expires, bool)
+        or not isinstance(expires, int | float)
+        or not math.isfinite(expires)
+    ):
+        raise CommandRefused(command_id, name, "command needs 'expires_ts' (Unix seconds)")
+    if expires <= now_ts:
+        raise CommandRefused(
+            command_id, name, f"expired {now_ts - expires:.0f} s ago (expires_ts {expires:.0f})"
+        )
+    if expires - now_ts > MAX_COMMAND_LIFETIME_S:
+        raise CommandRefused(
+            command_id,
+            name,
+            f"expires {expires - now_ts:.0f} s from now: more than {MAX_COMMAND_LIFETIME_S:.0f} s",
+        )
+    args = doc.get("args", {})
+    if not isinstance(args, dict):
+        raise CommandRefused(command_id, name, "'args' is not a JSON object")
+    missing = [key for key in EOC_COMMANDS[name] if key not in args]
+    if missing:
+        raise CommandRefused(command_id, name, f"missing argument {', '.join(missing)}")
+    return command_id, operator, name, {key: args[key] for key in EOC_COMMANDS[name]}
+
+
+def result_payload(
+    *,
+    district: str,
+    site_id: str,
+    command_id: str | None,
+    command: str,
+    outcome: str,
+    detail: str,
+    ts: float,
+) -> dict[str, Any]:
+    """The site's answer to a command: outcome "accepted", "refused" or "error"."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "district": district,
+        "site": site_id,
+        "id": command_id,
+        "command": command,
+        "outcome": outcome,
+        "detail": detail,
+        "ts": ts,
+    }

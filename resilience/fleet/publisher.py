@@ -31,7 +31,8 @@ import logging
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,11 @@ BATCH_ROWS = 200
 """Rows read and published (concurrently, QoS 1) per round."""
 IN_FLIGHT = 10
 """QoS 1 publishes awaiting their PUBACK at once."""
+ANSWERS_KEPT = 1000
+"""Command ids remembered with their answer: a command delivered twice (QoS 1 may) is
+answered twice and applied once."""
+Commander = Callable[[str, str, dict[str, Any]], Awaitable[tuple[str, str]]]
+"""(operator, command, args) -> (outcome, detail): how the site decides an EOC command."""
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 30.0
 
@@ -82,6 +88,7 @@ class FleetPublisher:
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         session: str | None = None,
+        commander: Commander | None = None,
     ) -> None:
         self.fleet = fleet
         self.store = store
@@ -89,7 +96,11 @@ class FleetPublisher:
         self.wall = wall
         self.monotonic = monotonic
         self.session = session or uuid.uuid4().hex[:12]
+        self.commander = commander
+        self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._commands: set[asyncio.Task[None]] = set()
         self.prefix = fleet.topic_prefix
+        self._result_topic = payloads.result_topic(fleet.district, fleet.site_id)
         self.connected = asyncio.Event()  # for tests and the service's log
         self.connects = 0
         self._wake = asyncio.Event()
@@ -175,6 +186,9 @@ class FleetPublisher:
                 payloads.ack_topic(self.fleet.district, self.fleet.site_id), qos=1
             )
             await client.subscribe(payloads.EOC_STATUS_TOPIC, qos=1)
+            if self.commander is not None:
+                for topic in payloads.command_topics(self.fleet.district, self.fleet.site_id):
+                    await client.subscribe(topic, qos=1)
             online = payloads.status_payload(True, session=self.session, ts=self.wall())
             await client.publish(
                 f"{self.prefix}/status", payloads.encode(online), qos=1, retain=True
@@ -217,6 +231,53 @@ class FleetPublisher:
             elif topic == payloads.EOC_STATUS_TOPIC and b'"online"' in body:
                 self._republish = True
                 self._wake.set()
+            elif topic.startswith("eoc/v1/cmd/") and self.commander is not None:
+                # decided beside the reading: a command waits for a control cycle
+                task = asyncio.create_task(self._command(client, body))
+                self._commands.add(task)
+                task.add_done_callback(self._commands.discard)
+
+    async def _command(self, client: aiomqtt.Client, body: bytes) -> None:
+        """Decide one EOC command through the site's own controller and answer it on
+        ``<prefix>/result``. Refused here, before the controller, when malformed, not
+        allowed or expired (audited as such); otherwise the controller decides and audits."""
+        assert self.commander is not None
+        fleet = self.fleet
+        command_id: str | None
+        try:
+            command_id, operator, name, args = payloads.parse_command(body, self.wall())
+        except payloads.CommandRefused as refused:
+            command_id, name = refused.command_id, refused.command
+            outcome, detail = "refused", str(refused)
+            self.store.record_command(
+                "eoc", "eoc", name or "?", {"eoc_command_id": command_id}, outcome, detail
+            )
+        else:
+            answer = self._answers.get(command_id or "")
+            if answer is not None:  # delivered again: the same answer, not a second action
+                await client.publish(self._result_topic, payloads.encode(answer), qos=1)
+                return
+            try:
+                outcome, detail = await self.commander(
+                    operator, name, {**args, "eoc_command_id": command_id}
+                )
+            except Exception as exc:  # a bug in deciding must still be answered
+                log.exception("fleet: command %s failed", command_id)
+                outcome, detail = "error", f"{type(exc).__name__}: {exc}"
+        answer = payloads.result_payload(
+            district=fleet.district,
+            site_id=fleet.site_id,
+            command_id=command_id,
+            command=name,
+            outcome=outcome,
+            detail=detail,
+            ts=self.wall(),
+        )
+        if command_id is not None:
+            self._answers[command_id] = answer
+            while len(self._answers) > ANSWERS_KEPT:
+                self._answers.popitem(last=False)
+        await client.publish(self._result_topic, payloads.encode(answer), qos=1)
 
     # --- sending: the outbox and the state ---------------------------------------------
 

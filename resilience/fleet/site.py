@@ -17,7 +17,7 @@ from resilience.api.status import StatusCache
 from resilience.config import FleetSection
 from resilience.cycle import Controller
 from resilience.fleet.payloads import state_payload
-from resilience.fleet.publisher import FleetPublisher
+from resilience.fleet.publisher import Commander, FleetPublisher
 
 log = logging.getLogger("resilience.fleet")
 
@@ -41,12 +41,35 @@ def state_source(
     return state
 
 
+def commander(controller: Controller) -> Commander:
+    """EOC commands decided by the site's own controller, with its interlocks, audited as
+    actor ``eoc:<operator>``, role ``eoc``."""
+
+    async def decide(operator: str, command: str, args: dict[str, Any]) -> tuple[str, str]:
+        actor = f"eoc:{operator}"
+        if command == "ack_alarm":
+            try:
+                alarm_id = int(args["alarm_id"])
+            except (TypeError, ValueError):
+                return "refused", f"alarm_id {args['alarm_id']!r} is not an alarm's number"
+            result = await controller.acknowledge_alarm(alarm_id, actor=actor, role="eoc")
+        else:
+            result = await controller.submit(command, args, actor=actor, role="eoc")
+        return result.outcome, result.detail
+
+    return decide
+
+
 def start_publisher(
     controller: Controller, fleet: FleetSection, stop: asyncio.Event
 ) -> tuple[FleetPublisher, asyncio.Task[None]]:
     """The publisher and its task (ends once `stop` is set, after saying `offline`)."""
     publisher = FleetPublisher(
-        fleet, controller.store, state_source(controller, fleet), wall=controller.wall
+        fleet,
+        controller.store,
+        state_source(controller, fleet),
+        wall=controller.wall,
+        commander=commander(controller),
     )
     task = asyncio.create_task(publisher.run(stop), name="fleet-publisher")
     task.add_done_callback(_log_failure)
