@@ -162,13 +162,28 @@ def envelope(
     }
 
 
-def status_payload(online: bool, *, session: str, ts: float) -> dict[str, Any]:
-    return {
+def status_payload(
+    online: bool,
+    *,
+    session: str,
+    ts: float,
+    keepalive_s: float | None = None,
+    state_max_interval_s: float | None = None,
+) -> dict[str, Any]:
+    """Birth and will. The birth carries the figures the EOC judges the site's data by: the
+    broker says `offline` within 1.5 x keepalive_s of a lost site, and a state older than
+    state_max_interval_s (plus margin) is stale."""
+    payload: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "status": "online" if online else "offline",
         "session": session,
         "ts": ts,
     }
+    if keepalive_s is not None:
+        payload["keepalive_s"] = keepalive_s
+    if state_max_interval_s is not None:
+        payload["state_max_interval_s"] = state_max_interval_s
+    return payload
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:

@@ -189,7 +189,13 @@ class FleetPublisher:
             if self.commander is not None:
                 for topic in payloads.command_topics(self.fleet.district, self.fleet.site_id):
                     await client.subscribe(topic, qos=1)
-            online = payloads.status_payload(True, session=self.session, ts=self.wall())
+            online = payloads.status_payload(
+                True,
+                session=self.session,
+                ts=self.wall(),
+                keepalive_s=self.fleet.keepalive_s,
+                state_max_interval_s=self.fleet.state_max_interval_s,
+            )
             await client.publish(
                 f"{self.prefix}/status", payloads.encode(online), qos=1, retain=True
             )

@@ -31,6 +31,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 
 def fleet_section(broker: Broker, tmp_path: Path, **overrides: Any) -> FleetSection:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     password = tmp_path / "mqtt-password"
     password.write_text(SITE.password + "\n")
     return FleetSection.model_validate(
