@@ -17,6 +17,8 @@ import pytest
 
 from firmware_sim.server import SimSite
 from resilience.config import FleetSection, load_site
+from resilience.eoc.db import EocDb
+from resilience.eoc.service import BrokerSettings, EocService
 from resilience.model import Mode
 from resilience.service import quiet_pymodbus, start, stop_running
 from tests.fleet.eoc_receiver import Receiver
@@ -154,6 +156,33 @@ async def test_eoc_commands_are_decided_by_the_site_and_answered(
             assert ("eoc:zeynep", "planned_island", "accepted") in audit
             assert ("eoc", "planned_island", "refused") in audit  # the expired one
             assert sum(1 for a in audit if a == ("eoc:zeynep", "planned_island", "accepted")) == 1
+            # the same through the EOC service: a district command, its answer in the EOC's log
+            db = EocDb(tmp_path / "eoc.sqlite")
+            service = EocService(
+                BrokerSettings(broker.host, broker.port, EOC_USER, EOC_PASSWORD), db
+            )
+            stop = asyncio.Event()
+            eoc = asyncio.create_task(service.run(stop))
+            try:
+                await asyncio.wait_for(service.connected.wait(), 10)
+                command_id = await service.send_command(
+                    "kadikoy",
+                    None,
+                    "set_tier",
+                    {"load_id": "no-such-load", "tier": "comfort"},
+                    "zeynep",
+                )
+                async with asyncio.timeout(15):
+                    while not await asyncio.to_thread(db.results, command_id):
+                        service.changed.clear()
+                        await service.changed.wait()
+                [answer] = db.results(command_id)
+                assert (answer["site"], answer["outcome"]) == ("school-1", "refused")
+                assert "no-such-load" in answer["detail"]
+            finally:
+                stop.set()
+                await asyncio.wait_for(eoc, 10)
+                db.close()
             assert sim.plant.violations == []
         finally:
             await stop_running(run)
