@@ -82,17 +82,15 @@ class Broker:
         return "127.0.0.1"
 
     def _write_passwords(self) -> None:
+        """One `mosquitto_passwd -U` over a plain file: it hashes every line in place (one
+        process for hundreds of sites, as bench/eoc.py needs)."""
         path = self.directory / "passwords"
-        path.write_text("")
-        path.chmod(0o600)
         accounts = [(EOC_USER, EOC_PASSWORD)] + [(s.username, s.password) for s in self.sites]
-        for user, password in accounts:
-            subprocess.run(
-                [MOSQUITTO_PASSWD, "-b", str(path), user, password],
-                check=True,
-                capture_output=True,
-                timeout=10,
-            )
+        path.write_text("".join(f"{user}:{password}\n" for user, password in accounts))
+        path.chmod(0o600)
+        subprocess.run(
+            [MOSQUITTO_PASSWD, "-U", str(path)], check=True, capture_output=True, timeout=60
+        )
 
     def _write_acl(self) -> None:
         lines = [f"user {EOC_USER}", "topic readwrite eoc/#", "topic read shelter/#", ""]

@@ -121,6 +121,7 @@ class EocDb:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
+        self.duplicates = 0  # rows received again (replays): stored once, counted here
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")  # acknowledged means on disk
         for statement in SCHEMA:
@@ -174,8 +175,9 @@ class EocDb:
             )
 
     def put_rows(self, rows: Iterable[Row], now: float) -> dict[tuple[str, str], int]:
-        """Store rows (a row already held is ignored) and return, per site whose
-        acknowledgement moved, the new highest seq to acknowledge. One transaction."""
+        """Store rows (a row already held is ignored) and return, per site of the batch, the
+        highest seq to acknowledge (moved or not: a site that sends rows again may have lost
+        the last acknowledgement). One transaction."""
         rows = list(rows)
         moved: dict[tuple[str, str], int] = {}
         with self._lock:
@@ -184,7 +186,7 @@ class EocDb:
             try:
                 floors: dict[tuple[str, str], int] = {}
                 for row in rows:
-                    db.execute(
+                    cursor = db.execute(
                         "INSERT OR IGNORE INTO events (district, site, seq, session, ts, kind,"
                         " historical, body, received_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [
@@ -199,6 +201,7 @@ class EocDb:
                             now,
                         ],
                     )
+                    self.duplicates += cursor.rowcount == 0  # held already: shown once
                     key = (row.district, row.site)
                     floors[key] = max(floors.get(key, 0), row.floor)
                     db.execute(
@@ -224,6 +227,7 @@ class EocDb:
                             " ON CONFLICT (district, site) DO UPDATE SET seq = excluded.seq",
                             [district, site, new],
                         )
+                    if new > 0:
                         moved[(district, site)] = new
                 db.execute("COMMIT")
             except BaseException:

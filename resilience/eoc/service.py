@@ -37,6 +37,8 @@ log = logging.getLogger("resilience.eoc")
 BATCH_MESSAGES = 500
 """Messages already queued that are committed in one transaction."""
 BACKOFF_MAX_S = 30.0
+IN_FLIGHT = 10
+"""Acknowledgements awaiting their PUBACK at once."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,10 @@ class EocService:
         self.connected = asyncio.Event()
         self.changed = asyncio.Event()  # set after each commit: the web view's live updates
         self._client: aiomqtt.Client | None = None
-        self._acks: set[asyncio.Task[None]] = set()
+        self.messages = 0  # received, of every kind (bench/eoc.py's throughput)
+        self.latencies_s: list[float] | None = None  # bench/eoc.py: event ts -> committed
+        self._ack_due: dict[tuple[str, str], int] = {}
+        self._ack_wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.5
@@ -115,16 +120,17 @@ class EocService:
             self._client = client
             self.connected.set()
             reading = asyncio.create_task(self._read(client))
+            acking = asyncio.create_task(self._send_acks(client))
             stopping = asyncio.create_task(stop.wait())
+            tasks = {reading, acking, stopping}
             try:
-                await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                stopping.cancel()
-                reading.cancel()
-                for task in list(self._acks):
+                for task in tasks:
                     task.cancel()
-            if reading.done() and not reading.cancelled() and reading.exception() is not None:
-                raise reading.exception()  # type: ignore[misc]
+            for task in (reading, acking):
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
 
     async def _read(self, client: aiomqtt.Client) -> None:
         messages = aiter(client.messages)
@@ -137,6 +143,7 @@ class EocService:
     async def _take(self, client: aiomqtt.Client, batch: list[aiomqtt.Message]) -> None:
         now = self.wall()
         rows: list[Row] = []
+        self.messages += len(batch)
         for message in batch:
             parts = str(message.topic).split("/")
             if len(parts) != 5 or parts[:2] != ["shelter", "v1"]:
@@ -159,20 +166,32 @@ class EocService:
                 log.warning("eoc: ignoring a malformed message on %s: %s", message.topic, exc)
         if rows:
             moved = await asyncio.to_thread(self.db.put_rows, rows, now)
-            for (district, site), seq in moved.items():
-                ack = json.dumps({"schema": 1, "seq": seq}).encode()
-                # not awaited in the reading loop: a PUBACK lost with the broker must not stop it
-                task = asyncio.create_task(
-                    client.publish(payloads.ack_topic(district, site), ack, qos=1)
-                )
-                self._acks.add(task)
-                task.add_done_callback(self._ack_done)
+            if self.latencies_s is not None:
+                committed = self.wall()
+                self.latencies_s.extend(committed - r.ts for r in rows if r.kind == "event")
+            # sent beside the reading (a PUBACK lost with the broker must not stop it); only
+            # each site's latest acknowledgement matters
+            self._ack_due.update(moved)
+            self._ack_wake.set()
         self.changed.set()
 
-    def _ack_done(self, task: asyncio.Task[None]) -> None:
-        self._acks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.info("eoc: an acknowledgement was not sent: %s", task.exception())
+    async def _send_acks(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._ack_wake.wait()
+            self._ack_wake.clear()
+            due, self._ack_due = self._ack_due, {}
+            items = list(due.items())
+            for start in range(0, len(items), IN_FLIGHT):
+                await asyncio.gather(
+                    *(
+                        client.publish(
+                            payloads.ack_topic(district, site),
+                            json.dumps({"schema": 1, "seq": seq}).encode(),
+                            qos=1,
+                        )
+                        for (district, site), seq in items[start : start + IN_FLIGHT]
+                    )
+                )
 
     async def send_command(
         self,

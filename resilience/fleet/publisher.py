@@ -202,10 +202,12 @@ class FleetPublisher:
             self.connects += 1
             if self.connects > 1:
                 log.warning("fleet: connected to the broker again")
+            # rows up to this were written before this connection: historical when sent
+            _rows, _low, backlog_high = await asyncio.to_thread(self.store.outbox_bounds)
             self.connected.set()
             self._last_state = None  # a new connection: republish the state now
             async with asyncio.TaskGroup() as group:
-                sender = group.create_task(self._send(client, stop))
+                sender = group.create_task(self._send(client, stop, backlog_high))
                 receiver = group.create_task(self._receive(client))
                 await stop.wait()  # or an error in either task cancels this wait
                 receiver.cancel()
@@ -294,9 +296,8 @@ class FleetPublisher:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._wake.set)
 
-    async def _send(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
-        _rows, _low, high = await asyncio.to_thread(self.store.outbox_bounds)
-        live_from = high  # rows up to this were written before this connection: historical
+    async def _send(self, client: aiomqtt.Client, stop: asyncio.Event, backlog_high: int) -> None:
+        live_from = backlog_high  # rows up to this are historical
         sent_up_to = 0
         self.sent_seq = 0
         self._sent_at.clear()
