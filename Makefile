@@ -64,12 +64,17 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: test install-test demo venv venv-test system-packages node-packages lint typecheck pytest clean-venv
+.PHONY: test install-test demo demo-city venv venv-test system-packages node-packages lint typecheck pytest clean-venv
 
 test: venv-test system-packages node-packages
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The city layer (issue 15): mosquitto, three simulated shelters reporting over MQTT and
+# `resilience eoc`'s web view (tools/demo_city.py prints its address and a token).
+demo-city: venv system-packages
+	$(BIN)/python tools/demo_city.py
 
 # deploy/install.sh on a booted Debian 12 (debootstrap, cached in
 # $$RESILIENCE_DEBIAN_CACHE, default /var/cache/resilience-test), against the

@@ -46,7 +46,7 @@ from resilience.eoc.db import EocDb  # noqa: E402
 from resilience.eoc.service import BrokerSettings, EocService  # noqa: E402
 from resilience.fleet.publisher import FleetPublisher  # noqa: E402
 from resilience.store import Store  # noqa: E402
-from tests.mqtt_broker import EOC_PASSWORD, EOC_USER, Broker, SiteAccount  # noqa: E402
+from tools.mqtt_broker import EOC_PASSWORD, EOC_USER, Broker, SiteAccount  # noqa: E402
 
 DISTRICTS = 10
 

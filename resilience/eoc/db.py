@@ -21,9 +21,11 @@ What may be acknowledged is decided here, in the transaction that stored the row
 EOC instances sharing one database (an MQTT 5 shared subscription gives each a part of
 the rows) acknowledge only what is committed.
 
-Offline and stale (`SiteView`): a site is offline when its last status is the will (the
-broker publishes it within 1.5 x keepalive of losing the site); its state is stale when
-older than 2 x state_max_interval_s (+ 5 s): shown as stale, never as current.
+Offline and stale (`SiteView`): a site is offline when its last status is the will, or
+when nothing came from it for 1.5 x its keepalive (its retained status is republished
+every keepalive as a heartbeat; mosquitto 2.0's own keepalive check publishes the will a
+few seconds later than that); its state is stale when older than 2 x
+state_max_interval_s (+ 5 s), or the site is offline: shown as stale, never as current.
 
 One connection, used under a lock from worker threads (`asyncio.to_thread`): the EOC is
 not a control loop, and one writer keeps SQLite simple.
@@ -282,7 +284,7 @@ class EocDb:
     def sites(self, now: float, district: str | None = None) -> list[SiteView]:
         sql = (
             "SELECT s.district, s.site, s.name, s.state, s.state_ts, s.status, s.keepalive_s,"
-            " s.state_max_interval_s, coalesce(a.seq, 0),"
+            " s.state_max_interval_s, s.received_ts, coalesce(a.seq, 0),"
             " (SELECT count(*) FROM events e WHERE e.district = s.district AND e.site = s.site"
             "  AND e.kind = 'event')"
             " FROM sites s LEFT JOIN acks a ON a.district = s.district AND a.site = s.site"
@@ -340,8 +342,14 @@ class EocDb:
 
 
 def _view(row: tuple[Any, ...], now: float) -> SiteView:
-    district, site, name, state_text, state_ts, status, _keepalive, max_interval, acked, n = row
+    district, site, name, state_text, state_ts, status, keepalive, max_interval, heard, acked, n = (
+        row
+    )
     state = json.loads(state_text) if state_text else None
+    # the will says offline; so does silence past 1.5 x keepalive (the site's status is also
+    # its heartbeat), whichever comes first
+    silent = keepalive is not None and (heard is None or now - float(heard) > 1.5 * keepalive)
+    offline = status != "online" or silent
     age = None if state_ts is None else max(0.0, now - float(state_ts))
     stale_after = 2 * float(max_interval or 60.0) + STALE_MARGIN_S
     return SiteView(
@@ -350,8 +358,8 @@ def _view(row: tuple[Any, ...], now: float) -> SiteView:
         name=name,
         state=state,
         status=status,
-        offline=status != "online",
-        stale=age is None or age > stale_after or status != "online",
+        offline=offline,
+        stale=age is None or age > stale_after or offline,
         data_age_s=age,
         alarms=len((state or {}).get("alarms") or []),
         acked_seq=int(acked),

@@ -36,7 +36,7 @@ log = logging.getLogger("resilience.eoc")
 
 BATCH_MESSAGES = 500
 """Messages already queued that are committed in one transaction."""
-BACKOFF_MAX_S = 30.0
+BACKOFF_MAX_S = 10.0
 IN_FLIGHT = 10
 """Acknowledgements awaiting their PUBACK at once."""
 
@@ -73,6 +73,7 @@ class EocService:
         self.latencies_s: list[float] | None = None  # bench/eoc.py: event ts -> committed
         self._ack_due: dict[tuple[str, str], int] = {}
         self._ack_wake = asyncio.Event()
+        self._failing = False
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.5
@@ -81,7 +82,9 @@ class EocService:
                 await self._session(stop)
                 backoff = 0.5
             except* (aiomqtt.MqttError, OSError) as group:
-                log.warning("eoc: broker lost or unreachable: %s (retrying)", group.exceptions[0])
+                if not self._failing:  # once, and its recovery once; not every retry
+                    log.warning("eoc: broker lost or unreachable: %s", group.exceptions[0])
+                self._failing = True
             self.connected.clear()
             self._client = None
             with contextlib.suppress(TimeoutError):
@@ -118,6 +121,9 @@ class EocService:
             birth = json.dumps({"schema": 1, "status": "online", "ts": self.wall()}).encode()
             await client.publish(payloads.EOC_STATUS_TOPIC, birth, qos=1)
             self._client = client
+            if self._failing:
+                log.warning("eoc: connected to the broker again")
+                self._failing = False
             self.connected.set()
             reading = asyncio.create_task(self._read(client))
             acking = asyncio.create_task(self._send_acks(client))

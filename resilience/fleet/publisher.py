@@ -19,8 +19,8 @@ The EOC deduplicates on (site, seq), so a row sent twice is shown once.
 The connection: MQTT 5 (aiomqtt over paho), clean start (the outbox, not the broker's
 session, is the memory), a retained ``online`` birth on ``<prefix>/status`` and a
 retained ``offline`` last will, TLS with the site file's CA (and client certificate) or
-username and password. A lost connection is logged once and retried with a doubling
-back-off (0.5 s to 30 s); its recovery is logged once.
+username and password. A lost connection is logged once and retried with a doubling,
+jittered back-off (0.5 s to 10 s); its recovery is logged once.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import ssl
 import time
 import uuid
@@ -54,7 +55,10 @@ answered twice and applied once."""
 Commander = Callable[[str, str, dict[str, Any]], Awaitable[tuple[str, str]]]
 """(operator, command, args) -> (outcome, detail): how the site decides an EOC command."""
 BACKOFF_INITIAL_S = 0.5
-BACKOFF_MAX_S = 30.0
+BACKOFF_MAX_S = 10.0
+"""A broker back after an outage is found within this (bench/eoc.py's recovered_s); each
+wait is drawn between half and all of the back-off, so hundreds of sites do not all
+reconnect in the same instant."""
 
 
 def read_password(path: Path) -> str:
@@ -154,7 +158,7 @@ class FleetPublisher:
             if self.connects and not failing:
                 backoff = BACKOFF_INITIAL_S
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff)
+                await asyncio.wait_for(stop.wait(), backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     def _client(self) -> aiomqtt.Client:
@@ -189,16 +193,7 @@ class FleetPublisher:
             if self.commander is not None:
                 for topic in payloads.command_topics(self.fleet.district, self.fleet.site_id):
                     await client.subscribe(topic, qos=1)
-            online = payloads.status_payload(
-                True,
-                session=self.session,
-                ts=self.wall(),
-                keepalive_s=self.fleet.keepalive_s,
-                state_max_interval_s=self.fleet.state_max_interval_s,
-            )
-            await client.publish(
-                f"{self.prefix}/status", payloads.encode(online), qos=1, retain=True
-            )
+            await self._publish_online(client)
             self.connects += 1
             if self.connects > 1:
                 log.warning("fleet: connected to the broker again")
@@ -217,6 +212,19 @@ class FleetPublisher:
                 await client.publish(
                     f"{self.prefix}/status", payloads.encode(offline), qos=1, retain=True
                 )
+
+    async def _publish_online(self, client: aiomqtt.Client) -> None:
+        """The retained birth, also the heartbeat every keepalive_s: the EOC flags a site it
+        has not heard from for 1.5 x keepalive_s offline by itself, whatever the broker's
+        keepalive check takes to publish the will."""
+        online = payloads.status_payload(
+            True,
+            session=self.session,
+            ts=self.wall(),
+            keepalive_s=self.fleet.keepalive_s,
+            state_max_interval_s=self.fleet.state_max_interval_s,
+        )
+        await client.publish(f"{self.prefix}/status", payloads.encode(online), qos=1, retain=True)
 
     # --- receiving: acknowledgements, the EOC's birth ---------------------------------
 
@@ -302,6 +310,7 @@ class FleetPublisher:
         self.sent_seq = 0
         self._sent_at.clear()
         next_state_s = self.monotonic()
+        next_beat_s = next_state_s + self.fleet.keepalive_s
         while not stop.is_set():
             self._wake.clear()
             if self._republish:  # the EOC came (back) online: state now, replay the rest
@@ -310,6 +319,9 @@ class FleetPublisher:
                 live_from, sent_up_to = max(live_from, sent_up_to), 0
                 self._sent_at.clear()
             now = self.monotonic()
+            if now >= next_beat_s:
+                await self._publish_online(client)
+                next_beat_s = now + self.fleet.keepalive_s
             if now >= next_state_s or self._last_state is None:
                 await self._publish_state(client)
                 next_state_s = now + self.fleet.state_min_interval_s
@@ -328,7 +340,7 @@ class FleetPublisher:
                 if len(rows) == BATCH_ROWS:
                     continue  # more backlog: no waiting
             now = self.monotonic()
-            deadline = next_state_s
+            deadline = min(next_state_s, next_beat_s)
             if self._sent_at:
                 oldest_s = next(iter(self._sent_at.values()))
                 if now >= oldest_s + self.fleet.resend_after_s:

@@ -20,8 +20,8 @@ from resilience.eoc.app import create_eoc_app
 from resilience.eoc.db import EocDb
 from resilience.eoc.service import BrokerSettings, EocService
 from resilience.service import quiet_pymodbus, start, stop_running
-from tests.mqtt_broker import EOC_PASSWORD, EOC_USER, Broker, SiteAccount
 from tests.sites import modbus_only
+from tools.mqtt_broker import EOC_PASSWORD, EOC_USER, Broker, SiteAccount
 from tools.uisite import CHROMIUM, TABLET, browser
 
 pytestmark = pytest.mark.browser

@@ -16,7 +16,7 @@ from typing import Any
 import aiomqtt
 
 from resilience.fleet import payloads
-from tests.mqtt_broker import EOC_PASSWORD, EOC_USER, Broker
+from tools.mqtt_broker import EOC_PASSWORD, EOC_USER, Broker
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from tests.mqtt_broker import EOC_PASSWORD, EOC_USER, Broker, SiteAccount
+from tools.mqtt_broker import EOC_PASSWORD, EOC_USER, Broker, SiteAccount
 
 SITES = [SiteAccount("kadikoy", "school-1"), SiteAccount("kadikoy", "school-2")]
 

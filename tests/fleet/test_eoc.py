@@ -17,7 +17,7 @@ import pytest
 from resilience.eoc.db import EocDb
 from resilience.eoc.service import BrokerSettings, EocService
 from tests.fleet.test_publisher import Site, fleet_section
-from tests.mqtt_broker import EOC_PASSWORD, EOC_USER, Broker, SiteAccount
+from tools.mqtt_broker import EOC_PASSWORD, EOC_USER, Broker, SiteAccount
 
 ROOT = Path(__file__).resolve().parents[2]
 SITES = [

@@ -18,7 +18,7 @@ from resilience.eoc.app import create_eoc_app
 from resilience.eoc.db import EocDb
 from resilience.eoc.service import BrokerSettings, EocService
 from tests.fleet.test_publisher import SITE, Site, fleet_section
-from tests.mqtt_broker import EOC_PASSWORD, EOC_USER, Broker
+from tools.mqtt_broker import EOC_PASSWORD, EOC_USER, Broker
 
 
 @pytest.fixture

@@ -29,10 +29,13 @@ def test_offline_and_stale(tmp_path: Path) -> None:
     birth = {"status": "online", "session": "a", "ts": 100.0}
     db.put_status("d1", "s1", {**birth, "keepalive_s": 30, "state_max_interval_s": 60}, now=100.0)
     db.put_state("d1", "s1", {"name": "School", "mode": "islanded", "updated_ts": 100.0}, now=100.0)
-    [fresh] = db.sites(now=150.0)
+    [fresh] = db.sites(now=120.0)
     assert not fresh.offline and not fresh.stale and fresh.state == {
         "name": "School", "mode": "islanded", "updated_ts": 100.0
     }  # fmt: skip
+    [silent] = db.sites(now=100.0 + 1.5 * 30 + 1)  # no heartbeat for 1.5 x keepalive
+    assert silent.offline and silent.stale
+    db.put_status("d1", "s1", {**birth, "ts": 220.0}, now=220.0)  # heartbeats, no new state
     [old] = db.sites(now=100.0 + 2 * 60 + 6)  # past twice state_max_interval_s (+5 s)
     assert old.stale and not old.offline
     db.put_status("d1", "s1", {"status": "offline", "session": "a", "ts": 160.0}, now=160.0)

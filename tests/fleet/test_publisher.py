@@ -15,7 +15,7 @@ from resilience.config import FleetSection
 from resilience.fleet.publisher import FleetPublisher
 from resilience.store import Store
 from tests.fleet.eoc_receiver import Receiver
-from tests.mqtt_broker import Broker, SiteAccount
+from tools.mqtt_broker import Broker, SiteAccount
 
 SITE = SiteAccount("kadikoy", "school-1")
 KEY = "kadikoy/school-1"

@@ -23,8 +23,8 @@ from resilience.model import Mode
 from resilience.service import quiet_pymodbus, start, stop_running
 from tests.fleet.eoc_receiver import Receiver
 from tests.fleet.test_publisher import running
-from tests.mqtt_broker import EOC_PASSWORD, EOC_USER, Broker, SiteAccount
 from tests.sites import modbus_only
+from tools.mqtt_broker import EOC_PASSWORD, EOC_USER, Broker, SiteAccount
 
 SITE = Path(__file__).resolve().parents[2] / "config" / "site.toml"
 ACCOUNT = SiteAccount("kadikoy", "school-1")

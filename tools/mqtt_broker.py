@@ -1,4 +1,4 @@
-"""A real MQTT broker for tests: Debian's mosquitto with a config of the test's own.
+"""A real MQTT broker (tests, bench/eoc.py, `make demo-city`): mosquitto, a config of our own.
 
 What the city layer's tests need from a broker is what a city's broker does: accounts
 (a password file made by `mosquitto_passwd`), ACLs (a site writes only its own
