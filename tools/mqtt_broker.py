@@ -117,6 +117,10 @@ class Broker:
             "persistence true",
             f"persistence_location {d / 'data'}/",
             "autosave_interval 1800",  # a SIGKILL loses what came since the last save
+            # mosquitto drops QoS 1 messages beyond 1000 queued for one client: after an
+            # outage hundreds of sites replay at once, more than the EOC takes in a moment.
+            # (The outbox would resend them; a city's broker for an EOC sets this too.)
+            "max_queued_messages 100000",
             "log_dest stderr",
             "log_type error",
             "log_type warning",
@@ -139,7 +143,10 @@ class Broker:
             config = self._write_config()
             log = (self.directory / "mosquitto.log").open("ab")
             self.process = subprocess.Popen(
-                [MOSQUITTO, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
+                [MOSQUITTO, "-c", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C for the demo is ours to handle: we stop it
             )
             log.close()
             if self._wait_ready(timeout_s):

@@ -33,10 +33,11 @@ not a control loop, and one writer keeps SQLite simple.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,8 @@ class EocDb:
     def __init__(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._depth = 0  # nested `_transaction`s: only the outer one begins and commits
         self.duplicates = 0  # rows received again (replays): stored once, counted here
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")  # acknowledged means on disk
@@ -135,9 +137,47 @@ class EocDb:
 
     # --- writes ----------------------------------------------------------------------
 
-    def put_state(self, district: str, site: str, state: Mapping[str, Any], now: float) -> None:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction (one fsync) for everything written inside it, nested or not."""
         with self._lock:
-            self._db.execute(
+            outer = self._depth == 0
+            if outer:
+                self._db.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield self._db
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if outer:
+                self._db.execute("COMMIT")
+
+    def put_batch(
+        self,
+        *,
+        states: Iterable[tuple[str, str, Mapping[str, Any]]] = (),
+        statuses: Iterable[tuple[str, str, Mapping[str, Any]]] = (),
+        results: Iterable[Mapping[str, Any]] = (),
+        rows: Iterable[Row] = (),
+        now: float,
+    ) -> dict[tuple[str, str], int]:
+        """What one read of the broker brought, in one transaction; `put_rows`'s answer."""
+        with self._transaction():
+            for district, site, state in states:
+                self.put_state(district, site, state, now)
+            for district, site, status in statuses:
+                self.put_status(district, site, status, now)
+            for result in results:
+                self.put_result(result)
+            return self.put_rows(rows, now)
+
+    def put_state(self, district: str, site: str, state: Mapping[str, Any], now: float) -> None:
+        with self._transaction() as db:
+            db.execute(
                 "INSERT INTO sites (district, site, name, state, state_ts, received_ts)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (district, site) DO UPDATE SET"
                 " name = excluded.name, state = excluded.state, state_ts = excluded.state_ts,"
@@ -154,8 +194,8 @@ class EocDb:
             )
 
     def put_status(self, district: str, site: str, status: Mapping[str, Any], now: float) -> None:
-        with self._lock:
-            self._db.execute(
+        with self._transaction() as db:
+            db.execute(
                 "INSERT INTO sites (district, site, status, status_ts, session, keepalive_s,"
                 " state_max_interval_s, received_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (district, site) DO UPDATE SET status = excluded.status,"
@@ -182,59 +222,52 @@ class EocDb:
         the last acknowledgement). One transaction."""
         rows = list(rows)
         moved: dict[tuple[str, str], int] = {}
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                floors: dict[tuple[str, str], int] = {}
-                for row in rows:
-                    cursor = db.execute(
-                        "INSERT OR IGNORE INTO events (district, site, seq, session, ts, kind,"
-                        " historical, body, received_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            row.district,
-                            row.site,
-                            row.seq,
-                            row.session,
-                            row.ts,
-                            row.kind,
-                            int(row.historical),
-                            json.dumps(row.body),
-                            now,
-                        ],
+        with self._transaction() as db:
+            floors: dict[tuple[str, str], int] = {}
+            for row in rows:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO events (district, site, seq, session, ts, kind,"
+                    " historical, body, received_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        row.district,
+                        row.site,
+                        row.seq,
+                        row.session,
+                        row.ts,
+                        row.kind,
+                        int(row.historical),
+                        json.dumps(row.body),
+                        now,
+                    ],
+                )
+                self.duplicates += cursor.rowcount == 0  # held already: shown once
+                key = (row.district, row.site)
+                floors[key] = max(floors.get(key, 0), row.floor)
+                db.execute(
+                    "UPDATE sites SET received_ts = ? WHERE district = ? AND site = ?",
+                    [now, row.district, row.site],
+                )
+            for (district, site), floor in floors.items():
+                found = db.execute(
+                    "SELECT seq FROM acks WHERE district = ? AND site = ?", [district, site]
+                ).fetchone()
+                acked = 0 if found is None else int(found[0])
+                held = {
+                    int(r[0])
+                    for r in db.execute(
+                        "SELECT seq FROM events WHERE district = ? AND site = ? AND seq > ?",
+                        [district, site, max(acked, floor - 1)],
                     )
-                    self.duplicates += cursor.rowcount == 0  # held already: shown once
-                    key = (row.district, row.site)
-                    floors[key] = max(floors.get(key, 0), row.floor)
+                }
+                new, _pending = covered(acked, floor, held)
+                if new > acked:
                     db.execute(
-                        "UPDATE sites SET received_ts = ? WHERE district = ? AND site = ?",
-                        [now, row.district, row.site],
+                        "INSERT INTO acks (district, site, seq) VALUES (?, ?, ?)"
+                        " ON CONFLICT (district, site) DO UPDATE SET seq = excluded.seq",
+                        [district, site, new],
                     )
-                for (district, site), floor in floors.items():
-                    found = db.execute(
-                        "SELECT seq FROM acks WHERE district = ? AND site = ?", [district, site]
-                    ).fetchone()
-                    acked = 0 if found is None else int(found[0])
-                    held = {
-                        int(r[0])
-                        for r in db.execute(
-                            "SELECT seq FROM events WHERE district = ? AND site = ? AND seq > ?",
-                            [district, site, max(acked, floor - 1)],
-                        )
-                    }
-                    new, _pending = covered(acked, floor, held)
-                    if new > acked:
-                        db.execute(
-                            "INSERT INTO acks (district, site, seq) VALUES (?, ?, ?)"
-                            " ON CONFLICT (district, site) DO UPDATE SET seq = excluded.seq",
-                            [district, site, new],
-                        )
-                    if new > 0:
-                        moved[(district, site)] = new
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                if new > 0:
+                    moved[(district, site)] = new
         return moved
 
     def put_command(
@@ -248,8 +281,8 @@ class EocDb:
         issued_ts: float,
         expires_ts: float,
     ) -> None:
-        with self._lock:
-            self._db.execute(
+        with self._transaction() as db:
+            db.execute(
                 "INSERT INTO commands (id, district, site, operator, command, args, issued_ts,"
                 " expires_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -265,8 +298,8 @@ class EocDb:
             )
 
     def put_result(self, result: Mapping[str, Any]) -> None:
-        with self._lock:
-            self._db.execute(
+        with self._transaction() as db:
+            db.execute(
                 "INSERT OR REPLACE INTO results (id, district, site, outcome, detail, ts)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 [

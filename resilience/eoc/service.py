@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import ssl
@@ -147,8 +148,12 @@ class EocService:
             await self._take(client, batch)
 
     async def _take(self, client: aiomqtt.Client, batch: list[aiomqtt.Message]) -> None:
+        """Commit one read of the broker in one transaction, then acknowledge."""
         now = self.wall()
         rows: list[Row] = []
+        states: list[tuple[str, str, dict[str, Any]]] = []
+        statuses: list[tuple[str, str, dict[str, Any]]] = []
+        results: list[dict[str, Any]] = []
         self.messages += len(batch)
         for message in batch:
             parts = str(message.topic).split("/")
@@ -158,20 +163,29 @@ class EocService:
             try:
                 raw = message.payload if isinstance(message.payload, bytes) else b""
                 doc = json.loads(raw) if raw else None
-                if leaf == "state" and isinstance(doc, dict):
-                    await asyncio.to_thread(self.db.put_state, district, site, doc, now)
-                elif leaf == "status" and isinstance(doc, dict):
-                    await asyncio.to_thread(self.db.put_status, district, site, doc, now)
-                elif leaf == "result" and isinstance(doc, dict):
-                    await asyncio.to_thread(
-                        self.db.put_result, {**doc, "district": district, "site": site}
-                    )
-                elif leaf in ("event", "telemetry") and isinstance(doc, dict):
+                if not isinstance(doc, dict):
+                    continue
+                if leaf == "state":
+                    states.append((district, site, doc))
+                elif leaf == "status":
+                    statuses.append((district, site, doc))
+                elif leaf == "result":
+                    results.append({**doc, "district": district, "site": site})
+                elif leaf in ("event", "telemetry"):
                     rows.append(_row(district, site, doc))
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("eoc: ignoring a malformed message on %s: %s", message.topic, exc)
+        moved = await asyncio.to_thread(
+            functools.partial(
+                self.db.put_batch,
+                states=states,
+                statuses=statuses,
+                results=results,
+                rows=rows,
+                now=now,
+            )
+        )
         if rows:
-            moved = await asyncio.to_thread(self.db.put_rows, rows, now)
             if self.latencies_s is not None:
                 committed = self.wall()
                 self.latencies_s.extend(committed - r.ts for r in rows if r.kind == "event")

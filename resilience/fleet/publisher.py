@@ -113,6 +113,7 @@ class FleetPublisher:
         self._state_sent_s = -float("inf")
         self._republish = False
         self._sent_at: dict[int, float] = {}  # seq -> when first sent (unacknowledged)
+        self._resend_jitter_s = random.uniform(0, fleet.resend_after_s / 4)
         self.acked_seq = 0  # the highest acknowledgement applied to the outbox
         self.sent_seq = 0  # the highest seq the broker has taken (PUBACK) on this connection
         self._sent = asyncio.Event()
@@ -342,11 +343,13 @@ class FleetPublisher:
             now = self.monotonic()
             deadline = min(next_state_s, next_beat_s)
             if self._sent_at:
-                oldest_s = next(iter(self._sent_at.values()))
+                # jittered: sites that reconnected together do not all resend together
+                oldest_s = next(iter(self._sent_at.values())) + self._resend_jitter_s
                 if now >= oldest_s + self.fleet.resend_after_s:
                     # sent and not acknowledged for resend_after_s: again, historical
                     live_from, sent_up_to = max(live_from, sent_up_to), 0
                     self._sent_at.clear()
+                    self._resend_jitter_s = random.uniform(0, self.fleet.resend_after_s / 4)
                     continue
                 deadline = min(deadline, oldest_s + self.fleet.resend_after_s)
             with contextlib.suppress(TimeoutError):
