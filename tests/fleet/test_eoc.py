@@ -129,3 +129,51 @@ async def test_three_sites_and_the_eoc(broker: Broker, tmp_path: Path) -> None:
         stop.set()
         await asyncio.wait_for(eoc, 10)
         db.close()
+
+
+async def test_a_site_offline_for_an_hour_comes_back_with_nothing_lost_or_twice(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """An hour of events (one every 5 s, stamped over the last hour) recorded while the site
+    had no link, then it connects: the EOC holds each exactly once, flagged historical, and
+    the site's outbox drains. Then the same site restarts and replays: nothing twice."""
+    db = EocDb(tmp_path / "eoc.sqlite")
+    service = EocService(BrokerSettings(broker.host, broker.port, EOC_USER, EOC_PASSWORD), db)
+    stop = asyncio.Event()
+    eoc = asyncio.create_task(service.run(stop))
+    account = SITES[0]
+    fleet = fleet_section(broker, tmp_path / "s", district=account.district, site_id=account.site)
+    site = Site(fleet, tmp_path / "site.sqlite")
+    try:
+        await asyncio.wait_for(service.connected.wait(), 10)
+        hour_ago = time.time() - 3600
+        for k in range(720):  # the link is down: nothing publishes them yet
+            site.store.record_event("test", f"offline {k}", ts=hour_ago + 5 * k)
+        await site.store.committed(site.store.record_event("test", "link back"))
+        site.start()
+
+        def all_held() -> bool:
+            return sum(v.events for v in db.sites(time.time())) >= 721
+
+        await until(service, all_held, timeout_s=30)
+        events = db.events(account.district, account.site, limit=1000)
+        reasons = [e["body"]["reason"] for e in events]
+        assert sorted(reasons) == sorted([f"offline {k}" for k in range(720)] + ["link back"])
+        assert all(e["historical"] for e in events)
+        high = max(e["seq"] for e in events)
+        await asyncio.wait_for(site.publisher.wait_acknowledged(high), 10)
+        await site.close()
+        again = Site(fleet, tmp_path / "site.sqlite")  # a reboot replays what is left
+        site = again
+        again.start()
+        await asyncio.wait_for(again.publisher.connected.wait(), 10)
+        await again.store.committed(again.store.record_event("test", "rebooted"))
+        await until(service, lambda: sum(v.events for v in db.sites(time.time())) >= 722)
+        seqs = db.seqs(account.district, account.site)
+        assert len(seqs) == len(set(seqs))
+        assert len([e for e in db.events(account.district, account.site, limit=2000)]) == 722
+    finally:
+        await site.close()
+        stop.set()
+        await asyncio.wait_for(eoc, 10)
+        db.close()
