@@ -868,6 +868,22 @@ class Store:
             ).fetchall()
         return [OutboxRow(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
 
+    def outbox_page(self, *, after_seq: int = 0, limit: int = 500) -> tuple[list[OutboxRow], int]:
+        """`outbox(after_seq, limit)` and the lowest seq still in the outbox (0: empty), read
+        in one transaction: what a publisher sends, and the floor it sends with it."""
+        _check_limit(limit)
+        with self._reader() as db:
+            db.execute("BEGIN")
+            try:
+                rows = db.execute(
+                    "SELECT seq, ts, kind, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                    [after_seq, limit],
+                ).fetchall()
+                (low,) = db.execute("SELECT coalesce(min(seq), 0) FROM outbox").fetchone()
+            finally:
+                db.execute("COMMIT")
+        return [OutboxRow(r[0], r[1], r[2], json.loads(r[3])) for r in rows], int(low)
+
     def outbox_bounds(self) -> tuple[int, int, int]:
         """(rows, lowest seq, highest seq ever given); 0 for a bound that does not exist.
         The highest comes from sqlite_sequence: it survives the rows' deletion."""

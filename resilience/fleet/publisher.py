@@ -326,11 +326,10 @@ class FleetPublisher:
             if now >= next_state_s or self._last_state is None:
                 await self._publish_state(client)
                 next_state_s = now + self.fleet.state_min_interval_s
-            rows = await asyncio.to_thread(
-                self.store.outbox, after_seq=sent_up_to, limit=BATCH_ROWS
+            rows, floor = await asyncio.to_thread(
+                self.store.outbox_page, after_seq=sent_up_to, limit=BATCH_ROWS
             )
             if rows:
-                floor = (await asyncio.to_thread(self.store.outbox_bounds))[1]
                 await self._publish_rows(client, rows, floor, live_from)
                 sent_up_to = rows[-1].seq
                 self.sent_seq = max(self.sent_seq, sent_up_to)
