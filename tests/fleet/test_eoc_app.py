@@ -13,7 +13,7 @@ import aiomqtt
 import httpx
 import pytest
 
-from resilience.auth import TokenStore
+from resilience.auth import Principal, TokenStore
 from resilience.eoc.app import create_eoc_app
 from resilience.eoc.db import EocDb
 from resilience.eoc.service import BrokerSettings, EocService
@@ -93,3 +93,23 @@ async def test_roles_confirmation_and_a_district_command(broker: Broker, tmp_pat
         await asyncio.wait_for(eoc, 10)
         tokens.close()
         db.close()
+
+
+def test_resilience_eoc_makes_tokens_and_refuses_a_bad_broker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from resilience.cli import main
+
+    db = str(tmp_path / "eoc.sqlite")
+    assert main(["eoc", "--db", db, "--create-token", "desk", "--role", "operator"]) == 0
+    token = capsys.readouterr().out.strip()
+    tokens = TokenStore(db)
+    try:
+        found = tokens.check(token)
+        assert isinstance(found, Principal) and found.role == "operator"
+    finally:
+        tokens.close()
+    assert main(["eoc", "--db", db, "--create-token", "desk", "--role", "operator"]) == 1
+    assert "exists" in capsys.readouterr().out
+    assert main(["eoc", "--db", db, "--broker", "nowhere"]) == 2
+    assert "HOST:PORT" in capsys.readouterr().out
