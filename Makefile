@@ -35,8 +35,10 @@ DEMO_LOG := var/demo-sim.log
 
 # Debian packages the tests use (Modbus command-line client, pty/socket relay, the
 # headless browser the tablet-UI tests drive through Playwright, the tracer that checks
-# the systemd unit's seccomp filter against the syscalls the controller makes).
-APT_PACKAGES := mbpoll socat chromium strace
+# the systemd unit's seccomp filter against the syscalls the controller makes, the MQTT
+# broker the city-layer tests start with a config of their own: mosquitto, which brings
+# mosquitto_passwd).
+APT_PACKAGES := mbpoll socat chromium strace mosquitto
 
 # The OCPP 2.1 station of tools/ocpp-rpc-station (node, ocpp-rpc pinned by its
 # package-lock.json). npm ci writes node_modules/.package-lock.json last: it is the
@@ -62,12 +64,17 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: test install-test demo venv venv-test system-packages node-packages lint typecheck pytest clean-venv
+.PHONY: test install-test demo demo-city venv venv-test system-packages node-packages lint typecheck pytest clean-venv
 
 test: venv-test system-packages node-packages
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The city layer (issue 15): mosquitto, three simulated shelters reporting over MQTT and
+# `resilience eoc`'s web view (tools/demo_city.py prints its address and a token).
+demo-city: venv system-packages
+	$(BIN)/python tools/demo_city.py
 
 # deploy/install.sh on a booted Debian 12 (debootstrap, cached in
 # $$RESILIENCE_DEBIAN_CACHE, default /var/cache/resilience-test), against the

@@ -259,6 +259,22 @@ def _drills() -> Any:
     return commands
 
 
+# ---------------------------------------------------------------- eoc
+
+
+def _eoc_arguments(parser: argparse.ArgumentParser) -> None:
+    from resilience.eoc.cli import eoc_arguments
+
+    eoc_arguments(parser)
+
+
+def eoc(args: argparse.Namespace, extra: list[str]) -> int:
+    """The city's emergency desk: every shelter's state from the MQTT broker (issue 15)."""
+    from resilience.eoc.cli import eoc_command
+
+    return eoc_command(args)
+
+
 # ---------------------------------------------------------------- the parser
 
 COMMANDS: dict[str, Command] = {
@@ -302,6 +318,12 @@ COMMANDS: dict[str, Command] = {
         help="read a CAP 1.2 alert and print the storm-watch decision (optionally act on it)",
         handler=lambda args, extra: _drills().cap_alert(args, extra),
         add_arguments=lambda parser: _drills().cap_alert_arguments(parser),
+    ),
+    "eoc": Command(
+        help="the city's emergency desk: every shelter's state and events from the MQTT"
+        " broker, a web view and API, commands to a site or a district",
+        handler=eoc,
+        add_arguments=_eoc_arguments,
     ),
     "sim": Command(
         help="run the simulated devices of a site (firmware_sim); other arguments"

@@ -487,6 +487,129 @@ class OcppSection(_Model):
         return _listen_host(host)
 
 
+TopicSegment = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+"""One level of an MQTT topic the site publishes under: lower-case letters, digits, '-' and
+'_' (no '/', '+', '#': they would change which topics the broker's ACL lets it write)."""
+
+
+class FleetSection(_Model):
+    """`[fleet]`: the city layer. The site reports itself to the city's emergency operations
+    centre (EOC) through an MQTT 5 broker, under ``shelter/v1/<district>/<site_id>/``
+    (docs/architecture.md, "The city layer"). Without this section nothing is published
+    and no MQTT code is loaded."""
+
+    broker_host: str = Field(min_length=1)
+    """The broker's host name or address (any network: loopback is never required)."""
+    broker_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    """Default 8883 with TLS (tls_ca), 1883 without."""
+    district: TopicSegment
+    site_id: TopicSegment
+    username: str | None = Field(default=None, min_length=1)
+    password_file: Path | None = None
+    """A file holding the broker password (first line), readable by the service only: the
+    site file itself holds no secret."""
+    tls_ca: Path | None = None
+    """PEM certificate(s) of the CA that signed the broker's certificate; turns TLS on."""
+    tls_cert: Path | None = None
+    """Client certificate (PEM) for brokers that authenticate sites by certificate."""
+    tls_key: Path | None = None
+    """Its private key (PEM, unencrypted)."""
+    allow_plain_mqtt: bool = False
+    """Talk to a broker that is not on this machine without TLS anyway (the password and
+    the site's reports would cross the network in clear)."""
+    keepalive_s: Annotated[int, Field(ge=5, le=600)] = 30
+    """[s] MQTT keepalive: the broker publishes the site's last will (`offline`) after
+    1.5 times this without a packet."""
+    state_min_interval_s: Annotated[float, Field(ge=1, le=60)] = 5.0
+    """[s] the retained state is republished on change, at most this often..."""
+    state_max_interval_s: Annotated[float, Field(ge=5, le=600)] = 60.0
+    """[s] ...and at least this often, changed or not."""
+    outbox_max_rows: Annotated[int, Field(ge=10, le=10_000_000)] = 100_000
+    """Rows the store-and-forward outbox keeps until the EOC acknowledges them; beyond it
+    the oldest telemetry is dropped first, then the oldest events, and an event says so."""
+    resend_after_s: Annotated[float, Field(ge=5, le=3600)] = 60.0
+    """[s] rows the EOC has not acknowledged this long after they were sent are sent again
+    (flagged historical)."""
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_ca is not None
+
+    @property
+    def port(self) -> int:
+        if self.broker_port is not None:
+            return self.broker_port
+        return 8883 if self.tls else 1883
+
+    @property
+    def topic_prefix(self) -> str:
+        return f"shelter/v1/{self.district}/{self.site_id}"
+
+
+def _check_fleet(fleet: FleetSection) -> list[tuple[str, str]]:
+    """Credentials that go together, files that exist, intervals that make sense, and TLS
+    unless the broker is on this machine or plain MQTT is an explicit choice."""
+    problems: list[tuple[str, str]] = []
+    if (fleet.username is None) != (fleet.password_file is None):
+        have, missing = (
+            ("username", "password_file")
+            if fleet.password_file is None
+            else ("password_file", "username")
+        )
+        problems.append((f"fleet.{missing}", f"required with fleet.{have}"))
+    if (fleet.tls_cert is None) != (fleet.tls_key is None):
+        have, missing = (
+            ("tls_cert", "tls_key") if fleet.tls_key is None else ("tls_key", "tls_cert")
+        )
+        problems.append(
+            (f"fleet.{missing}", f"required with fleet.{have} (the certificate and its key)")
+        )
+    if fleet.tls_cert is not None and fleet.tls_ca is None:
+        problems.append(
+            ("fleet.tls_ca", "required with fleet.tls_cert: a client certificate needs TLS")
+        )
+    if fleet.username is None and fleet.tls_cert is None:
+        problems.append(
+            (
+                "fleet",
+                "no credentials: give username and password_file, or tls_cert and tls_key"
+                " (the broker's ACL lets a site write only its own topics, so it must know"
+                " which site this is)",
+            )
+        )
+    for key in ("password_file", "tls_ca", "tls_cert", "tls_key"):
+        path = getattr(fleet, key)
+        if path is not None and not Path(path).is_file():
+            problems.append((f"fleet.{key}", f"{path}: no such file"))
+    if fleet.state_min_interval_s > fleet.state_max_interval_s:
+        problems.append(
+            (
+                "fleet.state_min_interval_s",
+                f"{fleet.state_min_interval_s:g} s is longer than state_max_interval_s"
+                f" ({fleet.state_max_interval_s:g} s)",
+            )
+        )
+    if not fleet.tls and not fleet.allow_plain_mqtt and not _is_loopback(fleet.broker_host):
+        problems.append(
+            (
+                "fleet.broker_host",
+                f"{fleet.broker_host} is not this machine and [fleet] has no tls_ca: the"
+                " broker password and the site's reports would cross the network in clear."
+                " Give the broker's CA (tls_ca) or set allow_plain_mqtt = true",
+            )
+        )
+    return problems
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class OcppStation(_Model):
     """`[devices.<id>.ocpp]`: how an OCPP station identifies itself and what it speaks."""
 
@@ -721,6 +844,7 @@ class SiteConfig(_Model):
     dispatch: DispatchSection = DispatchSection()
     api: ApiSection = ApiSection()
     ocpp: OcppSection = OcppSection()
+    fleet: FleetSection | None = None
     devices: dict[str, Device]
     loads: list[Load]
     vehicles: list[Vehicle] = []
@@ -1430,6 +1554,8 @@ def _check_ocpp_identities(config: SiteConfig) -> list[tuple[str, str]]:
 def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
     """Problems that single fields cannot show: (key path, reason) pairs."""
     problems: list[tuple[str, str]] = _check_api(config.api)
+    if config.fleet is not None:
+        problems += _check_fleet(config.fleet)
     devices = config.devices
 
     def need(key: str, name: str, driver: str) -> None:

@@ -27,6 +27,7 @@ from resilience.transport.modbus import BusPool
 from resilience.watchdog import Watchdog
 
 if TYPE_CHECKING:  # the OCPP stack (the library, its JSON schemas) only for a site with stations
+    from resilience.fleet.publisher import FleetPublisher  # and MQTT only with [fleet]
     from resilience.ocpp import CentralSystem
 
 log = logging.getLogger("resilience.service")
@@ -49,6 +50,8 @@ class Running:
     task: asyncio.Task[None]
     background: list[asyncio.Task[None]] = field(default_factory=list)  # e.g. retention
     csms: CentralSystem | None = None  # the OCPP central system, on a site with stations
+    fleet: FleetPublisher | None = None  # the city layer's publisher, on a site with [fleet]
+    fleet_task: asyncio.Task[None] | None = None
 
 
 async def start(config: SiteConfig, *, store_path: str | None = None) -> Running:
@@ -59,7 +62,12 @@ async def start(config: SiteConfig, *, store_path: str | None = None) -> Running
         for listener in health_listeners:
             listener(healthy)
 
-    store = Store(store_path or config.site.store_path, on_health_change=store_health)
+    store = Store(
+        store_path or config.site.store_path,
+        on_health_change=store_health,
+        # [fleet]: events also go to the outbox, in their own transaction (store and forward)
+        outbox_max_rows=None if config.fleet is None else config.fleet.outbox_max_rows,
+    )
     store.start()
     pool = BusPool()
     csms: CentralSystem | None = None
@@ -95,7 +103,12 @@ async def start(config: SiteConfig, *, store_path: str | None = None) -> Running
         ),
         name="telemetry-retention",
     )
-    return Running(controller, store, pool, stop, task, [retention], csms)
+    running = Running(controller, store, pool, stop, task, [retention], csms)
+    if config.fleet is not None:
+        from resilience.fleet.site import start_publisher  # MQTT: only for a site with [fleet]
+
+        running.fleet, running.fleet_task = start_publisher(controller, config.fleet, stop)
+    return running
 
 
 def store_event(store: Store) -> Callable[[str, str, dict[str, Any]], None]:
@@ -109,6 +122,11 @@ def store_event(store: Store) -> Callable[[str, str, dict[str, Any]], None]:
 
 async def stop_running(running: Running) -> None:
     running.stop.set()
+    if running.fleet_task is not None:  # it says `offline` itself on a clean stop
+        try:
+            await asyncio.wait_for(running.fleet_task, timeout=5.0)
+        except Exception:
+            log.exception("fleet publisher did not stop cleanly")
     for task in running.background:
         task.cancel()
     await asyncio.gather(*running.background, return_exceptions=True)
@@ -205,6 +223,11 @@ async def serve(
             stack.push_async_callback(server.stop)
             announce(f"resilience: API and tablet UI at {server.url}/")
         freeze_startup_heap()
+        if config.fleet is not None:
+            announce(
+                f"resilience: reporting to the EOC through {config.fleet.broker_host}:"
+                f"{config.fleet.port} as {config.fleet.topic_prefix}"
+            )
         if running.csms is not None:
             announce(
                 f"resilience: OCPP central system at {running.csms.url}/<identity>:"

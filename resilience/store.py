@@ -32,6 +32,19 @@ Tables (ts = Unix seconds, UTC, as a float; JSON columns hold UTF-8 JSON text):
     state           key TEXT PK, value TEXT (JSON), updated_ts REAL
                     what the controller needs to resume after a restart (operator
                     decisions, registered donor vehicles...)
+    outbox          seq INTEGER PK AUTOINCREMENT, ts REAL, kind TEXT ("event" or
+                    "telemetry"), body TEXT (JSON object)
+                    the city layer's store and forward (a site with [fleet] only): what
+                    the EOC has not acknowledged yet. `seq` is the site's sequence number,
+                    never reused (AUTOINCREMENT), also after the rows before it are gone
+
+Outbox: with ``outbox_max_rows`` set, every event, alarm raised or cleared and accepted
+command also gets an outbox row in the same transaction as its own row, so what is
+recorded locally is also queued for the EOC, or neither. `outbox_ack(seq)` deletes the
+rows up to the EOC's acknowledgement. Beyond ``outbox_max_rows`` rows the oldest
+telemetry rows go first, then the oldest events; the first drop since the last
+acknowledgement records an event (kind "fleet") that says so, and the state key
+"fleet_outbox_dropped" counts what went.
 
 Refusals: a command that was not accepted (forbidden, rejected, refused...) costs at most
 one row per repeat and minute. Exact repeats (same actor, role, command, args, outcome,
@@ -84,6 +97,7 @@ __all__ = [
     "AlarmRecord",
     "CommandRecord",
     "EventRecord",
+    "OutboxRow",
     "Store",
     "StoreClosedError",
     "StoreError",
@@ -101,6 +115,20 @@ REFUSAL_ROWS_PER_MINUTE = 10
 """Distinct refusal rows one actor may add in a minute; the rest of the minute's refusals
 are counted in one row per outcome (command `OVERFLOW_COMMAND`)."""
 OVERFLOW_COMMAND = "*"
+
+
+OUTBOX_DROPPED_KEY = "fleet_outbox_dropped"
+"""State key: {"telemetry": n, "events": n, "overflowing": bool} of the outbox's drops."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One outbox row: the site's sequence number, when, what kind, and the body."""
+
+    seq: int
+    ts: float
+    kind: str  # "event" or "telemetry"
+    body: dict[str, Any]
 
 
 class StoreError(Exception):
@@ -233,8 +261,25 @@ def _migrate_to_v2(db: sqlite3.Connection) -> None:
     db.execute('CREATE INDEX "commands_actor_ts"\n    ON "commands" ("actor", "ts")')
 
 
+def _migrate_to_v3(db: sqlite3.Connection) -> None:
+    """The city layer's outbox (store and forward to the EOC)."""
+    db.execute(
+        "CREATE TABLE outbox ("
+        " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " ts REAL NOT NULL,"
+        " kind TEXT NOT NULL CHECK (kind IN ('event', 'telemetry')),"
+        " body TEXT NOT NULL"
+        ")"
+    )
+    db.execute("CREATE INDEX outbox_kind_seq ON outbox (kind, seq)")
+
+
 # Migration N (1-based) brings the schema from version N-1 to N. Append, never edit.
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_v1, _migrate_to_v2)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _migrate_to_v1,
+    _migrate_to_v2,
+    _migrate_to_v3,
+)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -346,6 +391,8 @@ class Store:
       max_telemetry_backlog             queued samples kept while the disk fails; older drop
       on_health_change                  called with the new `healthy` value from the
                                         writer thread; must not block
+      outbox_max_rows                   None (default): no outbox rows; else the outbox
+                                        (module docstring) keeps at most this many
     """
 
     def __init__(
@@ -361,6 +408,7 @@ class Store:
         telemetry_batch_samples: int = 10_000,
         max_telemetry_backlog: int = 100_000,
         on_health_change: Callable[[bool], None] | None = None,
+        outbox_max_rows: int | None = None,
     ) -> None:
         if str(path) == ":memory:":
             raise ValueError("Store needs a file: the writer and readers use separate connections")
@@ -368,6 +416,10 @@ class Store:
             raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
         if telemetry_batch_samples < 1 or max_telemetry_backlog < 1:
             raise ValueError("telemetry_batch_samples and max_telemetry_backlog must be >= 1")
+        if outbox_max_rows is not None and outbox_max_rows < 2:
+            raise ValueError("outbox_max_rows must be >= 2 (or None: no outbox)")
+        self._outbox_max_rows = outbox_max_rows
+        self._outbox_listeners: list[Callable[[], None]] = []
         self._path = Path(path)
         self._clock = clock
         self._backoff_initial_s = backoff_initial_s
@@ -466,8 +518,9 @@ class Store:
         ts: float | None = None,
     ) -> Future[int]:
         """Queue an event; the future gives its id once committed. ``ts`` defaults to now."""
+        at = self._now(ts)
         row = {
-            "ts": self._now(ts),
+            "ts": at,
             "kind": kind,
             "mode_from": mode_from,
             "mode_to": mode_to,
@@ -475,7 +528,14 @@ class Store:
             "reason": reason,
             "data": _audit_json(data or {}),
         }
-        return self._submit(lambda db: _insert(db, "events", row))
+
+        def apply(db: sqlite3.Connection) -> int:
+            event_id = _insert(db, "events", row)
+            body = {"type": "event", "id": event_id, **row, "data": data or {}}
+            self._outbox_add(db, at, "event", body)
+            return event_id
+
+        return self._submit_outbox(apply)
 
     def record_command(
         self,
@@ -490,8 +550,9 @@ class Store:
         """Queue an audit record of a command; the future gives its row's id once committed.
         A refusal (`outcome` other than "accepted") may be added to an earlier row of the
         same minute instead (see the module docstring)."""
+        at = self._now(ts)
         row = {
-            "ts": self._now(ts),
+            "ts": at,
             "actor": actor,
             "role": role,
             "command": command,
@@ -500,7 +561,14 @@ class Store:
             "detail": detail,
         }
         if outcome == ACCEPTED:
-            return self._submit(lambda db: _insert(db, "commands", row))
+
+            def apply(db: sqlite3.Connection) -> int:
+                command_id = _insert(db, "commands", row)
+                body = {"type": "command", "id": command_id, **row, "args": args}
+                self._outbox_add(db, at, "event", body)
+                return command_id
+
+            return self._submit_outbox(apply)
         return self._submit(lambda db: _coalesce_refusal(db, row))
 
     def raise_alarm(
@@ -519,13 +587,13 @@ class Store:
             ).fetchone()
             if row is not None:
                 return int(row[0])
-            return _insert(
-                db,
-                "alarms",
-                {"code": code, "severity": severity, "message": message, "raised_ts": raised_ts},
-            )
+            alarm = {"code": code, "severity": severity, "message": message, "raised_ts": raised_ts}
+            alarm_id = _insert(db, "alarms", alarm)
+            body = {"type": "alarm_raised", "id": alarm_id, **alarm}
+            self._outbox_add(db, raised_ts, "event", body)
+            return alarm_id
 
-        return self._submit(apply)
+        return self._submit_outbox(apply)
 
     def clear_alarm(self, code: str, ts: float | None = None) -> Future[int | None]:
         """Queue clearing the active alarm with this code; the future gives its id, or
@@ -540,9 +608,11 @@ class Store:
                 return None
             alarm_id = int(row[0])
             db.execute("UPDATE alarms SET cleared_ts = ? WHERE id = ?", [cleared_ts, alarm_id])
+            body = {"type": "alarm_cleared", "id": alarm_id, "code": code, "cleared_ts": cleared_ts}
+            self._outbox_add(db, cleared_ts, "event", body)
             return alarm_id
 
-        return self._submit(apply)
+        return self._submit_outbox(apply)
 
     def ack_alarm(self, alarm_id: int, by: str, ts: float | None = None) -> Future[bool]:
         """Queue an operator's acknowledgement; the future gives True if this call
@@ -633,6 +703,41 @@ class Store:
             # timeout) or a batch is full; not on every sample.
             if first or len(self._telemetry) >= self._telemetry_batch_samples:
                 self._cond.notify()
+
+    def outbox_telemetry(self, body: Mapping[str, Any], ts: float | None = None) -> Future[int]:
+        """Queue a telemetry row (a state snapshot) for the EOC; the future gives its seq.
+        The first rows to go when the outbox is full."""
+        if self._outbox_max_rows is None:
+            raise StoreError("this store has no outbox (outbox_max_rows is None)")
+        text_ts = self._now(ts)
+        payload = dict(body)
+
+        def apply(db: sqlite3.Connection) -> int:
+            seq = self._outbox_add(db, text_ts, "telemetry", payload)
+            assert seq is not None
+            return seq
+
+        return self._submit_outbox(apply)
+
+    def outbox_ack(self, up_to_seq: int) -> Future[int]:
+        """Queue deleting the outbox rows with seq <= ``up_to_seq`` (the EOC's
+        acknowledgement); the future gives how many went. Ends an overflow episode."""
+
+        def apply(db: sqlite3.Connection) -> int:
+            deleted = int(db.execute("DELETE FROM outbox WHERE seq <= ?", [up_to_seq]).rowcount)
+            if deleted:
+                dropped = _outbox_dropped(db)
+                if dropped["overflowing"]:
+                    dropped["overflowing"] = False
+                    _put_state(db, OUTBOX_DROPPED_KEY, dropped, self._clock())
+            return deleted
+
+        return self._submit(apply)
+
+    def on_outbox(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (from the writer thread; it must not block) after each commit
+        that added outbox rows."""
+        self._outbox_listeners.append(listener)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued before this call is committed; False on timeout.
@@ -753,6 +858,40 @@ class Store:
             rows = db.execute(sql, [key, *params]).fetchall()
         return [(float(r[0]), float(r[1])) for r in rows]
 
+    def outbox(self, *, after_seq: int = 0, limit: int = 500) -> list[OutboxRow]:
+        """Outbox rows with seq > ``after_seq``, oldest first."""
+        _check_limit(limit)
+        with self._reader() as db:
+            rows = db.execute(
+                "SELECT seq, ts, kind, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                [after_seq, limit],
+            ).fetchall()
+        return [OutboxRow(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+    def outbox_page(self, *, after_seq: int = 0, limit: int = 500) -> tuple[list[OutboxRow], int]:
+        """`outbox(after_seq, limit)` and the lowest seq still in the outbox (0: empty), read
+        in one transaction: what a publisher sends, and the floor it sends with it."""
+        _check_limit(limit)
+        with self._reader() as db:
+            db.execute("BEGIN")
+            try:
+                rows = db.execute(
+                    "SELECT seq, ts, kind, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                    [after_seq, limit],
+                ).fetchall()
+                (low,) = db.execute("SELECT coalesce(min(seq), 0) FROM outbox").fetchone()
+            finally:
+                db.execute("COMMIT")
+        return [OutboxRow(r[0], r[1], r[2], json.loads(r[3])) for r in rows], int(low)
+
+    def outbox_bounds(self) -> tuple[int, int, int]:
+        """(rows, lowest seq, highest seq ever given); 0 for a bound that does not exist.
+        The highest comes from sqlite_sequence: it survives the rows' deletion."""
+        with self._reader() as db:
+            rows, low = db.execute("SELECT count(*), coalesce(min(seq), 0) FROM outbox").fetchone()
+            high = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        return int(rows), int(low), 0 if high is None else int(high[0])
+
     def get_state(self, key: str, default: Any = None) -> Any:
         """The committed JSON value saved under ``key``, or ``default``."""
         with self._reader() as db:
@@ -800,6 +939,82 @@ class Store:
     def _check_open_locked(self) -> None:
         if self._closed:
             raise StoreClosedError(f"store {self._path} is closed")
+
+    def _submit_outbox(self, apply: Callable[[sqlite3.Connection], T]) -> Future[T]:
+        """`_submit`, and tell the outbox listeners once it committed (with an outbox)."""
+        future = self._submit(apply)
+        if self._outbox_max_rows is not None:
+            future.add_done_callback(self._outbox_committed)
+        return future
+
+    def _outbox_committed(self, future: Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        for listener in self._outbox_listeners:
+            try:
+                listener()
+            except Exception:  # a listener's bug must not stop the writer
+                _log.exception("store %s: outbox listener failed", self._path)
+
+    def _outbox_add(
+        self, db: sqlite3.Connection, ts: float, kind: str, body: Mapping[str, Any]
+    ) -> int | None:
+        """Add an outbox row inside the caller's transaction and keep the bound; its seq
+        (None without an outbox). Writer thread only."""
+        limit = self._outbox_max_rows
+        if limit is None:
+            return None
+        cursor = db.execute(
+            "INSERT INTO outbox (ts, kind, body) VALUES (?, ?, ?)", [ts, kind, _audit_json(body)]
+        )
+        seq = cursor.lastrowid
+        assert seq is not None
+        (rows,) = db.execute("SELECT count(*) FROM outbox").fetchone()
+        if rows > limit:
+            self._outbox_trim(db, rows - limit, ts)
+        return seq
+
+    def _outbox_trim(self, db: sqlite3.Connection, excess: int, ts: float) -> None:
+        """Drop `excess` rows, oldest telemetry first, then oldest events; say so once per
+        overflow episode (an event and an outbox row, within the bound)."""
+        dropped = _outbox_dropped(db)
+        first = not dropped["overflowing"]
+        if first:
+            excess += 1  # room for the row that says so
+        gone: dict[str, int] = {}
+        for kind in ("telemetry", "event"):
+            if excess <= 0:
+                break
+            cursor = db.execute(
+                "DELETE FROM outbox WHERE seq IN"
+                " (SELECT seq FROM outbox WHERE kind = ? ORDER BY seq LIMIT ?)",
+                [kind, excess],
+            )
+            gone[kind] = cursor.rowcount
+            excess -= cursor.rowcount
+        dropped["telemetry"] += gone.get("telemetry", 0)
+        dropped["events"] += gone.get("event", 0)
+        dropped["overflowing"] = True
+        _put_state(db, OUTBOX_DROPPED_KEY, dropped, self._clock())
+        if first:
+            row = {
+                "ts": ts,
+                "kind": "fleet",
+                "mode_from": None,
+                "mode_to": None,
+                "trigger": None,
+                "reason": (
+                    f"outbox full ({self._outbox_max_rows} rows the EOC has not acknowledged):"
+                    " dropping the oldest telemetry, then the oldest events"
+                ),
+                "data": _audit_json(dropped),
+            }
+            event_id = _insert(db, "events", row)
+            body = {"type": "event", "id": event_id, **row, "data": dropped}
+            db.execute(
+                "INSERT INTO outbox (ts, kind, body) VALUES (?, 'event', ?)",
+                [ts, _audit_json(body)],
+            )
 
     def _submit(self, apply: Callable[[sqlite3.Connection], T]) -> Future[T]:
         future: Future[T] = Future()
@@ -1075,6 +1290,22 @@ def _insert(db: sqlite3.Connection, table_name: str, row: dict[str, Any]) -> int
     )
     assert cursor.lastrowid is not None
     return cursor.lastrowid
+
+
+def _outbox_dropped(db: sqlite3.Connection) -> dict[str, Any]:
+    row = db.execute("SELECT value FROM state WHERE key = ?", [OUTBOX_DROPPED_KEY]).fetchone()
+    dropped: dict[str, Any] = {"telemetry": 0, "events": 0, "overflowing": False}
+    if row is not None:
+        dropped.update(json.loads(row[0]))
+    return dropped
+
+
+def _put_state(db: sqlite3.Connection, key: str, value: Any, updated_ts: float) -> None:
+    db.execute(
+        "INSERT INTO state (key, value, updated_ts) VALUES (?, ?, ?) ON CONFLICT (key)"
+        " DO UPDATE SET value = excluded.value, updated_ts = excluded.updated_ts",
+        [key, json.dumps(value, separators=(",", ":")), updated_ts],
+    )
 
 
 def _telemetry_key_id(db: sqlite3.Connection, key: str) -> int:

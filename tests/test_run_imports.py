@@ -35,6 +35,8 @@ site = load_site(sys.argv[1])
 if site.ocpp_stations:  # as service.start does
     from resilience.ocpp import CentralSystem
     CentralSystem(site)
+if site.fleet is not None:  # as service.start does
+    from resilience.fleet.site import start_publisher
 files = site.api.tls_files()
 if files is not None:  # as api.server.start_api does
     from resilience.tls import expiry_warning, server_context
@@ -44,6 +46,7 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 NEVER = ("numpy", "sqlite_utils", "cryptography", "pandas")
+MQTT = {"aiomqtt", "paho"}  # the city layer: only for a site with [fleet]
 
 
 def imported(site: Path) -> set[str]:
@@ -64,7 +67,8 @@ def tops(modules: set[str]) -> set[str]:
 
 def test_the_reference_site_imports_ocpp_2_1_only_and_no_numpy() -> None:
     modules = imported(ROOT / "config" / "site.toml")  # two OCPP 2.1 stations, no TLS
-    assert tops(modules) & set(NEVER) == set()
+    assert tops(modules) & {*NEVER, *MQTT} == set()
+    assert not any(name.startswith("resilience.fleet") for name in modules)
     assert "ocpp.v21" in modules and "resilience.ocpp.sessions_v21" in modules
     assert modules & {"ocpp.v16", "ocpp.v201"} == set()
 
@@ -72,7 +76,7 @@ def test_the_reference_site_imports_ocpp_2_1_only_and_no_numpy() -> None:
 @pytest.mark.parametrize("site", ["tiny_site.toml"])
 def test_a_site_without_stations_imports_no_ocpp(site: str) -> None:
     modules = imported(ROOT / "config" / "sites" / site)
-    assert tops(modules) & {*NEVER, "ocpp", "websockets", "jsonschema"} == set()
+    assert tops(modules) & {*NEVER, *MQTT, "ocpp", "websockets", "jsonschema"} == set()
     assert "resilience.store" in modules and "fastapi" in modules  # what it does need
 
 
@@ -87,3 +91,17 @@ def test_a_site_serving_https_checks_its_pair_without_cryptography(tmp_path: Pat
     modules = imported(site)
     assert tops(modules) & set(NEVER) == set()
     assert "resilience.tls" in modules  # the pair was checked
+
+
+def test_a_site_with_fleet_loads_mqtt_and_still_no_numpy(tmp_path: Path) -> None:
+    (tmp_path / "mqtt-password").write_text("secret\n")
+    site = tmp_path / "site.toml"
+    text = (ROOT / "config" / "sites" / "tiny_site.toml").read_text(encoding="utf-8")
+    fleet = (
+        '[fleet]\nbroker_host = "127.0.0.1"\ndistrict = "d1"\nsite_id = "hall"\n'
+        f'username = "d1.hall"\npassword_file = "{tmp_path / "mqtt-password"}"\n'
+    )
+    site.write_text(f"{text}\n{fleet}", encoding="utf-8")
+    modules = imported(site)
+    assert tops(modules) & set(NEVER) == set()
+    assert {"aiomqtt", "paho", "resilience.fleet.publisher"} <= modules

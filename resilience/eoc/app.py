@@ -1,0 +1,128 @@
+"""`resilience eoc`'s web view and API: every shelter on one screen, commands with
+confirmation. The same stack and roles as a site's API (FastAPI; bearer tokens hashed in
+the EOC's own SQLite file, `resilience.auth.TokenStore`; viewer < responder < operator <
+admin), served with no file from the Internet (`ui/index.html`: one page, English and
+Turkish).
+
+    GET  /                          the table (a page; it asks for a token)
+    GET  /api/sites[?district=]     viewer: one line per site (EocDb.SiteView.as_dict)
+    GET  /api/sites/{district}/{site}  viewer: the line, the full state, the last events
+    POST /api/commands              operator: {district, site (null: the district),
+                                    command, args, lifetime_s, confirm}; without
+                                    "confirm": true the answer is 409 naming the sites it
+                                    would reach; with it, 202 and the command's id
+    GET  /api/commands/{id}         viewer: each site's answer so far
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+import aiomqtt
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from resilience.auth import Expired, Principal, TokenStore
+from resilience.eoc.db import EocDb
+from resilience.eoc.service import EocService
+from resilience.fleet.payloads import EOC_COMMANDS, MAX_COMMAND_LIFETIME_S
+
+
+class CommandRequest(BaseModel):
+    district: str = Field(min_length=1, max_length=64)
+    site: str | None = Field(default=None, min_length=1, max_length=64)
+    command: str
+    args: dict[str, Any] = {}
+    lifetime_s: float = Field(default=300.0, gt=0, le=MAX_COMMAND_LIFETIME_S)
+    confirm: bool = False
+
+
+def create_eoc_app(
+    service: EocService, db: EocDb, tokens: TokenStore, *, wall: Callable[[], float] = time.time
+) -> FastAPI:
+    app = FastAPI(title="resilience EOC", docs_url=None, redoc_url=None)
+
+    def need(role: str) -> Callable[[Request], Awaitable[Principal]]:
+        async def check(request: Request) -> Principal:
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise HTTPException(
+                    401, "Authorization: a bearer token is required", {"WWW-Authenticate": "Bearer"}
+                )
+            found = await asyncio.to_thread(tokens.check, token.strip(), wall())
+            if found is None or isinstance(found, Expired):
+                raise HTTPException(401, "Authorization: unknown, revoked or expired token")
+            if not found.allows(role):
+                raise HTTPException(403, f"role: {found.role} may not do this (needs {role})")
+            return found
+
+        return check
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        page = resources.files("resilience.eoc").joinpath("ui/index.html").read_text("utf-8")
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/sites")
+    async def sites(
+        district: str | None = None,
+        _: Principal = Depends(need("viewer")),  # noqa: B008
+    ) -> dict[str, Any]:
+        views = await asyncio.to_thread(db.sites, wall(), district)
+        return {"sites": [v.as_dict() for v in views], "now": wall()}
+
+    @app.get("/api/sites/{district}/{site}")
+    async def site(
+        district: str,
+        site: str,
+        _: Principal = Depends(need("viewer")),  # noqa: B008
+    ) -> dict[str, Any]:
+        view = await asyncio.to_thread(db.site, district, site, wall())
+        if view is None:
+            raise HTTPException(404, f"no site {district}/{site}")
+        events = await asyncio.to_thread(db.events, district, site)
+        return {**view.as_dict(), "state": view.state, "recent_events": events}
+
+    @app.post("/api/commands", status_code=202)
+    async def command(
+        body: CommandRequest,
+        principal: Principal = Depends(need("operator")),  # noqa: B008
+    ) -> Any:
+        if body.command not in EOC_COMMANDS:
+            allowed = ", ".join(sorted(EOC_COMMANDS))
+            raise HTTPException(422, f"command: {body.command!r} is not one of {allowed}")
+        views = await asyncio.to_thread(db.sites, wall(), body.district)
+        targets = [v.site for v in views if body.site is None or v.site == body.site]
+        if not targets:
+            where = body.district if body.site is None else f"{body.district}/{body.site}"
+            raise HTTPException(404, f"no site known at {where}")
+        if not body.confirm:
+            return JSONResponse(
+                {
+                    "confirm": f"send {body.command} to {len(targets)} site(s) of {body.district}?",
+                    "sites": targets,
+                },
+                status_code=409,
+            )
+        try:
+            command_id = await service.send_command(
+                body.district, body.site, body.command, body.args, principal.name, body.lifetime_s
+            )
+        except aiomqtt.MqttError as exc:
+            raise HTTPException(503, f"broker: {exc}") from None
+        return {"id": command_id, "sites": targets}
+
+    @app.get("/api/commands/{command_id}")
+    async def results(
+        command_id: str,
+        _: Principal = Depends(need("viewer")),  # noqa: B008
+    ) -> dict[str, Any]:
+        return {"id": command_id, "results": await asyncio.to_thread(db.results, command_id)}
+
+    return app

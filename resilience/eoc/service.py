@@ -1,0 +1,272 @@
+"""`resilience eoc`'s MQTT side: take every site's state, status, events and answers from
+the broker, commit them (`EocDb`), acknowledge what is committed, and send commands.
+
+Subscriptions: the rows (``event``, ``telemetry``) and the answers (``result``) through an
+MQTT 5 shared subscription (``$share/<group>/...``) so that several EOC instances split
+them; the retained ``state`` and ``status`` without sharing (the broker gives retained
+messages only to plain subscriptions, and every instance needs the table). The topic, not
+the payload, names the site: the broker's ACL lets a site write only its own topics.
+
+An acknowledgement (``eoc/v1/ack/<district>/<site>`` ``{"seq": N}``) is published only
+after the rows it covers are committed. The EOC's birth (``eoc/v1/status`` "online", not
+retained: sites replay when they connect anyway) makes every site republish its state
+and replay what is unacknowledged; its will says "offline".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import ssl
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from resilience.eoc.db import EocDb, Row
+from resilience.fleet import payloads
+
+log = logging.getLogger("resilience.eoc")
+
+BATCH_MESSAGES = 500
+"""Messages already queued that are committed in one transaction."""
+BACKOFF_MAX_S = 10.0
+IN_FLIGHT = 10
+"""Acknowledgements awaiting their PUBACK at once."""
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls_ca: Path | None = None
+    keepalive_s: int = 30
+
+
+class EocService:
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        db: EocDb,
+        *,
+        group: str = "eoc",
+        wall: Callable[[], float] = time.time,
+        identifier: str | None = None,
+    ) -> None:
+        self.broker = broker
+        self.db = db
+        self.group = group
+        self.wall = wall
+        self.identifier = identifier or f"eoc-{uuid.uuid4().hex[:8]}"
+        self.connected = asyncio.Event()
+        self.changed = asyncio.Event()  # set after each commit: the web view's live updates
+        self._client: aiomqtt.Client | None = None
+        self.messages = 0  # received, of every kind (bench/eoc.py's throughput)
+        self.latencies_s: list[float] | None = None  # bench/eoc.py: event ts -> committed
+        self._ack_due: dict[tuple[str, str], int] = {}
+        self._ack_wake = asyncio.Event()
+        self._failing = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+                backoff = 0.5
+            except* (aiomqtt.MqttError, OSError) as group:
+                if not self._failing:  # once, and its recovery once; not every retry
+                    log.warning("eoc: broker lost or unreachable: %s", group.exceptions[0])
+                self._failing = True
+            self.connected.clear()
+            self._client = None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    def _mqtt_client(self) -> aiomqtt.Client:
+        broker = self.broker
+        context = None
+        if broker.tls_ca is not None:
+            context = ssl.create_default_context(cafile=str(broker.tls_ca))
+        offline = json.dumps({"schema": 1, "status": "offline"}).encode()
+        return aiomqtt.Client(
+            broker.host,
+            broker.port,
+            username=broker.username,
+            password=broker.password,
+            identifier=self.identifier,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=True,
+            keepalive=broker.keepalive_s,
+            will=aiomqtt.Will(payloads.EOC_STATUS_TOPIC, offline, qos=1),
+            tls_context=context,
+            timeout=10.0,
+        )
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        async with self._mqtt_client() as client:
+            shared = f"$share/{self.group}/shelter/v1/+/+"
+            for topic in (f"{shared}/event", f"{shared}/telemetry", f"{shared}/result"):
+                await client.subscribe(topic, qos=1)
+            for topic in ("shelter/v1/+/+/state", "shelter/v1/+/+/status"):
+                await client.subscribe(topic, qos=1)
+            birth = json.dumps({"schema": 1, "status": "online", "ts": self.wall()}).encode()
+            await client.publish(payloads.EOC_STATUS_TOPIC, birth, qos=1)
+            self._client = client
+            if self._failing:
+                log.warning("eoc: connected to the broker again")
+                self._failing = False
+            self.connected.set()
+            reading = asyncio.create_task(self._read(client))
+            acking = asyncio.create_task(self._send_acks(client))
+            stopping = asyncio.create_task(stop.wait())
+            tasks = {reading, acking, stopping}
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+            for task in (reading, acking):
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        messages = aiter(client.messages)
+        while True:
+            batch = [await anext(messages)]
+            while len(client.messages) and len(batch) < BATCH_MESSAGES:
+                batch.append(await anext(messages))
+            await self._take(client, batch)
+
+    async def _take(self, client: aiomqtt.Client, batch: list[aiomqtt.Message]) -> None:
+        """Commit one read of the broker in one transaction, then acknowledge."""
+        now = self.wall()
+        rows: list[Row] = []
+        states: list[tuple[str, str, dict[str, Any]]] = []
+        statuses: list[tuple[str, str, dict[str, Any]]] = []
+        results: list[dict[str, Any]] = []
+        self.messages += len(batch)
+        for message in batch:
+            parts = str(message.topic).split("/")
+            if len(parts) != 5 or parts[:2] != ["shelter", "v1"]:
+                continue
+            district, site, leaf = parts[2], parts[3], parts[4]
+            try:
+                raw = message.payload if isinstance(message.payload, bytes) else b""
+                doc = json.loads(raw) if raw else None
+                if not isinstance(doc, dict):
+                    continue
+                if leaf == "state":
+                    states.append((district, site, doc))
+                elif leaf == "status":
+                    statuses.append((district, site, doc))
+                elif leaf == "result":
+                    results.append({**doc, "district": district, "site": site})
+                elif leaf in ("event", "telemetry"):
+                    rows.append(_row(district, site, doc))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("eoc: ignoring a malformed message on %s: %s", message.topic, exc)
+        moved = await asyncio.to_thread(
+            functools.partial(
+                self.db.put_batch,
+                states=states,
+                statuses=statuses,
+                results=results,
+                rows=rows,
+                now=now,
+            )
+        )
+        if rows:
+            if self.latencies_s is not None:
+                committed = self.wall()
+                self.latencies_s.extend(committed - r.ts for r in rows if r.kind == "event")
+            # sent beside the reading (a PUBACK lost with the broker must not stop it); only
+            # each site's latest acknowledgement matters
+            self._ack_due.update(moved)
+            self._ack_wake.set()
+        self.changed.set()
+
+    async def _send_acks(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._ack_wake.wait()
+            self._ack_wake.clear()
+            due, self._ack_due = self._ack_due, {}
+            items = list(due.items())
+            for start in range(0, len(items), IN_FLIGHT):
+                await asyncio.gather(
+                    *(
+                        client.publish(
+                            payloads.ack_topic(district, site),
+                            json.dumps({"schema": 1, "seq": seq}).encode(),
+                            qos=1,
+                        )
+                        for (district, site), seq in items[start : start + IN_FLIGHT]
+                    )
+                )
+
+    async def send_command(
+        self,
+        district: str,
+        site: str | None,
+        command: str,
+        args: dict[str, Any],
+        operator: str,
+        lifetime_s: float = 300.0,
+    ) -> str:
+        """Send a command to one site or (site None) to every site of a district; its id.
+        ValueError if it is not one the EOC may give; MqttError when not connected."""
+        if command not in payloads.EOC_COMMANDS:
+            raise ValueError(f"command {command!r} is not one the EOC may give")
+        if not 0 < lifetime_s <= payloads.MAX_COMMAND_LIFETIME_S:
+            raise ValueError(f"lifetime_s must be in (0, {payloads.MAX_COMMAND_LIFETIME_S:g}]")
+        client = self._client
+        if client is None:
+            raise aiomqtt.MqttError("not connected to the broker")
+        command_id = uuid.uuid4().hex
+        now = self.wall()
+        target = site if site is not None else payloads.DISTRICT_WIDE
+        message = {
+            "schema": payloads.SCHEMA_VERSION,
+            "id": command_id,
+            "operator": operator,
+            "command": command,
+            "args": args,
+            "issued_ts": now,
+            "expires_ts": now + lifetime_s,
+        }
+        await asyncio.to_thread(
+            self.db.put_command,
+            command_id,
+            district,
+            target,
+            operator,
+            command,
+            args,
+            now,
+            now + lifetime_s,
+        )
+        await client.publish(f"eoc/v1/cmd/{district}/{target}", json.dumps(message).encode(), qos=1)
+        return command_id
+
+
+def _row(district: str, site: str, doc: dict[str, Any]) -> Row:
+    return Row(
+        district=district,
+        site=site,
+        seq=int(doc["seq"]),
+        floor=int(doc.get("floor", 1)),
+        session=str(doc["session"]),
+        ts=float(doc["ts"]),
+        kind=str(doc["kind"]),
+        historical=bool(doc.get("historical", False)),
+        body=dict(doc.get("body") or {}),
+    )

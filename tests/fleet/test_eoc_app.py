@@ -1,0 +1,115 @@
+"""The EOC's API over its real service and broker: roles (viewer reads, operator commands),
+a command confirmed before it is sent, and the command on the broker for the district."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiomqtt
+import httpx
+import pytest
+
+from resilience.auth import Principal, TokenStore
+from resilience.eoc.app import create_eoc_app
+from resilience.eoc.db import EocDb
+from resilience.eoc.service import BrokerSettings, EocService
+from tests.fleet.test_publisher import SITE, Site, fleet_section
+from tools.mqtt_broker import EOC_PASSWORD, EOC_USER, Broker
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker(tmp_path / "broker", [SITE])
+    b.start()
+    yield b
+    b.stop()
+
+
+async def test_roles_confirmation_and_a_district_command(broker: Broker, tmp_path: Path) -> None:
+    db = EocDb(tmp_path / "eoc.sqlite")
+    tokens = TokenStore(tmp_path / "eoc.sqlite")
+    viewer = tokens.create("screen", "viewer", by="test")
+    operator = tokens.create("zeynep", "operator", by="test")
+    service = EocService(BrokerSettings(broker.host, broker.port, EOC_USER, EOC_PASSWORD), db)
+    stop = asyncio.Event()
+    eoc = asyncio.create_task(service.run(stop))
+    site = Site(fleet_section(broker, tmp_path), tmp_path / "site.sqlite")
+    app = create_eoc_app(service, db, tokens)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        await asyncio.wait_for(service.connected.wait(), 10)
+        site.start()
+        async with asyncio.timeout(10):
+            while not await asyncio.to_thread(db.sites, time.time()):
+                service.changed.clear()
+                await service.changed.wait()
+        async with httpx.AsyncClient(transport=transport, base_url="http://eoc") as http:
+            assert (await http.get("/api/sites")).status_code == 401
+            page = await http.get("/")
+            assert page.status_code == 200 and "Barınaklar" in page.text  # Turkish built in
+            as_viewer = {"Authorization": f"Bearer {viewer}"}
+            as_operator = {"Authorization": f"Bearer {operator}"}
+            listed = (await http.get("/api/sites", headers=as_viewer)).json()["sites"]
+            assert [(s["district"], s["site"], s["offline"]) for s in listed] == [
+                ("kadikoy", "school-1", False)
+            ]
+            one = await http.get("/api/sites/kadikoy/school-1", headers=as_viewer)
+            assert one.status_code == 200 and one.json()["state"]["mode"] == "grid_connected"
+            request = {"district": "kadikoy", "command": "planned_island"}
+            assert (
+                await http.post("/api/commands", json=request, headers=as_viewer)
+            ).status_code == 403
+            bypass = {"district": "kadikoy", "command": "close_pcc", "confirm": True}
+            assert (
+                await http.post("/api/commands", json=bypass, headers=as_operator)
+            ).status_code == 422
+            ask = await http.post("/api/commands", json=request, headers=as_operator)
+            assert ask.status_code == 409 and ask.json()["sites"] == ["school-1"]
+            async with aiomqtt.Client(
+                broker.host,
+                broker.port,
+                username=SITE.username,
+                password=SITE.password,
+                protocol=aiomqtt.ProtocolVersion.V5,
+            ) as listener:  # as the site's account: it may read its district's commands
+                await listener.subscribe("eoc/v1/cmd/kadikoy/_all", qos=1)
+                sent = await http.post(
+                    "/api/commands", json={**request, "confirm": True}, headers=as_operator
+                )
+                assert sent.status_code == 202
+                async with asyncio.timeout(10):
+                    message = await anext(aiter(listener.messages))
+                assert isinstance(message.payload, bytes)
+                command = json.loads(message.payload)
+                assert command["id"] == sent.json()["id"] and command["operator"] == "zeynep"
+                assert command["expires_ts"] > time.time()
+    finally:
+        await site.close()
+        stop.set()
+        await asyncio.wait_for(eoc, 10)
+        tokens.close()
+        db.close()
+
+
+def test_resilience_eoc_makes_tokens_and_refuses_a_bad_broker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from resilience.cli import main
+
+    db = str(tmp_path / "eoc.sqlite")
+    assert main(["eoc", "--db", db, "--create-token", "desk", "--role", "operator"]) == 0
+    token = capsys.readouterr().out.strip()
+    tokens = TokenStore(db)
+    try:
+        found = tokens.check(token)
+        assert isinstance(found, Principal) and found.role == "operator"
+    finally:
+        tokens.close()
+    assert main(["eoc", "--db", db, "--create-token", "desk", "--role", "operator"]) == 1
+    assert "exists" in capsys.readouterr().out
+    assert main(["eoc", "--db", db, "--broker", "nowhere"]) == 2
+    assert "HOST:PORT" in capsys.readouterr().out

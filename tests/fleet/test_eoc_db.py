@@ -1,0 +1,47 @@
+"""The EOC's store: rows kept once, acknowledgements only over what is held (gaps wait,
+the sender's floor does not), a replay acknowledged again, offline and stale judged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from resilience.eoc.db import EocDb, Row
+
+
+def row(seq: int, floor: int = 1) -> Row:
+    return Row("d1", "s1", seq, floor, "sess", 100.0 + seq, "event", False, {"n": seq})
+
+
+def test_rows_once_and_acknowledgements_over_what_is_held(tmp_path: Path) -> None:
+    db = EocDb(tmp_path / "eoc.sqlite")
+    assert db.put_rows([row(1), row(2), row(4)], now=200.0) == {("d1", "s1"): 2}  # 3 missing
+    assert db.put_rows([row(3)], now=201.0) == {("d1", "s1"): 4}
+    # a replay: nothing stored twice, and acknowledged again (the last ack may have been lost)
+    assert db.put_rows([row(1), row(2)], now=202.0) == {("d1", "s1"): 4}
+    assert db.seqs("d1", "s1") == [1, 2, 3, 4] and db.duplicates == 2
+    # 5 and 6 were dropped by the site's full outbox: its floor says so, no waiting for them
+    assert db.put_rows([row(7, floor=7)], now=203.0) == {("d1", "s1"): 7}
+    db.close()
+
+
+def test_offline_and_stale(tmp_path: Path) -> None:
+    db = EocDb(tmp_path / "eoc.sqlite")
+    birth = {"status": "online", "session": "a", "ts": 100.0}
+    db.put_status("d1", "s1", {**birth, "keepalive_s": 30, "state_max_interval_s": 60}, now=100.0)
+    db.put_state("d1", "s1", {"name": "School", "mode": "islanded", "updated_ts": 100.0}, now=100.0)
+    [fresh] = db.sites(now=120.0)
+    assert not fresh.offline and not fresh.stale and fresh.state == {
+        "name": "School", "mode": "islanded", "updated_ts": 100.0
+    }  # fmt: skip
+    [silent] = db.sites(now=100.0 + 1.5 * 30 + 1)  # no heartbeat for 1.5 x keepalive
+    assert silent.offline and silent.stale
+    db.put_status("d1", "s1", {**birth, "ts": 220.0}, now=220.0)  # heartbeats, no new state
+    [old] = db.sites(now=100.0 + 2 * 60 + 6)  # past twice state_max_interval_s (+5 s)
+    assert old.stale and not old.offline
+    db.put_status("d1", "s1", {"status": "offline", "session": "a", "ts": 160.0}, now=160.0)
+    [gone] = db.sites(now=161.0)
+    assert gone.offline and gone.stale  # the will: its last data is not current
+    # an older retained state delivered late never overwrites a newer one
+    db.put_state("d1", "s1", {"mode": "grid_connected", "updated_ts": 90.0}, now=162.0)
+    assert db.sites(now=162.0)[0].state["mode"] == "islanded"  # type: ignore[index]
+    db.close()
