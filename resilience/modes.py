@@ -727,11 +727,15 @@ def g_grid_returned(ctx: GuardContext) -> str | None:
 
 def g_resync_former_lost(ctx: GuardContext) -> str | None:
     """While resynchronising a live island, losing its former is a black start, not a close."""
-    if ctx.memory.pcc_command is BreakerCommand.CLOSE and pcc_position(ctx) in (
-        BreakerPosition.TRAVELLING,
-        BreakerPosition.CLOSED,
-    ):
-        return None
+    if ctx.memory.pcc_command is BreakerCommand.CLOSE:
+        position = pcc_position(ctx)
+        if position in (BreakerPosition.TRAVELLING, BreakerPosition.CLOSED):
+            return None
+        if position is None and not bus_dead(ctx):
+            # Silent right after the close: it may have closed, and an interlocked former
+            # then follows the grid. Unknown is not lost (safety rule 5): only a bus known
+            # dead is.
+            return None
     return g_former_lost(ctx)
 
 
@@ -769,7 +773,10 @@ def g_pcc_closed(ctx: GuardContext) -> str | None:
 def g_abort_resync(ctx: GuardContext) -> str | None:
     if pcc_position(ctx) is BreakerPosition.CLOSED:
         return None
-    if not grid_ok(ctx):
+    if grid_state(ctx) is False:
+        # Known unhealthy. Unknown (meter and breaker both silent for a moment) holds:
+        # it restarts the return-to-service clock, so nothing closes on it, and the
+        # synchronisation timeout ends a silence that lasts (safety rule 5).
         return "grid unhealthy again during resynchronisation"
     if ctx.now_s - ctx.memory.mode_since_s > ctx.config.sync.timeout_s:
         return f"no synchronism within {ctx.config.sync.timeout_s:.0f} s"

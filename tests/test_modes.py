@@ -377,6 +377,54 @@ def test_no_reconnect_before_return_to_service_delay(config: SiteConfig) -> None
     assert all(d.outputs.pcc is not BreakerCommand.CLOSE for d in run.decisions)
 
 
+def test_a_silent_grid_for_a_moment_holds_a_resynchronisation(config: SiteConfig) -> None:
+    """Unknown is not unhealthy (safety rule 5): meter and breaker both silent for a few
+    cycles held the resynchronisation; it was abandoned as "grid unhealthy again", and
+    the next attempt was blocked for a minute (seen in the SIGKILL crash test under
+    load). It restarts the return-to-service clock, so nothing closes on it."""
+    run = new_run(config)
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    run.field.grid_present = True
+    run.field.phase_deg = 170.0  # out of phase: the island slips towards the grid's
+    run.until(Mode.RESYNCHRONISING, config.grid.return_to_service_s + 1.0)
+    run.field.silent |= {"grid_meter", "pcc_breaker"}
+    run.step(3)
+    assert run.modes.mode is Mode.RESYNCHRONISING
+    assert all(d.outputs.pcc is not BreakerCommand.CLOSE for d in run.decisions[-3:])
+    run.field.silent -= {"grid_meter", "pcc_breaker"}
+    back = len(run.decisions)
+    run.until(Mode.GRID_CONNECTED, config.grid.return_to_service_s + 60.0)
+    closes = [i for i, d in enumerate(run.decisions) if d.outputs.pcc is BreakerCommand.CLOSE]
+    assert closes and (closes[0] - back) * run.dt >= config.grid.return_to_service_s - 1e-6
+    assert "resync_failed" not in run.modes.memory.active_alarms
+    assert not run.field.back_feed and not run.field.closed_out_of_sync
+
+
+def test_a_breaker_silent_right_after_the_close_black_starts_nothing(
+    config: SiteConfig,
+) -> None:
+    """The close went out; the breaker closed and then went silent, and the interlocked
+    former follows the grid. Unknown is not lost: the site waits for the breaker (the bus
+    is live) rather than black-starting with the PCC perhaps closed."""
+    run = new_run(config)
+    run.step()
+    run.field.grid_present = False
+    run.until(Mode.ISLANDED)
+    run.field.grid_present = True
+    run.until(Mode.RESYNCHRONISING, config.grid.return_to_service_s + 1.0)
+    while run.field.breaker is not BreakerPosition.CLOSED:
+        run.step()
+    run.field.silent.add("pcc_breaker")
+    run.step(10)
+    assert run.modes.mode is Mode.RESYNCHRONISING, run.transitions
+    run.field.silent.discard("pcc_breaker")
+    run.until(Mode.GRID_CONNECTED, 1.0)
+    assert "black_start" not in [t[1] for t in run.transitions[-3:]]
+    assert not run.field.back_feed
+
+
 def test_flicker_restarts_the_return_to_service_timer(config: SiteConfig) -> None:
     run = new_run(config)
     run.step()
