@@ -252,6 +252,12 @@ def ocpp_password(args: argparse.Namespace, extra: list[str]) -> int:
 # ---------------------------------------------------------------- drill, survival, cap-alert
 
 
+def _planning() -> Any:
+    from resilience.planning import commands
+
+    return commands
+
+
 def _drills() -> Any:
     """`resilience.drills.commands`: drill, survival and cap-alert (imported when used)."""
     from resilience.drills import commands
@@ -302,6 +308,12 @@ COMMANDS: dict[str, Command] = {
         help="read a CAP 1.2 alert and print the storm-watch decision (optionally act on it)",
         handler=lambda args, extra: _drills().cap_alert(args, extra),
         add_arguments=lambda parser: _drills().cap_alert_arguments(parser),
+    ),
+    "plan": Command(
+        help="size a shelter's chargers, outlets and PV against survival targets"
+        " (docs/planning.md); exit 2 for a bad plan file",
+        handler=lambda args, extra: _planning().plan(args, extra),
+        add_arguments=lambda parser: _planning().plan_arguments(parser),
     ),
     "sim": Command(
         help="run the simulated devices of a site (firmware_sim); other arguments"

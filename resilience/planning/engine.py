@@ -1,0 +1,156 @@
+"""Running a plan's sweep on Dask distributed, with its results kept in one SQLite file.
+
+The thin adapter around the pure `sweep` functions:
+
+- `open_client(scheduler, workers)`: a `distributed.Client` on an existing scheduler
+  (``tcp://HOST:8786``, started with ``dask scheduler`` and ``dask worker``) or on a
+  `LocalCluster` of `workers` single-threaded worker processes (default: every core);
+- `ResultStore`: results by key (`sweep.result_key`: what a result was computed from) in
+  one SQLite file; each result is committed as it arrives, so an interrupted run loses
+  nothing finished, and a rerun submits only what the file does not hold;
+- `run_sweep`: submits the missing combinations (the site document and the profile are
+  scattered to every worker once) and reports progress as each one completes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from resilience.drills.survival import Profile
+from resilience.planning.plan_file import LoadedPlan
+from resilience.planning.sweep import combinations, evaluate, result_key, site_kwp
+
+__all__ = ["Progress", "ResultStore", "SweepRun", "open_client", "run_sweep"]
+
+
+class ResultStore:
+    """Results by key in one SQLite file (kind: "sweep" or "drill")."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS results ("
+            " key TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL,"
+            " PRIMARY KEY (kind, key))"
+        )
+        self._db.commit()
+
+    def get(self, kind: str, key: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT payload FROM results WHERE kind = ? AND key = ?", (kind, key)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, kind: str, key: str, payload: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO results (key, kind, payload) VALUES (?, ?, ?)",
+            (key, kind, json.dumps(payload, sort_keys=True)),
+        )
+        self._db.commit()
+
+    def count(self, kind: str) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM results WHERE kind = ?", (kind,)).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@contextlib.contextmanager
+def open_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """A Dask client: on `scheduler` if given, else on a local cluster of `workers`
+    processes (default: every core), one thread each (the model is numpy and Python)."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:  # type: ignore[no-untyped-call]
+            yield client
+        return
+    n = workers or os.cpu_count() or 1
+    with (
+        LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
+    ):
+        yield client
+
+
+class Progress:
+    """A one-line progress bar on a stream (stderr by default)."""
+
+    def __init__(self, what: str, total: int, stream: TextIO | None = None) -> None:
+        self.what = what
+        self.total = total
+        self.done = 0
+        self.stream = stream if stream is not None else sys.stderr
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        width = 30
+        filled = width * self.done // max(self.total, 1)
+        bar = "#" * filled + "." * (width - filled)
+        end = "\n" if self.done >= self.total else ""
+        self.stream.write(f"\r{self.what} [{bar}] {self.done}/{self.total}{end}")
+        self.stream.flush()
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    results: list[dict[str, Any]]  # in combination order
+    computed: int  # how many this run computed (the others came from the store)
+
+
+def run_sweep(
+    loaded: LoadedPlan,
+    profile: Profile,
+    client: Any,
+    store: ResultStore,
+    progress: Callable[[int], Progress] | None = None,
+) -> SweepRun:
+    """Every combination's result: from the store, or computed on the cluster and stored."""
+    from distributed import as_completed
+
+    plan = loaded.plan
+    combos = combinations(plan, loaded.site)
+    keys = [result_key(plan, loaded.site_doc, profile, c) for c in combos]
+    results: list[dict[str, Any] | None] = [store.get("sweep", k) for k in keys]
+    missing = [i for i, r in enumerate(results) if r is None]
+    bar = progress(len(combos)) if progress else None
+    if bar:
+        bar.step(len(combos) - len(missing))
+    if missing:
+        site_doc, prof = client.scatter([loaded.site_doc, profile], broadcast=True)
+        base_kwp = site_kwp(loaded.site)
+        futures = {
+            client.submit(
+                evaluate, plan, site_doc, prof, base_kwp, combos[i], key=f"plan-{keys[i]}"
+            ): i
+            for i in missing
+        }
+        for future in as_completed(futures):  # type: ignore[no-untyped-call]
+            i = futures[future]
+            result = future.result()
+            result["key"] = keys[i]
+            store.put("sweep", keys[i], result)
+            results[i] = result
+            if bar:
+                bar.step()
+    done = [r for r in results if r is not None]
+    for r, k in zip(done, keys, strict=True):
+        r["key"] = k
+    return SweepRun(done, len(missing))
