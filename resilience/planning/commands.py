@@ -40,7 +40,13 @@ def plan_arguments(parser: argparse.ArgumentParser) -> None:
 
 def plan(args: argparse.Namespace, extra: list[str]) -> int:
     from resilience.drills.survival import ProfileError, load_profile
-    from resilience.planning.engine import Progress, ResultStore, open_client, run_sweep
+    from resilience.planning.engine import (
+        Progress,
+        ResultStore,
+        open_client,
+        run_checks,
+        run_sweep,
+    )
     from resilience.planning.plan_file import PlanError, PlanProblem, load_plan
     from resilience.planning.sweep import frontier
 
@@ -71,9 +77,13 @@ def plan(args: argparse.Namespace, extra: list[str]) -> int:
         with open_client(args.scheduler, args.workers) as client:
             progress = None if args.quiet else (lambda total: Progress("sweep", total))
             sweep = run_sweep(loaded, profile, client, store, progress)
+            best = frontier(sweep.results)
+            drill_progress = None if args.quiet else (lambda total: Progress("drills", total))
+            checks, drilled = run_checks(loaded, profile, client, store, best, drill_progress)
     finally:
         store.close()
-    best = frontier(sweep.results)
+    for result in best:
+        result["check"] = checks[result["key"]]
     answer: dict[str, Any] = {
         "plan": loaded.plan.plan.name,
         "site": str(loaded.site_path),
@@ -82,13 +92,22 @@ def plan(args: argparse.Namespace, extra: list[str]) -> int:
         "currency": loaded.plan.costs.currency if loaded.plan.costs else None,
         "combinations": len(sweep.results),
         "computed": sweep.computed,
+        "drills": sum(len(c["starts"]) for c in checks.values()),
+        "drills_run": drilled,
         "frontier": [r["key"] for r in best],
         "results": sweep.results,
     }
     (out / "plan.json").write_text(json.dumps(answer, indent=1), encoding="utf-8")
     summary = {k: v for k, v in answer.items() if k != "results"}
     summary["frontier"] = [
-        {"label": r["label"], "cost": r["cost"], "targets": r["targets"]} for r in best
+        {
+            "label": r["label"],
+            "cost": r["cost"],
+            "targets": r["targets"],
+            "drills": {k: r["check"][k] for k in ("targets", "max_diff_pct")},
+            "disagreements": len(r["check"]["disagreements"]),
+        }
+        for r in best
     ]
     print(json.dumps(summary))
     print(f"plan: {out / 'plan.json'}", file=sys.stderr)

@@ -26,9 +26,18 @@ from typing import Any, TextIO
 
 from resilience.drills.survival import Profile
 from resilience.planning.plan_file import LoadedPlan
-from resilience.planning.sweep import combinations, evaluate, result_key, site_kwp
+from resilience.planning.sweep import (
+    Combination,
+    combinations,
+    derive_site,
+    evaluate,
+    result_key,
+    runs,
+    sample_starts,
+    site_kwp,
+)
 
-__all__ = ["Progress", "ResultStore", "SweepRun", "open_client", "run_sweep"]
+__all__ = ["Progress", "ResultStore", "SweepRun", "open_client", "run_checks", "run_sweep"]
 
 
 class ResultStore:
@@ -154,3 +163,66 @@ def run_sweep(
     for r, k in zip(done, keys, strict=True):
         r["key"] = k
     return SweepRun(done, len(missing))
+
+
+def run_checks(
+    loaded: LoadedPlan,
+    profile: Profile,
+    client: Any,
+    store: ResultStore,
+    frontier: list[dict[str, Any]],
+    progress: Callable[[int], Progress] | None = None,
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """Each frontier combination checked by real drills (`checks`): the comparison per
+    combination key, and how many drills this run ran (the others came from the store)."""
+    from distributed import as_completed
+
+    from resilience.config import parse_site
+    from resilience.planning.checks import compare, drill_hours, drill_scenario, run_drill
+
+    plan = loaded.plan
+    targets = [t.model_dump() for t in plan.targets]
+    hours = drill_hours(targets)
+    starts = sample_starts(plan.plan.seed, len(profile.hour), plan.plan.drills_per_combination)
+    base_kwp = site_kwp(loaded.site)
+    jobs: list[tuple[str, int, str, dict[str, Any], dict[str, Any]]] = []
+    fast: dict[str, Any] = {}
+    for result in frontier:
+        combo = Combination.from_dict(result["combination"])
+        doc = derive_site(loaded.site_doc, combo)
+        site = parse_site(doc)
+        pv_scale = combo.pv_kwp / base_kwp if base_kwp > 0 else 0.0
+        fast[result["key"]] = runs(site, profile, pv_scale, hours, plan.plan.start_soc_pct)
+        for start in starts:
+            scenario = drill_scenario(
+                site, profile, combo, start, hours, plan.plan.start_soc_pct, pv_scale
+            )
+            jobs.append((result["key"], start, f"{result['key']}-{start}-{hours}", doc, scenario))
+    drills: dict[str, dict[int, dict[str, Any]]] = {r["key"]: {} for r in frontier}
+    bar = progress(len(jobs)) if progress else None
+    missing = []
+    for job in jobs:
+        stored = store.get("drill", job[2])
+        if stored is None:
+            missing.append(job)
+        else:
+            drills[job[0]][job[1]] = stored
+    if bar:
+        bar.step(len(jobs) - len(missing))
+    futures = {
+        client.submit(run_drill, doc, scenario, key=f"drill-{key}", pure=False): (combo, start, key)
+        for combo, start, key, doc, scenario in missing
+    }
+    for future in as_completed(futures):  # type: ignore[no-untyped-call]
+        combo_key, start, key = futures[future]
+        outcome = future.result()
+        if "error" not in outcome:
+            store.put("drill", key, outcome)
+        drills[combo_key][start] = outcome
+        if bar:
+            bar.step()
+    checked = {key: compare(targets, fast[key], drills[key]) for key in drills}
+    for check in checked.values():
+        check["starts"] = starts
+        check["drill_hours"] = hours
+    return checked, len(missing)

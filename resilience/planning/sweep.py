@@ -30,9 +30,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from resilience.config import ConfigError, SiteConfig, parse_site
-from resilience.drills.survival import FIRST_WEEKDAY_2025, FloatArray, Profile, fleet_of, survival
+from resilience.drills.survival import (
+    FIRST_WEEKDAY_2025,
+    FloatArray,
+    Profile,
+    fleet_of,
+    policy_runs,
+)
+from resilience.model import Tier
 from resilience.planning.plan_file import Plan
 
 __all__ = [
@@ -43,6 +51,7 @@ __all__ = [
     "evaluate",
     "frontier",
     "result_key",
+    "runs",
     "sample_starts",
     "site_kwp",
     "tier_load",
@@ -74,6 +83,18 @@ class Combination:
         if self.fleet_hours is not None:
             parts.append("cars " + ",".join(f"{a:g}-{b:g}h" for a, b in self.fleet_hours))
         return ", ".join(parts)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Combination:
+        hours = data.get("fleet_hours")
+        return cls(
+            int(data["chargers"]),
+            int(data["grid_forming"]),
+            int(data["v2l_outlets"]),
+            float(data["pv_kwp"]),
+            None if data.get("reserve_soc_pct") is None else float(data["reserve_soc_pct"]),
+            tuple((float(a), float(b)) for a, b in hours) if hours else None,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -216,18 +237,14 @@ def evaluate(
             valid=False, problems=[f"{p.key}: {p.reason}" for p in exc.problems], meets=False
         )
         return result
-    n = len(profile.hour)
     pv_scale = combo.pv_kwp / base_kwp if base_kwp > 0 else 0.0
-    pv = profile.pv_w * pv_scale
-    fleet = fleet_of(site, n, first_weekday)
+    carried, _ = runs(site, profile, pv_scale, plan.plan.hours, plan.plan.start_soc_pct)
     tiers = sorted(
         {t.tier for t in plan.targets} | {"life_safety", "critical"}, key=TIER_SETS.index
     )
+    steps = np.arange(plan.plan.hours)[:, None]
     curves = {
-        tier: survival(
-            tier_load(profile, tier), pv, fleet, plan.plan.hours, plan.plan.start_soc_pct
-        )
-        for tier in tiers
+        tier: (carried[TIER_SETS.index(tier)][None, :] > steps).mean(axis=1) for tier in tiers
     }
     targets = []
     for target in plan.targets:
@@ -249,6 +266,32 @@ def evaluate(
         meets=all(t["met"] for t in targets),
     )
     return result
+
+
+def runs(
+    site: SiteConfig,
+    profile: Profile,
+    pv_scale: float,
+    hours: int,
+    start_soc_pct: float,
+    first_weekday: int = FIRST_WEEKDAY_2025,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The fast model with the site's endurance policy: per tier (life-safety first) and
+    start hour, the whole hours carried and why lost (`survival.policy_runs`)."""
+    fleet = fleet_of(site, len(profile.hour), first_weekday)
+    tier_w = np.vstack(
+        [profile.life_safety_w, profile.critical_w, profile.essential_w, profile.comfort_w]
+    )
+    targets = site.dispatch.tier_targets_h()
+    return policy_runs(
+        tier_w,
+        profile.pv_w * pv_scale,
+        fleet,
+        hours,
+        start_soc_pct,
+        tuple(targets[t] for t in Tier),
+        site.dispatch.endurance_hysteresis_h,
+    )
 
 
 def _size(result: dict[str, Any]) -> tuple[float, ...]:

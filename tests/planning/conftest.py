@@ -15,7 +15,7 @@ SMALL_PLAN = f"""
 name = "small"
 site = "{SITE}"
 profile = "{PROFILE}"
-hours = 24
+hours = 4
 seed = 3
 drills_per_combination = 2
 
@@ -26,7 +26,7 @@ pv_kwp = [0.0, 20.0]
 
 [[targets]]
 tier = "life_safety"
-hours = 24
+hours = 4
 share_pct = 95.0
 
 [costs]

@@ -71,13 +71,25 @@ def test_cli_on_a_scheduler(
     cheapest = summary["frontier"][0]
     assert cheapest["targets"][0]["met"]
     assert all(not r["meets"] or r["cost"] >= cheapest["cost"] for r in answer["results"])
+    # each frontier combination checked by 2 real drills on the virtual clock
+    assert summary["drills"] == summary["drills_run"] == 2 * len(summary["frontier"])
+    for entry in summary["frontier"]:
+        (row,) = entry["drills"]["targets"]
+        assert row["starts"] == 2 and row["drill_pct"] is not None
+    checked = [r for r in answer["results"] if "check" in r]
+    assert [r["key"] for r in checked] == answer["frontier"]
+    assert all(r["check"]["safety_violations"] == 0 for r in checked)
     assert cli.main([*args, "--quiet"]) == 0
-    assert json.loads(capsys.readouterr().out)["computed"] == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["computed"] == 0 and again["drills_run"] == 0  # a rerun computes nothing new
+    assert again["frontier"] == summary["frontier"]
 
 
 def test_scheduler_and_worker_as_separate_processes(small_plan: Path, tmp_path: Path) -> None:
     from distributed import Client
 
+    text = small_plan.read_text(encoding="utf-8")
+    small_plan.write_text(text.replace("drills_per_combination = 2", "drills_per_combination = 0"))
     file = tmp_path / "scheduler.json"
     common = ["--no-dashboard", "--host", "127.0.0.1"]
     scheduler = subprocess.Popen(

@@ -28,7 +28,7 @@ def test_example_plan_is_valid() -> None:
         (('tier = "life_safety"', 'tier = "lifesafety"'), "targets[0].tier", "lifesafety"),
         (('tier = "life_safety"', 'tier = "comfort"'), "targets[0].tier", "fast model"),
         (("share_pct = 95.0", "share_pct = 120.0"), "targets[0].share_pct", "less than"),
-        (("hours = 24\nshare", "hours = 48\nshare"), "targets[0].hours", "beyond plan.hours"),
+        (("hours = 4\nshare", "hours = 48\nshare"), "targets[0].hours", "beyond plan.hours"),
         (("seed = 3", "seed = 3\nbogus = 1"), "plan.bogus", "unknown key"),
         (("[costs]", "[costs]\ncharger_eur = 1"), "costs.charger_eur", "unknown key"),
         (("pv_kwp = [0.0, 20.0]", "pv_kwp = [-1.0]"), "vary.pv_kwp[0]", "greater than"),
