@@ -3,7 +3,8 @@
 ``plan PLAN [--out DIR] [--scheduler tcp://HOST:PORT] [--workers N] [--store FILE]
 [--quiet]``: validates the plan file (exit 2 with ``file: key: reason`` lines), runs
 the sweep on Dask distributed (`engine`), keeps every result in one SQLite file
-(default DIR/plan.sqlite) that a rerun resumes from, and writes DIR/plan.json. The
+(default DIR/plan.sqlite) that a rerun resumes from, checks each frontier combination
+with real drills (`checks`), and writes DIR/plan.json and DIR/plan.html (`report`). The
 summary (combinations, computed this run, the frontier) is printed as JSON on stdout.
 """
 
@@ -48,6 +49,7 @@ def plan(args: argparse.Namespace, extra: list[str]) -> int:
         run_sweep,
     )
     from resilience.planning.plan_file import PlanError, PlanProblem, load_plan
+    from resilience.planning.report import write_plan_report
     from resilience.planning.sweep import frontier
 
     try:
@@ -98,6 +100,7 @@ def plan(args: argparse.Namespace, extra: list[str]) -> int:
         "results": sweep.results,
     }
     (out / "plan.json").write_text(json.dumps(answer, indent=1), encoding="utf-8")
+    html = write_plan_report(answer, out)
     summary = {k: v for k, v in answer.items() if k != "results"}
     summary["frontier"] = [
         {
@@ -110,5 +113,5 @@ def plan(args: argparse.Namespace, extra: list[str]) -> int:
         for r in best
     ]
     print(json.dumps(summary))
-    print(f"plan: {out / 'plan.json'}", file=sys.stderr)
+    print(f"plan: {out / 'plan.json'} {html}", file=sys.stderr)
     return 0

@@ -14,7 +14,7 @@ from .conftest import REPO, SMALL_PLAN
 
 def test_example_plan_is_valid() -> None:
     loaded = load_plan(REPO / "config" / "plans" / "moda.toml")
-    assert loaded.plan.vary.chargers == [2, 3, 4, 6]
+    assert loaded.plan.vary.chargers == [2, 4, 6, 8, 10, 12]
     assert loaded.site.site.name.startswith("Moda")
 
 
