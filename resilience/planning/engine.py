@@ -92,7 +92,7 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",  # its HTTP server (health, metrics) too
         ) as cluster,
         Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):

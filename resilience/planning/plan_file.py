@@ -15,7 +15,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from resilience.config import ConfigError, SiteConfig, _key_path, _reason, load_site
+from resilience.config import (
+    ConfigError,
+    EnduranceTargets,
+    SiteConfig,
+    _key_path,
+    _reason,
+    load_site,
+)
 from resilience.model import Tier
 
 __all__ = ["LoadedPlan", "Plan", "PlanError", "PlanProblem", "load_plan", "parse_plan"]
@@ -59,9 +66,18 @@ class VarySection(_Model):
     # when the fleet cars are parked at the shelter: each entry a list of [start, end) hours
     # of the local day (e.g. [[0, 8], [18, 24]]: out on duty by day); default: the site's own
     fleet_hours: list[list[HourRange]] = []
+    # the endurance policy's targets [h] per tier (`[dispatch.endurance_targets_h]`), each
+    # entry replacing the tiers it names; default: the site's own
+    endurance_targets_h: list[EnduranceTargets] = []
 
     @field_validator(
-        "chargers", "grid_forming", "v2l_outlets", "pv_kwp", "reserve_soc_pct", "fleet_hours"
+        "chargers",
+        "grid_forming",
+        "v2l_outlets",
+        "pv_kwp",
+        "reserve_soc_pct",
+        "fleet_hours",
+        "endurance_targets_h",
     )
     @classmethod
     def _values(cls, values: list[Any], info: Any) -> list[Any]:

@@ -71,6 +71,8 @@ class Combination:
     pv_kwp: float
     reserve_soc_pct: float | None  # None: every car keeps the site file's reserve
     fleet_hours: tuple[tuple[float, float], ...] | None  # None: the site file's hours
+    # tier -> endurance target [h] replacing the site file's; None: the site file's
+    endurance_targets_h: tuple[tuple[str, float], ...] | None = None
 
     def label(self) -> str:
         parts = [
@@ -82,11 +84,16 @@ class Combination:
             parts.append(f"reserve {self.reserve_soc_pct:g} %")
         if self.fleet_hours is not None:
             parts.append("cars " + ",".join(f"{a:g}-{b:g}h" for a, b in self.fleet_hours))
+        if self.endurance_targets_h is not None:
+            parts.append(
+                "endurance " + ",".join(f"{t} {h:g}h" for t, h in self.endurance_targets_h)
+            )
         return ", ".join(parts)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Combination:
         hours = data.get("fleet_hours")
+        targets = data.get("endurance_targets_h")
         return cls(
             int(data["chargers"]),
             int(data["grid_forming"]),
@@ -94,11 +101,15 @@ class Combination:
             float(data["pv_kwp"]),
             None if data.get("reserve_soc_pct") is None else float(data["reserve_soc_pct"]),
             tuple((float(a), float(b)) for a, b in hours) if hours else None,
+            tuple((str(t), float(h)) for t, h in targets) if targets else None,
         )
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["fleet_hours"] = [list(s) for s in self.fleet_hours] if self.fleet_hours else None
+        data["endurance_targets_h"] = (
+            [list(t) for t in self.endurance_targets_h] if self.endurance_targets_h else None
+        )
         return data
 
 
@@ -116,10 +127,14 @@ def combinations(plan: Plan, site: SiteConfig) -> list[Combination]:
     hours: list[tuple[tuple[float, float], ...] | None] = [
         tuple((float(a), float(b)) for a, b in spans) for spans in vary.fleet_hours
     ] or [None]
+    endurance: list[tuple[tuple[str, float], ...] | None] = [
+        tuple((k, float(v)) for k, v in t.model_dump().items() if v is not None)
+        for t in vary.endurance_targets_h
+    ] or [None]
     return [
-        Combination(n, g, o, float(p), r, h)
-        for n, g, o, p, r, h in itertools.product(
-            vary.chargers, vary.grid_forming, outlets, pv, reserves, hours
+        Combination(n, g, o, float(p), r, h, e)
+        for n, g, o, p, r, h, e in itertools.product(
+            vary.chargers, vary.grid_forming, outlets, pv, reserves, hours, endurance
         )
         if g <= n
     ]
@@ -161,6 +176,11 @@ def derive_site(doc: dict[str, Any], combo: Combination) -> dict[str, Any]:
         if combo.fleet_hours is not None:
             car["available_hours"] = [list(s) for s in combo.fleet_hours]
     doc["vehicles"] = vehicles
+    if combo.endurance_targets_h is not None:
+        dispatch = doc.setdefault("dispatch", {})
+        targets = dict(dispatch.get("endurance_targets_h", {}))
+        targets.update(dict(combo.endurance_targets_h))
+        dispatch["endurance_targets_h"] = targets
     inverters = [n for n, d in devices.items() if d.get("driver") == "sunspec_inverter"]
     if inverters:
         if combo.pv_kwp > 0:

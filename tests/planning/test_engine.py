@@ -93,7 +93,17 @@ def test_scheduler_and_worker_as_separate_processes(small_plan: Path, tmp_path: 
     file = tmp_path / "scheduler.json"
     common = ["--no-dashboard", "--host", "127.0.0.1"]
     scheduler = subprocess.Popen(
-        [str(DASK), "scheduler", "--port", "0", "--scheduler-file", str(file), *common],
+        [
+            str(DASK),
+            "scheduler",
+            "--port",
+            "0",
+            "--dashboard-address",
+            "127.0.0.1:0",
+            "--scheduler-file",
+            str(file),
+            *common,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

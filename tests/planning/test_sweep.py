@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from resilience.config import parse_site
 from resilience.drills.survival import Profile, load_profile
+from resilience.model import Tier
 from resilience.planning.plan_file import load_plan
 from resilience.planning.sweep import (
     Combination,
@@ -119,3 +121,35 @@ def test_same_seed_same_answer(small_plan: Path) -> None:
     assert sample_starts(3, 8760, 50) == sample_starts(3, 8760, 50)
     assert sample_starts(3, 8760, 50) != sample_starts(4, 8760, 50)
     assert len(set(sample_starts(3, 10, 50))) == 10
+
+
+def test_endurance_targets_varied(small_plan: Path) -> None:
+    text = small_plan.read_text(encoding="utf-8").replace(
+        "pv_kwp = [0.0, 20.0]",
+        "pv_kwp = [0.0]\nendurance_targets_h = ["
+        "{ life_safety = 24.0, critical = 8.0 }, { critical = 100.0 }]",
+    )
+    small_plan.write_text(text, encoding="utf-8")
+    loaded = load_plan(small_plan)
+    combos = [c for c in combinations(loaded.plan, loaded.site) if c.chargers == 2]
+    assert [c.endurance_targets_h for c in combos[:2]] == [
+        (("life_safety", 24.0), ("critical", 8.0)),
+        (("critical", 100.0),),
+    ]
+    profile = load_profile(loaded.profile_path)
+    kwp = site_kwp(loaded.site)
+    keeps, invalid = (evaluate(loaded.plan, loaded.site_doc, profile, kwp, c) for c in combos[:2])
+    site = parse_site(derive_site(loaded.site_doc, combos[0]))
+    assert site.dispatch.tier_targets_h()[Tier.CRITICAL] == 8.0
+    assert site.dispatch.tier_targets_h()[Tier.ESSENTIAL] == 8.0  # the site's, kept
+    # less energy kept back for life-safety's and critical's own hours: critical stays on
+    # where the site's 72 h and 24 h shed it
+    site_own = evaluate(
+        loaded.plan, loaded.site_doc, profile, kwp, replace(combos[0], endurance_targets_h=None)
+    )
+    assert keeps["valid"]
+    assert sum(keeps["survival_pct"]["critical"]) > sum(site_own["survival_pct"]["critical"])
+    # a lower tier's target above a higher one's is not a valid site: said, not hidden
+    assert not invalid["valid"] and not invalid["meets"]
+    assert any("endurance_targets_h" in p for p in invalid["problems"]), invalid["problems"]
+    assert Combination.from_dict(combos[1].as_dict()) == combos[1]
