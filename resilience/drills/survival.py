@@ -178,8 +178,9 @@ def fleet_of(config: SiteConfig, n_hours: int, first_weekday: int) -> Fleet:
     )
 
 
-FAILURES = ("", "no_grid_former", "power", "energy")
-"""Why an outage was lost (`outage_runs`' cause codes; 0: it was not)."""
+FAILURES = ("", "no_grid_former", "power", "energy", "endurance_policy")
+"""Why an outage was lost (`outage_runs`' and `policy_runs`' cause codes; 0: it was not;
+4: the endurance policy shed the tier to keep the energy for the tiers above)."""
 
 
 def outage_runs(
@@ -266,7 +267,7 @@ def policy_runs(
     tier's staircase is not covered, it alone is kept); then the power balance sheds
     from the bottom what the present cars cannot carry this hour. Tier k is carried
     while both keep it on. Returns, per tier (rows) and start (columns), the whole hours
-    carried and why it was lost (`FAILURES`; "energy" also when the policy shed it).
+    carried and why it was lost (`FAILURES`).
     """
     tiers, n = tier_w.shape
     starts = np.arange(n)
@@ -326,7 +327,11 @@ def policy_runs(
             ok = served >= t
             lost = alive[t] & ~ok
             carried[t, lost] = k
-            why = np.where(~former, 1, np.where(cumulative[t] - pv > power + eps, 2, 3))
+            why = np.where(
+                ~former,
+                1,
+                np.where(kept < t, 4, np.where(cumulative[t] - pv > power + eps, 2, 3)),
+            )
             cause[t, lost] = why[lost]
             alive[t] &= ok
     return carried, cause

@@ -13,7 +13,7 @@ from firmware_sim import drill
 from resilience.config import parse_site
 from resilience.drills.scenario import load_scenario
 from resilience.drills.survival import Fleet, Profile, policy_runs
-from resilience.planning.checks import GRID_LOSS_S, compare, drill_scenario
+from resilience.planning.checks import GRID_LOSS_S, carried_hours, compare, drill_scenario
 from resilience.planning.plan_file import load_plan
 from resilience.planning.sweep import Combination, derive_site
 
@@ -39,7 +39,7 @@ def test_endurance_policy_sheds_the_lower_tier_for_the_upper_targets() -> None:
     carried, cause = policy_runs(load, np.zeros(4), one_car(5000.0, 4), 4, 100.0, (3.0, 1.0), 0.0)
     assert carried[0].tolist() == [4, 4, 4, 4]
     assert carried[1].tolist() == [1, 1, 1, 1]
-    assert cause[1].tolist() == [3, 3, 3, 3]  # energy (the policy's)
+    assert cause[1].tolist() == [4, 4, 4, 4]  # the endurance policy shed it
     # 3.5 kWh: both tiers' 4 kWh are not there, life-safety's 3 kWh are: critical never on
     carried, _ = policy_runs(load, np.zeros(4), one_car(3500.0, 4), 4, 100.0, (3.0, 1.0), 0.0)
     assert carried[1].tolist() == [0, 0, 0, 0] and carried[0].tolist() == [3, 3, 3, 3]
@@ -82,17 +82,40 @@ def test_drill_scenario_of_an_outage_start(small_plan: Path) -> None:
     assert load_scenario(work / "s.toml").duration_s == GRID_LOSS_S + hours * 3600
 
 
+def test_carried_hours_from_the_relays() -> None:
+    doc = {
+        "loads": [
+            {"id": "a", "tier": "life_safety"},
+            {"id": "b", "tier": "critical"},
+            {"id": "c", "tier": "critical"},
+            {"id": "d", "tier": "essential"},
+            {"id": "tent", "tier": "essential", "supply": "v2l_1"},
+        ]
+    }
+    t0 = GRID_LOSS_S
+    relays = {
+        "a": [[0.0, True]],  # never operated: on all along
+        "b": [[0.0, True], [t0, False], [t0 + 80, True], [t0 + 2.5 * 3600, False]],
+        "c": [[0.0, True], [t0 + 3 * 3600, False], [t0 + 5 * 3600, True]],
+        "d": [[0.0, True], [t0, False], [t0 + 4 * 3600, True]],  # restored only later
+        "tent": [[0.0, False]],
+    }
+    carried = carried_hours(relays, doc, 6.0)
+    assert carried == {"life_safety": 6.0, "critical": 2.5, "essential": 0.0}
+
+
 def test_compare_lists_every_disagreement() -> None:
     targets = [{"tier": "life_safety", "hours": 3}, {"tier": "critical", "hours": 2}]
     carried = np.array([[3, 1, 3], [2, 0, 2], [0, 0, 0], [0, 0, 0]])
     cause = np.array([[0, 3, 0], [0, 1, 0], [3, 3, 3], [3, 3, 3]])
-    served = {"life_safety": 3.0, "critical": 2.5, "essential": 0.0, "comfort": 0.0}
+    served = {"life_safety": 3.0, "critical": 3.0, "essential": 0.0, "comfort": 0.0}
+    full = {"life_safety": 3.0, "critical": 3.0, "essential": 0.0, "comfort": 0.0}
     drills = {
-        0: {"served_h": served, "first_open_h": {}, "modes": [], "safety_violations": 0},
-        1: {"served_h": served, "first_open_h": {}, "modes": [], "safety_violations": 0},
+        0: {"served_h": served, "carried_h": full, "modes": [], "safety_violations": 0},
+        1: {"served_h": served, "carried_h": full, "modes": [], "safety_violations": 0},
         2: {
-            "served_h": {**served, "critical": 1.2},
-            "first_open_h": {"critical": 1.2},
+            "served_h": {**served, "critical": 2.6},
+            "carried_h": {**full, "critical": 1.2},  # shed at 1.2 h, back later
             "modes": ["emergency"],
             "safety_violations": 0,
         },
@@ -105,7 +128,7 @@ def test_compare_lists_every_disagreement() -> None:
     assert "lost at hour 1 (energy)" in found[(1, "life_safety")]["why"]
     assert "no grid former" in found[(1, "critical")]["why"]
     why = found[(2, "critical")]["why"]
-    assert "critical served 1.2 h, its loads first opened at 1.2 h" in why and "emergency" in why
+    assert "critical shed at 1.2 h (served 2.6 h in all)" in why and "emergency" in why
     assert (
         found[(2, "critical")]["fast_hours"] == 2 and found[(2, "critical")]["drill_hours"] == 1.2
     )
