@@ -1682,14 +1682,8 @@ class SiteModes:
         chargers: dict[str, ChargerCommand] = {}
         # Loads on silent panels and silent chargers cannot be switched off: never form
         # onto more than the former can carry (it would collapse at once).
-        fixed_w = (
-            silent_draw_w(ctx)
-            + counted_w
-            + sum(
-                load.rated_power_w
-                for load in self._circuits(ctx.snap).of("bus")
-                if not load.available
-            )
+        fixed_w = silent_draw_w(ctx) + counted_w + sum(
+            load.rated_power_w for load in self._circuits(ctx.snap).of("bus") if not load.available
         )
         fits = fixed_w <= capacity and not waiting
         self._alarm(
@@ -1998,7 +1992,9 @@ class SiteModes:
         device = ctx.config.devices.get(former.charger_id) if former is not None else None
         if former is None or device is None or not former.available:
             return target_hz
-        return droop_setpoint_hz(target_hz, device.droop_hz, former.power_w, device.rating_w or 0.0)
+        return droop_setpoint_hz(
+            target_hz, device.droop_hz, former.power_w, device.rating_w or 0.0
+        )
 
     def _resync(
         self, ctx: GuardContext, frequency: float, voltage: float, live: bool
@@ -2087,7 +2083,9 @@ def held_draw_w(ctx: GuardContext, former_id: str | None) -> float:
     """[W] What the answering chargers other than the former would draw at once on a bus
     that comes up now (silent ones are `silent_draw_w`'s)."""
     dead = bus_dead(ctx)
-    return sum(held_charge_w(v, dead) for v in ctx.snap.vehicles if v.charger_id != former_id)
+    return sum(
+        held_charge_w(v, dead) for v in ctx.snap.vehicles if v.charger_id != former_id
+    )
 
 
 def can_form_now(v: VehicleState) -> bool:

@@ -35,7 +35,9 @@ log = logging.getLogger("resilience.service")
 def build_drivers(
     config: SiteConfig, pool: BusPool, csms: StationDrivers | None = None
 ) -> dict[str, Any]:
-    return {name: build_driver(name, device, pool, csms) for name, device in config.devices.items()}
+    return {
+        name: build_driver(name, device, pool, csms) for name, device in config.devices.items()
+    }
 
 
 @dataclass

@@ -1126,7 +1126,9 @@ def _coalesce_refusal(db: sqlite3.Connection, row: dict[str, Any]) -> int:
             return target
     if target is None:
         return _insert(db, "commands", row)
-    db.execute("UPDATE commands SET count = count + 1, last_ts = ? WHERE id = ?", [ts, target])
+    db.execute(
+        "UPDATE commands SET count = count + 1, last_ts = ? WHERE id = ?", [ts, target]
+    )
     return target
 
 

@@ -52,7 +52,9 @@ def tls_cert_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="a host name tablets use (repeat; default: this host's name and NAME.local)",
     )
-    parser.add_argument("--ip", action="append", default=[], help="an address tablets use (repeat)")
+    parser.add_argument(
+        "--ip", action="append", default=[], help="an address tablets use (repeat)"
+    )
     parser.add_argument("--group", help="the group that may read the key (the service's)")
     parser.add_argument("--days", type=int, default=None, help="validity of a new certificate")
 
@@ -233,7 +235,9 @@ def tls_cert_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def signed_in_link(host: str, port: int, tls: bool, token: str, lan_host: str | None = None) -> str:
+def signed_in_link(
+    host: str, port: int, tls: bool, token: str, lan_host: str | None = None
+) -> str:
     """The tablet UI's URL with the token in its fragment (never sent to the server)."""
     if host in ("0.0.0.0", "::"):
         host = lan_host or f"{socket.gethostname()}.local"

@@ -86,7 +86,8 @@ def token_command(args: argparse.Namespace) -> int:
             ends = None if expires_s is None else time.time() + expires_s
             until = "" if ends is None else f", valid until {_when(ends, '')}"
             print(
-                f"{args.role} token {args.name!r} created in {path}{until}; it is shown only once:"
+                f"{args.role} token {args.name!r} created in {path}{until};"
+                " it is shown only once:"
             )
             if args.link:
                 link = signed_in_link(

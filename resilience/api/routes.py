@@ -291,7 +291,9 @@ async def vehicles(ctx: Ctx, _: Responder) -> dict[str, Any]:
     return {"vehicles": out, "energy_above_reserve_wh": doc["vehicles"]["energy_above_reserve_wh"]}
 
 
-@router.get("/ocpp", tags=["vehicles"], summary="The OCPP stations: link, car, profiles, commands")
+@router.get(
+    "/ocpp", tags=["vehicles"], summary="The OCPP stations: link, car, profiles, commands"
+)
 async def ocpp_stations(ctx: Ctx, _: Responder) -> dict[str, Any]:
     """Each OCPP station of the site file as its central system's driver sees it: whether
     it is connected and heard from, its car, the profiles installed (the dead-man's Idle

@@ -67,7 +67,9 @@ class Refusal(Problem):
     )
 
 
-_WWW_AUTHENTICATE = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}
+_WWW_AUTHENTICATE = {
+    "WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}
+}
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "the body could not be read"},

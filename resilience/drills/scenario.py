@@ -290,8 +290,6 @@ class GridVoltage(_Event):
 GRID_EVENT_MAX_OFFSET_HZ = 6.0
 """[Hz] a grid_frequency event this far from the site's nominal is a mistake (60 Hz on a
 50 Hz site); every trip table has tripped long before."""
-
-
 class GridBlips(_Event):
     """Periodic grid outages with a duty cycle: from `at`, every `period` the grid is lost for
     `down` and then returns; `count` blips, or as many as start before `until`."""
@@ -835,7 +833,8 @@ def _check_station_event(
             problems.append(
                 (
                     f"{name}.delay_s",
-                    f"{event.delay_s:g} s is not slower than [ocpp] call_timeout_s ({timeout:g} s)",
+                    f"{event.delay_s:g} s is not slower than [ocpp] call_timeout_s"
+                    f" ({timeout:g} s)",
                 )
             )
     elif event.delay_s is not None:

@@ -74,7 +74,8 @@ def driver_for(name: str, device: Device, transport: RegisterTransport) -> Regis
     except KeyError:
         known = ", ".join(sorted(REGISTER_DRIVERS))
         raise ValueError(
-            f"devices.{name}: driver {device.driver!r} has no registers (register drivers: {known})"
+            f"devices.{name}: driver {device.driver!r} has no registers (register drivers:"
+            f" {known})"
         ) from None
     return cls.from_config(name, device, transport)
 

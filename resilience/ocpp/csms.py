@@ -241,11 +241,8 @@ class CentralSystem:
             return self._unauthorized(connection)
         user, password = credentials
         if user != identity:
-            self._refused(
-                identity,
-                "wrong_user",
-                f"{identity}: Basic Auth user {user[:48]!r} is not the station's identity",
-            )
+            self._refused(identity, "wrong_user", f"{identity}: Basic Auth user {user[:48]!r}"
+                          " is not the station's identity")
             return self._unauthorized(connection)
         async with self._verifying:
             good = await asyncio.to_thread(verify_password, password, stored)
@@ -260,7 +257,9 @@ class CentralSystem:
                 f"{identity}: offers subprotocols {offered or 'none'}; the site file says"
                 f" OCPP {driver.station.version} ({expected})",
             )
-            return connection.respond(HTTPStatus.BAD_REQUEST, f"subprotocol {expected} required\n")
+            return connection.respond(
+                HTTPStatus.BAD_REQUEST, f"subprotocol {expected} required\n"
+            )
         return None
 
     @staticmethod
@@ -269,7 +268,9 @@ class CentralSystem:
         response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
         return response
 
-    def _select_subprotocol(self, connection: ServerConnection, subprotocols: Any) -> Any:
+    def _select_subprotocol(
+        self, connection: ServerConnection, subprotocols: Any
+    ) -> Any:
         identity = self._identity(connection.request.path if connection.request else "")
         if identity is None:
             raise NegotiationError("unknown station")
@@ -312,7 +313,8 @@ class CentralSystem:
         self._connections[identity] = connection
         if old is not None:
             message = (
-                f"{identity} (devices.{driver.name}) connected again: the old connection is closed"
+                f"{identity} (devices.{driver.name}) connected again: the old connection is"
+                " closed"
             )
             log.info("%s", message)
             self._event(message, {"device": driver.name, "identity": identity})

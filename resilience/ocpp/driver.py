@@ -183,9 +183,8 @@ class OcppStationDriver:
         island: lf.IslandDroop | None = None,
     ) -> None:
         if device.ocpp is None or device.rating_w is None:
-            raise ValueError(
-                f"devices.{name}: an OCPP station needs [devices.{name}.ocpp] and rating_w"
-            )
+            raise ValueError(f"devices.{name}: an OCPP station needs [devices.{name}.ocpp] and"
+                             " rating_w")
         self.name = name
         self.device = device
         self.station = device.ocpp
@@ -384,10 +383,8 @@ class OcppStationDriver:
         self._booted.set()
 
     def now_iso(self) -> str:
-        return (
-            datetime.fromtimestamp(self.wall(), UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z")
+        return datetime.fromtimestamp(self.wall(), UTC).isoformat(timespec="milliseconds").replace(
+            "+00:00", "Z"
         )
 
     def needs_changed(self) -> None:
@@ -704,11 +701,8 @@ class OcppStationDriver:
         if taken and self.state.transaction_id == transaction_id:
             self.state.allowed_transfers = ("DC", "DC_BPT")
         elif not taken:
-            self._event(
-                "ocpp",
-                f"{self.name}: bidirectional transfer not allowed: {outcome}",
-                {"device": self.name},
-            )
+            self._event("ocpp", f"{self.name}: bidirectional transfer not allowed: {outcome}",
+                        {"device": self.name})
 
     # ------------------------------------------------------------------ records
     def _event(self, kind: str, message: str, data: dict[str, Any]) -> None:

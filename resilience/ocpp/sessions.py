@@ -65,7 +65,6 @@ def on(action: str) -> Callable[[_F], _F]:
     """The library's `@on(action)` handler decorator, typed."""
     return cast(Callable[[_F], _F], _on(action))
 
-
 wire = logging.getLogger("resilience.ocpp.wire")  # every frame, at DEBUG
 
 
@@ -242,7 +241,9 @@ class Session2(Session):
         return self._call_result.Heartbeat(current_time=self.link.now_iso())
 
     @on("StatusNotification")
-    def on_status_notification(self, connector_status: str, evse_id: int, **_: Any) -> Any:
+    def on_status_notification(
+        self, connector_status: str, evse_id: int, **_: Any
+    ) -> Any:
         if self._ours(evse_id):
             self._status(connector_status)
         return self._call_result.StatusNotification()

@@ -115,7 +115,9 @@ def evaluate_trip(
         return TripVerdict(TripState(tuple(since)), None, "")
     pu, hz = grid.voltage_v / nominal_v, grid.frequency_hz
     flags = [
-        ((pu if p.voltage else hz) > p.level) if p.over else ((pu if p.voltage else hz) < p.level)
+        ((pu if p.voltage else hz) > p.level)
+        if p.over
+        else ((pu if p.voltage else hz) < p.level)
         for p in points
     ]  # `beyond`, inlined: this runs every cycle
     if not any(flags) and not any(t is not None for t in since):

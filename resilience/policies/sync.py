@@ -154,7 +154,9 @@ def island_frequency_target_hz(
     )
 
 
-def droop_setpoint_hz(target_hz: float, droop_hz: float, power_w: float, rating_w: float) -> float:
+def droop_setpoint_hz(
+    target_hz: float, droop_hz: float, power_w: float, rating_w: float
+) -> float:
     """The frequency setpoint [Hz] that holds a drooping grid-former's island at target_hz
     while it carries power_w [W] (its island runs droop_hz x power / rating below its
     setpoint), within what its FREQUENCY_SETPOINT register takes.
@@ -167,3 +169,4 @@ def droop_setpoint_hz(target_hz: float, droop_hz: float, power_w: float, rating_
         return target_hz
     low, high = FREQUENCY_SETPOINT_RANGE_HZ
     return min(high, max(low, target_hz + droop_hz * power_w / rating_w))
+
