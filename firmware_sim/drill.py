@@ -458,6 +458,18 @@ def connector_vehicle(plant: Plant, connector: str) -> VehicleSim | None:
     return None if holder is None else holder.vehicle
 
 
+def arrival_soc(drill: Drill, event: VehicleArrives) -> float:
+    """The arriving car's state of charge: the event's, else what it left with earlier in
+    the drill, else its initial one (its energy is frozen while away)."""
+    if event.soc_pct is not None:
+        return event.soc_pct
+    stats = drill.recorder.vehicles.get(event.vehicle)
+    if stats is not None and not stats.present:
+        return stats.end_soc_pct
+    initial = drill.loaded.scenario.initial
+    return initial.soc_pct.get(event.vehicle, initial.default_soc_pct)
+
+
 def _vehicle_stats(drill: Drill, connector: str, t: float) -> None:
     vehicle = connector_vehicle(drill.plant, connector)
     if vehicle is None:
@@ -563,10 +575,11 @@ def _apply(drill: Drill, index: int, event: Any) -> Callable[[], None]:
             reserve = event.reserve_soc_pct
             if reserve is None:
                 reserve = known.reserve_soc_pct if known is not None else 50.0
+            soc = arrival_soc(drill, event)
             plant.plug(
                 event.connector,
                 event.vehicle,
-                event.soc_pct,
+                soc,
                 capacity,
                 reserve,
                 event.max_discharge_w
@@ -579,7 +592,7 @@ def _apply(drill: Drill, index: int, event: Any) -> Callable[[], None]:
                     "connector": event.connector,
                     "reserve_soc_pct": reserve,
                     "capacity_wh": capacity,
-                    "soc_pct": event.soc_pct,
+                    "soc_pct": soc,
                 }
                 if event.leaving is not None:
                     args["leaving_at"] = drill.controller_wall(event.leaving)
@@ -587,7 +600,7 @@ def _apply(drill: Drill, index: int, event: Any) -> Callable[[], None]:
                 drill.submit("register_vehicle", args, f"{event.vehicle} arrived")
             _vehicle_stats(drill, event.connector, t)
             record(
-                f"{event.vehicle} plugged into {event.connector} at {event.soc_pct:g} %,"
+                f"{event.vehicle} plugged into {event.connector} at {soc:g} %,"
                 f" keeps {reserve:g} %"
             )
         elif isinstance(event, VehicleLeaves | Unplug):

@@ -252,6 +252,12 @@ def ocpp_password(args: argparse.Namespace, extra: list[str]) -> int:
 # ---------------------------------------------------------------- drill, survival, cap-alert
 
 
+def _planning() -> Any:
+    from resilience.planning import commands
+
+    return commands
+
+
 def _drills() -> Any:
     """`resilience.drills.commands`: drill, survival and cap-alert (imported when used)."""
     from resilience.drills import commands
@@ -324,6 +330,12 @@ COMMANDS: dict[str, Command] = {
         " broker, a web view and API, commands to a site or a district",
         handler=eoc,
         add_arguments=_eoc_arguments,
+    ),
+    "plan": Command(
+        help="size a shelter's chargers, outlets and PV against survival targets"
+        " (docs/planning.md); exit 2 for a bad plan file",
+        handler=lambda args, extra: _planning().plan(args, extra),
+        add_arguments=lambda parser: _planning().plan_arguments(parser),
     ),
     "sim": Command(
         help="run the simulated devices of a site (firmware_sim); other arguments"

@@ -316,7 +316,10 @@ class VehicleArrives(_Event):
     kind: Literal["vehicle_arrives"]
     vehicle: str = Field(min_length=1)
     connector: str = Field(min_length=1)  # a bidirectional_charger or v2l_outlet id
-    soc_pct: Percent
+    # None: the state of charge it left with earlier in the drill, or, if it has not been
+    # parked yet, its initial one (initial.soc_pct or default_soc_pct): away, its energy
+    # is frozen (as the survival model and `resilience plan` assume)
+    soc_pct: Percent | None = None
     capacity_wh: Annotated[float, Field(gt=0)] | None = None  # default: the site file's
     reserve_soc_pct: Percent | None = None  # default: the site file's
     leaving: Span | None = None  # drill time the owner wants to leave

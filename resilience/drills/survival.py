@@ -39,7 +39,17 @@ import numpy.typing as npt
 
 from resilience.config import SiteConfig, Vehicle
 
-__all__ = ["Profile", "ProfileError", "analyse", "availability", "load_profile", "survival"]
+__all__ = [
+    "FAILURES",
+    "Profile",
+    "ProfileError",
+    "analyse",
+    "availability",
+    "load_profile",
+    "outage_runs",
+    "policy_runs",
+    "survival",
+]
 
 COLUMNS = ("hour", "life_safety_w", "critical_w", "essential_w", "comfort_w", "pv_w")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -168,14 +178,21 @@ def fleet_of(config: SiteConfig, n_hours: int, first_weekday: int) -> Fleet:
     )
 
 
-def survival(
+FAILURES = ("", "no_grid_former", "power", "energy", "endurance_policy")
+"""Why an outage was lost (`outage_runs`' and `policy_runs`' cause codes; 0: it was not;
+4: the endurance policy shed the tier to keep the energy for the tiers above)."""
+
+
+def outage_runs(
     load_w: FloatArray,
     pv_w: FloatArray,
     fleet: Fleet,
     hours: int,
     start_soc_pct: float,
-) -> FloatArray:
-    """Share [0..1] of start hours that survive 1, 2, ..., `hours` hours of outage."""
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Per start hour: how many whole hours the load is carried (up to `hours`), and why it
+    is lost (an index into `FAILURES`: no grid-former above its floor, the net load beyond
+    the present cars' discharge limits, or their energy above the floors used up)."""
     n = len(load_w)
     starts = np.arange(n)
     v = len(fleet.ids)
@@ -185,7 +202,8 @@ def survival(
     limit = fleet.limit_w[:, None]
     can_form = fleet.can_form[:, None]
     alive = np.ones(n, dtype=bool)
-    shares = np.zeros(hours)
+    carried = np.full(n, hours, dtype=np.int64)
+    cause = np.zeros(n, dtype=np.int64)
     eps = 1e-6
     for k in range(hours):
         at = (starts + k) % n
@@ -210,9 +228,113 @@ def survival(
         with np.errstate(invalid="ignore", divide="ignore"):
             fill = np.where(room_total > 0, room / np.where(room_total > 0, room_total, 1.0), 0.0)
         energy = energy + fill * absorbed
+        lost = alive & ~ok
+        carried[lost] = k
+        why = np.where(~former, 1, np.where(need > power + eps, 2, 3))
+        cause[lost] = why[lost]
         alive &= ok
-        shares[k] = alive.mean()
+    return carried, cause
+
+
+def survival(
+    load_w: FloatArray,
+    pv_w: FloatArray,
+    fleet: Fleet,
+    hours: int,
+    start_soc_pct: float,
+) -> FloatArray:
+    """Share [0..1] of start hours that survive 1, 2, ..., `hours` hours of outage."""
+    carried, _ = outage_runs(load_w, pv_w, fleet, hours, start_soc_pct)
+    shares: FloatArray = (carried[None, :] > np.arange(hours)[:, None]).mean(axis=1)
     return shares
+
+
+def policy_runs(
+    tier_w: FloatArray,
+    pv_w: FloatArray,
+    fleet: Fleet,
+    hours: int,
+    start_soc_pct: float,
+    targets_h: tuple[float, ...],
+    hysteresis_h: float,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """`outage_runs` with the controller's endurance policy (`policies.energy`), per tier.
+
+    `tier_w`: (tiers, hours) load of each tier, highest first. Every hour the lowest tier
+    kept on is the lowest whose staircase (each tier above it and itself times its
+    target, `targets_h`) the energy above the present cars' floors covers (a shed tier
+    comes back only with `hysteresis_h` hours of its load to spare; when even the top
+    tier's staircase is not covered, it alone is kept); then the power balance sheds
+    from the bottom what the present cars cannot carry this hour. Tier k is carried
+    while both keep it on. Returns, per tier (rows) and start (columns), the whole hours
+    carried and why it was lost (`FAILURES`).
+    """
+    tiers, n = tier_w.shape
+    starts = np.arange(n)
+    v = len(fleet.ids)
+    energy = np.repeat((fleet.capacity_wh * start_soc_pct / 100.0)[:, None], n, axis=1)
+    capacity = fleet.capacity_wh[:, None]
+    floor = fleet.floor_wh[:, None]
+    limit = fleet.limit_w[:, None]
+    can_form = fleet.can_form[:, None]
+    target = np.asarray(targets_h, dtype=float)[:, None]
+    level = np.full(n, -1, dtype=np.int64)  # the lowest tier kept on (-1: none yet)
+    alive = np.ones((tiers, n), dtype=bool)
+    carried = np.full((tiers, n), hours, dtype=np.int64)
+    cause = np.zeros((tiers, n), dtype=np.int64)
+    eps = 1e-6
+    for k in range(hours):
+        at = (starts + k) % n
+        present = fleet.present[:, at] if v else np.zeros((0, n), dtype=bool)
+        usable = np.where(present, np.maximum(energy - floor, 0.0), 0.0)
+        running = usable > eps
+        former: BoolArray = np.asarray((running & can_form).any(axis=0), dtype=bool)
+        total = usable.sum(axis=0)
+        power = np.where(running, limit, 0.0).sum(axis=0)
+        draw = tier_w[:, at]  # (tiers, n)
+        stair = np.cumsum(draw * target, axis=0)
+        kept = np.zeros(n, dtype=np.int64)
+        for t in range(1, tiers):
+            stays = (t <= level) & (total + eps >= stair[t])
+            comes = (t > level) & (total + eps >= stair[t] + hysteresis_h * draw[t])
+            kept = np.where((kept == t - 1) & (stays | comes), t, kept)
+        pv = pv_w[at]
+        cumulative = np.cumsum(draw, axis=0)
+        fits = former[None, :] & (
+            cumulative - pv[None, :] <= np.minimum(power, total)[None, :] + eps
+        )
+        fit_level = np.where(fits.any(axis=0), tiers - 1 - np.argmax(fits[::-1], axis=0), -1)
+        served = np.minimum(kept, fit_level)
+        level = kept
+        load = np.where(
+            served >= 0, np.take_along_axis(cumulative, np.maximum(served, 0)[None, :], 0)[0], 0.0
+        )
+        net = load - pv
+        need = np.maximum(net, 0.0)
+        taken = np.minimum(need, total)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            part = np.where(total > 0, usable / np.where(total > 0, total, 1.0), 0.0)
+        energy = energy - part * taken
+        surplus = np.maximum(-net, 0.0) * former
+        room = np.where(present, np.maximum(capacity - energy, 0.0), 0.0)
+        room_total = room.sum(axis=0)
+        charge_power = np.where(room > eps, limit, 0.0).sum(axis=0)
+        absorbed = np.minimum(surplus, np.minimum(room_total, charge_power))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fill = np.where(room_total > 0, room / np.where(room_total > 0, room_total, 1.0), 0.0)
+        energy = energy + fill * absorbed
+        for t in range(tiers):
+            ok = served >= t
+            lost = alive[t] & ~ok
+            carried[t, lost] = k
+            why = np.where(
+                ~former,
+                1,
+                np.where(kept < t, 4, np.where(cumulative[t] - pv > power + eps, 2, 3)),
+            )
+            cause[t, lost] = why[lost]
+            alive[t] &= ok
+    return carried, cause
 
 
 def analyse(

@@ -1,0 +1,167 @@
+"""Checking the fast model against the real controller: the endurance policy in the fast
+model, the drill scenario of an outage start, the comparison, a car back as it left."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import tomli_w
+
+from firmware_sim import drill
+from resilience.config import parse_site
+from resilience.drills.scenario import load_scenario
+from resilience.drills.survival import Fleet, Profile, policy_runs
+from resilience.planning.checks import GRID_LOSS_S, carried_hours, compare, drill_scenario
+from resilience.planning.plan_file import load_plan
+from resilience.planning.sweep import Combination, derive_site
+
+from .conftest import REPO
+
+
+def one_car(capacity_wh: float, hours: int) -> Fleet:
+    return Fleet(
+        ("car",),
+        np.array([capacity_wh]),
+        np.array([0.0]),
+        np.array([11_000.0]),
+        np.array([True]),
+        np.ones((1, hours), dtype=bool),
+    )
+
+
+def test_endurance_policy_sheds_the_lower_tier_for_the_upper_targets() -> None:
+    # life-safety 1 kW, critical 1 kW, 4 hours; targets 3 h and 1 h, no hysteresis.
+    # 5 kWh: staircase for both tiers 1x3 + 1x1 = 4 kWh <= 5: both on in hour 0 (2 kWh);
+    # then 3 kWh < 4: critical shed, life-safety alone runs 3 more hours.
+    load = np.array([[1000.0] * 4, [1000.0] * 4])
+    carried, cause = policy_runs(load, np.zeros(4), one_car(5000.0, 4), 4, 100.0, (3.0, 1.0), 0.0)
+    assert carried[0].tolist() == [4, 4, 4, 4]
+    assert carried[1].tolist() == [1, 1, 1, 1]
+    assert cause[1].tolist() == [4, 4, 4, 4]  # the endurance policy shed it
+    # 3.5 kWh: both tiers' 4 kWh are not there, life-safety's 3 kWh are: critical never on
+    carried, _ = policy_runs(load, np.zeros(4), one_car(3500.0, 4), 4, 100.0, (3.0, 1.0), 0.0)
+    assert carried[1].tolist() == [0, 0, 0, 0] and carried[0].tolist() == [3, 3, 3, 3]
+    # with a 1 h hysteresis a shed tier needs 1 kWh more to come back: 5 kWh < 4 + 1 is not
+    carried, _ = policy_runs(load, np.zeros(4), one_car(4999.0, 4), 4, 100.0, (3.0, 1.0), 1.0)
+    assert carried[1].tolist() == [0, 0, 0, 0]
+
+
+def test_drill_scenario_of_an_outage_start(small_plan: Path) -> None:
+    loaded = load_plan(small_plan)
+    combo = Combination(2, 1, 1, 20.0, 30.0, ((0.0, 8.0), (18.0, 24.0)))
+    site = parse_site(derive_site(loaded.site_doc, combo))
+    hours = 4
+    profile = Profile(
+        hour=np.arange(24),
+        life_safety_w=np.full(24, 1000.0),
+        critical_w=np.full(24, 500.0),
+        essential_w=np.zeros(24),
+        comfort_w=np.zeros(24),
+        pv_w=np.full(24, 100.0),
+    )
+    # the profile's day 0 is a Wednesday; start at 06:00: the cars leave at 08:00
+    scenario = drill_scenario(site, profile, combo, 6, hours, 70.0, 2.0)
+    assert scenario["scenario"]["start"] == "2025-01-01T06:00:00+03:00"
+    assert scenario["initial"]["default_soc_pct"] == 70.0
+    assert scenario["initial"]["pv_available_w"] == 200.0
+    assert "donor_v2l_1" in scenario["initial"]["absent"]
+    leaves = [e for e in scenario["events"] if e["kind"] == "vehicle_leaves"]
+    assert {e["connector"] for e in leaves} == {"charger_1", "charger_2", "ocpp_1", "ocpp_2"}
+    assert {e["at"] for e in leaves} == {f"{GRID_LOSS_S + 2 * 3600:g}s"}
+    pv = [e for e in scenario["events"] if e["kind"] == "pv"]
+    assert len(pv) == hours and all(e["available_w"] == 200.0 for e in pv)
+    # what the runner will read: the drill's own validation accepts it
+    work = small_plan.parent / "drill"
+    work.mkdir()
+    (work / "site.toml").write_text(
+        tomli_w.dumps(derive_site(loaded.site_doc, combo)), encoding="utf-8"
+    )
+    (work / "s.toml").write_text(tomli_w.dumps(scenario), encoding="utf-8")
+    assert load_scenario(work / "s.toml").duration_s == GRID_LOSS_S + hours * 3600
+
+
+def test_carried_hours_from_the_relays() -> None:
+    doc = {
+        "loads": [
+            {"id": "a", "tier": "life_safety"},
+            {"id": "b", "tier": "critical"},
+            {"id": "c", "tier": "critical"},
+            {"id": "d", "tier": "essential"},
+            {"id": "tent", "tier": "essential", "supply": "v2l_1"},
+        ]
+    }
+    t0 = GRID_LOSS_S
+    relays = {
+        "a": [[0.0, True]],  # never operated: on all along
+        "b": [[0.0, True], [t0, False], [t0 + 80, True], [t0 + 2.5 * 3600, False]],
+        "c": [[0.0, True], [t0 + 3 * 3600, False], [t0 + 5 * 3600, True]],
+        "d": [[0.0, True], [t0, False], [t0 + 4 * 3600, True]],  # restored only later
+        "tent": [[0.0, False]],
+    }
+    carried = carried_hours(relays, doc, 6.0)
+    assert carried == {"life_safety": 6.0, "critical": 2.5, "essential": 0.0}
+
+
+def test_compare_lists_every_disagreement() -> None:
+    targets = [{"tier": "life_safety", "hours": 3}, {"tier": "critical", "hours": 2}]
+    carried = np.array([[3, 1, 3], [2, 0, 2], [0, 0, 0], [0, 0, 0]])
+    cause = np.array([[0, 3, 0], [0, 1, 0], [3, 3, 3], [3, 3, 3]])
+    served = {"life_safety": 3.0, "critical": 3.0, "essential": 0.0, "comfort": 0.0}
+    full = {"life_safety": 3.0, "critical": 3.0, "essential": 0.0, "comfort": 0.0}
+    drills = {
+        0: {"served_h": served, "carried_h": full, "modes": [], "safety_violations": 0},
+        1: {"served_h": served, "carried_h": full, "modes": [], "safety_violations": 0},
+        2: {
+            "served_h": {**served, "critical": 2.6},
+            "carried_h": {**full, "critical": 1.2},  # shed at 1.2 h, back later
+            "modes": ["emergency"],
+            "safety_violations": 0,
+        },
+    }
+    result = compare(targets, (carried, cause), drills)
+    assert result["targets"][0]["fast_pct"] == 66.67 and result["targets"][0]["drill_pct"] == 100
+    assert result["max_diff_pct"] == 33.33
+    found = {(d["start"], d["tier"]): d for d in result["disagreements"]}
+    assert sorted(found) == [(1, "critical"), (1, "life_safety"), (2, "critical")]
+    assert "lost at hour 1 (energy)" in found[(1, "life_safety")]["why"]
+    assert "no grid former" in found[(1, "critical")]["why"]
+    why = found[(2, "critical")]["why"]
+    assert "critical shed at 1.2 h (served 2.6 h in all)" in why and "emergency" in why
+    assert (
+        found[(2, "critical")]["fast_hours"] == 2 and found[(2, "critical")]["drill_hours"] == 1.2
+    )
+
+
+def test_a_car_comes_back_with_what_it_left_with(tmp_path: Path) -> None:
+    scenario = {
+        "scenario": {
+            "name": "back as it left",
+            "site": str(REPO / "config" / "site.toml"),
+            "duration": "15m",
+        },
+        "initial": {"default_soc_pct": 60.0, "absent": ["fleet_5", "fleet_6"]},
+        "events": [
+            {"at": "10s", "kind": "grid_loss"},
+            {"at": "5m", "kind": "vehicle_leaves", "connector": "charger_3"},
+            {
+                "at": "10m",
+                "kind": "vehicle_arrives",
+                "vehicle": "fleet_3",
+                "connector": "charger_3",
+            },
+            {"at": "11m", "kind": "vehicle_arrives", "vehicle": "fleet_5", "connector": "ocpp_1"},
+        ],
+    }
+    path = tmp_path / "s.toml"
+    path.write_text(tomli_w.dumps(scenario), encoding="utf-8")
+    report = asyncio.run(drill.run_max(load_scenario(path), tmp_path / "out", progress=False))
+    plugged = [e["what"] for e in report["events"] if e["kind"] == "vehicle_arrives"]
+    left = next(v for v in report["vehicles"] if v["id"] == "fleet_3")
+    assert left["min_soc_pct"] < 60.0  # it gave energy before leaving
+    assert plugged[0].startswith("fleet_3 plugged into charger_3 at ")
+    back_at = float(plugged[0].split(" at ")[1].split(" %")[0])
+    assert 59.0 < back_at < 60.0  # what it left with, not the default 60 %
+    assert plugged[1].startswith("fleet_5 plugged into ocpp_1 at 60 %")  # never parked yet
+    assert report["safety_violations"] == []

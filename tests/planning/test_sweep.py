@@ -1,0 +1,155 @@
+"""The sweep's pure functions: derived sites, survival per combination, the frontier."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from resilience.config import parse_site
+from resilience.drills.survival import Profile, load_profile
+from resilience.model import Tier
+from resilience.planning.plan_file import load_plan
+from resilience.planning.sweep import (
+    Combination,
+    combinations,
+    derive_site,
+    evaluate,
+    frontier,
+    sample_starts,
+    site_kwp,
+)
+
+
+def test_combinations_skip_more_formers_than_chargers(small_plan: Path) -> None:
+    loaded = load_plan(small_plan)
+    combos = combinations(loaded.plan, loaded.site)
+    # chargers 1, 2 x formers 1, 2 (not 2 of 1) x PV 0, 20; outlets: the site's 2
+    assert len(combos) == 6
+    assert all(c.grid_forming <= c.chargers and c.v2l_outlets == 2 for c in combos)
+
+
+def test_derived_site_is_what_a_user_would_write(small_plan: Path) -> None:
+    loaded = load_plan(small_plan)
+    combo = Combination(5, 2, 1, 0.0, 45.0, ((0.0, 8.0), (18.0, 24.0)))
+    before = copy.deepcopy(loaded.site_doc)
+    site = parse_site(derive_site(loaded.site_doc, combo))
+    assert loaded.site_doc == before  # the input document is not changed
+    chargers = site.devices_of("bidirectional_charger")
+    assert sorted(chargers) == [f"charger_{i}" for i in range(1, 6)]
+    assert [n for n, d in chargers.items() if d.can_form] == ["charger_1", "charger_2"]
+    assert sorted(site.devices_of("v2l_outlet")) == ["v2l_1"]
+    assert all(ld.supply in ("bus", "v2l_1") for ld in site.loads)
+    assert [v.id for v in site.vehicles if v.outlet] == ["donor_v2l_1"]
+    assert not site.pv_inverters
+    on_chargers = [v for v in site.vehicles if v.charger]
+    assert len(on_chargers) == 5 + 2  # the site's two OCPP stations' cars stay
+    assert all(v.reserve_soc_pct == 45.0 for v in on_chargers)
+    assert all(v.available_hours == [(0.0, 8.0), (18.0, 24.0)] for v in on_chargers)
+
+
+def tiny_profile(hours: int = 48) -> Profile:
+    ls = np.full(hours, 2000.0)
+    return Profile(
+        hour=np.arange(hours),
+        life_safety_w=ls,
+        critical_w=np.full(hours, 3000.0),
+        essential_w=np.full(hours, 1000.0),
+        comfort_w=np.zeros(hours),
+        pv_w=np.where(np.arange(hours) % 24 == 12, 5000.0, 0.0),
+    )
+
+
+def test_more_chargers_survive_longer_and_cost_more(small_plan: Path) -> None:
+    loaded = load_plan(small_plan)
+    profile = tiny_profile()
+    kwp = site_kwp(loaded.site)
+    few = evaluate(
+        loaded.plan, loaded.site_doc, profile, kwp, Combination(1, 1, 2, 0.0, 95.0, None)
+    )
+    many = evaluate(
+        loaded.plan, loaded.site_doc, profile, kwp, Combination(2, 1, 2, 0.0, 95.0, None)
+    )
+    # a 95 % reserve on cars that start at 80 %: nothing to give, the first hour is lost
+    assert few["valid"] and few["survival_pct"]["life_safety"][0] == 0.0
+    assert not few["meets"]
+    low = evaluate(
+        loaded.plan, loaded.site_doc, profile, kwp, Combination(1, 1, 2, 0.0, 30.0, None)
+    )
+    more = evaluate(
+        loaded.plan, loaded.site_doc, profile, kwp, Combination(2, 2, 2, 0.0, 30.0, None)
+    )
+    assert many["cost"] > few["cost"]
+    for a, b in zip(low["survival_pct"]["critical"], more["survival_pct"]["critical"], strict=True):
+        assert b >= a
+    assert more["cost"] == 2 * 10000.0 + 2 * 5000.0
+
+
+def result(label: str, cost: float, share: float, meets: bool = True) -> dict[str, Any]:
+    return {
+        "label": label,
+        "cost": cost,
+        "meets": meets,
+        "combination": {"chargers": 1, "grid_forming": 1, "v2l_outlets": 0, "pv_kwp": cost},
+        "targets": [{"achieved_pct": share}],
+    }
+
+
+def test_frontier_is_cheapest_then_only_better() -> None:
+    rs = [
+        result("d", 40.0, 99.0),
+        result("a", 10.0, 96.0),
+        result("x", 5.0, 99.9, meets=False),
+        result("b", 20.0, 95.5),  # dearer and no better: off the frontier
+        result("c", 30.0, 98.0),
+    ]
+    assert [r["label"] for r in frontier(rs)] == ["a", "c", "d"]
+    assert frontier([result("x", 5.0, 99.9, meets=False)]) == []
+
+
+def test_same_seed_same_answer(small_plan: Path) -> None:
+    loaded = load_plan(small_plan)
+    profile = load_profile(loaded.profile_path)
+    kwp = site_kwp(loaded.site)
+    combos = combinations(loaded.plan, loaded.site)[:2]
+    first = [evaluate(loaded.plan, loaded.site_doc, profile, kwp, c) for c in combos]
+    again = [evaluate(loaded.plan, loaded.site_doc, profile, kwp, c) for c in combos]
+    assert first == again
+    assert sample_starts(3, 8760, 50) == sample_starts(3, 8760, 50)
+    assert sample_starts(3, 8760, 50) != sample_starts(4, 8760, 50)
+    assert len(set(sample_starts(3, 10, 50))) == 10
+
+
+def test_endurance_targets_varied(small_plan: Path) -> None:
+    text = small_plan.read_text(encoding="utf-8").replace(
+        "pv_kwp = [0.0, 20.0]",
+        "pv_kwp = [0.0]\nendurance_targets_h = ["
+        "{ life_safety = 24.0, critical = 8.0 }, { critical = 100.0 }]",
+    )
+    small_plan.write_text(text, encoding="utf-8")
+    loaded = load_plan(small_plan)
+    combos = [c for c in combinations(loaded.plan, loaded.site) if c.chargers == 2]
+    assert [c.endurance_targets_h for c in combos[:2]] == [
+        (("life_safety", 24.0), ("critical", 8.0)),
+        (("critical", 100.0),),
+    ]
+    profile = load_profile(loaded.profile_path)
+    kwp = site_kwp(loaded.site)
+    keeps, invalid = (evaluate(loaded.plan, loaded.site_doc, profile, kwp, c) for c in combos[:2])
+    site = parse_site(derive_site(loaded.site_doc, combos[0]))
+    assert site.dispatch.tier_targets_h()[Tier.CRITICAL] == 8.0
+    assert site.dispatch.tier_targets_h()[Tier.ESSENTIAL] == 8.0  # the site's, kept
+    # less energy kept back for life-safety's and critical's own hours: critical stays on
+    # where the site's 72 h and 24 h shed it
+    site_own = evaluate(
+        loaded.plan, loaded.site_doc, profile, kwp, replace(combos[0], endurance_targets_h=None)
+    )
+    assert keeps["valid"]
+    assert sum(keeps["survival_pct"]["critical"]) > sum(site_own["survival_pct"]["critical"])
+    # a lower tier's target above a higher one's is not a valid site: said, not hidden
+    assert not invalid["valid"] and not invalid["meets"]
+    assert any("endurance_targets_h" in p for p in invalid["problems"]), invalid["problems"]
+    assert Combination.from_dict(combos[1].as_dict()) == combos[1]
