@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from resilience.config import (
     ConfigError,
+    ConfigProblem,
     EnduranceTargets,
     SiteConfig,
     _key_path,
@@ -129,14 +130,8 @@ class Plan(_Model):
     costs: Costs | None = None
 
 
-@dataclass(frozen=True)
-class PlanProblem:
-    file: str
-    key: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.key}: {self.reason}"
+PlanProblem = ConfigProblem
+"""One problem of a plan file, worded as the site file's are: `file: key: reason`."""
 
 
 class PlanError(Exception):
