@@ -366,6 +366,8 @@ class ModbusTcpBus(ModbusBus):
         )
         self.host = host
         self.port = port
+        self._request_tid = b""  # the MBAP transaction id of the request last sent
+        self._received = b""  # bytes seen since then (pymodbus's receive buffer)
 
     @property
     def endpoint(self) -> str:
@@ -373,7 +375,7 @@ class ModbusTcpBus(ModbusBus):
         return f"{self.host}:{self.port}"
 
     def _new_client(self) -> AsyncModbusTcpClient:
-        return AsyncModbusTcpClient(
+        client = AsyncModbusTcpClient(
             self.host,
             port=self.port,
             name=self.endpoint,
@@ -381,7 +383,50 @@ class ModbusTcpBus(ModbusBus):
             retries=0,
             reconnect_delay=0,  # the bus owns reconnection (back-off on its clock)
             reconnect_delay_max=0,
+            trace_packet=self._trace,
         )
+        client.ctx.callback_data = _keeps_the_connection(client.ctx.callback_data)  # type: ignore[method-assign]
+        return client
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        """pymodbus shows us every frame sent and the receive buffer as it grows."""
+        if sending:
+            self._request_tid, self._received = bytes(data[:2]), b""
+        else:
+            self._received = bytes(data)
+        return data
+
+    def _unusable_reply(self, function_code: int, count: int) -> str | None:
+        """A reply pymodbus cannot decode (a frame cut short, a PDU that is not one) makes
+        it drop the connection, and the request then times out: that is a garbled reply
+        (BadFrame), not a silent device. A late reply to an earlier request (another
+        transaction id, skipped by pymodbus) is no answer to this one: a timeout."""
+        got, tid = self._received, self._request_tid
+        at = 0
+        while len(got) - at >= 2:
+            if got[at : at + 2] == tid:
+                shown = got[at : at + 16].hex(" ") + (" ..." if len(got) - at > 16 else "")
+                return f"unusable reply: {len(got) - at} bytes ({shown})"
+            if len(got) - at < 6:
+                break
+            at += 6 + int.from_bytes(got[at + 4 : at + 6], "big")  # MBAP header + its length
+        return None
+
+
+def _keeps_the_connection(decode: Callable[..., int]) -> Callable[..., int]:
+    """pymodbus raises out of `data_received` on a frame it cannot decode, and asyncio
+    then drops the connection (logging a "Fatal error"): a device whose every echo is
+    garbled would cost a reconnection per command. Over TCP the MBAP header's length
+    keeps the stream in step, so the bad frame is dropped and the connection kept; the
+    request it answered times out and `_unusable_reply` names it a garbled reply."""
+
+    def tolerant(data: bytes, addr: tuple[Any, ...] | None = None) -> int:
+        try:
+            return decode(data, addr)
+        except ModbusIOException:
+            return len(data)
+
+    return tolerant
 
 
 class BusPool:

@@ -78,13 +78,31 @@ class Site:
                 mode = self.running.controller.status
                 raise AssertionError(
                     f"timed out after {timeout_s} s waiting for {what};"
-                    f" mode {mode.mode if mode else None}; violations {self.plant.violations}"
+                    f" mode {mode.mode if mode else None}; violations {self.plant.violations};"
+                    f" {self.silent_devices()}"
                 )
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), timeout=remaining)
             except TimeoutError:
                 continue
+
+    def silent_devices(self) -> str:
+        """What the controller holds about each unavailable device (for a timed-out wait)."""
+        controller = self.running.controller
+        now = controller.clock()
+        rows = [
+            f"{s.device_id}: {s.error!r}, {s.failures} failures, fast {s.fast},"
+            f" last ok {None if s.last_ok_s is None else round(now - s.last_ok_s, 2)} s ago,"
+            f" in flight {s.inflight is not None and not s.inflight.done()}"
+            f" (asked {round(now - s.asked_s, 2)} s ago),"
+            f" next due in {round(s.next_due_s - now, 2)} s, transport {bus!r}"
+            f" connected {getattr(bus, 'connected', None)}, retry {getattr(bus, 'retry_at', None)}"
+            for s in controller.slots.values()
+            if not s.available
+            for bus in [getattr(s.driver, "transport", None)]
+        ]
+        return "unavailable: " + ("; ".join(rows) or "none")
 
     async def mode(self, mode: Mode, timeout_s: float) -> None:
         await self.until(

@@ -220,6 +220,40 @@ async def test_write_reply_must_echo_the_request(pool: BusPool) -> None:
         await bus.close()
 
 
+async def test_undecodable_write_reply_is_a_bad_frame_not_a_timeout(pool: BusPool) -> None:
+    """A write echo cut short by a byte cannot be decoded: pymodbus drops the connection
+    and the request times out, but the device did answer, garbled (as the simulator's
+    truncate fault sends it); the connection is kept and the next request answered."""
+    answers = iter([bytes([16]) + struct.pack(">HH", 11, 2)[:-1]])
+
+    def cut_short(request: bytes) -> bytes:
+        return mbap_reply(request, next(answers, bytes([16]) + struct.pack(">HH", 11, 2)))
+
+    async with raw_server(cut_short) as port:
+        bus = bus_for(pool, port)
+        with pytest.raises(BadFrame, match="unusable reply: 11 bytes") as caught:
+            await bus.write(1, 11, [1, 2])
+        assert caught.value.address == 11
+        assert bus.connected  # the MBAP length kept the stream in step: no reconnection
+        await bus.write(1, 11, [1, 2])
+        await bus.close()
+
+
+async def test_a_late_reply_to_an_earlier_request_is_no_answer(pool: BusPool) -> None:
+    """A reply under another transaction id (an earlier request's, late) is skipped by
+    pymodbus: the request it came during is unanswered (a timeout), not garbled."""
+
+    def late_one(request: bytes) -> bytes:
+        other = struct.pack(">H", struct.unpack(">H", request[:2])[0] + 100)
+        return mbap_reply(other + request[2:], bytes([3, 2, 0, 9]))
+
+    async with raw_server(late_one) as port:
+        bus = bus_for(pool, port)
+        with pytest.raises(DeviceTimeout, match="no answer within"):
+            await bus.read(1, 10, 1)
+        await bus.close()
+
+
 async def test_impossible_requests_are_value_errors() -> None:
     bus = ModbusTcpBus("127.0.0.1", free_port(), timeout_s=TIMEOUT_S)
     with pytest.raises(ValueError, match=r"1\.\.125"):
