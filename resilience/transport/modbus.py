@@ -25,6 +25,7 @@ Times are in seconds [s].
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
@@ -368,6 +369,7 @@ class ModbusTcpBus(ModbusBus):
         self.port = port
         self._request_tid = b""  # the MBAP transaction id of the request last sent
         self._received = b""  # bytes seen since then (pymodbus's receive buffer)
+        self._garbled = ""  # a frame pymodbus could not decode since then (shown), or ""
 
     @property
     def endpoint(self) -> str:
@@ -385,48 +387,49 @@ class ModbusTcpBus(ModbusBus):
             reconnect_delay_max=0,
             trace_packet=self._trace,
         )
-        client.ctx.callback_data = _keeps_the_connection(client.ctx.callback_data)  # type: ignore[method-assign]
+        decode = client.ctx.callback_data
+        client.ctx.callback_data = functools.partial(self._decode_or_drop, decode)  # type: ignore[method-assign]
         return client
+
+    def _decode_or_drop(
+        self, decode: Callable[..., int], data: bytes, addr: tuple[Any, ...] | None = None
+    ) -> int:
+        """pymodbus raises out of `data_received` on a frame it cannot decode, and asyncio
+        then drops the connection (logging a "Fatal error"): a device whose every echo is
+        garbled would cost a reconnection per command. Over TCP the MBAP header's length
+        keeps the stream in step, so the bad bytes are dropped and the connection kept; the
+        request they answered then times out, and `_unusable_reply` names them."""
+        try:
+            return int(decode(data, addr))
+        except ModbusIOException:
+            self._garbled = data[:16].hex(" ") + (" ..." if len(data) > 16 else "")
+            self._garbled = f"unusable reply: {len(data)} bytes ({self._garbled})"
+            return len(data)
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
         """pymodbus shows us every frame sent and the receive buffer as it grows."""
         if sending:
-            self._request_tid, self._received = bytes(data[:2]), b""
+            self._request_tid, self._received, self._garbled = bytes(data[:2]), b"", ""
         else:
             self._received = bytes(data)
         return data
 
     def _unusable_reply(self, function_code: int, count: int) -> str | None:
-        """A reply pymodbus cannot decode (a frame cut short, a PDU that is not one) makes
-        it drop the connection, and the request then times out: that is a garbled reply
-        (BadFrame), not a silent device. A late reply to an earlier request (another
-        transaction id, skipped by pymodbus) is no answer to this one: a timeout."""
+        """Why the request got no usable answer although the device sent bytes: a reply
+        pymodbus could not decode, or one of this transaction cut short (its MBAP length
+        says more than came). A whole reply that came just too late, or a late reply to
+        an earlier request (another transaction id), is no answer: a timeout (None)."""
+        if self._garbled:
+            return self._garbled
         got, tid = self._received, self._request_tid
         at = 0
-        while len(got) - at >= 2:
-            if got[at : at + 2] == tid:
+        while len(got) - at >= 6:
+            length = 6 + int.from_bytes(got[at + 4 : at + 6], "big")  # MBAP header + length
+            if got[at : at + 2] == tid and len(got) - at < length:
                 shown = got[at : at + 16].hex(" ") + (" ..." if len(got) - at > 16 else "")
-                return f"unusable reply: {len(got) - at} bytes ({shown})"
-            if len(got) - at < 6:
-                break
-            at += 6 + int.from_bytes(got[at + 4 : at + 6], "big")  # MBAP header + its length
+                return f"truncated reply: {len(got) - at} of {length} bytes ({shown})"
+            at += length
         return None
-
-
-def _keeps_the_connection(decode: Callable[..., int]) -> Callable[..., int]:
-    """pymodbus raises out of `data_received` on a frame it cannot decode, and asyncio
-    then drops the connection (logging a "Fatal error"): a device whose every echo is
-    garbled would cost a reconnection per command. Over TCP the MBAP header's length
-    keeps the stream in step, so the bad frame is dropped and the connection kept; the
-    request it answered times out and `_unusable_reply` names it a garbled reply."""
-
-    def tolerant(data: bytes, addr: tuple[Any, ...] | None = None) -> int:
-        try:
-            return decode(data, addr)
-        except ModbusIOException:
-            return len(data)
-
-    return tolerant
 
 
 class BusPool:

@@ -239,6 +239,20 @@ async def test_undecodable_write_reply_is_a_bad_frame_not_a_timeout(pool: BusPoo
         await bus.close()
 
 
+async def test_a_reply_cut_short_on_the_wire_is_a_bad_frame(pool: BusPool) -> None:
+    """The MBAP header promises 7 bytes, 3 come: pymodbus waits for the rest and the
+    request times out, but the device did answer, truncated."""
+
+    def cut(request: bytes) -> bytes:
+        return mbap_reply(request, bytes([3, 4, 0, 9, 0, 8]))[:-3]
+
+    async with raw_server(cut) as port:
+        bus = bus_for(pool, port)
+        with pytest.raises(BadFrame, match="truncated reply: 10 of 13 bytes"):
+            await bus.read(1, 10, 2)
+        await bus.close()
+
+
 async def test_a_late_reply_to_an_earlier_request_is_no_answer(pool: BusPool) -> None:
     """A reply under another transaction id (an earlier request's, late) is skipped by
     pymodbus: the request it came during is unanswered (a timeout), not garbled."""
