@@ -7,6 +7,11 @@ Turkish).
     GET  /                          the table (a page; it asks for a token)
     GET  /api/sites[?district=]     viewer: one line per site (EocDb.SiteView.as_dict)
     GET  /api/sites/{district}/{site}  viewer: the line, the full state, the last events
+    GET  /api/stream                viewer: Server-Sent Events, `sites` messages
+                                    {now, connected, full, sites: [lines]}: every line
+                                    first (full), then the lines that changed after each
+                                    commit or timer (at most every PUSH_INTERVAL_S), and
+                                    an empty one every TICK_S (the page's sign of life)
     POST /api/commands              operator: {district, site (null: the district),
                                     command, args, lifetime_s, confirm}; without
                                     "confirm": true the answer is 409 naming the sites it
@@ -18,19 +23,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
 import aiomqtt
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
 from resilience.auth import Expired, Principal, TokenStore
-from resilience.eoc.db import EocDb
+from resilience.eoc.db import EocDb, Key
 from resilience.eoc.service import EocService
 from resilience.fleet.payloads import EOC_COMMANDS, MAX_COMMAND_LIFETIME_S
+
+PUSH_INTERVAL_S = 0.5
+"""[s] At most this often a stream sends changed lines: at 500 sites the rows of many
+commits go in one message, not one message per commit."""
+TICK_S = 5.0
+"""[s] An idle stream still sends this often: the page takes a stream silent for longer
+(a half-open connection) for broken and falls back to polling."""
 
 
 class CommandRequest(BaseModel):
@@ -88,6 +101,43 @@ def create_eoc_app(
             raise HTTPException(404, f"no site {district}/{site}")
         events = await asyncio.to_thread(db.events, district, site)
         return {**view.as_dict(), "state": view.state, "recent_events": events}
+
+    async def lines(keys: set[Key] | None, full: bool) -> ServerSentEvent:
+        now = wall()
+        views = await asyncio.to_thread(db.sites, now, None, keys)
+        doc = {
+            "now": now,
+            "connected": service.connected.is_set(),
+            "full": full,
+            "sites": [v.as_dict() for v in views],
+        }
+        return ServerSentEvent(event="sites", data=doc)
+
+    @app.get("/api/stream", response_class=EventSourceResponse)
+    async def stream(
+        _: Principal = Depends(need("viewer")),  # noqa: B008
+    ) -> AsyncIterator[ServerSentEvent]:
+        loop = asyncio.get_running_loop()
+        with service.watch() as changes:  # from before the first read: nothing falls between
+            yield await lines(None, True)
+            sent_at = loop.time()
+            while True:
+                try:
+                    async with asyncio.timeout(TICK_S):
+                        keys = await changes.take()
+                except TimeoutError:
+                    keys = set()
+                if keys is None:  # the service stopped
+                    return
+                wait_s = sent_at + PUSH_INTERVAL_S - loop.time()
+                if wait_s > 0:  # gather what else changes meanwhile into this message
+                    await asyncio.sleep(wait_s)
+                    more = changes.drain()
+                    if more is None:
+                        return
+                    keys |= more
+                yield await lines(keys, False)
+                sent_at = loop.time()
 
     @app.post("/api/commands", status_code=202)
     async def command(

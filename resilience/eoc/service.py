@@ -56,13 +56,27 @@ class Watch:
 
     keys: set[Key] = field(default_factory=set)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
 
     def add(self, keys: Iterable[Key]) -> None:
         self.keys.update(keys)
         self.ready.set()
 
-    async def take(self) -> set[Key]:
+    def close(self) -> None:
+        """The service stops: `take` answers None from now on."""
+        self.closed = True
+        self.ready.set()
+
+    async def take(self) -> set[Key] | None:
+        """The sites changed since the last take (empty: only the broker link changed),
+        waiting for at least one change; None once closed."""
         await self.ready.wait()
+        return self.drain()
+
+    def drain(self) -> set[Key] | None:
+        """What is pending now, without waiting."""
+        if self.closed:
+            return None
         self.ready.clear()
         keys, self.keys = self.keys, set()
         return keys
@@ -170,6 +184,8 @@ class EocService:
             await self._run(stop)
         finally:
             self._disarm()
+            for listener in list(self._watches):  # the web view's streams end with it
+                listener.close()
 
     async def _run(self, stop: asyncio.Event) -> None:
         backoff = 0.5

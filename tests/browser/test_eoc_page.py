@@ -1,6 +1,7 @@
 """The EOC page in headless chromium, over the real EOC service, broker and sites: the sites
-appear, one that loses power is shown offline, and a district command is confirmed in the
-page and answered by the site's own controller."""
+appear, one that loses power is shown offline by the live stream (no reload, no poll),
+the EOC out of reach shows everything stale until it answers again, and a district
+command is confirmed in the page and answered by the site's own controller."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ async def test_the_eoc_page(broker: Broker, tmp_path: Path) -> None:
     service = EocService(BrokerSettings(broker.host, broker.port, EOC_USER, EOC_PASSWORD), db)
     stop = asyncio.Event()
     eoc = asyncio.create_task(service.run(stop))
-    server = AppServer(create_eoc_app(service, db, tokens), "127.0.0.1", 0, name="eoc")
+    app = create_eoc_app(service, db, tokens)
+    server = AppServer(app, "127.0.0.1", 0, name="eoc")
     url = await server.start()
     (tmp_path / "pw").write_text(SCHOOL.password)
     fleet = FleetSection(
@@ -79,15 +81,36 @@ async def test_the_eoc_page(broker: Broker, tmp_path: Path) -> None:
                     errors: list[str] = []
                     page.on("pageerror", lambda exc: errors.append(str(exc)))
                     page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+                    polls: list[str] = []
+                    page.on(
+                        "request",
+                        lambda r: polls.append(r.url) if "/api/sites" in r.url else None,
+                    )
                     await page.goto(f"{url}/#token={token}")
                     school = page.locator('tr[data-site="kadikoy/school-1"]')
                     hall_row = page.locator('tr[data-site="kadikoy/hall-2"]')
                     await school.wait_for()
                     await hall_row.wait_for()
+                    await page.locator("body[data-link=live]").wait_for()
                     assert "offline" not in (await hall_row.get_attribute("class") or "")
                     hall.kill()  # the hall loses power: its will says offline
+                    # pushed by the stream: no reload, no poll
                     await page.locator('tr[data-site="kadikoy/hall-2"].offline').wait_for()
                     await hall_row.filter(has_text="OFFLINE").wait_for()
+                    assert polls == [] and "stale" not in (
+                        await school.get_attribute("class") or ""
+                    )
+                    # the EOC's web server goes away: the stream breaks, the polls fail, so
+                    # everything is shown stale; it comes back on its port: live again
+                    await server.stop()
+                    await page.locator("body[data-link=unreachable]").wait_for()
+                    await page.locator("#link", has_text="stale").wait_for()
+                    await page.locator('tr[data-site="kadikoy/school-1"].stale').wait_for()
+                    server = AppServer(app, "127.0.0.1", server.port, name="eoc")
+                    await server.start()
+                    await page.locator("body[data-link=live]").wait_for()
+                    await page.locator('tr[data-site="kadikoy/school-1"]:not(.stale)').wait_for()
+                    assert await page.locator("#link").is_hidden()
                     await page.select_option("#district", "kadikoy")
                     await page.select_option("#command", "reconnect")
                     await page.click("#send")  # confirmed in the dialog, answered by the site
@@ -104,7 +127,7 @@ async def test_the_eoc_page(broker: Broker, tmp_path: Path) -> None:
             hall.kill()
         hall.wait(10)
         stop.set()
-        await asyncio.wait_for(eoc, 10)
+        await asyncio.wait_for(eoc, 10)  # its end ends the page's stream
         await server.stop()
         tokens.close()
         db.close()

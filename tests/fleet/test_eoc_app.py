@@ -1,18 +1,21 @@
 """The EOC's API over its real service and broker: roles (viewer reads, operator commands),
-a command confirmed before it is sent, and the command on the broker for the district."""
+a command confirmed before it is sent, the command on the broker for the district, and
+the live stream pushing a site's changed line."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import httpx
 import pytest
 
+from resilience.api.server import AppServer
 from resilience.auth import Principal, TokenStore
 from resilience.eoc.app import create_eoc_app
 from resilience.eoc.db import EocDb
@@ -40,6 +43,8 @@ async def test_roles_confirmation_and_a_district_command(broker: Broker, tmp_pat
     site = Site(fleet_section(broker, tmp_path), tmp_path / "site.sqlite")
     app = create_eoc_app(service, db, tokens)
     transport = httpx.ASGITransport(app=app)
+    server = AppServer(app, "127.0.0.1", 0, name="eoc")
+    url = await server.start()
     try:
         await asyncio.wait_for(service.connected.wait(), 10)
         site.start()
@@ -87,12 +92,43 @@ async def test_roles_confirmation_and_a_district_command(broker: Broker, tmp_pat
                 command = json.loads(message.payload)
                 assert command["id"] == sent.json()["id"] and command["operator"] == "zeynep"
                 assert command["expires_ts"] > time.time()
+        # the live stream, over a real server (a stream is not buffered there)
+        async with httpx.AsyncClient(base_url=url) as http:
+            refused = await http.get("/api/stream")
+            assert refused.status_code == 401
+            async with http.stream("GET", "/api/stream", headers=as_viewer) as stream:
+                assert stream.headers["content-type"].startswith("text/event-stream")
+                messages = sse_messages(stream)
+                first = await anext(messages)
+                assert first["full"] and first["connected"]
+                assert [s["site"] for s in first["sites"]] == ["school-1"]
+                site.state = {**site.state, "mode": "islanded", "updated_ts": time.time()}
+                async with asyncio.timeout(10):  # pushed after the commit, no request made
+                    async for message in messages:
+                        if any(s["mode"] == "islanded" for s in message["sites"]):
+                            break
+                assert not message["full"]
     finally:
         await site.close()
         stop.set()
-        await asyncio.wait_for(eoc, 10)
+        await asyncio.wait_for(eoc, 10)  # its end ends the streams
+        await server.stop()
         tokens.close()
         db.close()
+
+
+async def sse_messages(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """The `sites` messages of an SSE response (comments and other events skipped)."""
+    name, data = "", []
+    async for line in response.aiter_lines():
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data.append(line[6:])
+        elif not line:
+            if name == "sites" and data:
+                yield json.loads("\n".join(data))
+            name, data = "", []
 
 
 def test_resilience_eoc_makes_tokens_and_refuses_a_bad_broker(
