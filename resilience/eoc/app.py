@@ -6,7 +6,10 @@ Turkish).
 
     GET  /                          the table (a page; it asks for a token)
     GET  /api/sites[?district=]     viewer: one line per site (EocDb.SiteView.as_dict)
-    GET  /api/sites/{district}/{site}  viewer: the line, the full state, the last events
+    GET  /api/sites/{district}/{site}  viewer: the line, the full state, its open alarms
+                                    with the site's numbers for them (what ack_alarm
+                                    names; null until the raising event arrived), the
+                                    last events
     GET  /api/stream                viewer: Server-Sent Events, `sites` messages
                                     {now, connected, full, sites: [lines]}: every line
                                     first (full), then the lines that changed after each
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -33,9 +37,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
+from resilience.api.server import AppServer
 from resilience.auth import Expired, Principal, TokenStore
 from resilience.eoc.db import EocDb, Key
-from resilience.eoc.service import EocService
+from resilience.eoc.service import EocService, Watch
 from resilience.fleet.payloads import EOC_COMMANDS, MAX_COMMAND_LIFETIME_S
 
 PUSH_INTERVAL_S = 0.5
@@ -59,6 +64,8 @@ def create_eoc_app(
     service: EocService, db: EocDb, tokens: TokenStore, *, wall: Callable[[], float] = time.time
 ) -> FastAPI:
     app = FastAPI(title="resilience EOC", docs_url=None, redoc_url=None)
+    streams: weakref.WeakSet[Watch] = weakref.WeakSet()
+    app.state.streams = streams  # `EocServer.stop` ends them before the server stops
 
     def need(role: str) -> Callable[[Request], Awaitable[Principal]]:
         async def check(request: Request) -> Principal:
@@ -100,7 +107,21 @@ def create_eoc_app(
         if view is None:
             raise HTTPException(404, f"no site {district}/{site}")
         events = await asyncio.to_thread(db.events, district, site)
-        return {**view.as_dict(), "state": view.state, "recent_events": events}
+        numbers = await asyncio.to_thread(db.alarm_ids, district, site)
+        open_alarms = [
+            {
+                "code": str(alarm.get("code")),
+                "message": str(alarm.get("message", "")),
+                "alarm_id": numbers.get(str(alarm.get("code"))),
+            }
+            for alarm in (view.state or {}).get("alarms") or []
+        ]
+        return {
+            **view.as_dict(),
+            "state": view.state,
+            "open_alarms": open_alarms,
+            "recent_events": events,
+        }
 
     async def lines(keys: set[Key] | None, full: bool) -> ServerSentEvent:
         now = wall()
@@ -119,6 +140,7 @@ def create_eoc_app(
     ) -> AsyncIterator[ServerSentEvent]:
         loop = asyncio.get_running_loop()
         with service.watch() as changes:  # from before the first read: nothing falls between
+            streams.add(changes)
             yield await lines(None, True)
             sent_at = loop.time()
             while True:
@@ -153,13 +175,13 @@ def create_eoc_app(
             where = body.district if body.site is None else f"{body.district}/{body.site}"
             raise HTTPException(404, f"no site known at {where}")
         if not body.confirm:
-            return JSONResponse(
-                {
-                    "confirm": f"send {body.command} to {len(targets)} site(s) of {body.district}?",
-                    "sites": targets,
-                },
-                status_code=409,
+            what = body.command + "".join(f" {k}={v}" for k, v in sorted(body.args.items()))
+            where = (
+                f"{len(targets)} site(s) of {body.district}"
+                if body.site is None
+                else f"{body.district}/{body.site}"
             )
+            return JSONResponse({"confirm": f"send {what} to {where}?", "sites": targets}, 409)
         try:
             command_id = await service.send_command(
                 body.district, body.site, body.command, body.args, principal.name, body.lifetime_s
@@ -176,3 +198,12 @@ def create_eoc_app(
         return {"id": command_id, "results": await asyncio.to_thread(db.results, command_id)}
 
     return app
+
+
+class EocServer(AppServer):
+    """The EOC's app served: its live streams end first, so stopping does not wait on them."""
+
+    async def stop(self) -> None:
+        for listener in list(self.app.state.streams):
+            listener.close()
+        await super().stop()

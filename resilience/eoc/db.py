@@ -475,6 +475,19 @@ class EocDb:
             for r in rows
         ]
 
+    def alarm_ids(self, district: str, site: str) -> dict[str, int]:
+        """The site's own number of the latest alarm raised under each code (what an EOC
+        acknowledgement names): the state lists alarms by code, the events carry numbers."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT json_extract(body, '$.code'), max(json_extract(body, '$.id'))"
+                " FROM events WHERE district = ? AND site = ? AND kind = 'event'"
+                " AND json_extract(body, '$.type') = 'alarm_raised'"
+                " GROUP BY json_extract(body, '$.code')",
+                [district, site],
+            ).fetchall()
+        return {str(code): int(alarm_id) for code, alarm_id in rows if alarm_id is not None}
+
     def seqs(self, district: str, site: str) -> list[int]:
         with self._lock:
             rows = self._db.execute(

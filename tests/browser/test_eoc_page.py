@@ -10,14 +10,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from firmware_sim.server import SimSite
-from resilience.api.server import AppServer
 from resilience.auth import TokenStore
 from resilience.config import FleetSection, load_site
-from resilience.eoc.app import create_eoc_app
+from resilience.eoc.app import EocServer, create_eoc_app
 from resilience.eoc.db import EocDb
 from resilience.eoc.service import BrokerSettings, EocService
 from resilience.service import quiet_pymodbus, start, stop_running
@@ -51,7 +51,7 @@ async def test_the_eoc_page(broker: Broker, tmp_path: Path) -> None:
     stop = asyncio.Event()
     eoc = asyncio.create_task(service.run(stop))
     app = create_eoc_app(service, db, tokens)
-    server = AppServer(app, "127.0.0.1", 0, name="eoc")
+    server = EocServer(app, "127.0.0.1", 0, name="eoc")
     url = await server.start()
     (tmp_path / "pw").write_text(SCHOOL.password)
     fleet = FleetSection(
@@ -80,7 +80,14 @@ async def test_the_eoc_page(broker: Broker, tmp_path: Path) -> None:
                     page.set_default_timeout(15_000)
                     errors: list[str] = []
                     page.on("pageerror", lambda exc: errors.append(str(exc)))
-                    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+                    dialogs: list[str] = []
+                    accepting: set[asyncio.Future[None]] = set()
+
+                    def confirm_it(dialog: Any) -> None:
+                        dialogs.append(dialog.message)
+                        accepting.add(asyncio.ensure_future(dialog.accept()))
+
+                    page.on("dialog", confirm_it)
                     polls: list[str] = []
                     page.on(
                         "request",
@@ -106,7 +113,7 @@ async def test_the_eoc_page(broker: Broker, tmp_path: Path) -> None:
                     await page.locator("body[data-link=unreachable]").wait_for()
                     await page.locator("#link", has_text="stale").wait_for()
                     await page.locator('tr[data-site="kadikoy/school-1"].stale').wait_for()
-                    server = AppServer(app, "127.0.0.1", server.port, name="eoc")
+                    server = EocServer(app, "127.0.0.1", server.port, name="eoc")
                     await server.start()
                     await page.locator("body[data-link=live]").wait_for()
                     await page.locator('tr[data-site="kadikoy/school-1"]:not(.stale)').wait_for()
@@ -114,7 +121,23 @@ async def test_the_eoc_page(broker: Broker, tmp_path: Path) -> None:
                     await page.select_option("#district", "kadikoy")
                     await page.select_option("#command", "reconnect")
                     await page.click("#send")  # confirmed in the dialog, answered by the site
-                    await page.locator("#message", has_text="school-1: refused").wait_for()
+                    await page.locator("#message", has_text="school-1: REFUSED").wait_for()
+                    assert dialogs[-1] == "send reconnect to 2 site(s) of kadikoy?"
+                    # one site, from its page: a tier change the site refuses, and why
+                    await school.click()
+                    await page.locator('#detail[data-site="kadikoy/school-1"]').wait_for()
+                    await page.fill("#site-load", "no-such-load")
+                    await page.select_option("#site-tier", "comfort")
+                    await page.click("#site-set-tier")
+                    await page.locator("#site-result.refused", has_text="no-such-load").wait_for()
+                    confirm = "send set_tier load_id=no-such-load tier=comfort to kadikoy/school-1?"
+                    assert dialogs[-1] == confirm
+                    # a planned island, accepted by the site's own controller
+                    await page.click("#site-island")
+                    await page.locator("#site-result.accepted", has_text="school-1").wait_for()
+                    assert dialogs[-1] == "send planned_island to kadikoy/school-1?"
+                    # the site islands: pushed to the table by the stream
+                    await school.filter(has_text="islanded").wait_for()
                     await page.click("#lang")
                     await page.locator("th", has_text="İlçe").wait_for()
                     await context.close()

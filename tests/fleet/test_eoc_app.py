@@ -15,9 +15,8 @@ import aiomqtt
 import httpx
 import pytest
 
-from resilience.api.server import AppServer
 from resilience.auth import Principal, TokenStore
-from resilience.eoc.app import create_eoc_app
+from resilience.eoc.app import EocServer, create_eoc_app
 from resilience.eoc.db import EocDb
 from resilience.eoc.service import BrokerSettings, EocService
 from tests.fleet.test_publisher import SITE, Site, fleet_section
@@ -43,7 +42,7 @@ async def test_roles_confirmation_and_a_district_command(broker: Broker, tmp_pat
     site = Site(fleet_section(broker, tmp_path), tmp_path / "site.sqlite")
     app = create_eoc_app(service, db, tokens)
     transport = httpx.ASGITransport(app=app)
-    server = AppServer(app, "127.0.0.1", 0, name="eoc")
+    server = EocServer(app, "127.0.0.1", 0, name="eoc")
     url = await server.start()
     try:
         await asyncio.wait_for(service.connected.wait(), 10)
@@ -102,12 +101,29 @@ async def test_roles_confirmation_and_a_district_command(broker: Broker, tmp_pat
                 first = await anext(messages)
                 assert first["full"] and first["connected"]
                 assert [s["site"] for s in first["sites"]] == ["school-1"]
-                site.state = {**site.state, "mode": "islanded", "updated_ts": time.time()}
+                alarm_id = await site.store.committed(
+                    site.store.raise_alarm("grid_lost", "critical", "grid lost")
+                )
+                alarm = {"code": "grid_lost", "message": "grid lost"}
+                site.state = {
+                    **site.state,
+                    "mode": "islanded",
+                    "alarms": [alarm],
+                    "updated_ts": time.time(),
+                }
                 async with asyncio.timeout(10):  # pushed after the commit, no request made
                     async for message in messages:
                         if any(s["mode"] == "islanded" for s in message["sites"]):
                             break
                 assert not message["full"]
+            # the site's page offers its open alarm by the site's own number (ack_alarm's)
+            async with asyncio.timeout(10):
+                while not (
+                    one := (await http.get("/api/sites/kadikoy/school-1", headers=as_viewer)).json()
+                )["open_alarms"][0]["alarm_id"]:
+                    service.changed.clear()
+                    await service.changed.wait()
+            assert one["open_alarms"] == [{**alarm, "alarm_id": alarm_id}]
     finally:
         await site.close()
         stop.set()
