@@ -20,6 +20,15 @@ Turkish).
                                     "confirm": true the answer is 409 naming the sites it
                                     would reach; with it, 202 and the command's id
     GET  /api/commands/{id}         viewer: each site's answer so far
+    GET  /api/audit[?limit=&before_id=]  operator: who asked what, and the outcome
+
+Audited as on a site (`EocDb.record_audit`, the EOC's SQLite file): a sent command
+(`accepted`, committed before the 202), and every refused call that changes something
+(POST): a role that may not (`forbidden`), input refused (`rejected`: invalid fields, a
+command the EOC may not give, a site it does not know) and a broker it could not reach
+(`error`); and any call with an expired token (`refused`, at most once a minute per
+token, as on a site). A caller without a known token is answered 401 and not audited:
+there is no one to name.
 """
 
 from __future__ import annotations
@@ -32,17 +41,19 @@ from importlib import resources
 from typing import Any
 
 import aiomqtt
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
 from resilience.api.server import AppServer
-from resilience.auth import Expired, Principal, TokenStore
+from resilience.auth import Expired, Principal, TokenStore, TokenUses
 from resilience.eoc.db import EocDb, Key
 from resilience.eoc.service import EocService, Watch
 from resilience.fleet.payloads import EOC_COMMANDS, MAX_COMMAND_LIFETIME_S
 
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PUSH_INTERVAL_S = 0.5
 """[s] At most this often a stream sends changed lines: at 500 sites the rows of many
 commits go in one message, not one message per commit."""
@@ -67,22 +78,59 @@ def create_eoc_app(
     streams: weakref.WeakSet[Watch] = weakref.WeakSet()
     app.state.streams = streams  # `EocServer.stop` ends them before the server stops
 
+    uses = TokenUses()  # here only for "an expired token is audited once a minute"
+
+    async def record(
+        principal: Principal,
+        command: str,
+        args: dict[str, Any],
+        outcome: str,
+        detail: str,
+    ) -> None:
+        await asyncio.to_thread(
+            db.record_audit, wall(), principal.name, principal.role, command, args, outcome, detail
+        )
+
     def need(role: str) -> Callable[[Request], Awaitable[Principal]]:
         async def check(request: Request) -> Principal:
+            call = f"{request.method} {request.url.path}"
             header = request.headers.get("authorization", "")
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token:
                 raise HTTPException(
                     401, "Authorization: a bearer token is required", {"WWW-Authenticate": "Bearer"}
                 )
-            found = await asyncio.to_thread(tokens.check, token.strip(), wall())
-            if found is None or isinstance(found, Expired):
-                raise HTTPException(401, "Authorization: unknown, revoked or expired token")
+            now = wall()
+            found = await asyncio.to_thread(tokens.check, token.strip(), now)
+            if isinstance(found, Expired):
+                if uses.audit_expired(found.principal.token_id or 0, now):  # as on a site
+                    expired = f"token expired at {found.expires_ts:.0f}"
+                    await record(found.principal, call, {}, "refused", expired)
+                raise HTTPException(401, "Authorization: this token has expired")
+            if found is None:
+                raise HTTPException(401, "Authorization: unknown or revoked token")
+            request.state.principal = found  # the refusals below are audited under its name
             if not found.allows(role):
-                raise HTTPException(403, f"role: {found.role} may not do this (needs {role})")
+                detail = f"role: {found.role} may not do this (needs {role} or above)"
+                if request.method in MUTATING:
+                    await record(found, call, {}, "forbidden", detail)
+                raise HTTPException(403, detail)
             return found
 
         return check
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """Input refused before the handler: said where and why, and audited for a known
+        caller's POST, as the site's API does."""
+        message = "; ".join(
+            f"{'.'.join(str(part) for part in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in exc.errors()
+        )
+        principal: Principal | None = getattr(request.state, "principal", None)
+        if principal is not None and request.method in MUTATING:
+            await record(principal, f"{request.method} {request.url.path}", {}, "rejected", message)
+        return JSONResponse({"detail": message or "invalid request"}, 422)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -166,14 +214,26 @@ def create_eoc_app(
         body: CommandRequest,
         principal: Principal = Depends(need("operator")),  # noqa: B008
     ) -> Any:
+        asked = {
+            "district": body.district,
+            "site": body.site,
+            "args": body.args,
+            "lifetime_s": body.lifetime_s,
+        }
+
+        async def refuse(status: int, outcome: str, detail: str) -> HTTPException:
+            await record(principal, body.command, asked, outcome, detail)
+            return HTTPException(status, detail)
+
         if body.command not in EOC_COMMANDS:
             allowed = ", ".join(sorted(EOC_COMMANDS))
-            raise HTTPException(422, f"command: {body.command!r} is not one of {allowed}")
+            detail = f"command: {body.command!r} is not one of {allowed}"
+            raise await refuse(422, "rejected", detail)
         views = await asyncio.to_thread(db.sites, wall(), body.district)
         targets = [v.site for v in views if body.site is None or v.site == body.site]
         if not targets:
             where = body.district if body.site is None else f"{body.district}/{body.site}"
-            raise HTTPException(404, f"no site known at {where}")
+            raise await refuse(404, "rejected", f"no site known at {where}")
         if not body.confirm:
             what = body.command + "".join(f" {k}={v}" for k, v in sorted(body.args.items()))
             where = (
@@ -187,7 +247,11 @@ def create_eoc_app(
                 body.district, body.site, body.command, body.args, principal.name, body.lifetime_s
             )
         except aiomqtt.MqttError as exc:
-            raise HTTPException(503, f"broker: {exc}") from None
+            raise await refuse(503, "error", f"broker: {exc}") from None
+        except ValueError as exc:  # what the service itself refuses (it checks again)
+            raise await refuse(422, "rejected", str(exc)) from None
+        sent = f"command {command_id} sent to {len(targets)} site(s): {', '.join(targets)}"
+        await record(principal, body.command, asked, "accepted", sent)
         return {"id": command_id, "sites": targets}
 
     @app.get("/api/commands/{command_id}")
@@ -196,6 +260,15 @@ def create_eoc_app(
         _: Principal = Depends(need("viewer")),  # noqa: B008
     ) -> dict[str, Any]:
         return {"id": command_id, "results": await asyncio.to_thread(db.results, command_id)}
+
+    @app.get("/api/audit")
+    async def audit(
+        limit: int = Query(default=50, ge=1, le=500),
+        before_id: int | None = Query(default=None, ge=1),
+        _: Principal = Depends(need("operator")),  # noqa: B008
+    ) -> dict[str, Any]:
+        rows = await asyncio.to_thread(db.audit, limit=limit, before_id=before_id)
+        return {"audit": rows, "next_before_id": rows[-1]["id"] if len(rows) == limit else None}
 
     return app
 

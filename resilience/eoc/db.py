@@ -18,6 +18,10 @@ Tables (ts = Unix seconds; JSON columns hold UTF-8 JSON text):
     commands  id PK, district, site (a site id, or "_all" for the district), operator,
               command, args (JSON), issued_ts, expires_ts
     results   id, district, site PK; outcome, detail, ts: each site's answer
+    audit     id PK, ts, actor (the token's name), role, command (the call, e.g.
+              "POST /api/commands" or the EOC command's name), args (JSON), outcome
+              ("accepted", "forbidden", "refused", "rejected", "error"), detail (why),
+              count and last_ts (a refusal repeated within its minute is one row)
 
 What may be acknowledged is decided here, in the transaction that stored the rows
 (`fleet.payloads.covered` over the seqs held above the last acknowledgement), so several
@@ -44,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -69,6 +74,10 @@ SCHEMA = (
     " id TEXT PRIMARY KEY, district TEXT NOT NULL, site TEXT NOT NULL, operator TEXT NOT NULL,"
     " command TEXT NOT NULL, args TEXT NOT NULL, issued_ts REAL NOT NULL,"
     " expires_ts REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS audit ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, actor TEXT NOT NULL,"
+    " role TEXT NOT NULL, command TEXT NOT NULL, args TEXT NOT NULL, outcome TEXT NOT NULL,"
+    " detail TEXT NOT NULL, count INTEGER NOT NULL DEFAULT 1, last_ts REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS results ("
     " id TEXT NOT NULL, district TEXT NOT NULL, site TEXT NOT NULL, outcome TEXT NOT NULL,"
     " detail TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (id, district, site))",
@@ -396,7 +405,64 @@ class EocDb:
                 ],
             )
 
+    def record_audit(
+        self,
+        ts: float,
+        actor: str,
+        role: str,
+        command: str,
+        args: Mapping[str, Any],
+        outcome: str,
+        detail: str,
+    ) -> int:
+        """One row of the audit: who asked what, and what came of it (why, when refused).
+        A refusal the same actor had in the same minute, word for word, adds to that row's
+        count instead (a caller that keeps asking costs no row per call, as on a site).
+        Committed (synchronous=FULL) before it returns: its id."""
+        args_text = json.dumps(dict(args), sort_keys=True, default=str)
+        detail = detail[:500]
+        with self._transaction() as db:
+            if outcome != "accepted":
+                minute = math.floor(ts / 60.0) * 60.0
+                found = db.execute(
+                    "SELECT id FROM audit WHERE actor = ? AND role = ? AND command = ?"
+                    " AND args = ? AND outcome = ? AND detail = ? AND ts >= ? AND ts < ?",
+                    [actor, role, command, args_text, outcome, detail, minute, minute + 60.0],
+                ).fetchone()
+                if found is not None:
+                    db.execute(
+                        "UPDATE audit SET count = count + 1, last_ts = ? WHERE id = ?",
+                        [ts, found[0]],
+                    )
+                    return int(found[0])
+            cursor = db.execute(
+                "INSERT INTO audit (ts, actor, role, command, args, outcome, detail, last_ts)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [ts, actor, role, command, args_text, outcome, detail, ts],
+            )
+            assert cursor.lastrowid is not None
+            return int(cursor.lastrowid)
+
     # --- reads -----------------------------------------------------------------------
+
+    def audit(self, *, limit: int = 50, before_id: int | None = None) -> list[dict[str, Any]]:
+        """The audit, newest first (`before_id`: the page after)."""
+        sql = (
+            "SELECT id, ts, actor, role, command, args, outcome, detail, count, last_ts FROM audit"
+        )
+        params: list[Any] = []
+        if before_id is not None:
+            sql += " WHERE id < ?"
+            params.append(before_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        keys = ("id", "ts", "actor", "role", "command", "args", "outcome", "detail", "count")
+        return [
+            {**dict(zip(keys, r[:9], strict=True)), "args": json.loads(r[5]), "last_ts": r[9]}
+            for r in rows
+        ]
 
     def next_change(self, now: float, keys: Iterable[Key] | None = None) -> dict[Key, float | None]:
         """[s, wall] When each site's line next changes by time alone (None: not by time):

@@ -36,6 +36,7 @@ async def test_roles_confirmation_and_a_district_command(broker: Broker, tmp_pat
     tokens = TokenStore(tmp_path / "eoc.sqlite")
     viewer = tokens.create("screen", "viewer", by="test")
     operator = tokens.create("zeynep", "operator", by="test")
+    expired = tokens.create("old", "operator", by="test", now=time.time() - 120, expires_s=60)
     service = EocService(BrokerSettings(broker.host, broker.port, EOC_USER, EOC_PASSWORD), db)
     stop = asyncio.Event()
     eoc = asyncio.create_task(service.run(stop))
@@ -91,6 +92,35 @@ async def test_roles_confirmation_and_a_district_command(broker: Broker, tmp_pat
                 command = json.loads(message.payload)
                 assert command["id"] == sent.json()["id"] and command["operator"] == "zeynep"
                 assert command["expires_ts"] > time.time()
+            # refusals audited, with who, what and why (a sent command too)
+            as_expired = {"Authorization": f"Bearer {expired}"}
+            assert (await http.get("/api/sites", headers=as_expired)).status_code == 401
+            bad = {**request, "lifetime_s": -1, "confirm": True}
+            invalid = await http.post("/api/commands", json=bad, headers=as_operator)
+            assert invalid.status_code == 422 and "lifetime_s" in invalid.json()["detail"]
+            nowhere = {**request, "site": "no-such-site", "confirm": True}
+            unknown = await http.post("/api/commands", json=nowhere, headers=as_operator)
+            assert unknown.status_code == 404
+            for _ in range(2):  # the same refusal twice in a minute: one row, counted
+                assert (
+                    await http.post("/api/commands", json=request, headers=as_viewer)
+                ).status_code == 403
+            assert (await http.get("/api/audit", headers=as_viewer)).status_code == 403
+            trail = (await http.get("/api/audit", headers=as_operator)).json()["audit"]
+            seen = [(a["actor"], a["outcome"], a["count"], a["detail"]) for a in reversed(trail)]
+            forbidden = "role: viewer may not do this (needs operator or above)"
+            sent_to = f"command {sent.json()['id']} sent to 1 site(s): school-1"
+            assert seen == [
+                ("screen", "forbidden", 3, forbidden),
+                ("zeynep", "rejected", 1, "command: 'close_pcc' is not one of ack_alarm,"
+                 " planned_island, reconnect, set_tier"),
+                ("zeynep", "accepted", 1, sent_to),
+                ("old", "refused", 1, seen[3][3]),
+                ("zeynep", "rejected", 1, "body.lifetime_s: Input should be greater than 0"),
+                ("zeynep", "rejected", 1, "no site known at kadikoy/no-such-site"),
+            ]  # fmt: skip
+            assert seen[3][3].startswith("token expired at ")
+            assert trail[0]["args"]["site"] == "no-such-site"
         # the live stream, over a real server (a stream is not buffered there)
         async with httpx.AsyncClient(base_url=url) as http:
             refused = await http.get("/api/stream")
