@@ -160,6 +160,8 @@ class SiteView:
             "endurance_h": state.get("endurance_h"),
             "life_safety_served": state.get("life_safety_served"),
             "donors_needed_kwh": state.get("donors_needed_kwh"),
+            "occupancy": state.get("occupancy"),  # people; None: never counted
+            "occupancy_ts": state.get("occupancy_ts"),
             "alarms": self.alarms,
             "status": self.status,
             "offline": self.offline,

@@ -138,6 +138,11 @@ async def test_the_eoc_page(broker: Broker, tmp_path: Path) -> None:
                     assert dialogs[-1] == "send planned_island to kadikoy/school-1?"
                     # the site islands: pushed to the table by the stream
                     await school.filter(has_text="islanded").wait_for()
+                    # the shelter's headcount, recorded at the site, reaches the EOC's table
+                    people = school.locator("td.people")
+                    assert await people.text_content() == "not counted"
+                    await run.controller.record_headcount(137, actor="ayse", role="operator")
+                    await school.locator("td.people", has_text="137").wait_for()
                     await page.click("#lang")
                     await page.locator("th", has_text="İlçe").wait_for()
                     await context.close()
