@@ -143,6 +143,15 @@ async def test_the_eoc_page(broker: Broker, tmp_path: Path) -> None:
                     assert await people.text_content() == "not counted"
                     await run.controller.record_headcount(137, actor="ayse", role="operator")
                     await school.locator("td.people", has_text="137").wait_for()
+                    # an alarm at the site: its page (open, following its line) offers it by
+                    # the site's own number, and the acknowledgement is the site's to accept
+                    sim.plant.silence("pv")
+                    ack = page.locator("#detail-alarms button[data-alarm]")
+                    await ack.wait_for(timeout=30_000)
+                    await ack.click()
+                    await page.locator("#site-result.accepted", has_text="acknowledged").wait_for()
+                    assert dialogs[-1].startswith("send ack_alarm alarm_id=")
+                    sim.plant.clear_fault("pv")
                     await page.click("#lang")
                     await page.locator("th", has_text="İlçe").wait_for()
                     await context.close()
