@@ -27,6 +27,7 @@ import contextlib
 import functools
 import json
 import logging
+import sqlite3
 import ssl
 import time
 import uuid
@@ -161,10 +162,16 @@ class EocService:
     async def _check(self) -> None:
         while self._due:
             keys, self._due = self._due, set()
-            flagged = await asyncio.to_thread(self.db.mark_silent, keys, self.wall())
+            try:
+                flagged = await asyncio.to_thread(self.db.mark_silent, keys, self.wall())
+                changes = await asyncio.to_thread(self.db.next_change, self.wall(), keys)
+            except (sqlite3.Error, OSError):
+                # the store failed: the reads still judge by the deadline; the timers retry
+                log.exception("eoc: flagging %d silent site(s) failed; again in 1 s", len(keys))
+                changes = {k: self.wall() + 1.0 for k in keys}
+                flagged = set()
             for district, site in sorted(flagged):
                 log.info("eoc: %s/%s silent past 1.5 x its keepalive: offline", district, site)
-            changes = await asyncio.to_thread(self.db.next_change, self.wall(), keys)
             # a commit meanwhile armed a newer timer for some: theirs stands
             self._arm({k: due for k, due in changes.items() if k not in self._timers})
             self._notify(keys)
