@@ -187,8 +187,9 @@ async def test_a_silent_site_is_flagged_offline_within_one_and_a_half_keepalives
     """A site whose software hangs with its TCP link up (the broker's keepalive pings go on:
     no will ever comes) is flagged by the EOC's own timer, committed and pushed, no later
     than 1.5 x its keepalive after its last message, and not before 1.5 x keepalive less
-    the detection budget: a heartbeat a little late is not a dead site. Heard again, the
-    flag goes. Keepalive 2 s (the birth says it), so the test takes about 6 s."""
+    the detection budget: a heartbeat a little late is not a dead site. An EOC starting
+    meanwhile does not take the broker's retained "online" for the site being alive. Heard
+    again, the flag goes. Keepalive 2 s (the birth says it): the test takes about 6 s."""
     keepalive_s = 2.0
     account = SITES[0]
     key = (account.district, account.site)
@@ -237,6 +238,26 @@ async def test_a_silent_site_is_flagged_offline_within_one_and_a_half_keepalives
                 assert view.offline and view.stale and view.offline_ts is not None
                 silent_for = view.offline_ts - last_heard
                 assert 1.5 * keepalive_s - DETECTION_BUDGET_S <= silent_for <= 1.5 * keepalive_s
+                # an EOC starting now gets the retained "online" from the broker: that is the
+                # broker's memory, not the site speaking, so the site is not taken for alive
+                fresh_db = EocDb(tmp_path / "fresh.sqlite")
+                fresh = EocService(
+                    BrokerSettings(broker.host, broker.port, EOC_USER, EOC_PASSWORD), fresh_db
+                )
+                fresh_stop = asyncio.Event()
+                fresh_task = asyncio.create_task(fresh.run(fresh_stop))
+                try:
+                    async with asyncio.timeout(10):
+                        while await asyncio.to_thread(fresh_db.site, *key, time.time()) is None:
+                            fresh.changed.clear()
+                            await fresh.changed.wait()
+                    retained = await asyncio.to_thread(fresh_db.site, *key, time.time())
+                    assert retained is not None and retained.status == "online"
+                    assert retained.offline and retained.heard_ts is None
+                finally:
+                    fresh_stop.set()
+                    await asyncio.wait_for(fresh_task, 10)
+                    fresh_db.close()
                 # heard again: online, the flag cleared
                 await site.publish(status_topic, beat(), qos=1, retain=True)
                 view = await until(lambda v: not v.offline)
