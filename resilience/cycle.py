@@ -64,6 +64,8 @@ from resilience.outputs import Decision, Outputs
 from resilience.overrides import OverrideError, Overrides, VehicleView
 from resilience.policies.leaving import cap_fraction
 from resilience.poll_schedule import SLOW_GRACE_READS, poll_period_s, read_every_cycle
+from resilience.shelter import MAX_PEOPLE, Headcount
+from resilience.shelter import STATE_KEY as HEADCOUNT_KEY
 from resilience.store import Store
 from resilience.supervision import Supervisor
 from resilience.transport.errors import DeviceTimeout
@@ -198,6 +200,8 @@ class Controller:
         self._pace: tuple[Mode, bool] | None = None  # what `slot.fast` was last set for
         self._writing: set[asyncio.Future[None]] = set()  # write plans still under way
         self.overrides = Overrides.from_state(store.get_state("overrides"), config)
+        # the shelter's headcount as an operator last gave it (None: never counted)
+        self.headcount = Headcount.from_state(store.get_state(HEADCOUNT_KEY))
         memory = Memory(mode_since_s=now)
         memory.locked_off = self.overrides.locked_off  # one set, shared with the mode machine
         memory.kept_on = self.overrides.kept_on  # likewise
@@ -788,6 +792,22 @@ class Controller:
             )
         )
         return result
+
+    async def record_headcount(self, people: int, *, actor: str, role: str) -> CommandResult:
+        """The shelter's headcount as the operator gives it: stored with its audit row in one
+        transaction, held here once committed (the status document and the EOC's state read
+        it from here). No cycle is involved: counting people decides nothing."""
+        if isinstance(people, bool) or not 0 <= people <= MAX_PEOPLE:
+            return CommandResult("set_headcount", "refused", f"people: not within 0..{MAX_PEOPLE}")
+        counted = Headcount(people, self.wall(), actor)
+        detail = f"{people} people sheltering here"
+        await self.store.committed(
+            self.store.record_headcount(
+                counted.as_dict(), actor, role, detail, ts=counted.recorded_ts
+            )
+        )
+        self.headcount = counted
+        return CommandResult("set_headcount", "accepted", detail)
 
     # ------------------------------------------------------------------ publish
     def raise_or_clear_alarm(self, code: str, raised: bool, severity: str, message: str) -> None:

@@ -571,6 +571,34 @@ class Store:
             return self._submit_outbox(apply)
         return self._submit(lambda db: _coalesce_refusal(db, row))
 
+    def record_headcount(
+        self, value: dict[str, Any], actor: str, role: str, detail: str, ts: float | None = None
+    ) -> Future[int]:
+        """Queue saving the shelter's headcount (state key ``headcount``, `resilience.shelter`)
+        and its audit row (command ``set_headcount``, accepted, also an outbox event) in one
+        transaction: recorded means both on disk, or neither. The future gives the row's id."""
+        json.dumps(value, allow_nan=False)  # plain JSON, or TypeError/ValueError in the caller
+        at = self._now(ts)
+        args = {"people": value.get("people")}
+        row = {
+            "ts": at,
+            "actor": actor,
+            "role": role,
+            "command": "set_headcount",
+            "args": _audit_json(args),
+            "outcome": ACCEPTED,
+            "detail": detail,
+        }
+
+        def apply(db: sqlite3.Connection) -> int:
+            _put_state(db, "headcount", value, at)
+            command_id = _insert(db, "commands", row)
+            body = {"type": "command", "id": command_id, **row, "args": args}
+            self._outbox_add(db, at, "event", body)
+            return command_id
+
+        return self._submit_outbox(apply)
+
     def raise_alarm(
         self, code: str, severity: str, message: str, ts: float | None = None
     ) -> Future[int]:

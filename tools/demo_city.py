@@ -26,10 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from firmware_sim.server import SimSite  # noqa: E402
-from resilience.api.server import AppServer  # noqa: E402
 from resilience.auth import TokenStore  # noqa: E402
 from resilience.config import FleetSection, load_site  # noqa: E402
-from resilience.eoc.app import create_eoc_app  # noqa: E402
+from resilience.eoc.app import EocServer, create_eoc_app  # noqa: E402
 from resilience.eoc.db import EocDb  # noqa: E402
 from resilience.eoc.service import BrokerSettings, EocService  # noqa: E402
 from resilience.service import quiet_pymodbus, start, stop_running  # noqa: E402
@@ -74,7 +73,7 @@ async def main(args: argparse.Namespace) -> int:
     token = tokens.create("demo", "operator", by="demo-city")
     service = EocService(BrokerSettings(broker.host, broker.port, EOC_USER, EOC_PASSWORD), db)
     eoc = asyncio.create_task(service.run(stop))
-    server = AppServer(create_eoc_app(service, db, tokens), "127.0.0.1", args.port, name="eoc")
+    server = EocServer(create_eoc_app(service, db, tokens), "127.0.0.1", args.port, name="eoc")
     password = directory / "site-password"
     password.write_text(SHELTERS[0][0].password)
     site_file = load_site(ROOT / "config" / "sites" / "tiny_site.toml")

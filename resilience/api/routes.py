@@ -26,7 +26,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from resilience.api.dispatch import AuthFirstRoute
 from resilience.api.edxl import edxl_have
@@ -37,6 +37,7 @@ from resilience.api.stream import alarm_json, event_json
 from resilience.auth import MAX_LIFETIME_S, NAME_PATTERN, Principal, TokenError
 from resilience.auth import Role as RoleName
 from resilience.occupancy import Kind, Source
+from resilience.shelter import MAX_PEOPLE
 
 COMMAND_TIMEOUT_S = 5.0
 MAX_ID = 2**63 - 1
@@ -67,6 +68,18 @@ class CommandAnswer(BaseModel):
 
 class TierBody(_Body):
     tier: TierName
+
+
+class HeadcountBody(_Body):
+    people: int = Field(ge=0, le=MAX_PEOPLE, description="people sheltering here now, as counted")
+
+    @field_validator("people", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        """A JSON number (12, or 12.0: JSON has one number type), not "12" or true."""
+        if isinstance(value, str | bool):
+            raise ValueError("Input should be a whole number, not text or true/false")
+        return value
 
 
 class RegisterBody(_Body):
@@ -219,6 +232,7 @@ async def me(principal: Viewer) -> dict[str, Any]:
         "shed_restore": principal.allows("operator"),
         "set_tier": principal.allows("operator"),
         "ack_alarm": principal.allows("operator"),
+        "set_headcount": principal.allows("operator"),
         "manage_tokens": principal.allows("admin"),
     }
     return {"name": principal.name, "role": principal.role, "can": can}
@@ -490,6 +504,30 @@ async def set_tier(
             ctx, principal, "set_tier", args, 404, f"load_id: unknown load {load_id!r}"
         )
     return await _submit(ctx, principal, "set_tier", args)
+
+
+@router.put(
+    "/shelter/headcount",
+    tags=["shelter"],
+    summary="Record how many people are sheltering here (the EOC reads it as occupancy)",
+    responses=R503_COMMAND,
+    response_model=CommandAnswer,
+)
+async def set_headcount(
+    ctx: Ctx, principal: Operator, body: HeadcountBody
+) -> CommandAnswer | JSONResponse:
+    try:
+        result = await asyncio.wait_for(
+            ctx.controller.record_headcount(
+                body.people, actor=principal.name, role=principal.role
+            ),
+            COMMAND_TIMEOUT_S,
+        )
+    except TimeoutError:
+        return _refused(503, "set_headcount", "store: no answer within 5 s", "error")
+    if result.outcome != "accepted":
+        return _refused(409, "set_headcount", result.detail, result.outcome)
+    return CommandAnswer(command="set_headcount", outcome=result.outcome, detail=result.detail)
 
 
 @router.post(

@@ -35,6 +35,8 @@ Units are in the keys: `_w` watts, `_wh` watt-hours, `_v` volts, `_hz` hertz,
                  tier cannot reach its target: hours against target), or null
     shortfall    in emergency: the tier the island cannot carry, what it needs and what the
                  cars can give and deliver (the emergency guard's own figures); else null
+    headcount    the people sheltering here as an operator last recorded them: {people,
+                 recorded_ts, by}, or null when never counted (`resilience.shelter`)
 Each load says why it is off, in words (`off_reason`), and whether an operator keeps it
 on against the endurance policy (`kept_on`).
 
@@ -62,6 +64,7 @@ from resilience.overrides import Overrides
 from resilience.policies.endurance import endurance_h, energy_above_reserve_wh
 from resilience.policies.grid import enter_service_reason, grid_healthy
 from resilience.policies.vehicles import can_discharge, discharge_floor_pct, supply_capacity_w
+from resilience.shelter import Headcount
 
 LIVE_BUS_PU = 0.5  # the site bus counts as energised above this fraction of nominal voltage
 
@@ -80,7 +83,11 @@ def _finite(value: float, digits: int = 1) -> float | None:
 
 
 def status_document(
-    status: SiteStatus, config: SiteConfig, overrides: Overrides, now_wall: float
+    status: SiteStatus,
+    config: SiteConfig,
+    overrides: Overrides,
+    now_wall: float,
+    headcount: Headcount | None = None,
 ) -> dict[str, Any]:
     """Everything the status screen shows, from one cycle's published status."""
     snap = status.snapshot
@@ -269,6 +276,7 @@ def status_document(
         },
         "loads": loads,
         "alarms": [{"code": code, "message": msg} for code, msg in sorted(status.alarms.items())],
+        "headcount": None if headcount is None else headcount.as_dict(),
         "cycle": status.cycle,
         "updated_ts": round(now_wall, 3),
     }
@@ -404,7 +412,7 @@ class StatusCache:
 
     def __init__(self, controller: Controller) -> None:
         self.controller = controller
-        self._key: tuple[int, int] | None = None
+        self._key: tuple[int, int, int] | None = None
         self._doc: dict[str, Any] | None = None
         self._bytes: bytes = b""
 
@@ -412,10 +420,15 @@ class StatusCache:
         status = self.controller.status
         if status is None:
             return False
-        key = (id(status), status.cycle)
+        headcount = self.controller.headcount  # recorded between cycles: shown at once
+        key = (id(status), status.cycle, id(headcount))
         if key != self._key:
             self._doc = status_document(
-                status, self.controller.config, self.controller.overrides, self.controller.wall()
+                status,
+                self.controller.config,
+                self.controller.overrides,
+                self.controller.wall(),
+                headcount,
             )
             self._bytes = json.dumps(self._doc, separators=(",", ":"), allow_nan=False).encode()
             self._key = key

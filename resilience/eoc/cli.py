@@ -82,9 +82,8 @@ def eoc_command(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, host: str, port: int, password: str | None) -> int:
-    from resilience.api.server import AppServer
     from resilience.auth import TokenStore
-    from resilience.eoc.app import create_eoc_app
+    from resilience.eoc.app import EocServer, create_eoc_app
     from resilience.eoc.db import EocDb
     from resilience.eoc.service import BrokerSettings, EocService
 
@@ -97,7 +96,7 @@ async def _serve(args: argparse.Namespace, host: str, port: int, password: str |
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     task = asyncio.create_task(service.run(stop))
-    server = AppServer(create_eoc_app(service, db, tokens), args.host, args.port, name="eoc")
+    server = EocServer(create_eoc_app(service, db, tokens), args.host, args.port, name="eoc")
     try:
         url = await server.start()
     except OSError as exc:

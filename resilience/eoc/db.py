@@ -7,7 +7,10 @@ Tables (ts = Unix seconds; JSON columns hold UTF-8 JSON text):
     sites     district, site PK; name, state (JSON, the retained state), state_ts (the
               state's own updated_ts), status ("online"/"offline"), status_ts, session,
               keepalive_s, state_max_interval_s (from the birth), received_ts (last
-              message of any kind from the site, on the EOC's clock)
+              message of any kind heard live from the site, on the EOC's clock: a
+              retained copy the broker hands over on subscribing is not "heard"),
+              offline_ts (when the EOC took it for offline: its own timer at the
+              silence deadline, or the will's arrival; cleared when heard again)
     events    district, site, seq PK; session, ts, kind ("event"/"telemetry"),
               historical (0/1), body (JSON), received_ts
               deduplicated on (district, site, seq): a row replayed is kept once
@@ -15,16 +18,26 @@ Tables (ts = Unix seconds; JSON columns hold UTF-8 JSON text):
     commands  id PK, district, site (a site id, or "_all" for the district), operator,
               command, args (JSON), issued_ts, expires_ts
     results   id, district, site PK; outcome, detail, ts: each site's answer
+    audit     id PK, ts, actor (the token's name), role, command (the call, e.g.
+              "POST /api/commands" or the EOC command's name), args (JSON), outcome
+              ("accepted", "forbidden", "refused", "rejected", "error"), detail (why),
+              count and last_ts (a refusal repeated within its minute is one row)
 
 What may be acknowledged is decided here, in the transaction that stored the rows
 (`fleet.payloads.covered` over the seqs held above the last acknowledgement), so several
 EOC instances sharing one database (an MQTT 5 shared subscription gives each a part of
 the rows) acknowledge only what is committed.
 
-Offline and stale (`SiteView`): a site is offline when its last status is the will, or
-when nothing came from it for 1.5 x its keepalive (its retained status is republished
-every keepalive as a heartbeat; mosquitto 2.0's own keepalive check publishes the will a
-few seconds later than that); its state is stale when older than 2 x
+Offline and stale (`SiteView`, `offline_at`, `stale_at`): a site is offline when its last
+status is the will, or when nothing came from it for 1.5 x its keepalive (its retained
+status is republished every keepalive as a heartbeat; mosquitto 2.0's own keepalive
+check publishes the will about 2.2 x keepalive after a silent stop, too late for the
+rule). The deadline is last heard + 1.5 x keepalive - `DETECTION_BUDGET_S`: the budget
+is the last message's way from the site to the EOC plus the timer's and the commit's
+own delay, so the flag is up within 1.5 x keepalive of the site *sending* it, not on
+that line. `EocService` arms a timer per site at `next_change` and commits the flag
+(`mark_silent`) when it fires; reads judge by the same deadline, so a read between the
+deadline and the timer already says offline. Its state is stale when older than 2 x
 state_max_interval_s (+ 5 s), or the site is offline: shown as stale, never as current.
 
 One connection, used under a lock from worker threads (`asyncio.to_thread`): the EOC is
@@ -35,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -48,7 +62,7 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS sites ("
     " district TEXT NOT NULL, site TEXT NOT NULL, name TEXT, state TEXT, state_ts REAL,"
     " status TEXT, status_ts REAL, session TEXT, keepalive_s REAL, state_max_interval_s REAL,"
-    " received_ts REAL, PRIMARY KEY (district, site))",
+    " received_ts REAL, offline_ts REAL, PRIMARY KEY (district, site))",
     "CREATE TABLE IF NOT EXISTS events ("
     " district TEXT NOT NULL, site TEXT NOT NULL, seq INTEGER NOT NULL, session TEXT NOT NULL,"
     " ts REAL NOT NULL, kind TEXT NOT NULL, historical INTEGER NOT NULL, body TEXT NOT NULL,"
@@ -60,11 +74,46 @@ SCHEMA = (
     " id TEXT PRIMARY KEY, district TEXT NOT NULL, site TEXT NOT NULL, operator TEXT NOT NULL,"
     " command TEXT NOT NULL, args TEXT NOT NULL, issued_ts REAL NOT NULL,"
     " expires_ts REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS audit ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, actor TEXT NOT NULL,"
+    " role TEXT NOT NULL, command TEXT NOT NULL, args TEXT NOT NULL, outcome TEXT NOT NULL,"
+    " detail TEXT NOT NULL, count INTEGER NOT NULL DEFAULT 1, last_ts REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS results ("
     " id TEXT NOT NULL, district TEXT NOT NULL, site TEXT NOT NULL, outcome TEXT NOT NULL,"
     " detail TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (id, district, site))",
 )
 STALE_MARGIN_S = 5.0
+OFFLINE_AFTER_KEEPALIVES = 1.5
+"""A site not heard from for this many keepalives is offline (issue 15)."""
+DETECTION_BUDGET_S = 0.25
+"""[s] Taken off the offline deadline: the last message's delivery (site -> broker -> EOC,
+p99 well under this at 500 sites, bench/eoc.py) and the timer's and commit's delay, so
+the flag is up within 1.5 x keepalive of the message being sent. The keepalive is at
+least 5 s (`FleetSection`): a heartbeat due at 1 x keepalive still has 2.25 s to arrive."""
+MIGRATIONS = (("sites", "offline_ts", "REAL"),)
+"""Columns added since the first EOC file: added to an older file when it is opened."""
+
+Key = tuple[str, str]
+"""(district, site)"""
+
+
+def offline_at(heard_ts: float | None, keepalive_s: float | None) -> float | None:
+    """[s, wall] When a site last heard at `heard_ts` is offline by silence; None when its
+    keepalive is unknown (no birth yet: judged by its status alone). Never heard: at once."""
+    if keepalive_s is None:
+        return None
+    if heard_ts is None:
+        return float("-inf")
+    return heard_ts + OFFLINE_AFTER_KEEPALIVES * keepalive_s - DETECTION_BUDGET_S
+
+
+def stale_at(state_ts: float | None, state_max_interval_s: float | None) -> float:
+    """[s, wall] When a state stamped `state_ts` is no longer current: the site republishes
+    it at least every state_max_interval_s, so two missed ones (plus a margin) are not
+    lateness. No state at all is stale from the start."""
+    if state_ts is None:
+        return float("-inf")
+    return state_ts + 2 * (state_max_interval_s or 60.0) + STALE_MARGIN_S
 
 
 @dataclass(frozen=True)
@@ -97,6 +146,8 @@ class SiteView:
     alarms: int
     acked_seq: int
     events: int
+    heard_ts: float | None  # last message heard live, on the EOC's clock
+    offline_ts: float | None  # when the EOC took it for offline: its timer, or the will
 
     def as_dict(self) -> dict[str, Any]:
         state = self.state or {}
@@ -109,6 +160,8 @@ class SiteView:
             "endurance_h": state.get("endurance_h"),
             "life_safety_served": state.get("life_safety_served"),
             "donors_needed_kwh": state.get("donors_needed_kwh"),
+            "occupancy": state.get("occupancy"),  # people; None: never counted
+            "occupancy_ts": state.get("occupancy_ts"),
             "alarms": self.alarms,
             "status": self.status,
             "offline": self.offline,
@@ -116,6 +169,8 @@ class SiteView:
             "data_age_s": None if self.data_age_s is None else round(self.data_age_s, 1),
             "acked_seq": self.acked_seq,
             "events": self.events,
+            "heard_ts": self.heard_ts,
+            "offline_ts": self.offline_ts,
         }
 
 
@@ -130,6 +185,10 @@ class EocDb:
         self._db.execute("PRAGMA synchronous = FULL")  # acknowledged means on disk
         for statement in SCHEMA:
             self._db.execute(statement)
+        for table, column, kind in MIGRATIONS:
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -163,25 +222,65 @@ class EocDb:
         statuses: Iterable[tuple[str, str, Mapping[str, Any]]] = (),
         results: Iterable[Mapping[str, Any]] = (),
         rows: Iterable[Row] = (),
+        heard: Iterable[Key] = (),
         now: float,
-    ) -> dict[tuple[str, str], int]:
-        """What one read of the broker brought, in one transaction; `put_rows`'s answer."""
+    ) -> tuple[dict[Key, int], dict[Key, float | None]]:
+        """What one read of the broker brought, in one transaction: `put_rows`'s answer,
+        and `next_change` of every site it touched. `heard`: the sites that sent a message
+        live (not a retained copy)."""
+        touched: set[Key] = set(heard)
         with self._transaction():
             for district, site, state in states:
                 self.put_state(district, site, state, now)
+                touched.add((district, site))
             for district, site, status in statuses:
                 self.put_status(district, site, status, now)
+                touched.add((district, site))
             for result in results:
                 self.put_result(result)
-            return self.put_rows(rows, now)
+            acks = self.put_rows(rows, now)
+            self.put_heard(heard, now)
+            return acks, self.next_change(now, touched)
+
+    def put_heard(self, keys: Iterable[Key], now: float) -> None:
+        """These sites spoke at `now`: their silence deadline moves, their flag goes."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE sites SET received_ts = ?, offline_ts = NULL"
+                " WHERE district = ? AND site = ?",
+                [(now, district, site) for district, site in keys],
+            )
+
+    def mark_silent(self, keys: Iterable[Key], now: float) -> set[Key]:
+        """The timers' commit: flag each site silent if its deadline has passed and nothing
+        came since (a message committed first wins). The sites flagged now."""
+        flagged: set[Key] = set()
+        with self._transaction() as db:
+            for district, site in keys:
+                found = db.execute(
+                    "SELECT status, keepalive_s, received_ts, offline_ts FROM sites"
+                    " WHERE district = ? AND site = ?",
+                    [district, site],
+                ).fetchone()
+                if found is None:
+                    continue
+                status, keepalive, heard, silent = found
+                due = offline_at(heard, keepalive)
+                if status != "online" or silent is not None or due is None or now < due:
+                    continue
+                db.execute(
+                    "UPDATE sites SET offline_ts = ? WHERE district = ? AND site = ?",
+                    [now, district, site],
+                )
+                flagged.add((district, site))
+        return flagged
 
     def put_state(self, district: str, site: str, state: Mapping[str, Any], now: float) -> None:
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO sites (district, site, name, state, state_ts, received_ts)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (district, site) DO UPDATE SET"
-                " name = excluded.name, state = excluded.state, state_ts = excluded.state_ts,"
-                " received_ts = excluded.received_ts"
+                "INSERT INTO sites (district, site, name, state, state_ts)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (district, site) DO UPDATE SET"
+                " name = excluded.name, state = excluded.state, state_ts = excluded.state_ts"
                 " WHERE coalesce(sites.state_ts, 0) <= excluded.state_ts",
                 [
                     district,
@@ -189,7 +288,6 @@ class EocDb:
                     state.get("name"),
                     json.dumps(state),
                     float(state.get("updated_ts") or now),
-                    now,
                 ],
             )
 
@@ -197,13 +295,14 @@ class EocDb:
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO sites (district, site, status, status_ts, session, keepalive_s,"
-                " state_max_interval_s, received_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " state_max_interval_s, offline_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (district, site) DO UPDATE SET status = excluded.status,"
+                " offline_ts = CASE WHEN excluded.status = 'online' THEN sites.offline_ts"
+                " ELSE coalesce(sites.offline_ts, excluded.offline_ts) END,"
                 " status_ts = excluded.status_ts, session = excluded.session,"
                 " keepalive_s = coalesce(excluded.keepalive_s, sites.keepalive_s),"
                 " state_max_interval_s ="
-                " coalesce(excluded.state_max_interval_s, sites.state_max_interval_s),"
-                " received_ts = excluded.received_ts",
+                " coalesce(excluded.state_max_interval_s, sites.state_max_interval_s)",
                 [
                     district,
                     site,
@@ -212,7 +311,7 @@ class EocDb:
                     status.get("session"),
                     status.get("keepalive_s"),
                     status.get("state_max_interval_s"),
-                    now,
+                    None if status.get("status") == "online" else now,
                 ],
             )
 
@@ -243,10 +342,6 @@ class EocDb:
                 self.duplicates += cursor.rowcount == 0  # held already: shown once
                 key = (row.district, row.site)
                 floors[key] = max(floors.get(key, 0), row.floor)
-                db.execute(
-                    "UPDATE sites SET received_ts = ? WHERE district = ? AND site = ?",
-                    [now, row.district, row.site],
-                )
             for (district, site), floor in floors.items():
                 found = db.execute(
                     "SELECT seq FROM acks WHERE district = ? AND site = ?", [district, site]
@@ -312,12 +407,103 @@ class EocDb:
                 ],
             )
 
+    def record_audit(
+        self,
+        ts: float,
+        actor: str,
+        role: str,
+        command: str,
+        args: Mapping[str, Any],
+        outcome: str,
+        detail: str,
+    ) -> int:
+        """One row of the audit: who asked what, and what came of it (why, when refused).
+        A refusal the same actor had in the same minute, word for word, adds to that row's
+        count instead (a caller that keeps asking costs no row per call, as on a site).
+        Committed (synchronous=FULL) before it returns: its id."""
+        args_text = json.dumps(dict(args), sort_keys=True, default=str)
+        detail = detail[:500]
+        with self._transaction() as db:
+            if outcome != "accepted":
+                minute = math.floor(ts / 60.0) * 60.0
+                found = db.execute(
+                    "SELECT id FROM audit WHERE actor = ? AND role = ? AND command = ?"
+                    " AND args = ? AND outcome = ? AND detail = ? AND ts >= ? AND ts < ?",
+                    [actor, role, command, args_text, outcome, detail, minute, minute + 60.0],
+                ).fetchone()
+                if found is not None:
+                    db.execute(
+                        "UPDATE audit SET count = count + 1, last_ts = ? WHERE id = ?",
+                        [ts, found[0]],
+                    )
+                    return int(found[0])
+            cursor = db.execute(
+                "INSERT INTO audit (ts, actor, role, command, args, outcome, detail, last_ts)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [ts, actor, role, command, args_text, outcome, detail, ts],
+            )
+            assert cursor.lastrowid is not None
+            return int(cursor.lastrowid)
+
     # --- reads -----------------------------------------------------------------------
 
-    def sites(self, now: float, district: str | None = None) -> list[SiteView]:
+    def audit(self, *, limit: int = 50, before_id: int | None = None) -> list[dict[str, Any]]:
+        """The audit, newest first (`before_id`: the page after)."""
+        sql = (
+            "SELECT id, ts, actor, role, command, args, outcome, detail, count, last_ts FROM audit"
+        )
+        params: list[Any] = []
+        if before_id is not None:
+            sql += " WHERE id < ?"
+            params.append(before_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        keys = ("id", "ts", "actor", "role", "command", "args", "outcome", "detail", "count")
+        return [
+            {**dict(zip(keys, r[:9], strict=True)), "args": json.loads(r[5]), "last_ts": r[9]}
+            for r in rows
+        ]
+
+    def next_change(self, now: float, keys: Iterable[Key] | None = None) -> dict[Key, float | None]:
+        """[s, wall] When each site's line next changes by time alone (None: not by time):
+        while it is online and not flagged, the earlier of its silence deadline (at or
+        before `now`: due at once) and the moment its state turns stale if still ahead.
+        `keys` None: every site (the EOC starting)."""
+        sql = (
+            "SELECT district, site, status, keepalive_s, received_ts, offline_ts, state_ts,"
+            " state_max_interval_s FROM sites"
+        )
+        with self._lock:
+            if keys is None:
+                rows = self._db.execute(sql).fetchall()
+            else:
+                rows = []
+                for district, site in keys:
+                    rows += self._db.execute(
+                        sql + " WHERE district = ? AND site = ?", [district, site]
+                    ).fetchall()
+        out: dict[Key, float | None] = {}
+        for district, site, status, keepalive, heard, silent, state_ts, max_interval in rows:
+            due: list[float] = []
+            if status == "online" and silent is None:  # offline is stale already
+                silence = offline_at(heard, keepalive)
+                if silence is not None:
+                    due.append(silence)
+                stale = stale_at(state_ts, max_interval)
+                if stale > now:
+                    due.append(stale)
+            out[(district, site)] = min(due) if due else None
+        return out
+
+    def sites(
+        self, now: float, district: str | None = None, keys: Iterable[Key] | None = None
+    ) -> list[SiteView]:
+        """The table's lines (of a district, or of just these sites)."""
         sql = (
             "SELECT s.district, s.site, s.name, s.state, s.state_ts, s.status, s.keepalive_s,"
-            " s.state_max_interval_s, s.received_ts, coalesce(a.seq, 0),"
+            " s.state_max_interval_s, s.received_ts, s.offline_ts, coalesce(a.seq, 0),"
             " (SELECT count(*) FROM events e WHERE e.district = s.district AND e.site = s.site"
             "  AND e.kind = 'event')"
             " FROM sites s LEFT JOIN acks a ON a.district = s.district AND a.site = s.site"
@@ -329,7 +515,11 @@ class EocDb:
         sql += " ORDER BY s.district, s.site"
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
-        return [_view(row, now) for row in rows]
+        views = [_view(row, now) for row in rows]
+        if keys is not None:
+            wanted = set(keys)
+            views = [v for v in views if (v.district, v.site) in wanted]
+        return views
 
     def site(self, district: str, site: str, now: float) -> SiteView | None:
         return next((v for v in self.sites(now, district) if v.site == site), None)
@@ -353,6 +543,19 @@ class EocDb:
             for r in rows
         ]
 
+    def alarm_ids(self, district: str, site: str) -> dict[str, int]:
+        """The site's own number of the latest alarm raised under each code (what an EOC
+        acknowledgement names): the state lists alarms by code, the events carry numbers."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT json_extract(body, '$.code'), max(json_extract(body, '$.id'))"
+                " FROM events WHERE district = ? AND site = ? AND kind = 'event'"
+                " AND json_extract(body, '$.type') = 'alarm_raised'"
+                " GROUP BY json_extract(body, '$.code')",
+                [district, site],
+            ).fetchall()
+        return {str(code): int(alarm_id) for code, alarm_id in rows if alarm_id is not None}
+
     def seqs(self, district: str, site: str) -> list[int]:
         with self._lock:
             rows = self._db.execute(
@@ -375,16 +578,15 @@ class EocDb:
 
 
 def _view(row: tuple[Any, ...], now: float) -> SiteView:
-    district, site, name, state_text, state_ts, status, keepalive, max_interval, heard, acked, n = (
-        row
-    )
+    (district, site, name, state_text, state_ts, status, keepalive, max_interval, heard, offline_ts,
+     acked, n) = row  # fmt: skip
     state = json.loads(state_text) if state_text else None
-    # the will says offline; so does silence past 1.5 x keepalive (the site's status is also
-    # its heartbeat), whichever comes first
-    silent = keepalive is not None and (heard is None or now - float(heard) > 1.5 * keepalive)
+    # the will says offline; so does silence past the deadline (the site's status is also
+    # its heartbeat), whichever comes first; the timer's flag says it was past
+    silence = offline_at(heard, keepalive)
+    silent = offline_ts is not None or (silence is not None and now >= silence)
     offline = status != "online" or silent
     age = None if state_ts is None else max(0.0, now - float(state_ts))
-    stale_after = 2 * float(max_interval or 60.0) + STALE_MARGIN_S
     return SiteView(
         district=district,
         site=site,
@@ -392,9 +594,11 @@ def _view(row: tuple[Any, ...], now: float) -> SiteView:
         state=state,
         status=status,
         offline=offline,
-        stale=age is None or age > stale_after or offline,
+        stale=now >= stale_at(state_ts, max_interval) or offline,
         data_age_s=age,
         alarms=len((state or {}).get("alarms") or []),
         acked_seq=int(acked),
         events=int(n),
+        heard_ts=heard,
+        offline_ts=offline_ts,
     )

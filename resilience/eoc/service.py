@@ -11,6 +11,13 @@ An acknowledgement (``eoc/v1/ack/<district>/<site>`` ``{"seq": N}``) is publishe
 after the rows it covers are committed. The EOC's birth (``eoc/v1/status`` "online", not
 retained: sites replay when they connect anyway) makes every site republish its state
 and replay what is unacknowledged; its will says "offline".
+
+Time-driven changes are timers, not a poll: each site has one, armed after every commit
+that touches it at `EocDb.next_change` (its silence deadline, last heard + 1.5 x
+keepalive less the detection budget, or the moment its state turns stale). When it
+fires the silence flag is committed (`EocDb.mark_silent`) and the line is pushed.
+Listeners (`watch`: the web view's live stream, tests, bench/eoc.py) get the set of
+sites whose line changed after each commit and each timer.
 """
 
 from __future__ import annotations
@@ -20,17 +27,18 @@ import contextlib
 import functools
 import json
 import logging
+import sqlite3
 import ssl
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
-from resilience.eoc.db import EocDb, Row
+from resilience.eoc.db import EocDb, Key, Row
 from resilience.fleet import payloads
 
 log = logging.getLogger("resilience.eoc")
@@ -40,6 +48,39 @@ BATCH_MESSAGES = 500
 BACKOFF_MAX_S = 10.0
 IN_FLIGHT = 10
 """Acknowledgements awaiting their PUBACK at once."""
+
+
+@dataclass(eq=False)
+class Watch:
+    """One listener's pending changes: the sites whose line changed since it last took
+    them. A set, so a slow listener costs at most one entry per site, never a queue."""
+
+    keys: set[Key] = field(default_factory=set)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
+
+    def add(self, keys: Iterable[Key]) -> None:
+        self.keys.update(keys)
+        self.ready.set()
+
+    def close(self) -> None:
+        """The service stops: `take` answers None from now on."""
+        self.closed = True
+        self.ready.set()
+
+    async def take(self) -> set[Key] | None:
+        """The sites changed since the last take (empty: only the broker link changed),
+        waiting for at least one change; None once closed."""
+        await self.ready.wait()
+        return self.drain()
+
+    def drain(self) -> set[Key] | None:
+        """What is pending now, without waiting."""
+        if self.closed:
+            return None
+        self.ready.clear()
+        keys, self.keys = self.keys, set()
+        return keys
 
 
 @dataclass(frozen=True)
@@ -75,8 +116,85 @@ class EocService:
         self._ack_due: dict[tuple[str, str], int] = {}
         self._ack_wake = asyncio.Event()
         self._failing = False
+        self._watches: set[Watch] = set()
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._due: set[Key] = set()  # timers fired, not yet checked
+        self._checking: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[Watch]:
+        """Be told which sites' lines change, from now on, while inside."""
+        listener = Watch()
+        self._watches.add(listener)
+        try:
+            yield listener
+        finally:
+            self._watches.discard(listener)
+
+    def _notify(self, keys: Iterable[Key]) -> None:
+        keys = set(keys)
+        for listener in self._watches:
+            listener.add(keys)
+        self.changed.set()
+
+    # --- timers: silence and staleness --------------------------------------------------
+
+    def _arm(self, changes: dict[Key, float | None]) -> None:
+        """(Re)arm each site's timer at its next time-driven change; None disarms it."""
+        loop = asyncio.get_running_loop()
+        now = self.wall()
+        for key, due in changes.items():
+            old = self._timers.pop(key, None)
+            if old is not None:
+                old.cancel()
+            if due is not None:
+                delay = max(0.0, due - now)
+                self._timers[key] = loop.call_later(delay, self._fire, key)
+
+    def _fire(self, key: Key) -> None:
+        """A timer is due: its site joins the next check (timers due together share one
+        transaction: after a broker outage hundreds fall due within a second)."""
+        self._timers.pop(key, None)
+        self._due.add(key)
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.create_task(self._check())
+
+    async def _check(self) -> None:
+        while self._due:
+            keys, self._due = self._due, set()
+            try:
+                flagged = await asyncio.to_thread(self.db.mark_silent, keys, self.wall())
+                changes = await asyncio.to_thread(self.db.next_change, self.wall(), keys)
+            except (sqlite3.Error, OSError):
+                # the store failed: the reads still judge by the deadline; the timers retry
+                log.exception("eoc: flagging %d silent site(s) failed; again in 1 s", len(keys))
+                changes = {k: self.wall() + 1.0 for k in keys}
+                flagged = set()
+            for district, site in sorted(flagged):
+                log.info("eoc: %s/%s silent past 1.5 x its keepalive: offline", district, site)
+            # a commit meanwhile armed a newer timer for some: theirs stands
+            self._arm({k: due for k, due in changes.items() if k not in self._timers})
+            self._notify(keys)
+
+    def _disarm(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self._checking is not None:
+            self._checking.cancel()
+        self._due.clear()
 
     async def run(self, stop: asyncio.Event) -> None:
+        # the sites known from before: each is judged by its deadline from the start
+        self._arm(await asyncio.to_thread(self.db.next_change, self.wall()))
+        try:
+            await self._run(stop)
+        finally:
+            self._disarm()
+            for listener in list(self._watches):  # the web view's streams end with it
+                listener.close()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         backoff = 0.5
         while not stop.is_set():
             try:
@@ -86,7 +204,9 @@ class EocService:
                 if not self._failing:  # once, and its recovery once; not every retry
                     log.warning("eoc: broker lost or unreachable: %s", group.exceptions[0])
                 self._failing = True
-            self.connected.clear()
+            if self.connected.is_set():
+                self.connected.clear()
+                self._notify(())  # the page says the EOC's own link is down
             self._client = None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), backoff)
@@ -126,6 +246,7 @@ class EocService:
                 log.warning("eoc: connected to the broker again")
                 self._failing = False
             self.connected.set()
+            self._notify(())
             reading = asyncio.create_task(self._read(client))
             acking = asyncio.create_task(self._send_acks(client))
             stopping = asyncio.create_task(stop.wait())
@@ -154,6 +275,7 @@ class EocService:
         states: list[tuple[str, str, dict[str, Any]]] = []
         statuses: list[tuple[str, str, dict[str, Any]]] = []
         results: list[dict[str, Any]] = []
+        heard: set[Key] = set()
         self.messages += len(batch)
         for message in batch:
             parts = str(message.topic).split("/")
@@ -165,6 +287,10 @@ class EocService:
                 doc = json.loads(raw) if raw else None
                 if not isinstance(doc, dict):
                     continue
+                # heard from the site now: not a retained copy (the broker's memory), nor
+                # its will (the broker speaking for it)
+                if not message.retain and not (leaf == "status" and doc.get("status") != "online"):
+                    heard.add((district, site))
                 if leaf == "state":
                     states.append((district, site, doc))
                 elif leaf == "status":
@@ -175,16 +301,18 @@ class EocService:
                     rows.append(_row(district, site, doc))
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("eoc: ignoring a malformed message on %s: %s", message.topic, exc)
-        moved = await asyncio.to_thread(
+        moved, changes = await asyncio.to_thread(
             functools.partial(
                 self.db.put_batch,
                 states=states,
                 statuses=statuses,
                 results=results,
                 rows=rows,
+                heard=heard,
                 now=now,
             )
         )
+        self._arm(changes)
         if rows:
             if self.latencies_s is not None:
                 committed = self.wall()
@@ -193,7 +321,9 @@ class EocService:
             # each site's latest acknowledgement matters
             self._ack_due.update(moved)
             self._ack_wake.set()
-        self.changed.set()
+        touched = {(d, s) for d, s, _ in states} | {(d, s) for d, s, _ in statuses} | heard
+        touched |= {(r["district"], r["site"]) for r in results}
+        self._notify(touched | {(r.district, r.site) for r in rows})
 
     async def _send_acks(self, client: aiomqtt.Client) -> None:
         while True:

@@ -29,7 +29,8 @@ mode_since_ts, power_source ("grid", "vehicles", "none"), energised, life_safety
 tiers) and endurance_h_by_tier (the bus's projection per tier: hours its energy carries
 that tier with the tiers above it; null = no limit), energy_above_reserve_wh,
 donors_needed_kwh (energy short of carrying the protected tiers for their target hours
-at their present draw), occupancy (people; null: the controller does not count them),
+at their present draw), occupancy (people, as the site's operator last recorded them, and
+occupancy_ts when; both null when never counted: `resilience.shelter`),
 alarms (codes and messages), updated_ts.
 """
 
@@ -120,10 +121,19 @@ def state_payload(
             float(doc["endurance_basis"]["energy_above_reserve_wh"]), -2
         ),
         "donors_needed_kwh": donors_needed_kwh(doc, targets_h),
-        "occupancy": None,
+        "occupancy": _people(doc.get("headcount")),
+        "occupancy_ts": _counted_ts(doc.get("headcount")),
         "alarms": [dict(a) for a in doc["alarms"]],
         "updated_ts": doc["updated_ts"],
     }
+
+
+def _people(headcount: Mapping[str, Any] | None) -> int | None:
+    return None if headcount is None else int(headcount["people"])
+
+
+def _counted_ts(headcount: Mapping[str, Any] | None) -> float | None:
+    return None if headcount is None else float(headcount["recorded_ts"])
 
 
 def changed(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:

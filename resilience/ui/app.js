@@ -304,7 +304,24 @@ function renderStatus() {
 
   renderTiers(s);
   renderVehicles(s);
+  renderHeadcount(s);
   if (!state.me || !state.me.can.read_details) renderAlarms();
+}
+
+// The shelter's headcount as an operator last recorded it (the EOC reads it as occupancy):
+// never counted is said so, never shown as 0.
+function renderHeadcount(s) {
+  const counted = s.headcount;
+  $("headcount").textContent = counted ? t("shelter.people", { n: number(counted.people, 0) }) : t("shelter.not_counted");
+  $("headcount-by").textContent = counted ? t("shelter.recorded", { time: clock(counted.recorded_ts), who: counted.by }) : "";
+}
+
+async function recordHeadcount(event) {
+  event.preventDefault();
+  const people = Number($("headcount-input").value);
+  if (await command("/api/v1/shelter/headcount", { method: "PUT", json: { people } }) === true) {
+    $("headcount-form").reset();
+  }
 }
 
 function loadState(load) {
@@ -600,6 +617,7 @@ async function start() {
     setTheme(document.documentElement.dataset.theme === "dark" ? "light" : "dark");
   });
   $("btn-island").addEventListener("click", planIsland);
+  $("headcount-form").addEventListener("submit", recordHeadcount);
   $("btn-reconnect").addEventListener("click", reconnect);
   $("btn-register").addEventListener("click", openRegister);
   $("register-form").addEventListener("submit", submitRegister);

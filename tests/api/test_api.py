@@ -10,6 +10,7 @@ import pytest
 
 from resilience.api.edxl import HAVE_NS
 from resilience.model import Mode
+from resilience.shelter import Headcount
 
 from .conftest import Api
 
@@ -287,6 +288,31 @@ async def test_acknowledge_an_alarm(api: Api) -> None:
     assert r.status_code == 409
     assert (await operator.post("/api/v1/alarms/0/ack")).status_code == 422
     api.plant.clear_fault("pv")
+
+
+async def test_the_shelter_headcount_is_recorded_audited_and_kept(api: Api) -> None:
+    """An operator records how many people are sheltering; viewers see it, may not set it;
+    bad input names the field; the audit has it; a restarted controller still knows it."""
+    viewer, operator = api.client("viewer"), api.client("operator")
+    status = (await viewer.get("/api/v1/status")).json()
+    assert status["headcount"] is None  # never counted: null, not 0
+    assert (await viewer.put("/api/v1/shelter/headcount", json={"people": 5})).status_code == 403
+    bad_input = ({"people": -1}, {"people": "12"}, {"people": True}, {"people": 1.5}, {})
+    for bad in (*bad_input, {"people": 100_001}, {"people": 3, "more": 1}):
+        r = await operator.put("/api/v1/shelter/headcount", json=bad)
+        assert r.status_code == 422 and "body." in r.json()["detail"], (bad, r.text)
+    r = await operator.put("/api/v1/shelter/headcount", json={"people": 137})
+    assert r.status_code == 200 and r.json()["detail"] == "137 people sheltering here"
+    counted = (await viewer.get("/api/v1/status")).json()["headcount"]
+    assert counted["people"] == 137 and counted["by"] == "test-operator"
+    audit = (await operator.get("/api/v1/commands")).json()["commands"]
+    assert [(c["command"], c["args"], c["outcome"]) for c in audit[:1]] == [
+        ("set_headcount", {"people": 137}, "accepted")
+    ]
+    assert any(c["command"] == "PUT /api/v1/shelter/headcount" for c in audit)  # the viewer's
+    stored = api.running.store.get_state("headcount")  # committed before the answer
+    assert stored == counted
+    assert Headcount.from_state(stored) == api.running.controller.headcount  # what a restart reads
 
 
 async def test_tokens_admin_routes(api: Api) -> None:

@@ -73,12 +73,20 @@ async def test_operator_watches_a_grid_loss_sheds_a_load_and_registers_a_car(
     await page.wait_for_selector('.vehicle[data-connector="v2l_1"] .meta:has-text("reserve 55")')
     assert "55" in await page.text_content('.vehicle[data-connector="v2l_1"] .meta')
 
+    # the shelter's headcount (the EOC's occupancy): not counted until an operator says
+    assert await page.text_content("#headcount") == "Not counted yet"
+    await page.fill("#headcount-input", "137")
+    await page.click('#headcount-form button[type="submit"]')
+    await page.wait_for_selector('#headcount:text-is("137 people")')
+    assert "by ui-operator" in await page.text_content("#headcount-by")
+
 
 async def test_a_viewer_sees_no_actions_and_turkish_uses_the_locale(ui: UiSite, page: Any) -> None:
     await sign_in(page, ui, "viewer")
     assert not await page.is_visible("#actions")
     assert await page.locator('button[data-action="shed"]').count() == 0
     assert not await page.is_visible("#events-card")
+    assert not await page.is_visible("#headcount-form")  # a viewer reads it, may not set it
     await page.click("#lang-toggle")
     await page.wait_for_selector('html[lang="tr"]', state="attached")
     await page.wait_for_selector('#mode-name:text-is("ŞEBEKEYE BAĞLI")')

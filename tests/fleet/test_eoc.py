@@ -9,13 +9,15 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
-from resilience.eoc.db import EocDb
+from resilience.eoc.db import DETECTION_BUDGET_S, EocDb, SiteView
 from resilience.eoc.service import BrokerSettings, EocService
+from resilience.fleet import payloads
 from tests.fleet.test_publisher import Site, fleet_section
 from tools.mqtt_broker import EOC_PASSWORD, EOC_USER, Broker, SiteAccount
 
@@ -174,6 +176,93 @@ async def test_a_site_offline_for_an_hour_comes_back_with_nothing_lost_or_twice(
         assert len([e for e in db.events(account.district, account.site, limit=2000)]) == 722
     finally:
         await site.close()
+        stop.set()
+        await asyncio.wait_for(eoc, 10)
+        db.close()
+
+
+async def test_a_silent_site_is_flagged_offline_within_one_and_a_half_keepalives(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A site whose software hangs with its TCP link up (the broker's keepalive pings go on:
+    no will ever comes) is flagged by the EOC's own timer, committed and pushed, no later
+    than 1.5 x its keepalive after its last message, and not before 1.5 x keepalive less
+    the detection budget: a heartbeat a little late is not a dead site. An EOC starting
+    meanwhile does not take the broker's retained "online" for the site being alive. Heard
+    again, the flag goes. Keepalive 2 s (the birth says it): the test takes about 6 s."""
+    keepalive_s = 2.0
+    account = SITES[0]
+    key = (account.district, account.site)
+    db = EocDb(tmp_path / "eoc.sqlite")
+    service = EocService(BrokerSettings(broker.host, broker.port, EOC_USER, EOC_PASSWORD), db)
+    stop = asyncio.Event()
+    eoc = asyncio.create_task(service.run(stop))
+    status_topic = f"shelter/v1/{account.district}/{account.site}/status"
+
+    def beat() -> bytes:
+        return payloads.encode(
+            payloads.status_payload(True, session="s", ts=time.time(), keepalive_s=keepalive_s)
+        )
+
+    try:
+        await asyncio.wait_for(service.connected.wait(), 10)
+        async with aiomqtt.Client(
+            broker.host,
+            broker.port,
+            username=account.username,
+            password=account.password,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            keepalive=60,
+        ) as site:
+            with service.watch() as changes:
+
+                async def until(predicate: Callable[[SiteView], bool]) -> SiteView:
+                    """The site's line once `predicate` holds, woken by the EOC's pushes."""
+                    async with asyncio.timeout(10):
+                        while True:
+                            view = await asyncio.to_thread(db.site, *key, time.time())
+                            if view is not None and predicate(view):
+                                return view
+                            await changes.take()
+
+                # heartbeats at uneven moments, each well within the keepalive: online throughout
+                last_heard = 0.0
+                for gap_s in (0.0, 0.7, 1.6, 0.3):
+                    await asyncio.sleep(gap_s)  # the site's own pacing, not a wait for a result
+                    await site.publish(status_topic, beat(), qos=1, retain=True)
+                    view = await until(lambda v, after=last_heard: (v.heard_ts or 0) > after)
+                    assert not view.offline and view.offline_ts is None
+                    last_heard = view.heard_ts or 0.0
+                # silence: the timer flags it, and the listener hears of it without polling
+                view = await until(lambda v: v.offline_ts is not None)
+                assert view.offline and view.stale and view.offline_ts is not None
+                silent_for = view.offline_ts - last_heard
+                assert 1.5 * keepalive_s - DETECTION_BUDGET_S <= silent_for <= 1.5 * keepalive_s
+                # an EOC starting now gets the retained "online" from the broker: that is the
+                # broker's memory, not the site speaking, so the site is not taken for alive
+                fresh_db = EocDb(tmp_path / "fresh.sqlite")
+                fresh = EocService(
+                    BrokerSettings(broker.host, broker.port, EOC_USER, EOC_PASSWORD), fresh_db
+                )
+                fresh_stop = asyncio.Event()
+                fresh_task = asyncio.create_task(fresh.run(fresh_stop))
+                try:
+                    async with asyncio.timeout(10):
+                        while await asyncio.to_thread(fresh_db.site, *key, time.time()) is None:
+                            fresh.changed.clear()
+                            await fresh.changed.wait()
+                    retained = await asyncio.to_thread(fresh_db.site, *key, time.time())
+                    assert retained is not None and retained.status == "online"
+                    assert retained.offline and retained.heard_ts is None
+                finally:
+                    fresh_stop.set()
+                    await asyncio.wait_for(fresh_task, 10)
+                    fresh_db.close()
+                # heard again: online, the flag cleared
+                await site.publish(status_topic, beat(), qos=1, retain=True)
+                view = await until(lambda v: not v.offline)
+                assert view.offline_ts is None
+    finally:
         stop.set()
         await asyncio.wait_for(eoc, 10)
         db.close()
