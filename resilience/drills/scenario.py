@@ -42,7 +42,7 @@ from pydantic import (
 )
 
 from resilience.cap import CapAlert, CapError, load_cap
-from resilience.config import ConfigError, SiteConfig, load_site
+from resilience.config import ConfigError, ConfigProblem, SiteConfig, load_site
 from resilience.model import Mode, Tier
 
 __all__ = [
@@ -509,14 +509,8 @@ class Scenario(_Model):
 
 
 # --------------------------------------------------------------------------- errors
-@dataclass(frozen=True)
-class ScenarioProblem:
-    file: str
-    key: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.key}: {self.reason}"
+ScenarioProblem = ConfigProblem
+"""One problem of a scenario file: the site file's `file: key: reason` record."""
 
 
 class ScenarioError(Exception):
