@@ -38,9 +38,9 @@ from resilience.drills.survival import (
     FloatArray,
     Profile,
     fleet_of,
+    island_rules,
     policy_runs,
 )
-from resilience.model import Tier
 from resilience.planning.plan_file import Plan
 
 __all__ = [
@@ -302,15 +302,8 @@ def runs(
     tier_w = np.vstack(
         [profile.life_safety_w, profile.critical_w, profile.essential_w, profile.comfort_w]
     )
-    targets = site.dispatch.tier_targets_h()
     return policy_runs(
-        tier_w,
-        profile.pv_w * pv_scale,
-        fleet,
-        hours,
-        start_soc_pct,
-        tuple(targets[t] for t in Tier),
-        site.dispatch.endurance_hysteresis_h,
+        tier_w, profile.pv_w * pv_scale, fleet, hours, start_soc_pct, island_rules(site)
     )
 
 
