@@ -43,6 +43,7 @@ from resilience.policies.energy import staircase_h
 
 __all__ = [
     "FAILURES",
+    "Circuit",
     "IslandRules",
     "Profile",
     "ProfileError",
@@ -53,6 +54,7 @@ __all__ = [
     "outage_runs",
     "policy_runs",
     "survival",
+    "v2l_circuits",
 ]
 
 COLUMNS = ("hour", "life_safety_w", "critical_w", "essential_w", "comfort_w", "pv_w")
@@ -283,28 +285,95 @@ class IslandRules:
     endurance_pv_fraction: float = 0.0
 
 
-def island_rules(config: SiteConfig) -> IslandRules:
-    """The site file's `IslandRules` for its bus (the cars on chargers, the bus loads)."""
+def island_rules(config: SiteConfig, circuit: str = "bus") -> IslandRules:
+    """The site file's `IslandRules` for one supply circuit: the bus (the cars on
+    chargers, the largest grid-former's limit) or a V2L outlet's circuit (its own car,
+    the outlet's rating; no PV)."""
     dispatch = config.dispatch
     targets = dispatch.tier_targets_h()
-    formers = [
-        v for v in config.vehicles if v.charger is not None and config.devices[v.charger].can_form
-    ]
-    former_w = max((_limit_w(config, v) for v in formers), default=0.0)
+    if circuit == "bus":
+        formers = [
+            v
+            for v in config.vehicles
+            if v.charger is not None and config.devices[v.charger].can_form
+        ]
+        former_w = max((_limit_w(config, v) for v in formers), default=0.0)
+    else:
+        former_w = config.devices[circuit].rating_w or 0.0
     extra = 1.0 + dispatch.restore_hysteresis_pct / 100.0
     shares = []
     for tier in Tier:
-        rated = [ld.rated_power_w for ld in config.loads if ld.tier is tier and ld.supply == "bus"]
+        rated = [
+            ld.rated_power_w for ld in config.loads if ld.tier is tier and ld.supply == circuit
+        ]
         fits = [w for w in rated if w * extra + dispatch.shed_margin_w <= former_w]
         shares.append(sum(fits) / sum(rated) if sum(rated) > 0 else 1.0)
+    bus = circuit == "bus"
     return IslandRules(
         targets_h=tuple(targets[t] for t in Tier),
         hysteresis_h=dispatch.endurance_hysteresis_h,
         on_share=tuple(shares),
         shed_margin_w=dispatch.shed_margin_w,
-        pv_firm_fraction=dispatch.pv_firm_fraction,
-        endurance_pv_fraction=dispatch.pv_firm_fraction if dispatch.endurance_counts_pv else 0.0,
+        pv_firm_fraction=dispatch.pv_firm_fraction if bus else 0.0,
+        endurance_pv_fraction=(
+            dispatch.pv_firm_fraction if bus and dispatch.endurance_counts_pv else 0.0
+        ),
     )
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """One V2L outlet's circuit for `policy_runs`: its donor car, its rules, the draw of
+    its loads per tier (highest first) and hour, and the tiers it has loads of."""
+
+    outlet: str
+    fleet: Fleet
+    rules: IslandRules
+    tier_w: FloatArray  # (tiers, hours)
+    has_tier: tuple[bool, ...]
+
+
+def v2l_circuits(config: SiteConfig, profile: Profile, first_weekday: int) -> list[Circuit]:
+    """The site's V2L outlets with a car on them, as circuits of their own (the controller
+    runs each on its own car, with the same endurance targets). The profile gives the
+    bus's load per tier; a V2L load draws the same share of its rating as its tier's bus
+    loads do (as the plan's drills set it: `load_change` per tier), at most 10 times."""
+    n = len(profile.hour)
+    series = (profile.life_safety_w, profile.critical_w, profile.essential_w, profile.comfort_w)
+    bus_rated = [
+        sum(ld.rated_power_w for ld in config.loads if ld.tier is t and ld.supply == "bus")
+        for t in Tier
+    ]
+    factor = [
+        np.minimum(10.0, s / r) if r > 0 else np.ones(n)
+        for s, r in zip(series, bus_rated, strict=True)
+    ]
+    margin = config.dispatch.reserve_margin_pct
+    out = []
+    for name, device in config.devices_of("v2l_outlet").items():
+        car = next((v for v in config.vehicles if v.outlet == name), None)
+        if car is None:
+            continue
+        rated = [
+            sum(ld.rated_power_w for ld in config.loads if ld.tier is t and ld.supply == name)
+            for t in Tier
+        ]
+        limit = device.rating_w or 0.0
+        if car.max_discharge_w:
+            limit = min(limit, car.max_discharge_w)
+        fleet = Fleet(
+            (car.id,),
+            np.array([car.capacity_wh]),
+            np.array([min(100.0, car.reserve_soc_pct + margin) / 100.0 * car.capacity_wh]),
+            np.array([limit]),
+            np.array([True]),
+            availability(car, n, first_weekday)[None, :],
+            np.array([car.reserve_soc_pct / 100.0 * car.capacity_wh]),
+        )
+        tier_w = np.vstack([f * r for f, r in zip(factor, rated, strict=True)])
+        has = tuple(any(r > 0 for r in rated[: t + 1]) for t in range(len(rated)))
+        out.append(Circuit(name, fleet, island_rules(config, name), tier_w, has))
+    return out
 
 
 def _limit_w(config: SiteConfig, v: Vehicle) -> float:
@@ -395,7 +464,10 @@ def policy_runs(
         back = need + rules.hysteresis_h * drain
         allowed = (tier_index <= level[None, :]) & (banked[None, :] + eps >= need)
         allowed |= (tier_index > level[None, :]) & (banked[None, :] + eps >= back)
-        allowed[0] = True  # the top tier is always allowed, to the end
+        # the top tier with any demand is always allowed, to the end; a tier that draws
+        # nothing holds no tier below it back (the controller skips it)
+        top = np.argmax(draw > 0, axis=0)
+        allowed |= (tier_index <= top[None, :]) | (draw <= 0)
         kept = np.where(allowed.all(axis=0), tiers - 1, np.argmin(allowed, axis=0) - 1)
         # the power balance: what the present cars and the firm PV can carry this hour
         served_w = np.cumsum(current, axis=0)  # (tiers, n) tiers 0..t on
@@ -418,7 +490,7 @@ def policy_runs(
             rate = np.maximum(load - pv, 0.0)
             threshold = np.take_along_axis(need, np.maximum(lvl, 0)[None], 0)[0]
             now_wh = banked - np.maximum(used - pv * (1.0 - left_h), 0.0)
-            crosses = (lvl >= 1) & (rate > 0) & (now_wh - rate * left_h < threshold - eps)
+            crosses = (lvl > top) & (rate > 0) & (now_wh - rate * left_h < threshold - eps)
             tau = np.clip((now_wh - threshold) / np.where(rate > 0, rate, 1.0), 0.0, left_h)
             tau = np.where(crosses, tau, left_h)
             used = used + load * tau

@@ -6,8 +6,8 @@ lost `GRID_LOSS_S` into the drill and does not come back for the plan's longest 
 every hour the profile's load per tier (`load_change`, as a factor of the tier's rated bus
 load) and the scaled PV (`pv`) are set; the cars on chargers start at the plan's charge,
 are absent when their parked hours say so, leave and come back at those hours with the
-charge they left with (`vehicle_arrives` without `soc_pct`); V2L donors are absent (the
-fast model counts the bus only, and so does the comparison).
+charge they left with (`vehicle_arrives` without `soc_pct`); so do the donors on the kept
+V2L outlets (the fast model runs each outlet's circuit on its donor).
 
 `run_drill` (the thin adapter, run on a Dask worker) writes the site and the scenario to
 a scratch directory and runs the unchanged drill runner as a child process
@@ -15,8 +15,8 @@ a scratch directory and runs the unchanged drill runner as a child process
 firmware_sim), and keeps what the comparison needs from its report.
 
 `compare` (pure): for every target tier, the fast model's hours carried from that start
-against the hours every bus load of the tier set stayed on from the island settled, as the
-plant recorded its relays (`carried_hours`); a
+against the hours every load of the tier set (bus and V2L circuits) stayed on from the
+island settled, as the plant recorded its relays (`carried_hours`); a
 disagreement (one says the target's hours are met, the other not) is listed with the
 start, both hours and why (the fast model's cause of loss, when the drill shed the tier,
 whether it went into emergency, any safety violation).
@@ -100,10 +100,9 @@ def drill_scenario(
             {"at": t, "kind": "pv", "available_w": round(float(profile.pv_w[at]) * pv_scale, 1)}
         )
     events.append({"at": f"{GRID_LOSS_S:g}s", "kind": "grid_loss", "note": "the outage"})
-    absent = [v.id for v in site.vehicles if v.outlet is not None]
+    absent = []
     for vehicle in site.vehicles:
-        if vehicle.charger is None:
-            continue
+        connector = vehicle.charger or vehicle.outlet
         present = availability(vehicle, n, first_weekday)
         here = [bool(present[(start + k) % n]) for k in range(hours)]
         if not here[0]:
@@ -118,11 +117,11 @@ def drill_scenario(
                         "at": when,
                         "kind": "vehicle_arrives",
                         "vehicle": vehicle.id,
-                        "connector": vehicle.charger,
+                        "connector": connector,
                     }
                 )
             else:
-                events.append({"at": when, "kind": "vehicle_leaves", "connector": vehicle.charger})
+                events.append({"at": when, "kind": "vehicle_leaves", "connector": connector})
     begin = PROFILE_START + timedelta(hours=start)
     return {
         "scenario": {
@@ -137,7 +136,7 @@ def drill_scenario(
             "pv_available_w": round(float(profile.pv_w[start % n]) * pv_scale, 1),
         },
         "events": events,
-        "criteria": {"max_unserved_kwh": {}, "unserved_scope": "bus"},
+        "criteria": {"max_unserved_kwh": {}},
     }
 
 
@@ -161,9 +160,12 @@ def run_drill(site_doc: dict[str, Any], scenario: dict[str, Any]) -> dict[str, A
         if done.returncode not in (0, 1) or not report_path.exists():
             return {"error": f"drill exited {done.returncode}: {done.stderr.strip()[-2000:]}"}
         report = json.loads(report_path.read_text(encoding="utf-8"))
-    bus = report.get("served_h", {}).get("bus", {})
+    circuits = report.get("served_h", {}).values()  # per circuit: hours served per tier
     return {
-        "served_h": {tier: float(bus.get(tier, 0.0)) for tier in TIERS},
+        "served_h": {
+            tier: min((float(c[tier]) for c in circuits if tier in c), default=0.0)
+            for tier in TIERS
+        },
         "carried_h": carried_hours(
             report.get("relays", {}),
             site_doc,
@@ -178,7 +180,8 @@ def run_drill(site_doc: dict[str, Any], scenario: dict[str, Any]) -> dict[str, A
 def carried_hours(
     relays: dict[str, list[list[Any]]], site_doc: dict[str, Any], duration_h: float
 ) -> dict[str, float]:
-    """Per tier: the hours from the outage that every bus load of it stayed on, counted from
+    """Per tier: the hours from the outage that every load of it (on the bus or a V2L
+    circuit) stayed on, counted from
     the island settled (`SETTLE_S` after the outage: a black start restores the loads
     one after another) to the first time one of them opened; 0 when one was still off at
     `SETTLE_S` (the policy never let it on). From the plant's relay record."""
@@ -186,8 +189,6 @@ def carried_hours(
     settled = t0 + SETTLE_S
     carried: dict[str, float] = {}
     for load in site_doc.get("loads", []):
-        if load.get("supply", "bus") != "bus":
-            continue
         steps = relays.get(load["id"], [[0.0, True]])
         on = bool(steps[0][1])
         end = duration_h

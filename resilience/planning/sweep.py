@@ -40,6 +40,7 @@ from resilience.drills.survival import (
     fleet_of,
     island_rules,
     policy_runs,
+    v2l_circuits,
 )
 from resilience.planning.plan_file import Plan
 
@@ -297,14 +298,27 @@ def runs(
     first_weekday: int = FIRST_WEEKDAY_2025,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The fast model with the site's endurance policy: per tier (life-safety first) and
-    start hour, the whole hours carried and why lost (`survival.policy_runs`)."""
+    start hour, the whole hours carried and why lost (`survival.policy_runs`), on every
+    circuit the tier set has loads on: the bus (the cars on chargers and the PV) and each
+    V2L outlet's own circuit (its donor car); a tier set is carried while every one of
+    them carries it."""
     fleet = fleet_of(site, len(profile.hour), first_weekday)
     tier_w = np.vstack(
         [profile.life_safety_w, profile.critical_w, profile.essential_w, profile.comfort_w]
     )
-    return policy_runs(
+    carried, cause = policy_runs(
         tier_w, profile.pv_w * pv_scale, fleet, hours, start_soc_pct, island_rules(site)
     )
+    zeros = np.zeros(len(profile.hour))
+    for circuit in v2l_circuits(site, profile, first_weekday):
+        own, why = policy_runs(
+            circuit.tier_w, zeros, circuit.fleet, hours, start_soc_pct, circuit.rules
+        )
+        for t, has in enumerate(circuit.has_tier):
+            sooner = has & (own[t] < carried[t])
+            carried[t] = np.where(sooner, own[t], carried[t])
+            cause[t] = np.where(sooner, why[t], cause[t])
+    return carried, cause
 
 
 def _size(result: dict[str, Any]) -> tuple[float, ...]:

@@ -136,7 +136,7 @@ def test_drill_scenario_of_an_outage_start(small_plan: Path) -> None:
     assert scenario["scenario"]["start"] == "2025-01-01T06:00:00+03:00"
     assert scenario["initial"]["default_soc_pct"] == 70.0
     assert scenario["initial"]["pv_available_w"] == 200.0
-    assert "donor_v2l_1" in scenario["initial"]["absent"]
+    assert scenario["initial"]["absent"] == []  # the donor on the kept outlet is there
     leaves = [e for e in scenario["events"] if e["kind"] == "vehicle_leaves"]
     assert {e["connector"] for e in leaves} == {"charger_1", "charger_2", "ocpp_1", "ocpp_2"}
     assert {e["at"] for e in leaves} == {f"{GRID_LOSS_S + 2 * 3600:g}s"}

@@ -19,6 +19,7 @@ from resilience.planning.sweep import (
     derive_site,
     evaluate,
     frontier,
+    runs,
     sample_starts,
     site_kwp,
 )
@@ -153,3 +154,33 @@ def test_endurance_targets_varied(small_plan: Path) -> None:
     assert not invalid["valid"] and not invalid["meets"]
     assert any("endurance_targets_h" in p for p in invalid["problems"]), invalid["problems"]
     assert Combination.from_dict(combos[1].as_dict()) == combos[1]
+
+
+def test_an_outlet_adds_its_circuit_to_what_a_tier_set_must_carry(small_plan: Path) -> None:
+    """A V2L outlet brings its loads and its donor car: the fast model runs its circuit on
+    that car (as the controller does), and a tier set is carried only while the bus and
+    every outlet circuit with loads of it carry it. So outlets change survival: a donor
+    with little above its reserve loses the clinic fridge (life-safety, on V2L 1) long
+    before the bus runs out."""
+    loaded = load_plan(small_plan)
+    profile = load_profile(loaded.profile_path)
+    kwp = site_kwp(loaded.site)
+    doc = copy.deepcopy(loaded.site_doc)
+    for car in doc["vehicles"]:
+        if car.get("outlet") == "v2l_1":
+            car["reserve_soc_pct"] = 79.0  # starts at 80 %: 0.4 kWh above its floor
+    none, one = (
+        evaluate(loaded.plan, doc, profile, kwp, Combination(2, 1, n, 0.0, 30.0, None))
+        for n in (0, 1)
+    )
+    assert none["survival_pct"]["life_safety"][3] == 100.0  # the bus alone: 4 h everywhere
+    assert one["survival_pct"]["life_safety"][3] < 50.0  # the fridge's donor gives out first
+    site = parse_site(derive_site(doc, Combination(2, 1, 1, 0.0, 30.0, None)))
+    carried, cause = runs(site, profile, 0.0, 4, loaded.plan.plan.start_soc_pct)
+    lost = carried[0] < 4
+    assert lost.any() and set(cause[0][lost].tolist()) <= {1, 3, 4}
+    # with the site's own donor (35 % reserve: 35 kWh to give) the outlet costs nothing
+    kept = evaluate(
+        loaded.plan, loaded.site_doc, profile, kwp, Combination(2, 1, 1, 0.0, 30.0, None)
+    )
+    assert kept["survival_pct"]["life_safety"] == none["survival_pct"]["life_safety"]
