@@ -25,6 +25,7 @@ whether it went into emergency, any safety violation).
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -155,7 +156,9 @@ def run_drill(site_doc: dict[str, Any], scenario: dict[str, Any]) -> dict[str, A
             str(work / "out"),
             "--quiet",
         ]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(command, capture_output=True, text=True, check=False)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         report_path = work / "out" / "report.json"
         if done.returncode not in (0, 1) or not report_path.exists():
             return {"error": f"drill exited {done.returncode}: {done.stderr.strip()[-2000:]}"}
@@ -174,6 +177,10 @@ def run_drill(site_doc: dict[str, Any], scenario: dict[str, Any]) -> dict[str, A
         "modes": sorted({t["to"] for t in report.get("transitions", [])}),
         "safety_violations": len(report.get("safety_violations", [])),
         "wall_seconds": report.get("wall_seconds"),
+        # the drill process's CPU [s] (user + system; a worker runs one drill at a time)
+        "cpu_seconds": round(
+            after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, 3
+        ),
     }
 
 

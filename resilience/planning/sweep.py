@@ -50,6 +50,7 @@ __all__ = [
     "cost_of",
     "derive_site",
     "evaluate",
+    "evaluate_many",
     "frontier",
     "result_key",
     "runs",
@@ -287,6 +288,17 @@ def evaluate(
         meets=all(t["met"] for t in targets),
     )
     return result
+
+
+def evaluate_many(
+    plan: Plan,
+    site_doc: dict[str, Any],
+    profile: Profile,
+    base_kwp: float,
+    combos: list[Combination],
+) -> list[dict[str, Any]]:
+    """`evaluate` for each of `combos`, in order: one Dask task's share of the sweep."""
+    return [evaluate(plan, site_doc, profile, base_kwp, c) for c in combos]
 
 
 def runs(
