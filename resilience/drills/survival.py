@@ -43,6 +43,7 @@ from resilience.policies.energy import staircase_h
 
 __all__ = [
     "FAILURES",
+    "Arrivals",
     "Circuit",
     "IslandRules",
     "Profile",
@@ -395,6 +396,20 @@ def _stair_wh(
     return need, drain
 
 
+@dataclass(frozen=True)
+class Arrivals:
+    """Cars that arrive during an outage, one row per charger kept for them ("slot"): per
+    slot and start hour (columns), the outage hour its car arrives (`hours` or more:
+    none does) and the energy [Wh] it brings above its reserve; it stays to the end."""
+
+    capacity_wh: FloatArray  # per slot
+    reserve_wh: FloatArray
+    floor_wh: FloatArray  # reserve plus the dispatch margin
+    limit_w: FloatArray  # the slot's charger rating
+    arrive_h: npt.NDArray[np.int64]  # (slots, starts)
+    energy_wh: FloatArray  # (slots, starts)
+
+
 def policy_runs(
     tier_w: FloatArray,
     pv_w: FloatArray,
@@ -402,6 +417,7 @@ def policy_runs(
     hours: int,
     start_soc_pct: float,
     rules: IslandRules,
+    arrivals: Arrivals | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """`outage_runs` with the controller's endurance policy (`policies.energy`), per tier.
 
@@ -418,17 +434,24 @@ def policy_runs(
     a load the island can never switch on (`rules.on_share` < 1) is never carried, and
     only its share drains the cars. Tier k is carried while all of this keeps it on.
     Returns, per tier (rows) and start (columns), the whole hours carried and why it was
-    lost (`FAILURES`).
+    lost (`FAILURES`). `arrivals`: cars arriving during the outage (donors), grid-following,
+    each there from the start of the hour it arrives in.
     """
     tiers, n = tier_w.shape
     starts = np.arange(n)
-    v = len(fleet.ids)
     energy = np.repeat((fleet.capacity_wh * start_soc_pct / 100.0)[:, None], n, axis=1)
     capacity = fleet.capacity_wh[:, None]
     floor = fleet.floor_wh[:, None]
     reserve = (fleet.reserve_wh if fleet.reserve_wh is not None else fleet.floor_wh)[:, None]
     limit = fleet.limit_w[:, None]
     can_form = fleet.can_form[:, None]
+    if arrivals is not None:
+        energy = np.vstack([energy, arrivals.reserve_wh[:, None] + arrivals.energy_wh])
+        capacity = np.vstack([capacity, arrivals.capacity_wh[:, None]])
+        floor = np.vstack([floor, arrivals.floor_wh[:, None]])
+        reserve = np.vstack([reserve, arrivals.reserve_wh[:, None]])
+        limit = np.vstack([limit, arrivals.limit_w[:, None]])
+        can_form = np.vstack([can_form, np.zeros((len(arrivals.limit_w), 1), dtype=bool)])
     stair_map = staircase_h(dict(zip(Tier, rules.targets_h, strict=True)), rules.hysteresis_h)
     stairs = np.array([stair_map[t] for t in Tier][:tiers], dtype=float)
     share = np.asarray(rules.on_share[:tiers], dtype=float)[:, None]
@@ -445,7 +468,9 @@ def policy_runs(
     tier_index = np.arange(tiers)[:, None]
     for k in range(hours):
         at = (starts + k) % n
-        present = fleet.present[:, at] if v else np.zeros((0, n), dtype=bool)
+        present = fleet.present[:, at] if len(fleet.ids) else np.zeros((0, n), dtype=bool)
+        if arrivals is not None:
+            present = np.vstack([present, arrivals.arrive_h <= k])
         usable = np.where(present, np.maximum(energy - floor, 0.0), 0.0)
         banked = np.where(present, np.maximum(energy - reserve, 0.0), 0.0).sum(axis=0)
         running = usable > eps

@@ -39,6 +39,7 @@ from resilience.config import SiteConfig
 from resilience.drills.survival import (
     FAILURES,
     FIRST_WEEKDAY_2025,
+    Arrivals,
     Profile,
     availability,
 )
@@ -72,8 +73,11 @@ def drill_scenario(
     start_soc_pct: float,
     pv_scale: float,
     first_weekday: int = FIRST_WEEKDAY_2025,
+    arrivals: Arrivals | None = None,
 ) -> dict[str, Any]:
-    """The scenario document of one outage start (module doc); its site is "site.toml"."""
+    """The scenario document of one outage start (module doc); its site is "site.toml".
+    `arrivals`: the plan's donors, each arriving at its charger (`donor_charger_N`) half a
+    minute per charger into the hour the fast model counts it from."""
     n = len(profile.hour)
     rated = {
         tier: sum(
@@ -123,6 +127,24 @@ def drill_scenario(
                 )
             else:
                 events.append({"at": when, "kind": "vehicle_leaves", "connector": connector})
+    if arrivals is not None:
+        for j, hour in enumerate(arrivals.arrive_h[:, start].tolist()):
+            if hour >= hours:
+                continue
+            capacity = float(arrivals.capacity_wh[j])
+            reserve_pct = 100.0 * float(arrivals.reserve_wh[j]) / capacity
+            soc = reserve_pct + 100.0 * float(arrivals.energy_wh[j, start]) / capacity
+            events.append(
+                {
+                    "at": f"{GRID_LOSS_S + hour * 3600 + 30 * (j + 1):g}s",
+                    "kind": "vehicle_arrives",
+                    "vehicle": f"donor_{j + 1}",
+                    "connector": f"donor_charger_{j + 1}",
+                    "capacity_wh": round(capacity, 1),
+                    "reserve_soc_pct": round(reserve_pct, 3),
+                    "soc_pct": round(min(100.0, soc), 3),
+                }
+            )
     begin = PROFILE_START + timedelta(hours=start)
     return {
         "scenario": {

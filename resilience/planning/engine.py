@@ -30,6 +30,7 @@ from resilience.planning.sweep import (
     Combination,
     combinations,
     derive_site,
+    donor_arrivals,
     evaluate_many,
     result_key,
     runs,
@@ -217,13 +218,23 @@ def run_checks(
     fast: dict[str, Any] = {}
     for result in frontier:
         combo = Combination.from_dict(result["combination"])
-        doc = derive_site(loaded.site_doc, combo)
+        doc = derive_site(loaded.site_doc, combo, plan.donors.chargers if plan.donors else 0)
         site = parse_site(doc)
         pv_scale = combo.pv_kwp / base_kwp if base_kwp > 0 else 0.0
-        fast[result["key"]] = runs(site, profile, pv_scale, hours, plan.plan.start_soc_pct)
+        arrivals = donor_arrivals(plan, site, len(profile.hour))
+        fast[result["key"]] = runs(
+            site, profile, pv_scale, hours, plan.plan.start_soc_pct, arrivals=arrivals
+        )
         for start in starts:
             scenario = drill_scenario(
-                site, profile, combo, start, hours, plan.plan.start_soc_pct, pv_scale
+                site,
+                profile,
+                combo,
+                start,
+                hours,
+                plan.plan.start_soc_pct,
+                pv_scale,
+                arrivals=arrivals,
             )
             jobs.append((result["key"], start, f"{result['key']}-{start}-{hours}", doc, scenario))
     drills: dict[str, dict[int, dict[str, Any]]] = {r["key"]: {} for r in frontier}

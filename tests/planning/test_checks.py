@@ -29,7 +29,7 @@ from resilience.planning.checks import (
     run_drill,
 )
 from resilience.planning.plan_file import load_plan
-from resilience.planning.sweep import Combination, derive_site, runs
+from resilience.planning.sweep import Combination, derive_site, donor_arrivals, runs
 
 from .conftest import REPO
 
@@ -235,3 +235,63 @@ def test_a_car_comes_back_with_what_it_left_with(tmp_path: Path) -> None:
     assert 59.0 < back_at < 60.0  # what it left with, not the default 60 %
     assert plugged[1].startswith("fleet_5 plugged into ocpp_1 at 60 %")  # never parked yet
     assert report["safety_violations"] == []
+
+
+def test_drill_scenario_brings_the_plans_donors(small_plan: Path) -> None:
+    small_plan.write_text(
+        small_plan.read_text(encoding="utf-8")
+        + "\n[donors]\nchargers = 2\nrate_per_h = 0.8\nenergy_kwh = 20.0\n",
+        encoding="utf-8",
+    )
+    loaded = load_plan(small_plan)
+    combo = Combination(1, 1, 0, 0.0, None, None)
+    doc = derive_site(loaded.site_doc, combo, 2)
+    site = parse_site(doc)
+    profile = load_profile(loaded.profile_path)
+    arrivals = donor_arrivals(loaded.plan, site, len(profile.hour))
+    assert arrivals is not None
+    start = int(np.argmax(arrivals.arrive_h[1] < 4))  # a start with both donors in 4 h
+    scenario = drill_scenario(site, profile, combo, start, 4, 80.0, 0.0, arrivals=arrivals)
+    came = [e for e in scenario["events"] if e["kind"] == "vehicle_arrives"]
+    assert [e["connector"] for e in came] == ["donor_charger_1", "donor_charger_2"]
+    for j, event in enumerate(came):
+        hour = int(arrivals.arrive_h[j, start])
+        assert event["at"] == f"{GRID_LOSS_S + hour * 3600 + 30 * (j + 1):g}s"
+        assert event["reserve_soc_pct"] == 50.0 and event["capacity_wh"] == 77400.0
+        assert event["soc_pct"] == round(50.0 + arrivals.energy_wh[j, start] / 774.0, 3)
+    work = small_plan.parent / "donors"
+    work.mkdir()
+    (work / "site.toml").write_text(tomli_w.dumps(doc), encoding="utf-8")
+    (work / "s.toml").write_text(tomli_w.dumps(scenario), encoding="utf-8")
+    load_scenario(work / "s.toml")  # the drill runner takes it as it is
+
+
+def test_donors_arrive_in_the_drill_as_in_the_fast_model(small_plan: Path) -> None:
+    """One real 3-hour drill, one charger at 40 %: alone its cars cannot keep critical on
+    (the fast model says so too); a donor of 20 kWh arriving at the start (the second
+    comes only after the 3 hours) carries critical through, and essential until the energy crosses its staircase in
+    hour 2, in the fast model and in the drill."""
+    small_plan.write_text(
+        small_plan.read_text(encoding="utf-8")
+        + "\n[donors]\nchargers = 2\nrate_per_h = 0.8\nenergy_kwh = 20.0\n"
+        + "reserve_soc_pct = 40.0\n",
+        encoding="utf-8",
+    )
+    loaded = load_plan(small_plan)
+    targets_h = (("life_safety", 6.0), ("critical", 3.0), ("essential", 2.0))
+    combo = Combination(1, 1, 0, 0.0, 30.0, ((0.0, 24.0),), targets_h)
+    doc = derive_site(loaded.site_doc, combo, 2)
+    site = parse_site(doc)
+    profile = load_profile(loaded.profile_path)
+    arrivals = donor_arrivals(loaded.plan, site, len(profile.hour))
+    assert arrivals is not None
+    start, hours = 4000, 3
+    assert arrivals.arrive_h[:, start].tolist() == [0, 3]  # seed 3: the second too late
+    alone = runs(site, profile, 0.0, hours, 40.0)
+    fast = runs(site, profile, 0.0, hours, 40.0, arrivals=arrivals)
+    assert alone[0][1][start] == 0 and fast[0][1][start] == 3 and fast[0][2][start] == 2
+    scenario = drill_scenario(site, profile, combo, start, hours, 40.0, 0.0, arrivals=arrivals)
+    drill = run_drill(doc, scenario)
+    assert drill["safety_violations"] == 0
+    assert drill["carried_h"]["critical"] == 3.0
+    assert 2.0 <= drill["carried_h"]["essential"] < 3.0

@@ -11,6 +11,8 @@ from resilience.planning.plan_file import PlanError, load_plan
 
 from .conftest import REPO, SMALL_PLAN
 
+DONORS = "[donors]\nchargers = 1\nrate_per_h = 0.5\nenergy_kwh = 30.0\n{}\n\n"
+
 
 def test_example_plan_is_valid() -> None:
     loaded = load_plan(REPO / "config" / "plans" / "moda.toml")
@@ -36,6 +38,21 @@ def test_example_plan_is_valid() -> None:
         (("pv_kwp = [0.0, 20.0]", "fleet_hours = [[[8, 6]]]"), "vary.fleet_hours", "start < end"),
         (('name = "small"', 'name = ""'), "plan.name", "at least 1 character"),
         (("[[targets]]", "[[nothing]]"), "nothing", "unknown key"),
+        (
+            ("[costs]", DONORS.replace("0.5", "0.0").format("") + "[costs]"),
+            "donors.rate_per_h",
+            "greater than 0",
+        ),
+        (
+            ("[costs]", DONORS.format("energy_spread_kwh = -1.0") + "[costs]"),
+            "donors.energy_spread_kwh",
+            "greater than or equal to 0",
+        ),
+        (
+            ("[costs]", DONORS.format("capacity_kwh = 50.0") + "[costs]"),
+            "donors",
+            "more than a 50 kWh car holds above a 50 % reserve (25 kWh)",
+        ),
     ],
 )
 def test_bad_plan_exits_2_naming_file_key_reason(
