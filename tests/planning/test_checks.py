@@ -269,8 +269,8 @@ def test_drill_scenario_brings_the_plans_donors(small_plan: Path) -> None:
 def test_donors_arrive_in_the_drill_as_in_the_fast_model(small_plan: Path) -> None:
     """One real 3-hour drill, one charger at 40 %: alone its cars cannot keep critical on
     (the fast model says so too); a donor of 20 kWh arriving at the start (the second
-    comes only after the 3 hours) carries critical through, and essential until the energy crosses its staircase in
-    hour 2, in the fast model and in the drill."""
+    comes only after the 3 hours) carries critical through, and essential until the
+    energy crosses its staircase in hour 2, in the fast model and in the drill."""
     small_plan.write_text(
         small_plan.read_text(encoding="utf-8")
         + "\n[donors]\nchargers = 2\nrate_per_h = 0.8\nenergy_kwh = 20.0\n"

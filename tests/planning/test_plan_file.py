@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +85,16 @@ def test_bad_site_and_missing_files(tmp_path: Path) -> None:
     path.write_text("[plan\n", encoding="utf-8")
     with pytest.raises(PlanError, match=r"\(syntax\)"):
         load_plan(path)
+
+
+def test_without_the_plan_extra_it_says_how_to_install_it(
+    small_plan: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    from resilience.planning import commands
+
+    assert commands.missing_packages() == []  # the test venv has the extra
+    monkeypatch.setitem(commands.PLAN_MODULES, "no_such_module_for_plan", "dask[distributed]")
+    assert cli.main(["plan", str(small_plan), "--out", str(tmp_path / "out")]) == 3
+    err = capsys.readouterr().err
+    assert "needs dask[distributed]" in err and "pip install 'resilience[plan]'" in err
+    assert not (tmp_path / "out").exists()
