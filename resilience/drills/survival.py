@@ -22,6 +22,13 @@ The model, per hour of an outage (vectorised with numpy over all start hours):
   full; what they cannot take is curtailed;
 - every vehicle starts the outage at `start_soc_pct`.
 
+`policy_runs` is the same model with the controller's endurance policy and island rules,
+per tier, for `resilience plan`: deciding on what the controller decides on (the energy
+above the reserves, a shed tier at its last draw, sheds within the hour, loads the
+grid-former can never pick up: `IslandRules`, `island_rules`), for the bus and for each
+V2L outlet's own circuit on its donor (`v2l_circuits`), with cars that arrive during the
+outage (`Arrivals`).
+
 Energy [Wh], power [W], one step = one hour. The profile's hour 0 falls on
 `first_weekday` (0 = Monday; the sample year 2025 starts on a Wednesday).
 """

@@ -12,11 +12,14 @@ answer depends only on its inputs:
   with their loads and donors; the PV inverter's rating; every car's reserve and
   parked hours), validated by `parse_site` exactly as `check-config` would;
 - `evaluate(...)`: the fast outage survival model (`resilience.drills.survival`) over
-  every start hour of the profile, per tier set, with the PV scaled to the kWp tried;
+  every start hour of the profile, per tier set, on the bus and every V2L circuit, with
+  the PV scaled to the kWp tried and the plan's donors;
   the targets met or not; the cost;
 - `frontier(results)`: among the combinations meeting every target, the cheapest, and
   each dearer one only when it survives more at the first target (a Pareto frontier);
-- `sample_starts(seed, ...)`: the seeded outage starts the drills check.
+- `sample_starts(seed, ...)`: the seeded outage starts the drills check;
+- `donor_draws(donors, seed, ...)`: the plan's donor arrivals, drawn per start from its
+  own seeded generator, for the fast model and the drills alike (`donor_arrivals`).
 """
 
 from __future__ import annotations
