@@ -98,7 +98,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,plan]'
 	@touch $@
 
 system-packages:

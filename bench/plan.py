@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -80,6 +81,7 @@ def run(path: Path, workers: int, scratch: Path) -> tuple[float, dict[str, Any]]
         best = frontier(sweep.results)
         checks, drilled = run_checks(loaded, profile, client, store, best)
         wall = time.perf_counter() - started
+        drills = store.payloads("drill")
         store.close()
     answer = {
         "combinations": len(sweep.results),
@@ -87,6 +89,11 @@ def run(path: Path, workers: int, scratch: Path) -> tuple[float, dict[str, Any]]
         "drills": drilled,
         "checks": [checks[r["key"]] for r in best],
     }
+    cpu = sum(d.get("cpu_seconds") or 0.0 for d in drills)
+    print(
+        f"{workers} worker(s): drills' CPU {cpu:.1f} s, load average {os.getloadavg()[0]:.2f}",
+        file=sys.stderr,
+    )
     return wall, answer
 
 
@@ -100,10 +107,12 @@ def main() -> int:
         scratch = Path(tmp)
         path = scratch / "plan.toml"
         path.write_text(plan_text(args.drills, args.hours), encoding="utf-8")
+        loads = [os.getloadavg()[0]]
         walls: dict[int, float] = {}
         answers: dict[int, dict[str, Any]] = {}
         for workers in (1, args.workers_max):
             walls[workers], answers[workers] = run(path, workers, scratch)
+            loads.append(os.getloadavg()[0])
             a = answers[workers]
             print(
                 f"{workers} worker(s): {walls[workers]:.1f} s, {a['combinations']} combinations,"
@@ -129,6 +138,7 @@ def main() -> int:
                 f"speedup_{args.workers_max}_workers": round(walls[1] / walls[args.workers_max], 3),
                 "fast_vs_drill_max_diff_pct": max(diffs) if diffs else None,
                 "disagreements": len(disagreements),
+                "load_average_1min": [round(x, 2) for x in loads],
             }
         )
     )

@@ -333,7 +333,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "plan": Command(
         help="size a shelter's chargers, outlets and PV against survival targets"
-        " (docs/planning.md); exit 2 for a bad plan file",
+        " (docs/planning.md); exit 2 for a bad plan file, 3 without the plan extra",
         handler=lambda args, extra: _planning().plan(args, extra),
         add_arguments=lambda parser: _planning().plan_arguments(parser),
     ),

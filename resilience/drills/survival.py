@@ -22,6 +22,13 @@ The model, per hour of an outage (vectorised with numpy over all start hours):
   full; what they cannot take is curtailed;
 - every vehicle starts the outage at `start_soc_pct`.
 
+`policy_runs` is the same model with the controller's endurance policy and island rules,
+per tier, for `resilience plan`: deciding on what the controller decides on (the energy
+above the reserves, a shed tier at its last draw, sheds within the hour, loads the
+grid-former can never pick up: `IslandRules`, `island_rules`), for the bus and for each
+V2L outlet's own circuit on its donor (`v2l_circuits`), with cars that arrive during the
+outage (`Arrivals`).
+
 Energy [Wh], power [W], one step = one hour. The profile's hour 0 falls on
 `first_weekday` (0 = Monday; the sample year 2025 starts on a Wednesday).
 """
@@ -38,17 +45,24 @@ import numpy as np
 import numpy.typing as npt
 
 from resilience.config import SiteConfig, Vehicle
+from resilience.model import Tier
+from resilience.policies.energy import staircase_h
 
 __all__ = [
     "FAILURES",
+    "Arrivals",
+    "Circuit",
+    "IslandRules",
     "Profile",
     "ProfileError",
     "analyse",
     "availability",
+    "island_rules",
     "load_profile",
     "outage_runs",
     "policy_runs",
     "survival",
+    "v2l_circuits",
 ]
 
 COLUMNS = ("hour", "life_safety_w", "critical_w", "essential_w", "comfort_w", "pv_w")
@@ -148,6 +162,9 @@ class Fleet:
     limit_w: FloatArray  # discharge and charge limit
     can_form: BoolArray
     present: BoolArray  # (vehicles, hours)
+    # energy at the owner's reserve, which the controller's endurance policy counts from;
+    # None: the floor (`policy_runs` only)
+    reserve_wh: FloatArray | None = None
 
 
 def fleet_of(config: SiteConfig, n_hours: int, first_weekday: int) -> Fleet:
@@ -157,6 +174,7 @@ def fleet_of(config: SiteConfig, n_hours: int, first_weekday: int) -> Fleet:
     floor = np.array(
         [min(100.0, v.reserve_soc_pct + margin) / 100.0 * v.capacity_wh for v in vehicles]
     )
+    reserve = np.array([v.reserve_soc_pct / 100.0 * v.capacity_wh for v in vehicles])
     limits = []
     for v in vehicles:
         assert v.charger is not None
@@ -175,6 +193,7 @@ def fleet_of(config: SiteConfig, n_hours: int, first_weekday: int) -> Fleet:
         np.array(limits, dtype=float),
         can_form,
         present,
+        reserve,
     )
 
 
@@ -249,69 +268,275 @@ def survival(
     return shares
 
 
+@dataclass(frozen=True)
+class IslandRules:
+    """What the controller's island does beyond the energy balance, from the site file
+    (`island_rules`), for `policy_runs`. Tiers are highest first (life-safety ...).
+
+    - `targets_h`, `hysteresis_h`: the endurance policy's targets and hysteresis;
+      the staircase uses `policies.energy.staircase_h` of them, as the controller does;
+    - `on_share`: per tier, the share of its draw [0..1] the island can switch on at all:
+      a load is restored only into the grid-former's headroom with its rating plus
+      `restore_hysteresis_pct` and the shed margin (`modes`' `_balance`), so a load
+      bigger than that stays dark for the whole outage, and its tier is never carried;
+    - `shed_margin_w`: the headroom kept above the load served [W];
+    - `pv_firm_fraction`: the share of the PV counted as supply capacity;
+    - `endurance_pv_fraction`: the share of the PV the endurance policy counts as lasting
+      (`pv_firm_fraction` with `endurance_counts_pv`, else 0).
+    """
+
+    targets_h: tuple[float, ...]
+    hysteresis_h: float
+    on_share: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+    shed_margin_w: float = 0.0
+    pv_firm_fraction: float = 0.0
+    endurance_pv_fraction: float = 0.0
+
+
+def island_rules(config: SiteConfig, circuit: str = "bus") -> IslandRules:
+    """The site file's `IslandRules` for one supply circuit: the bus (the cars on
+    chargers, the largest grid-former's limit) or a V2L outlet's circuit (its own car,
+    the outlet's rating; no PV)."""
+    dispatch = config.dispatch
+    targets = dispatch.tier_targets_h()
+    if circuit == "bus":
+        formers = [
+            v
+            for v in config.vehicles
+            if v.charger is not None and config.devices[v.charger].can_form
+        ]
+        former_w = max((_limit_w(config, v) for v in formers), default=0.0)
+    else:
+        former_w = config.devices[circuit].rating_w or 0.0
+    extra = 1.0 + dispatch.restore_hysteresis_pct / 100.0
+    shares = []
+    for tier in Tier:
+        rated = [
+            ld.rated_power_w for ld in config.loads if ld.tier is tier and ld.supply == circuit
+        ]
+        fits = [w for w in rated if w * extra + dispatch.shed_margin_w <= former_w]
+        shares.append(sum(fits) / sum(rated) if sum(rated) > 0 else 1.0)
+    bus = circuit == "bus"
+    return IslandRules(
+        targets_h=tuple(targets[t] for t in Tier),
+        hysteresis_h=dispatch.endurance_hysteresis_h,
+        on_share=tuple(shares),
+        shed_margin_w=dispatch.shed_margin_w,
+        pv_firm_fraction=dispatch.pv_firm_fraction if bus else 0.0,
+        endurance_pv_fraction=(
+            dispatch.pv_firm_fraction if bus and dispatch.endurance_counts_pv else 0.0
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """One V2L outlet's circuit for `policy_runs`: its donor car, its rules, the draw of
+    its loads per tier (highest first) and hour, and the tiers it has loads of."""
+
+    outlet: str
+    fleet: Fleet
+    rules: IslandRules
+    tier_w: FloatArray  # (tiers, hours)
+    has_tier: tuple[bool, ...]
+
+
+def v2l_circuits(config: SiteConfig, profile: Profile, first_weekday: int) -> list[Circuit]:
+    """The site's V2L outlets with a car on them, as circuits of their own (the controller
+    runs each on its own car, with the same endurance targets). The profile gives the
+    bus's load per tier; a V2L load draws the same share of its rating as its tier's bus
+    loads do (as the plan's drills set it: `load_change` per tier), at most 10 times."""
+    n = len(profile.hour)
+    series = (profile.life_safety_w, profile.critical_w, profile.essential_w, profile.comfort_w)
+    bus_rated = [
+        sum(ld.rated_power_w for ld in config.loads if ld.tier is t and ld.supply == "bus")
+        for t in Tier
+    ]
+    factor = [
+        np.minimum(10.0, s / r) if r > 0 else np.ones(n)
+        for s, r in zip(series, bus_rated, strict=True)
+    ]
+    margin = config.dispatch.reserve_margin_pct
+    out = []
+    for name, device in config.devices_of("v2l_outlet").items():
+        car = next((v for v in config.vehicles if v.outlet == name), None)
+        if car is None:
+            continue
+        rated = [
+            sum(ld.rated_power_w for ld in config.loads if ld.tier is t and ld.supply == name)
+            for t in Tier
+        ]
+        limit = device.rating_w or 0.0
+        if car.max_discharge_w:
+            limit = min(limit, car.max_discharge_w)
+        fleet = Fleet(
+            (car.id,),
+            np.array([car.capacity_wh]),
+            np.array([min(100.0, car.reserve_soc_pct + margin) / 100.0 * car.capacity_wh]),
+            np.array([limit]),
+            np.array([True]),
+            availability(car, n, first_weekday)[None, :],
+            np.array([car.reserve_soc_pct / 100.0 * car.capacity_wh]),
+        )
+        tier_w = np.vstack([f * r for f, r in zip(factor, rated, strict=True)])
+        has = tuple(any(r > 0 for r in rated[: t + 1]) for t in range(len(rated)))
+        out.append(Circuit(name, fleet, island_rules(config, name), tier_w, has))
+    return out
+
+
+def _limit_w(config: SiteConfig, v: Vehicle) -> float:
+    """[W] a car's discharge limit on its charger: the charger's rating or the car's own."""
+    rating = config.devices[v.charger or ""].rating_w or 0.0
+    return min(rating, v.max_discharge_w) if v.max_discharge_w else rating
+
+
+def _stair_wh(
+    draw: FloatArray, stairs: FloatArray, pv_w: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Per tier t (rows) and start: the controller's `energy_needed_wh` [Wh] with tiers
+    0..t on, each for its staircase target (`policies.energy.thresholds`' one pass), and
+    the drain [W] of tiers 0..t net of the PV the policy counts."""
+    drain: FloatArray = np.maximum(np.cumsum(draw, axis=0) - pv_w[None, :], 0.0)
+    steps = stairs - np.append(stairs[1:], 0.0)
+    above = np.cumsum(drain * steps[:, None], axis=0) - drain * steps[:, None]
+    need: FloatArray = above + drain * stairs[:, None]
+    return need, drain
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """Cars that arrive during an outage, one row per charger kept for them ("slot"): per
+    slot and start hour (columns), the outage hour its car arrives (`hours` or more:
+    none does) and the energy [Wh] it brings above its reserve; it stays to the end."""
+
+    capacity_wh: FloatArray  # per slot
+    reserve_wh: FloatArray
+    floor_wh: FloatArray  # reserve plus the dispatch margin
+    limit_w: FloatArray  # the slot's charger rating
+    arrive_h: npt.NDArray[np.int64]  # (slots, starts)
+    energy_wh: FloatArray  # (slots, starts)
+
+
 def policy_runs(
     tier_w: FloatArray,
     pv_w: FloatArray,
     fleet: Fleet,
     hours: int,
     start_soc_pct: float,
-    targets_h: tuple[float, ...],
-    hysteresis_h: float,
+    rules: IslandRules,
+    arrivals: Arrivals | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """`outage_runs` with the controller's endurance policy (`policies.energy`), per tier.
 
-    `tier_w`: (tiers, hours) load of each tier, highest first. Every hour the lowest tier
-    kept on is the lowest whose staircase (each tier above it and itself times its
-    target, `targets_h`) the energy above the present cars' floors covers (a shed tier
-    comes back only with `hysteresis_h` hours of its load to spare; when even the top
-    tier's staircase is not covered, it alone is kept); then the power balance sheds
-    from the bottom what the present cars cannot carry this hour. Tier k is carried
-    while both keep it on. Returns, per tier (rows) and start (columns), the whole hours
-    carried and why it was lost (`FAILURES`).
+    `tier_w`: (tiers, hours) demand of each tier, highest first. The model decides on the
+    quantities the controller does: the energy above the present cars' reserves (not
+    their discharge floors), each tier's demand on the staircase of `staircase_h`, a shed
+    tier back (at the start of an hour) only with `hysteresis_h` hours of the drain of it
+    and the tiers above to spare, everything on when the island starts. Within an hour the
+    energy falls while the draw stays: a tier whose staircase the energy would cross
+    before the hour ends is shed at that moment (the controller works it out every
+    second), so it is lost in that hour, and the rest of the hour drains less. The power
+    balance keeps the tiers whose load plus the shed margin fits the present cars'
+    discharge limits and the firm PV, and whose energy for the hour is there; a tier with
+    a load the island can never switch on (`rules.on_share` < 1) is never carried, and
+    only its share drains the cars. Tier k is carried while all of this keeps it on.
+    Returns, per tier (rows) and start (columns), the whole hours carried and why it was
+    lost (`FAILURES`). `arrivals`: cars arriving during the outage (donors), grid-following,
+    each there from the start of the hour it arrives in.
     """
     tiers, n = tier_w.shape
     starts = np.arange(n)
-    v = len(fleet.ids)
     energy = np.repeat((fleet.capacity_wh * start_soc_pct / 100.0)[:, None], n, axis=1)
     capacity = fleet.capacity_wh[:, None]
     floor = fleet.floor_wh[:, None]
+    reserve = (fleet.reserve_wh if fleet.reserve_wh is not None else fleet.floor_wh)[:, None]
     limit = fleet.limit_w[:, None]
     can_form = fleet.can_form[:, None]
-    target = np.asarray(targets_h, dtype=float)[:, None]
-    level = np.full(n, -1, dtype=np.int64)  # the lowest tier kept on (-1: none yet)
+    if arrivals is not None:
+        energy = np.vstack([energy, arrivals.reserve_wh[:, None] + arrivals.energy_wh])
+        capacity = np.vstack([capacity, arrivals.capacity_wh[:, None]])
+        floor = np.vstack([floor, arrivals.floor_wh[:, None]])
+        reserve = np.vstack([reserve, arrivals.reserve_wh[:, None]])
+        limit = np.vstack([limit, arrivals.limit_w[:, None]])
+        can_form = np.vstack([can_form, np.zeros((len(arrivals.limit_w), 1), dtype=bool)])
+    stair_map = staircase_h(dict(zip(Tier, rules.targets_h, strict=True)), rules.hysteresis_h)
+    stairs = np.array([stair_map[t] for t in Tier][:tiers], dtype=float)
+    share = np.asarray(rules.on_share[:tiers], dtype=float)[:, None]
+    never_on = share[:, 0] < 1.0 - 1e-9
+    level = np.full(n, tiers - 1, dtype=np.int64)  # the energy policy's lowest tier on
+    was_on = np.full(n, tiers - 1, dtype=np.int64)  # the lowest tier on (on the grid: all)
+    first = tier_w[:, starts]
+    fixed = (1.0 - share) * first  # loads never on again: counted at their draw on the grid
+    seen = share * first  # the others: their draw when last on
     alive = np.ones((tiers, n), dtype=bool)
     carried = np.full((tiers, n), hours, dtype=np.int64)
     cause = np.zeros((tiers, n), dtype=np.int64)
     eps = 1e-6
+    tier_index = np.arange(tiers)[:, None]
     for k in range(hours):
         at = (starts + k) % n
-        present = fleet.present[:, at] if v else np.zeros((0, n), dtype=bool)
+        present = fleet.present[:, at] if len(fleet.ids) else np.zeros((0, n), dtype=bool)
+        if arrivals is not None:
+            present = np.vstack([present, arrivals.arrive_h <= k])
         usable = np.where(present, np.maximum(energy - floor, 0.0), 0.0)
+        banked = np.where(present, np.maximum(energy - reserve, 0.0), 0.0).sum(axis=0)
         running = usable > eps
         former: BoolArray = np.asarray((running & can_form).any(axis=0), dtype=bool)
         total = usable.sum(axis=0)
         power = np.where(running, limit, 0.0).sum(axis=0)
-        draw = tier_w[:, at]  # (tiers, n)
-        stair = np.cumsum(draw * target, axis=0)
-        kept = np.zeros(n, dtype=np.int64)
-        for t in range(1, tiers):
-            stays = (t <= level) & (total + eps >= stair[t])
-            comes = (t > level) & (total + eps >= stair[t] + hysteresis_h * draw[t])
-            kept = np.where((kept == t - 1) & (stays | comes), t, kept)
+        current = share * tier_w[:, at]  # (tiers, n) what the loads that can be on draw
+        # the demand the policy counts: measured when on, the draw when last on when off
+        # (a tier on as the hour starts draws this hour's figure before any shed)
+        seen = np.where(tier_index <= was_on[None, :], current, seen)
+        draw = seen + fixed
         pv = pv_w[at]
-        cumulative = np.cumsum(draw, axis=0)
+        need, drain = _stair_wh(draw, stairs, pv * rules.endurance_pv_fraction)
+        # the energy policy at the start of the hour: a tier on stays while its staircase
+        # is covered; a tier off comes back with the hysteresis to spare
+        back = need + rules.hysteresis_h * drain
+        allowed = (tier_index <= level[None, :]) & (banked[None, :] + eps >= need)
+        allowed |= (tier_index > level[None, :]) & (banked[None, :] + eps >= back)
+        # the top tier with any demand is always allowed, to the end; a tier that draws
+        # nothing holds no tier below it back (the controller skips it)
+        top = np.argmax(draw > 0, axis=0)
+        allowed |= (tier_index <= top[None, :]) | (draw <= 0)
+        kept = np.where(allowed.all(axis=0), tiers - 1, np.argmin(allowed, axis=0) - 1)
+        # the power balance: what the present cars and the firm PV can carry this hour
+        served_w = np.cumsum(current, axis=0)  # (tiers, n) tiers 0..t on
         fits = former[None, :] & (
-            cumulative - pv[None, :] <= np.minimum(power, total)[None, :] + eps
+            served_w + rules.shed_margin_w <= power[None, :] + pv[None, :] * rules.pv_firm_fraction
         )
-        fit_level = np.where(fits.any(axis=0), tiers - 1 - np.argmax(fits[::-1], axis=0), -1)
-        served = np.minimum(kept, fit_level)
-        level = kept
-        load = np.where(
-            served >= 0, np.take_along_axis(cumulative, np.maximum(served, 0)[None, :], 0)[0], 0.0
-        )
-        net = load - pv
-        need = np.maximum(net, 0.0)
-        taken = np.minimum(need, total)
+        fits &= served_w - pv[None, :] <= total[None, :] + eps
+        fit_level = np.where(fits.all(axis=0), tiers - 1, np.argmin(fits, axis=0) - 1)
+        seen = np.where(tier_index <= np.minimum(kept, fit_level)[None, :], current, seen)
+        # within the hour: the energy falls at the net draw; a tier is shed when it
+        # crosses the tier's staircase (never the top tier)
+        lvl = kept.copy()
+        left_h = np.ones(n)
+        used = np.zeros(n)  # [Wh] load served this hour
+        for _ in range(tiers - 1):
+            on = np.minimum(lvl, fit_level)
+            load = np.where(
+                on >= 0, np.take_along_axis(served_w, np.maximum(on, 0)[None], 0)[0], 0.0
+            )
+            rate = np.maximum(load - pv, 0.0)
+            threshold = np.take_along_axis(need, np.maximum(lvl, 0)[None], 0)[0]
+            now_wh = banked - np.maximum(used - pv * (1.0 - left_h), 0.0)
+            crosses = (lvl > top) & (rate > 0) & (now_wh - rate * left_h < threshold - eps)
+            tau = np.clip((now_wh - threshold) / np.where(rate > 0, rate, 1.0), 0.0, left_h)
+            tau = np.where(crosses, tau, left_h)
+            used = used + load * tau
+            left_h = left_h - tau
+            lvl = np.where(crosses, lvl - 1, lvl)
+        on = np.minimum(lvl, fit_level)
+        load = np.where(on >= 0, np.take_along_axis(served_w, np.maximum(on, 0)[None], 0)[0], 0.0)
+        used = used + load * left_h
+        served = on
+        level = lvl
+        was_on = on
+        net = used - pv
+        need_wh = np.maximum(net, 0.0)
+        taken = np.minimum(need_wh, total)
         with np.errstate(invalid="ignore", divide="ignore"):
             part = np.where(total > 0, usable / np.where(total > 0, total, 1.0), 0.0)
         energy = energy - part * taken
@@ -324,13 +549,17 @@ def policy_runs(
             fill = np.where(room_total > 0, room / np.where(room_total > 0, room_total, 1.0), 0.0)
         energy = energy + fill * absorbed
         for t in range(tiers):
-            ok = served >= t
+            ok = (served >= t) & ~never_on[t]
             lost = alive[t] & ~ok
             carried[t, lost] = k
             why = np.where(
                 ~former,
                 1,
-                np.where(kept < t, 4, np.where(cumulative[t] - pv > power + eps, 2, 3)),
+                np.where(
+                    never_on[t] | (fit_level < t) & (served_w[t] + rules.shed_margin_w > power),
+                    2,
+                    np.where(fit_level < t, 3, 4),
+                ),
             )
             cause[t, lost] = why[lost]
             alive[t] &= ok

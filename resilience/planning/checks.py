@@ -6,8 +6,8 @@ lost `GRID_LOSS_S` into the drill and does not come back for the plan's longest 
 every hour the profile's load per tier (`load_change`, as a factor of the tier's rated bus
 load) and the scaled PV (`pv`) are set; the cars on chargers start at the plan's charge,
 are absent when their parked hours say so, leave and come back at those hours with the
-charge they left with (`vehicle_arrives` without `soc_pct`); V2L donors are absent (the
-fast model counts the bus only, and so does the comparison).
+charge they left with (`vehicle_arrives` without `soc_pct`); so do the donors on the kept
+V2L outlets (the fast model runs each outlet's circuit on its donor).
 
 `run_drill` (the thin adapter, run on a Dask worker) writes the site and the scenario to
 a scratch directory and runs the unchanged drill runner as a child process
@@ -15,8 +15,8 @@ a scratch directory and runs the unchanged drill runner as a child process
 firmware_sim), and keeps what the comparison needs from its report.
 
 `compare` (pure): for every target tier, the fast model's hours carried from that start
-against the hours every bus load of the tier set stayed on from the island settled, as the
-plant recorded its relays (`carried_hours`); a
+against the hours every load of the tier set (bus and V2L circuits) stayed on from the
+island settled, as the plant recorded its relays (`carried_hours`); a
 disagreement (one says the target's hours are met, the other not) is listed with the
 start, both hours and why (the fast model's cause of loss, when the drill shed the tier,
 whether it went into emergency, any safety violation).
@@ -25,6 +25,7 @@ whether it went into emergency, any safety violation).
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from resilience.config import SiteConfig
 from resilience.drills.survival import (
     FAILURES,
     FIRST_WEEKDAY_2025,
+    Arrivals,
     Profile,
     availability,
 )
@@ -71,8 +73,11 @@ def drill_scenario(
     start_soc_pct: float,
     pv_scale: float,
     first_weekday: int = FIRST_WEEKDAY_2025,
+    arrivals: Arrivals | None = None,
 ) -> dict[str, Any]:
-    """The scenario document of one outage start (module doc); its site is "site.toml"."""
+    """The scenario document of one outage start (module doc); its site is "site.toml".
+    `arrivals`: the plan's donors, each arriving at its charger (`donor_charger_N`) half a
+    minute per charger into the hour the fast model counts it from."""
     n = len(profile.hour)
     rated = {
         tier: sum(
@@ -100,10 +105,9 @@ def drill_scenario(
             {"at": t, "kind": "pv", "available_w": round(float(profile.pv_w[at]) * pv_scale, 1)}
         )
     events.append({"at": f"{GRID_LOSS_S:g}s", "kind": "grid_loss", "note": "the outage"})
-    absent = [v.id for v in site.vehicles if v.outlet is not None]
+    absent = []
     for vehicle in site.vehicles:
-        if vehicle.charger is None:
-            continue
+        connector = vehicle.charger or vehicle.outlet
         present = availability(vehicle, n, first_weekday)
         here = [bool(present[(start + k) % n]) for k in range(hours)]
         if not here[0]:
@@ -118,11 +122,29 @@ def drill_scenario(
                         "at": when,
                         "kind": "vehicle_arrives",
                         "vehicle": vehicle.id,
-                        "connector": vehicle.charger,
+                        "connector": connector,
                     }
                 )
             else:
-                events.append({"at": when, "kind": "vehicle_leaves", "connector": vehicle.charger})
+                events.append({"at": when, "kind": "vehicle_leaves", "connector": connector})
+    if arrivals is not None:
+        for j, hour in enumerate(arrivals.arrive_h[:, start].tolist()):
+            if hour >= hours:
+                continue
+            capacity = float(arrivals.capacity_wh[j])
+            reserve_pct = 100.0 * float(arrivals.reserve_wh[j]) / capacity
+            soc = reserve_pct + 100.0 * float(arrivals.energy_wh[j, start]) / capacity
+            events.append(
+                {
+                    "at": f"{GRID_LOSS_S + hour * 3600 + 30 * (j + 1):g}s",
+                    "kind": "vehicle_arrives",
+                    "vehicle": f"donor_{j + 1}",
+                    "connector": f"donor_charger_{j + 1}",
+                    "capacity_wh": round(capacity, 1),
+                    "reserve_soc_pct": round(reserve_pct, 3),
+                    "soc_pct": round(min(100.0, soc), 3),
+                }
+            )
     begin = PROFILE_START + timedelta(hours=start)
     return {
         "scenario": {
@@ -137,7 +159,7 @@ def drill_scenario(
             "pv_available_w": round(float(profile.pv_w[start % n]) * pv_scale, 1),
         },
         "events": events,
-        "criteria": {"max_unserved_kwh": {}, "unserved_scope": "bus"},
+        "criteria": {"max_unserved_kwh": {}},
     }
 
 
@@ -156,14 +178,19 @@ def run_drill(site_doc: dict[str, Any], scenario: dict[str, Any]) -> dict[str, A
             str(work / "out"),
             "--quiet",
         ]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(command, capture_output=True, text=True, check=False)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         report_path = work / "out" / "report.json"
         if done.returncode not in (0, 1) or not report_path.exists():
             return {"error": f"drill exited {done.returncode}: {done.stderr.strip()[-2000:]}"}
         report = json.loads(report_path.read_text(encoding="utf-8"))
-    bus = report.get("served_h", {}).get("bus", {})
+    circuits = report.get("served_h", {}).values()  # per circuit: hours served per tier
     return {
-        "served_h": {tier: float(bus.get(tier, 0.0)) for tier in TIERS},
+        "served_h": {
+            tier: min((float(c[tier]) for c in circuits if tier in c), default=0.0)
+            for tier in TIERS
+        },
         "carried_h": carried_hours(
             report.get("relays", {}),
             site_doc,
@@ -172,13 +199,18 @@ def run_drill(site_doc: dict[str, Any], scenario: dict[str, Any]) -> dict[str, A
         "modes": sorted({t["to"] for t in report.get("transitions", [])}),
         "safety_violations": len(report.get("safety_violations", [])),
         "wall_seconds": report.get("wall_seconds"),
+        # the drill process's CPU [s] (user + system; a worker runs one drill at a time)
+        "cpu_seconds": round(
+            after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, 3
+        ),
     }
 
 
 def carried_hours(
     relays: dict[str, list[list[Any]]], site_doc: dict[str, Any], duration_h: float
 ) -> dict[str, float]:
-    """Per tier: the hours from the outage that every bus load of it stayed on, counted from
+    """Per tier: the hours from the outage that every load of it (on the bus or a V2L
+    circuit) stayed on, counted from
     the island settled (`SETTLE_S` after the outage: a black start restores the loads
     one after another) to the first time one of them opened; 0 when one was still off at
     `SETTLE_S` (the policy never let it on). From the plant's relay record."""
@@ -186,8 +218,6 @@ def carried_hours(
     settled = t0 + SETTLE_S
     carried: dict[str, float] = {}
     for load in site_doc.get("loads", []):
-        if load.get("supply", "bus") != "bus":
-            continue
         steps = relays.get(load["id"], [[0.0, True]])
         on = bool(steps[0][1])
         end = duration_h

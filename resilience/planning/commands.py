@@ -6,11 +6,14 @@ the sweep on Dask distributed (`engine`), keeps every result in one SQLite file
 (default DIR/plan.sqlite) that a rerun resumes from, checks each frontier combination
 with real drills (`checks`), and writes DIR/plan.json and DIR/plan.html (`report`). The
 summary (combinations, computed this run, the frontier) is printed as JSON on stdout.
+Dask distributed and tomli-w are the `plan` extra (``pip install 'resilience[plan]'``):
+without them the command says so and exits 3.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -39,7 +42,25 @@ def plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+PLAN_MODULES = {"distributed": "dask[distributed]", "tomli_w": "tomli-w"}
+"""What `resilience plan` needs beyond the controller (the `plan` extra): module -> package."""
+
+
+def missing_packages() -> list[str]:
+    """The `plan` extra's packages that are not installed."""
+    return [pkg for module, pkg in PLAN_MODULES.items() if importlib.util.find_spec(module) is None]
+
+
 def plan(args: argparse.Namespace, extra: list[str]) -> int:
+    missing = missing_packages()
+    if missing:
+        print(
+            f"resilience plan needs {' and '.join(missing)}, not installed here: install the"
+            " plan extra, pip install 'resilience[plan]' (from a checkout:"
+            " .venv/bin/pip install -e '.[plan]'; make venv-test installs it)",
+            file=sys.stderr,
+        )
+        return 3
     from resilience.drills.survival import ProfileError, load_profile
     from resilience.planning.engine import (
         Progress,
@@ -91,6 +112,7 @@ def plan(args: argparse.Namespace, extra: list[str]) -> int:
         "site": str(loaded.site_path),
         "profile": str(loaded.profile_path),
         "targets": [t.model_dump() for t in loaded.plan.targets],
+        "donors": loaded.plan.donors.model_dump() if loaded.plan.donors else None,
         "currency": loaded.plan.costs.currency if loaded.plan.costs else None,
         "combinations": len(sweep.results),
         "computed": sweep.computed,

@@ -30,7 +30,8 @@ from resilience.planning.sweep import (
     Combination,
     combinations,
     derive_site,
-    evaluate,
+    donor_arrivals,
+    evaluate_many,
     result_key,
     runs,
     sample_starts,
@@ -66,6 +67,12 @@ class ResultStore:
             (key, kind, json.dumps(payload, sort_keys=True)),
         )
         self._db.commit()
+
+    def payloads(self, kind: str) -> list[dict[str, Any]]:
+        return [
+            json.loads(row[0])
+            for row in self._db.execute("SELECT payload FROM results WHERE kind = ?", (kind,))
+        ]
 
     def count(self, kind: str) -> int:
         row = self._db.execute("SELECT COUNT(*) FROM results WHERE kind = ?", (kind,)).fetchone()
@@ -118,6 +125,22 @@ class Progress:
         self.stream.flush()
 
 
+TASKS_PER_WORKER = 4
+"""The sweep is cut into about this many tasks per worker: each carries seconds of work
+(a combination alone is a few tenths of a second, less than a task's round trip and the
+plan shipped with it), and the last tasks still spread over the workers."""
+
+
+def chunks(indices: list[int], workers: int) -> list[list[int]]:
+    """`indices` in consecutive runs, about `TASKS_PER_WORKER` per worker."""
+    size = max(1, -(-len(indices) // (TASKS_PER_WORKER * max(1, workers))))
+    return [indices[i : i + size] for i in range(0, len(indices), size)]
+
+
+def _workers(client: Any) -> int:
+    return max(1, len(client.scheduler_info().get("workers", {})))
+
+
 @dataclass(frozen=True)
 class SweepRun:
     results: list[dict[str, Any]]  # in combination order
@@ -147,18 +170,24 @@ def run_sweep(
         base_kwp = site_kwp(loaded.site)
         futures = {
             client.submit(
-                evaluate, plan, site_doc, prof, base_kwp, combos[i], key=f"plan-{keys[i]}"
-            ): i
-            for i in missing
+                evaluate_many,
+                plan,
+                site_doc,
+                prof,
+                base_kwp,
+                [combos[i] for i in chunk],
+                key=f"plan-{keys[chunk[0]]}-{len(chunk)}",
+            ): chunk
+            for chunk in chunks(missing, _workers(client))
         }
         for future in as_completed(futures):  # type: ignore[no-untyped-call]
-            i = futures[future]
-            result = future.result()
-            result["key"] = keys[i]
-            store.put("sweep", keys[i], result)
-            results[i] = result
+            chunk = futures[future]
+            for i, result in zip(chunk, future.result(), strict=True):
+                result["key"] = keys[i]
+                store.put("sweep", keys[i], result)
+                results[i] = result
             if bar:
-                bar.step()
+                bar.step(len(chunk))
     done = [r for r in results if r is not None]
     for r, k in zip(done, keys, strict=True):
         r["key"] = k
@@ -189,13 +218,23 @@ def run_checks(
     fast: dict[str, Any] = {}
     for result in frontier:
         combo = Combination.from_dict(result["combination"])
-        doc = derive_site(loaded.site_doc, combo)
+        doc = derive_site(loaded.site_doc, combo, plan.donors.chargers if plan.donors else 0)
         site = parse_site(doc)
         pv_scale = combo.pv_kwp / base_kwp if base_kwp > 0 else 0.0
-        fast[result["key"]] = runs(site, profile, pv_scale, hours, plan.plan.start_soc_pct)
+        arrivals = donor_arrivals(plan, site, len(profile.hour))
+        fast[result["key"]] = runs(
+            site, profile, pv_scale, hours, plan.plan.start_soc_pct, arrivals=arrivals
+        )
         for start in starts:
             scenario = drill_scenario(
-                site, profile, combo, start, hours, plan.plan.start_soc_pct, pv_scale
+                site,
+                profile,
+                combo,
+                start,
+                hours,
+                plan.plan.start_soc_pct,
+                pv_scale,
+                arrivals=arrivals,
             )
             jobs.append((result["key"], start, f"{result['key']}-{start}-{hours}", doc, scenario))
     drills: dict[str, dict[int, dict[str, Any]]] = {r["key"]: {} for r in frontier}

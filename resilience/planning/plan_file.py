@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from resilience.config import (
     ConfigError,
@@ -26,7 +33,7 @@ from resilience.config import (
 )
 from resilience.model import Tier
 
-__all__ = ["LoadedPlan", "Plan", "PlanError", "PlanProblem", "load_plan", "parse_plan"]
+__all__ = ["Donors", "LoadedPlan", "Plan", "PlanError", "PlanProblem", "load_plan", "parse_plan"]
 
 Percent = Annotated[float, Field(ge=0, le=100)]
 Count = Annotated[int, Field(ge=0, le=64)]
@@ -123,11 +130,37 @@ class Costs(_Model):
     pv_per_kwp: NonNegative = 0.0
 
 
+class Donors(_Model):
+    """Donor cars that arrive once the outage has started, as a distribution (seeded with
+    the plan's seed): each hour a Poisson number of them (`rate_per_h`), each giving a
+    normal energy above its owner's reserve (`energy_kwh`, `energy_spread_kwh`), plugged
+    into the first free of `chargers` grid-following chargers kept for donors (no fleet
+    car on them) and staying to the end; one that finds them all taken is turned away."""
+
+    chargers: Annotated[int, Field(ge=1, le=64)]  # chargers kept for donors (each costs one)
+    rate_per_h: Annotated[float, Field(gt=0, le=20)]  # mean arrivals per hour
+    energy_kwh: Annotated[float, Field(gt=0)]  # mean energy each gives above its reserve
+    energy_spread_kwh: NonNegative = 0.0  # its standard deviation
+    capacity_kwh: Annotated[float, Field(ge=1, le=300)] = 77.4  # each donor's battery
+    reserve_soc_pct: Annotated[float, Field(ge=0, lt=100)] = 50.0  # each owner's reserve
+
+    @model_validator(mode="after")
+    def _fits(self) -> Donors:
+        room = self.capacity_kwh * (1.0 - self.reserve_soc_pct / 100.0)
+        if self.energy_kwh > room:
+            raise ValueError(
+                f"energy_kwh {self.energy_kwh:g} is more than a {self.capacity_kwh:g} kWh car"
+                f" holds above a {self.reserve_soc_pct:g} % reserve ({room:g} kWh)"
+            )
+        return self
+
+
 class Plan(_Model):
     plan: PlanSection
     vary: VarySection
     targets: list[Target] = Field(min_length=1)
     costs: Costs | None = None
+    donors: Donors | None = None
 
 
 PlanProblem = ConfigProblem

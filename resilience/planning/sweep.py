@@ -12,16 +12,20 @@ answer depends only on its inputs:
   with their loads and donors; the PV inverter's rating; every car's reserve and
   parked hours), validated by `parse_site` exactly as `check-config` would;
 - `evaluate(...)`: the fast outage survival model (`resilience.drills.survival`) over
-  every start hour of the profile, per tier set, with the PV scaled to the kWp tried;
+  every start hour of the profile, per tier set, on the bus and every V2L circuit, with
+  the PV scaled to the kWp tried and the plan's donors;
   the targets met or not; the cost;
 - `frontier(results)`: among the combinations meeting every target, the cheapest, and
   each dearer one only when it survives more at the first target (a Pareto frontier);
-- `sample_starts(seed, ...)`: the seeded outage starts the drills check.
+- `sample_starts(seed, ...)`: the seeded outage starts the drills check;
+- `donor_draws(donors, seed, ...)`: the plan's donor arrivals, drawn per start from its
+  own seeded generator, for the fast model and the drills alike (`donor_arrivals`).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -35,20 +39,25 @@ import numpy.typing as npt
 from resilience.config import ConfigError, SiteConfig, parse_site
 from resilience.drills.survival import (
     FIRST_WEEKDAY_2025,
+    Arrivals,
     FloatArray,
     Profile,
     fleet_of,
+    island_rules,
     policy_runs,
+    v2l_circuits,
 )
-from resilience.model import Tier
-from resilience.planning.plan_file import Plan
+from resilience.planning.plan_file import Donors, Plan
 
 __all__ = [
     "Combination",
     "combinations",
     "cost_of",
     "derive_site",
+    "donor_arrivals",
+    "donor_draws",
     "evaluate",
+    "evaluate_many",
     "frontier",
     "result_key",
     "runs",
@@ -61,6 +70,8 @@ TIER_SETS = ("life_safety", "critical", "essential")
 """A tier's survival: it and every tier above it carried (life-safety, +critical, +essential)."""
 CHARGER_PORT_BASE = 16000
 """Ports of the plan's chargers (the reference site's devices use 150xx)."""
+DONOR_PORT_BASE = 16100
+"""Ports of the chargers kept for donors (`[donors] chargers`)."""
 
 
 @dataclass(frozen=True)
@@ -140,8 +151,10 @@ def combinations(plan: Plan, site: SiteConfig) -> list[Combination]:
     ]
 
 
-def derive_site(doc: dict[str, Any], combo: Combination) -> dict[str, Any]:
-    """The site document for a combination (module doc); the input is not changed."""
+def derive_site(doc: dict[str, Any], combo: Combination, donor_chargers: int = 0) -> dict[str, Any]:
+    """The site document for a combination (module doc), with `donor_chargers` more
+    grid-following chargers and no car on them (`donor_charger_1` ..., for the plan's
+    `[donors]`); the input is not changed."""
     doc = copy.deepcopy(doc)
     devices: dict[str, Any] = doc["devices"]
     chargers = [n for n, d in devices.items() if d.get("driver") == "bidirectional_charger"]
@@ -162,6 +175,13 @@ def derive_site(doc: dict[str, Any], combo: Combination) -> dict[str, Any]:
         car = dict(cars[(i - 1) % len(cars)]) if cars else {}
         car.update({"id": f"fleet_car_{i}", "name": f"Fleet car {i}", "charger": name})
         new_cars.append(car)
+    for j in range(1, donor_chargers + 1):
+        devices[f"donor_charger_{j}"] = {
+            **template,
+            "port": DONOR_PORT_BASE + j,
+            "can_form": False,
+            "pcc_interlock": False,
+        }
     outlets = [n for n, d in devices.items() if d.get("driver") == "v2l_outlet"]
     dropped = set(outlets[combo.v2l_outlets :])
     for name in dropped:
@@ -211,7 +231,8 @@ def cost_of(plan: Plan, combo: Combination) -> float | None:
         combo.chargers * costs.charger
         + combo.grid_forming * costs.grid_forming_extra
         + combo.v2l_outlets * costs.v2l_outlet
-        + combo.pv_kwp * costs.pv_per_kwp,
+        + combo.pv_kwp * costs.pv_per_kwp
+        + (plan.donors.chargers * costs.charger if plan.donors else 0.0),
         2,
     )
 
@@ -229,6 +250,8 @@ def result_key(plan: Plan, site_doc: dict[str, Any], profile: Profile, combo: Co
         "start_soc_pct": plan.plan.start_soc_pct,
         "targets": [t.model_dump() for t in plan.targets],
         "costs": plan.costs.model_dump() if plan.costs else None,
+        "donors": plan.donors.model_dump() if plan.donors else None,
+        "seed": plan.plan.seed if plan.donors else None,
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()[:24]
@@ -244,7 +267,7 @@ def evaluate(
     first_weekday: int = FIRST_WEEKDAY_2025,
 ) -> dict[str, Any]:
     """One combination: its site (valid or why not), survival curves, targets, cost."""
-    doc = derive_site(site_doc, combo)
+    doc = derive_site(site_doc, combo, plan.donors.chargers if plan.donors else 0)
     result: dict[str, Any] = {
         "combination": combo.as_dict(),
         "label": combo.label(),
@@ -258,7 +281,10 @@ def evaluate(
         )
         return result
     pv_scale = combo.pv_kwp / base_kwp if base_kwp > 0 else 0.0
-    carried, _ = runs(site, profile, pv_scale, plan.plan.hours, plan.plan.start_soc_pct)
+    arrivals = donor_arrivals(plan, site, len(profile.hour))
+    carried, _ = runs(
+        site, profile, pv_scale, plan.plan.hours, plan.plan.start_soc_pct, arrivals=arrivals
+    )
     tiers = sorted(
         {t.tier for t in plan.targets} | {"life_safety", "critical"}, key=TIER_SETS.index
     )
@@ -288,6 +314,17 @@ def evaluate(
     return result
 
 
+def evaluate_many(
+    plan: Plan,
+    site_doc: dict[str, Any],
+    profile: Profile,
+    base_kwp: float,
+    combos: list[Combination],
+) -> list[dict[str, Any]]:
+    """`evaluate` for each of `combos`, in order: one Dask task's share of the sweep."""
+    return [evaluate(plan, site_doc, profile, base_kwp, c) for c in combos]
+
+
 def runs(
     site: SiteConfig,
     profile: Profile,
@@ -295,22 +332,75 @@ def runs(
     hours: int,
     start_soc_pct: float,
     first_weekday: int = FIRST_WEEKDAY_2025,
+    *,
+    arrivals: Arrivals | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The fast model with the site's endurance policy: per tier (life-safety first) and
-    start hour, the whole hours carried and why lost (`survival.policy_runs`)."""
+    start hour, the whole hours carried and why lost (`survival.policy_runs`), on every
+    circuit the tier set has loads on: the bus (the cars on chargers and the PV) and each
+    V2L outlet's own circuit (its donor car); a tier set is carried while every one of
+    them carries it. `arrivals`: donors on the chargers kept for them (`donor_arrivals`)."""
     fleet = fleet_of(site, len(profile.hour), first_weekday)
     tier_w = np.vstack(
         [profile.life_safety_w, profile.critical_w, profile.essential_w, profile.comfort_w]
     )
-    targets = site.dispatch.tier_targets_h()
-    return policy_runs(
-        tier_w,
-        profile.pv_w * pv_scale,
-        fleet,
-        hours,
-        start_soc_pct,
-        tuple(targets[t] for t in Tier),
-        site.dispatch.endurance_hysteresis_h,
+    carried, cause = policy_runs(
+        tier_w, profile.pv_w * pv_scale, fleet, hours, start_soc_pct, island_rules(site), arrivals
+    )
+    zeros = np.zeros(len(profile.hour))
+    for circuit in v2l_circuits(site, profile, first_weekday):
+        own, why = policy_runs(
+            circuit.tier_w, zeros, circuit.fleet, hours, start_soc_pct, circuit.rules
+        )
+        for t, has in enumerate(circuit.has_tier):
+            sooner = has & (own[t] < carried[t])
+            carried[t] = np.where(sooner, own[t], carried[t])
+            cause[t] = np.where(sooner, why[t], cause[t])
+    return carried, cause
+
+
+@functools.lru_cache(maxsize=8)
+def donor_draws(
+    donors: Donors, seed: int, n_starts: int, hours: int
+) -> tuple[npt.NDArray[np.int64], FloatArray]:
+    """Per donor charger (rows) and start hour (columns): the outage hour its donor arrives
+    (`hours`: none does) and the energy [Wh] it brings above its reserve. Each start draws
+    from its own generator seeded with (`seed`, start): the same for the same seed, and a
+    start's donors do not depend on which other starts are looked at. Each hour a Poisson
+    number arrive; the first `chargers` take a charger each and stay, the rest are turned
+    away; energies are normal, cut to what the car can hold above its reserve."""
+    slots = donors.chargers
+    arrive = np.full((slots, n_starts), hours, dtype=np.int64)
+    energy = np.zeros((slots, n_starts))
+    room_wh = donors.capacity_kwh * (1.0 - donors.reserve_soc_pct / 100.0) * 1000.0
+    for start in range(n_starts):
+        rng = np.random.default_rng([seed, start])
+        counts = rng.poisson(donors.rate_per_h, hours)
+        when = np.repeat(np.arange(hours), counts)[:slots]
+        kwh = rng.normal(donors.energy_kwh, donors.energy_spread_kwh, len(when))
+        arrive[: len(when), start] = when
+        energy[: len(when), start] = np.clip(kwh * 1000.0, 0.0, room_wh)
+    return arrive, energy
+
+
+def donor_arrivals(plan: Plan, site: SiteConfig, n_starts: int) -> Arrivals | None:
+    """The plan's `[donors]` as `survival.Arrivals` on the derived site's donor chargers."""
+    donors = plan.donors
+    if donors is None:
+        return None
+    arrive, energy = donor_draws(donors, plan.plan.seed, n_starts, plan.plan.hours)
+    slots = donors.chargers
+    capacity = donors.capacity_kwh * 1000.0
+    reserve = donors.reserve_soc_pct / 100.0 * capacity
+    margin = site.dispatch.reserve_margin_pct / 100.0 * capacity
+    rating = [site.devices[f"donor_charger_{j}"].rating_w or 0.0 for j in range(1, slots + 1)]
+    return Arrivals(
+        capacity_wh=np.full(slots, capacity),
+        reserve_wh=np.full(slots, reserve),
+        floor_wh=np.full(slots, min(capacity, reserve + margin)),
+        limit_w=np.asarray(rating, dtype=float),
+        arrive_h=arrive,
+        energy_wh=energy,
     )
 
 

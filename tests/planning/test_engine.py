@@ -15,7 +15,7 @@ import pytest
 
 from resilience import cli
 from resilience.drills.survival import load_profile
-from resilience.planning.engine import Progress, ResultStore, open_client, run_sweep
+from resilience.planning.engine import Progress, ResultStore, chunks, open_client, run_sweep
 from resilience.planning.plan_file import load_plan
 from resilience.planning.sweep import combinations, evaluate, site_kwp
 
@@ -131,3 +131,10 @@ def test_scheduler_and_worker_as_separate_processes(small_plan: Path, tmp_path: 
             process.terminate()
         for process in (worker, scheduler):
             process.wait(timeout=30)
+
+
+def test_the_sweep_is_cut_into_a_few_tasks_per_worker() -> None:
+    parts = chunks(list(range(60)), 2)
+    assert len(parts) == 8 and [i for p in parts for i in p] == list(range(60))
+    assert chunks([3, 5], 4) == [[3], [5]]
+    assert chunks([], 2) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,8 @@ from resilience import cli
 from resilience.planning.plan_file import PlanError, load_plan
 
 from .conftest import REPO, SMALL_PLAN
+
+DONORS = "[donors]\nchargers = 1\nrate_per_h = 0.5\nenergy_kwh = 30.0\n{}\n\n"
 
 
 def test_example_plan_is_valid() -> None:
@@ -36,6 +39,21 @@ def test_example_plan_is_valid() -> None:
         (("pv_kwp = [0.0, 20.0]", "fleet_hours = [[[8, 6]]]"), "vary.fleet_hours", "start < end"),
         (('name = "small"', 'name = ""'), "plan.name", "at least 1 character"),
         (("[[targets]]", "[[nothing]]"), "nothing", "unknown key"),
+        (
+            ("[costs]", DONORS.replace("0.5", "0.0").format("") + "[costs]"),
+            "donors.rate_per_h",
+            "greater than 0",
+        ),
+        (
+            ("[costs]", DONORS.format("energy_spread_kwh = -1.0") + "[costs]"),
+            "donors.energy_spread_kwh",
+            "greater than or equal to 0",
+        ),
+        (
+            ("[costs]", DONORS.format("capacity_kwh = 50.0") + "[costs]"),
+            "donors",
+            "more than a 50 kWh car holds above a 50 % reserve (25 kWh)",
+        ),
     ],
 )
 def test_bad_plan_exits_2_naming_file_key_reason(
@@ -67,3 +85,16 @@ def test_bad_site_and_missing_files(tmp_path: Path) -> None:
     path.write_text("[plan\n", encoding="utf-8")
     with pytest.raises(PlanError, match=r"\(syntax\)"):
         load_plan(path)
+
+
+def test_without_the_plan_extra_it_says_how_to_install_it(
+    small_plan: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    from resilience.planning import commands
+
+    assert commands.missing_packages() == []  # the test venv has the extra
+    monkeypatch.setitem(commands.PLAN_MODULES, "no_such_module_for_plan", "dask[distributed]")
+    assert cli.main(["plan", str(small_plan), "--out", str(tmp_path / "out")]) == 3
+    err = capsys.readouterr().err
+    assert "needs dask[distributed]" in err and "pip install 'resilience[plan]'" in err
+    assert not (tmp_path / "out").exists()

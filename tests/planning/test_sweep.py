@@ -17,8 +17,10 @@ from resilience.planning.sweep import (
     Combination,
     combinations,
     derive_site,
+    donor_draws,
     evaluate,
     frontier,
+    runs,
     sample_starts,
     site_kwp,
 )
@@ -153,3 +155,87 @@ def test_endurance_targets_varied(small_plan: Path) -> None:
     assert not invalid["valid"] and not invalid["meets"]
     assert any("endurance_targets_h" in p for p in invalid["problems"]), invalid["problems"]
     assert Combination.from_dict(combos[1].as_dict()) == combos[1]
+
+
+def test_an_outlet_adds_its_circuit_to_what_a_tier_set_must_carry(small_plan: Path) -> None:
+    """A V2L outlet brings its loads and its donor car: the fast model runs its circuit on
+    that car (as the controller does), and a tier set is carried only while the bus and
+    every outlet circuit with loads of it carry it. So outlets change survival: a donor
+    with little above its reserve loses the clinic fridge (life-safety, on V2L 1) long
+    before the bus runs out."""
+    loaded = load_plan(small_plan)
+    profile = load_profile(loaded.profile_path)
+    kwp = site_kwp(loaded.site)
+    doc = copy.deepcopy(loaded.site_doc)
+    for car in doc["vehicles"]:
+        if car.get("outlet") == "v2l_1":
+            car["reserve_soc_pct"] = 79.0  # starts at 80 %: 0.4 kWh above its floor
+    none, one = (
+        evaluate(loaded.plan, doc, profile, kwp, Combination(2, 1, n, 0.0, 30.0, None))
+        for n in (0, 1)
+    )
+    assert none["survival_pct"]["life_safety"][3] == 100.0  # the bus alone: 4 h everywhere
+    assert one["survival_pct"]["life_safety"][3] < 50.0  # the fridge's donor gives out first
+    site = parse_site(derive_site(doc, Combination(2, 1, 1, 0.0, 30.0, None)))
+    carried, cause = runs(site, profile, 0.0, 4, loaded.plan.plan.start_soc_pct)
+    lost = carried[0] < 4
+    assert lost.any() and set(cause[0][lost].tolist()) <= {1, 3, 4}
+    # with the site's own donor (35 % reserve: 35 kWh to give) the outlet costs nothing
+    kept = evaluate(
+        loaded.plan, loaded.site_doc, profile, kwp, Combination(2, 1, 1, 0.0, 30.0, None)
+    )
+    assert kept["survival_pct"]["life_safety"] == none["survival_pct"]["life_safety"]
+
+
+DONORS = """
+[donors]
+chargers = 2
+rate_per_h = 0.5
+energy_kwh = 30.0
+energy_spread_kwh = 8.0
+capacity_kwh = 77.4
+reserve_soc_pct = 40.0
+"""
+
+
+def test_donor_draws_are_seeded_per_start(small_plan: Path) -> None:
+    small_plan.write_text(small_plan.read_text(encoding="utf-8") + DONORS, encoding="utf-8")
+    donors = load_plan(small_plan).plan.donors
+    assert donors is not None
+    arrive, energy = donor_draws(donors, 3, 500, 48)
+    again, same = donor_draws(donors, 3, 200, 48)  # fewer starts: the same first 200
+    assert (arrive[:, :200] == again).all() and (energy[:, :200] == same).all()
+    other, _ = donor_draws(donors, 4, 500, 48)
+    assert (other != arrive).any()
+    came = arrive < 48
+    assert came.any() and (energy[came] > 0).all() and (energy[~came] == 0).all()
+    assert energy.max() <= 77.4 * 0.6 * 1000.0  # never more than the car holds
+    # the first charger's donor is the first to arrive; 0.5 an hour: most starts see one
+    assert (arrive[0] <= arrive[1]).all() and came[0].mean() > 0.9
+
+
+def test_donors_raise_survival(small_plan: Path) -> None:
+    text = small_plan.read_text(encoding="utf-8").replace("hours = 4\n", "hours = 48\n", 1)
+    text = text.replace("hours = 4\nshare", "hours = 48\nshare")
+    small_plan.write_text(text, encoding="utf-8")
+    without = load_plan(small_plan)
+    small_plan.write_text(text + DONORS, encoding="utf-8")
+    loaded = load_plan(small_plan)
+    profile = load_profile(loaded.profile_path)
+    kwp = site_kwp(loaded.site)
+    combo = Combination(1, 1, 0, 0.0, 30.0, None)
+    alone = evaluate(without.plan, without.site_doc, profile, kwp, combo)
+    helped = evaluate(loaded.plan, loaded.site_doc, profile, kwp, combo)
+    # life-safety for 48 h on one charger's car and the two OCPP stations' cars: the
+    # donors' energy carries it after many more of the year's starts
+    a, b = alone["survival_pct"]["life_safety"], helped["survival_pct"]["life_safety"]
+    assert all(y >= x for x, y in zip(a, b, strict=True)) and b[-1] > a[-1] + 20.0, (a, b)
+    assert helped["cost"] == alone["cost"] + 2 * 10000.0  # the two donor chargers
+    site = parse_site(derive_site(loaded.site_doc, combo, 2))
+    assert sorted(n for n in site.devices if n.startswith("donor_charger")) == [
+        "donor_charger_1",
+        "donor_charger_2",
+    ]
+    assert not any(v.charger and v.charger.startswith("donor") for v in site.vehicles)
+    again = evaluate(loaded.plan, loaded.site_doc, profile, kwp, combo)
+    assert again == helped  # the same seed, the same answer
