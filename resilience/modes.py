@@ -853,9 +853,6 @@ class _EnergyMemo:
     energy: CircuitEnergy
     tier: Tier
     estimated: bool  # worked out on estimated bus draws (`with_bus_loads_estimated`)
-    # False: nothing on the circuit drew (all on at 0 W, nothing measured yet): the
-    # answer then holds no longer than a cycle, the first real draw decides at once
-    drawn: bool = True
 
 
 class SiteModes:
@@ -1375,7 +1372,6 @@ class SiteModes:
             and memo.apply == apply
             and memo.mode is self.mode
             and memo.estimated == self._estimating
-            and memo.drawn
             and memo.sources == sources
             and memo.locked_off == memory.locked_off
             and memo.kept_on == memory.kept_on
@@ -1396,7 +1392,6 @@ class SiteModes:
             energy=self._energy[circuit],
             tier=tier,
             estimated=self._estimating,
-            drawn=self._energy[circuit].cap.top_tier is not None,
         )
         return tier
 

@@ -283,9 +283,8 @@ def allowed_tier(
     Tier k stays allowed while `energy_wh >= energy_needed_wh(..., k)` (on the
     `staircase_h` of the targets); a tier below `previous` is allowed again only with
     `hysteresis_h` hours of its draw to spare. The top tier with any demand (life-safety,
-    mostly) is always allowed: it is carried as long as the energy lasts; with no demand
-    at all the answer is `previous` (everything, when None). `last_draw_w` is what each
-    load drew when last measured on (see `demand_w`).
+    mostly) is always allowed: it is carried as long as the energy lasts. `last_draw_w`
+    is what each load drew when last measured on (see `demand_w`).
 
     This runs every cycle for every circuit: a caller that already has
     `tiers_w(loads, locked_off, last_draw_w)`, `staircase_h(targets_h, hysteresis_h)`
@@ -297,12 +296,7 @@ def allowed_tier(
         limits = thresholds(demand, stairs, targets_h, hysteresis_h, previous, pv_w)
     energy = max(0.0, energy_wh) if math.isfinite(energy_wh) else 0.0
     top = limits.top
-    # The top tier is always carried, to the end. Nothing draws or would draw (every load
-    # on at 0 W: a V2L circuit's first reading, nothing measured on it yet): no tier costs
-    # anything yet, so none is shed for energy; the answer stays what it was (everything
-    # on before any), and the first real draw decides, with no hysteresis to earn back.
-    nothing = previous if previous is not None else Tier.COMFORT
-    allowed = top if top is not None else nothing
+    allowed = top if top is not None else Tier.LIFE_SAFETY  # always carried, to the end
     for tier, need in limits.needs:
         if not energy >= need:
             break

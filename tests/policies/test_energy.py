@@ -128,29 +128,6 @@ def test_the_top_tier_with_loads_is_always_carried() -> None:
     assert cap.short is CR and cap.short_h == pytest.approx(2.0)
 
 
-def test_a_circuit_that_reads_nothing_yet_sheds_nothing_for_energy() -> None:
-    """A V2L circuit's first reading: every load on, every one at 0 W (nothing measured
-    on it yet). No tier costs anything, so none is shed (before: life-safety only, and
-    critical then had to earn `hysteresis_h` back, at its rating, to come on again: a
-    marginal donor left it dark). The first real draw decides, with nothing to earn."""
-    dark = [
-        ld("fridge", LS, 300.0, power_w=0.0, supply="v2l"),
-        ld("light", CR, 500.0, power_w=0.0, supply="v2l"),
-    ]
-    first = allowed_tier(8000.0, dark, TARGETS, 2.0, None)
-    assert first.tier is CO and first.short is None
-    assert allowed_tier(8000.0, dark, TARGETS, 2.0, CR).tier is CR  # it keeps its answer
-    lit = [
-        ld("fridge", LS, 300.0, power_w=60.0, supply="v2l"),
-        ld("light", CR, 500.0, power_w=100.0, supply="v2l"),
-    ]
-    # fridge 60 W x 72 h + light 100 W x 48 h = 9.12 kWh; 2 h of hysteresis 320 Wh more
-    need = 60.0 * 72 + 100.0 * 48
-    assert allowed_tier(need + 100.0, lit, TARGETS, 2.0, first.tier).tier is CR
-    assert allowed_tier(need + 100.0, lit, TARGETS, 2.0, LS).tier is LS  # the old start
-    assert allowed_tier(need - 100.0, lit, TARGETS, 2.0, first.tier).tier is LS
-
-
 def test_clinic_fridge_before_the_urn_on_a_donor() -> None:
     """Issue 11: a 2 kW urn must not run on a donor while the clinic fridge needs it."""
     loads = [ld("fridge", LS, 300.0), ld("light", CR, 500.0), ld("urn", CO, 2000.0)]
