@@ -29,7 +29,8 @@ def test_demo_installs_the_package_without_the_test_extras() -> None:
 
 
 def test_test_installs_the_test_extras() -> None:
-    assert any("-e '.[test]'" in line for line in _planned("test"))
+    """The tests need the test extra and the plan extra (tests/planning runs Dask)."""
+    assert any("-e '.[test,plan]'" in line for line in _planned("test"))
 
 
 STATION = "tools/ocpp-rpc-station"
