@@ -1008,6 +1008,7 @@ def _vehicle_state(
         pcc_interlock=device.pcc_interlock and reading.pcc_interlock,
         leave_in_s=leave_in_s,
         held_setpoint_w=reading.held_setpoint_w,
+        told_mode=reading.told_mode,
     )
 
 

@@ -60,6 +60,11 @@ class ChargerReading:
     # this connection. None: unknown (a station that reconnected may still run a profile
     # from before), which a black start counts as a draw at the charger's rating.
     held_setpoint_w: float | None = None
+    # The mode it was last told and keeps (Modbus: MODE_COMMAND read back; OCPP: the last
+    # command the station took), which is not always the mode it runs: a grid-former with
+    # a PCC interlock told FORM follows while the PCC is closed, and forms the instant it
+    # opens. None: unknown.
+    told_mode: ChargerMode | None = None
 
 
 @dataclass(frozen=True)

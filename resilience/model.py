@@ -162,6 +162,8 @@ class VehicleState:
     # The setpoint [W, + discharge] it takes up again once its AC side is live (see
     # `ChargerReading.held_setpoint_w`); None: unknown, or a silent charger.
     held_setpoint_w: float | None = None
+    # The mode it was last told and keeps (`ChargerReading.told_mode`); None: unknown.
+    told_mode: ChargerMode | None = None
 
     @property
     def energy_above_reserve_wh(self) -> float:

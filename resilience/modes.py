@@ -103,6 +103,9 @@ BLACK_START_TIMEOUT_S = 5.0  # a former that has not energised the bus by then i
 FORMER_RETRY_S = 60.0  # a former that failed is not chosen again for this long
 RESYNC_RETRY_S = 60.0  # after a failed resynchronisation, wait this long before the next
 RAMP_DOWN_S = 5.0  # after reconnecting, local sources ramp to zero over this time
+# Grid-connected: how long a grid-former with a PCC interlock may read told FORM (its FOLLOW
+# not landed yet) before the bus is kept to what it can carry alone.
+FOLLOW_CONFIRM_S = 2.0
 BUS_LIVE_PU = 0.9  # site bus counts as energised above this fraction of nominal voltage
 LOAD_RESTORE_PER_CYCLE = 1
 RESTORE_SPACING_S = 0.5  # in island, at least this long between two restores
@@ -157,6 +160,9 @@ class Memory:
     # When the site bus was last energised after being dark (black start formed it, or
     # the PCC closed onto a dark bus): the panels' readings until then are of a dark bus.
     bus_energised_s: float | None = None
+    # The mode each charger was last read told (`VehicleState.told_mode`), kept while it is
+    # silent: a grid-former last told FORM may form the instant the PCC opens.
+    told: dict[str, ChargerMode] = field(default_factory=dict)
     active_alarms: dict[str, str] = field(default_factory=dict)
 
 
@@ -375,6 +381,35 @@ def local_former_id(config: SiteConfig) -> str | None:
 
 
 _NEVER_SWITCHED = LoadTimes(None, None)
+
+
+def formers_told_form(ctx: GuardContext, *, just_closed: bool) -> tuple[tuple[str, ...], float]:
+    """Grid-formers with a PCC interlock that may still be told FORM on the grid, and what
+    those read told FORM can carry [W] (their ratings).
+
+    The interlock holds such a former to following while the PCC is closed and lets it
+    form the instant it opens, under whatever the bus then carries: before its FOLLOW has
+    landed (or when it refuses it), a grid loss, with a controller too slow or gone to shed
+    in time, is an island of the whole bus on one car. A silent one counts as it was last
+    read; one never read, or whose station does not say, counts only `just_closed` (it was
+    the island's former moments ago)."""
+    ids: list[str] = []
+    capacity = 0.0
+    for v in ctx.snap.vehicles:
+        if v.available:
+            if not v.pcc_interlock:
+                continue
+            told = v.told_mode
+        else:
+            device = ctx.config.devices.get(v.charger_id)
+            if device is None or not (device.can_form and device.pcc_interlock):
+                continue
+            told = ctx.memory.told.get(v.charger_id)
+        if told is ChargerMode.FORM or (told is None and just_closed):
+            ids.append(v.charger_id)
+            if v.available and told is ChargerMode.FORM:
+                capacity += v.max_discharge_w
+    return tuple(ids), capacity
 
 
 def with_bus_loads_estimated(snap: Snapshot, last_draw_w: Mapping[str, float]) -> Snapshot:
@@ -1020,6 +1055,8 @@ class SiteModes:
             self._alarm("resync_failed", False)
         if dest is not Mode.RESYNCHRONISING:
             self._alarm("resync_blocked", False)
+        if dest is not Mode.GRID_CONNECTED:
+            self._alarm("former_not_following", False)  # forming is its job now
 
     def _reset_planned(self) -> None:
         self.memory.planned_island_requested = False
@@ -1104,6 +1141,9 @@ class SiteModes:
         now = snap.time_s
         memory = self.memory
         raw = snap
+        for v in snap.vehicles:
+            if v.available and v.told_mode is not None:
+                memory.told[v.charger_id] = v.told_mode
         energised = memory.bus_energised_s
         self._estimating = self.mode in (Mode.ISLANDING, Mode.BLACK_START) or (
             energised is not None and now - energised < UNMEASURED_AFTER_ON_S
@@ -1560,7 +1600,38 @@ class SiteModes:
     ) -> Outputs:
         capacity = ctx.config.grid.connection_kva * 1000
         bus = self._circuits(ctx.snap).of("bus")
-        loads = self._plan(ctx, bus, capacity, "bus", max_restores=len(ctx.snap.loads)).on
+        memory = self.memory
+        ramping = (
+            memory.ramp_down_from_s is not None
+            and ctx.now_s - memory.ramp_down_from_s < RAMP_DOWN_S
+        )
+        restores = len(ctx.snap.loads)
+        forming, form_w = formers_told_form(ctx, just_closed=ramping)
+        confirming = bool(forming) and ctx.now_s - memory.mode_since_s < FOLLOW_CONFIRM_S
+        if confirming:
+            # Its FOLLOW has not landed yet: nothing is restored that it would have to carry
+            # should the PCC open now, and the followers hold what they gave the island.
+            restores = 0
+            memory.ramp_down_from_s = ctx.now_s
+        elif forming and form_w > 0:
+            # Still told FORM (its FOLLOW refused or unanswered): the bus is kept to what it
+            # can carry alone, as if islanding were one grid fault away (it is).
+            capacity = min(capacity, form_w)
+        elif forming:
+            restores = 0  # silent, last read told FORM: nothing more on it until it answers
+        self._alarm(
+            "former_not_following",
+            bool(forming) and not confirming,
+            "critical",
+            f"grid-former {', '.join(forming)} still told to form on the grid (its command to"
+            " follow not taken): it would form under the whole bus the instant the PCC opens;"
+            + (
+                f" the bus is kept to {form_w / 1000:.1f} kW until it follows"
+                if form_w > 0
+                else " nothing is restored until it answers"
+            ),
+        )
+        loads = self._plan(ctx, bus, capacity, "bus", max_restores=restores).on
         served = sum(
             (load.power_w if load.relay_on else load.rated_power_w)
             for load in bus
@@ -1569,7 +1640,6 @@ class SiteModes:
         pv = ctx.snap.pv.power_w if ctx.snap.pv and ctx.snap.pv.available else 0.0
         headroom = max(0.0, capacity - ctx.config.dispatch.shed_margin_w - served + pv)
         chargers: dict[str, ChargerCommand] = {}
-        memory = self.memory
         ramping = (
             memory.ramp_down_from_s is not None
             and ctx.now_s - memory.ramp_down_from_s < RAMP_DOWN_S

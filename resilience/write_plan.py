@@ -156,9 +156,13 @@ def plan_writes(
         last = last_written[0] if last_written is not None else None
         if last_written is not None and same_charger_command(last, command):
             # A charger whose held setpoint is unknown (an OCPP station that reconnected
-            # and took nothing since) does not show the command, whatever its mode says.
+            # and took nothing since) does not show the command, whatever its mode says;
+            # nor one that reads another mode told (an interlocked former told FORM runs
+            # FOLLOW while the PCC is closed, and forms the instant it opens).
             shown = (
-                reading.mode is command.mode and reading.held_setpoint_w is not None
+                reading.mode is command.mode
+                and reading.held_setpoint_w is not None
+                and reading.told_mode in (None, command.mode)
             ) or reading.state is ChargerState.FAULT
             if shown or now_s - last_written[1] < REASSERT_S:
                 continue

@@ -370,3 +370,93 @@ def test_black_start_counts_a_charger_that_refused_its_off_at_its_held_setpoint(
         assert "write_failed:charger_3" in site.controller.modes.memory.active_alarms
     finally:
         site.close()
+
+
+# --------------------------------------------------------------------------- issue 14
+def _closed_with_the_former_refusing(site: InProcessSite) -> list[str]:
+    """charger_1 (11 kW, a grid-former with a PCC interlock) alone carries the island,
+    shed to what it can carry; the grid returns and the resynchronisation closes the PCC
+    while charger_1 refuses every write: it stays told FORM, following only because the
+    closed PCC holds it. Returns the bus loads the island had shed."""
+    plant = site.plant
+    for charger_id in ("charger_2", "charger_3", "charger_4"):
+        plant.unplug(charger_id)
+    site.seconds(1)
+    site.islanded()
+    site.seconds(5)
+    shed = [
+        load.id for load in site.config.loads if load.supply == "bus" and not plant.load_on(load.id)
+    ]
+    assert shed, "the island carries everything: nothing to restore on the grid"
+    plant.grid_return()
+    for _ in range(round(30 / site.cycle_s)):
+        site.cycles(1)
+        if site.mode is Mode.RESYNCHRONISING:
+            break
+    plant.refuse_writes("charger_1")
+    for _ in range(round(30 / site.cycle_s)):
+        site.cycles(1)
+        if site.mode is Mode.GRID_CONNECTED:
+            break
+    assert site.mode is Mode.GRID_CONNECTED
+    assert plant.breaker_position is BreakerPosition.CLOSED
+    assert plant.chargers["charger_1"].mode_command is ChargerMode.FORM
+    return shed
+
+
+def test_loads_wait_for_the_former_to_be_told_to_follow_after_a_close() -> None:
+    """Restored on the grid before the former's FOLLOW has landed, the shed loads would be
+    on when a grid loss opens the PCC, and the interlock would let charger_1 form again
+    under all of them (the crash test's island collapse: 42.9 kW on 11 kW)."""
+    site = InProcessSite(reference(), PlantInit(pv_available_fraction=0.0))
+    try:
+        plant = site.plant
+        shed = _closed_with_the_former_refusing(site)
+        site.seconds(0.2)
+        assert not any(plant.load_on(load) for load in shed)
+        # The grid goes while the board cannot shed (in local control; or the controller
+        # killed at that moment): whatever is on when the PCC opens is the former's.
+        plant.refuse_writes("panel_main")
+        plant.grid_loss()
+        site.seconds(3)
+        assert plant.violations == [], plant.violations
+        assert plant.collapses == 0
+        plant.clear_fault("panel_main")
+        plant.clear_fault("charger_1")
+        plant.grid_return()
+        for _ in range(round(60 / site.cycle_s)):
+            site.cycles(1)
+            if site.mode is Mode.GRID_CONNECTED:
+                break
+        site.seconds(0.5)
+        assert plant.chargers["charger_1"].mode_command is ChargerMode.FOLLOW
+        # Told FOLLOW and read back: the loads come back, each once its minimum off time
+        # (up to 180 s on this site) has passed since the island shed it.
+        for _ in range(240):
+            site.seconds(1)
+            if all(plant.load_on(load) for load in shed):
+                break
+        off = [load for load in shed if not plant.load_on(load)]
+        assert off == [], (site.mode, sorted(site.controller.modes.memory.active_alarms))
+        assert plant.violations == [], plant.violations
+    finally:
+        site.close()
+
+
+def test_a_former_that_stays_told_form_on_the_grid_keeps_the_bus_within_its_rating() -> None:
+    """Its FOLLOW refused for good (left in local control): any later grid loss lets it
+    form under the whole bus. The bus is kept to what it can carry alone, with an alarm."""
+    site = InProcessSite(reference(), PlantInit(pv_available_fraction=0.0))
+    try:
+        plant = site.plant
+        _closed_with_the_former_refusing(site)
+        site.seconds(60)
+        alarms = site.controller.modes.memory.active_alarms
+        assert "former_not_following" in alarms, sorted(alarms)
+        plant.refuse_writes("panel_main")
+        plant.grid_loss()
+        site.seconds(3)
+        assert plant.violations == [], plant.violations
+        assert plant.collapses == 0
+    finally:
+        site.close()

@@ -128,6 +128,22 @@ def test_a_charger_whose_held_setpoint_is_unknown_does_not_show_the_command(
     assert plan_writes(outputs, known, written, 100.0, config).phases == ()
 
 
+def test_a_follow_not_read_back_as_told_is_sent_again(config: SiteConfig) -> None:
+    """An interlocked former runs FOLLOW while the PCC is closed whatever it was told: a
+    FOLLOW written but read back told FORM (it reverted, or an answer was lost) is sent
+    again after REASSERT_S; running FOLLOW is not showing it."""
+    command = follow(0.0)
+    outputs = Outputs(chargers={"charger_1": command})
+    written = {"charger_1": (command, 0.0)}
+    following = charger(ChargerMode.FOLLOW, 0.0)
+    held_form = {"charger_1": replace(following, told_mode=ChargerMode.FORM)}
+    assert plan_writes(outputs, held_form, written, 1.0, config).phases == ()
+    again = plan_writes(outputs, held_form, written, REASSERT_S, config)
+    assert [w.device_id for w in again.writes()] == ["charger_1"]
+    told = {"charger_1": replace(following, told_mode=ChargerMode.FOLLOW)}
+    assert plan_writes(outputs, told, written, 100.0, config).phases == ()
+
+
 def test_an_outlet_switched_on_is_supply_up_and_off_is_supply_down(config: SiteConfig) -> None:
     def outlet(enabled: bool) -> OutletReading:
         return OutletReading(V2LState.OFF, 80.0, 0.0, 3600.0, 230.0, 20.0, 77400.0, enabled)

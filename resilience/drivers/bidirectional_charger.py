@@ -132,6 +132,7 @@ class BidirectionalChargerDriver(RegisterDriver):
             fault_code=fault,
             min_soc_pct=min_soc,
             held_setpoint_w=held,
+            told_mode=told,
         )
 
     def encode(self, command: ChargerCommand) -> list[int]:

@@ -162,6 +162,7 @@ def reading_from_state(state: StationState, device: Device) -> ChargerReading:
         vehicle_floor_soc_pct=floor,
         departure_wall=state.departure_wall,
         held_setpoint_w=state.held_setpoint_w,
+        told_mode=None if state.held_setpoint_w is None else state.accepted_mode,
     )
 
 

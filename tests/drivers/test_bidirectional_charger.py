@@ -40,6 +40,7 @@ async def test_decodes_one_block(unit: FakeUnit, bus: ModbusTcpBus) -> None:
         fault_code=CHG.FAULT_NONE,
         min_soc_pct=30.0,
         held_setpoint_w=-7000.0,
+        told_mode=ChargerMode.FOLLOW,
     )
     assert [(r.address, r.count) for r in unit.requests] == [(0, CHG.READ_COUNT)]
 
