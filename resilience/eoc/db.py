@@ -94,6 +94,7 @@ MIGRATIONS = (("sites", "offline_ts", "REAL"),)
 """Columns added since the first EOC file: added to an older file when it is opened."""
 
 Key = tuple[str, str]
+_KEYS_PER_QUERY = 400  # sites per query when reading named ones (2 parameters each)
 """(district, site)"""
 
 
@@ -508,21 +509,39 @@ class EocDb:
             "  AND e.kind = 'event')"
             " FROM sites s LEFT JOIN acks a ON a.district = s.district AND a.site = s.site"
         )
+        where: list[str] = []
         params: list[Any] = []
         if district is not None:
-            sql += " WHERE s.district = ?"
+            where.append("s.district = ?")
             params.append(district)
-        sql += " ORDER BY s.district, s.site"
+        if keys is None:
+            batches: list[list[Key]] = [[]]
+        else:
+            # Only these sites' lines are read (a live push names the few that changed,
+            # out of hundreds), in batches within SQLite's limit on parameters.
+            wanted = sorted(set(keys))
+            if not wanted:
+                return []
+            batches = [
+                wanted[i : i + _KEYS_PER_QUERY] for i in range(0, len(wanted), _KEYS_PER_QUERY)
+            ]
+        views: list[SiteView] = []
         with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
-        views = [_view(row, now) for row in rows]
-        if keys is not None:
-            wanted = set(keys)
-            views = [v for v in views if (v.district, v.site) in wanted]
+            for batch in batches:
+                clauses, values = list(where), list(params)
+                if batch:
+                    rows_sql = ", ".join("(?, ?)" for _ in batch)
+                    clauses.append(f"(s.district, s.site) IN (VALUES {rows_sql})")
+                    values.extend(part for key in batch for part in key)
+                query = sql + (" WHERE " + " AND ".join(clauses) if clauses else "")
+                query += " ORDER BY s.district, s.site"
+                views.extend(_view(row, now) for row in self._db.execute(query, values))
+        if len(batches) > 1:
+            views.sort(key=lambda v: (v.district, v.site))
         return views
 
     def site(self, district: str, site: str, now: float) -> SiteView | None:
-        return next((v for v in self.sites(now, district) if v.site == site), None)
+        return next(iter(self.sites(now, keys=[(district, site)])), None)
 
     def events(self, district: str, site: str, *, limit: int = 100) -> list[dict[str, Any]]:
         with self._lock:

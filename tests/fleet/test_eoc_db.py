@@ -61,3 +61,25 @@ def test_offline_and_stale(tmp_path: Path) -> None:
     db.put_state("d1", "s1", {"mode": "grid_connected", "updated_ts": 90.0}, now=162.0)
     assert db.sites(now=162.0)[0].state["mode"] == "islanded"  # type: ignore[index]
     db.close()
+
+
+def test_named_sites_are_read_alone_in_batches(tmp_path: Path) -> None:
+    """A live push names the few sites that changed: only their lines are read (in
+    batches past SQLite's parameter limit), in the table's order; none named, none read."""
+    db = EocDb(tmp_path / "eoc.sqlite")
+    birth = {"status": "online", "session": "a", "ts": 100.0, "keepalive_s": 30}
+    keys = [(f"d{i % 3}", f"s{i:04d}") for i in range(900)]
+    for district, site in keys:
+        db.put_status(district, site, birth, now=100.0)
+    assert len(db.sites(now=101.0)) == 900
+    named = keys[::2]  # 450: two batches
+    views = db.sites(now=101.0, keys=reversed(named))
+    assert [(v.district, v.site) for v in views] == sorted(named)
+    assert db.sites(now=101.0, keys=[]) == []
+    assert [v.site for v in db.sites(now=101.0, district="d1", keys=keys[:6])] == [
+        "s0001",
+        "s0004",
+    ]
+    assert db.site("d2", "s0005", now=101.0) is not None
+    assert db.site("d2", "s0006", now=101.0) is None  # s0006 is in d0
+    db.close()
