@@ -113,6 +113,7 @@ def plan(args: argparse.Namespace, extra: list[str]) -> int:
         "profile": str(loaded.profile_path),
         "targets": [t.model_dump() for t in loaded.plan.targets],
         "donors": loaded.plan.donors.model_dump() if loaded.plan.donors else None,
+        "seed": loaded.plan.plan.seed,
         "currency": loaded.plan.costs.currency if loaded.plan.costs else None,
         "combinations": len(sweep.results),
         "computed": sweep.computed,

@@ -9,7 +9,7 @@ from typing import Any
 
 from resilience.drills.report import _Chart, _esc, _page, _table
 
-__all__ = ["TIER_NAMES", "plan_html", "procurement_rows", "write_plan_report"]
+__all__ = ["TIER_NAMES", "donors_text", "plan_html", "procurement_rows", "write_plan_report"]
 
 TIER_NAMES = {
     "en": {"life_safety": "life-safety", "critical": "critical", "essential": "essential"},
@@ -151,6 +151,32 @@ def _cost_chart(answer: dict[str, Any]) -> str:
     )
 
 
+def donors_text(answer: dict[str, Any], lang: str) -> str | None:
+    """The plan's donor cars in words (`[donors]`), or None when it has none: the
+    survival figures count them, so a reader must see what was assumed."""
+    donors = answer.get("donors")
+    if not donors:
+        return None
+    spread = donors.get("energy_spread_kwh") or 0.0
+    energy = f"{donors['energy_kwh']:g}" + (f" ± {spread:g}" if spread else "")
+    seed = answer.get("seed")
+    if lang == "tr":
+        text = (
+            f"Bağışçı araçlar: saatte ortalama {donors['rate_per_h']:g} araç (Poisson),"
+            f" her biri sahibinin %{donors['reserve_soc_pct']:g} rezervinin üstünde"
+            f" {energy} kWh veriyor ({donors['capacity_kwh']:g} kWh batarya);"
+            f" bağışçılara ayrılmış {donors['chargers']} şarj ünitesi"
+        )
+        return text + (f", tohum {seed}." if seed is not None else ".")
+    text = (
+        f"Donor cars: {donors['rate_per_h']:g} arrivals per hour on average (Poisson), each"
+        f" giving {energy} kWh above its owner's {donors['reserve_soc_pct']:g} % reserve"
+        f" ({donors['capacity_kwh']:g} kWh batteries), on {donors['chargers']} chargers kept"
+        " for donors"
+    )
+    return text + (f", seed {seed}." if seed is not None else ".")
+
+
 def plan_html(answer: dict[str, Any]) -> str:
     by_key = {r["key"]: r for r in answer["results"]}
     body = [
@@ -163,6 +189,9 @@ def plan_html(answer: dict[str, Any]) -> str:
         title, what = TITLES[lang]
         targets = "; ".join(_esc(_target_text(t, lang)) for t in answer["targets"])
         body.append(f'<h2 lang="{lang}">{title}</h2><p lang="{lang}">{what}: {targets}</p>')
+        donors = donors_text(answer, lang)
+        if donors is not None:
+            body.append(f'<p lang="{lang}">{_esc(donors)}</p>')
         rows = procurement_rows(answer, lang)
         if rows:
             body.append(_table(HEADERS[lang], rows))

@@ -75,3 +75,22 @@ def test_plan_html_is_self_contained() -> None:
     assert "4242" in html and "served 1.5 h" in html  # the disagreement, listed
     assert "Moda &lt;shelter&gt;" in html  # escaped
     assert "<script" not in html and "http" not in html.replace('lang="en"', "")
+
+
+def test_plan_html_says_what_donors_were_assumed() -> None:
+    assert "Donor" not in plan_html(answer())  # a plan without [donors]
+    donors = {
+        "chargers": 2,
+        "rate_per_h": 0.5,
+        "energy_kwh": 20.0,
+        "energy_spread_kwh": 5.0,
+        "capacity_kwh": 77.4,
+        "reserve_soc_pct": 50.0,
+    }
+    html = plan_html({**answer(), "donors": donors, "seed": 7})
+    assert (
+        "Donor cars: 0.5 arrivals per hour on average (Poisson), each giving 20 ± 5 kWh above"
+        " its owner&#x27;s 50 % reserve (77.4 kWh batteries), on 2 chargers kept for donors,"
+        " seed 7." in html
+    )
+    assert "Bağışçı araçlar: saatte ortalama 0.5 araç" in html
