@@ -133,6 +133,11 @@ class DeviceSlot:
     # [s] when the first of its commands that went unanswered since its last taken one
     # was sent (None: the last one was taken); see WRITE_TIMEOUT_GRACE_S.
     unanswered_since_s: float | None = None
+    # A charger: the most [W] any command sent to it since its reading was asked for tells
+    # it to charge, and when the last was sent. Its reading cannot show them yet, and a
+    # charger that falls silent now holds one of them (see `_vehicle_state`).
+    sent_charge_w: float = 0.0
+    sent_s: float = -math.inf
 
 
 @dataclass(frozen=True)
@@ -363,6 +368,8 @@ class Controller:
         else:
             self._succeeded(slot, result, now)
             slot.read_at_s = sent_s
+            if sent_s > slot.sent_s:  # asked for after the last command: it shows them
+                slot.sent_charge_w = 0.0
 
     def field_read(self) -> tuple[int, int] | None:
         """(answering, silent) once every device has answered or been declared
@@ -478,6 +485,9 @@ class Controller:
             silent_charge_w = None if reading is not None else self._silent_charge_w(charger_id)
             if silent_charge_w is not None:
                 inputs = (*inputs, silent_charge_w)
+            sent_charge_w = self.slots[charger_id].sent_charge_w if reading is not None else 0.0
+            if sent_charge_w > 0:
+                inputs = (*inputs, "sent", sent_charge_w)
             if reading is not None and reading.departure_wall is not None:
                 inputs = (*inputs, math.floor(wall))  # its leaving ramp moves with the clock
             cached = built.get(charger_id)
@@ -492,6 +502,7 @@ class Controller:
                 wall,
                 config.dispatch.leave_notice_s,
                 silent_charge_w,
+                sent_charge_w,
             )
             built[charger_id] = (inputs, vehicle_state)
             vehicles.append(vehicle_state)
@@ -604,10 +615,14 @@ class Controller:
         for phase, writes in phases:
             busy = [w for w in writes if self.slots[w.device_id].writing]
             sending = [w for w in writes if not self.slots[w.device_id].writing]
+            sent_s = self.clock()
             for write in sending:
                 self._written[write.key] = (write.value, now)
-                self.slots[write.device_id].writing += 1
-            sent_s = self.clock()
+                slot = self.slots[write.device_id]
+                slot.writing += 1
+                if write.kind is Kind.CHARGER:
+                    slot.sent_charge_w = max(slot.sent_charge_w, write.value.charge_w)
+                    slot.sent_s = sent_s
             results = await asyncio.gather(
                 *(self._send(write) for write in sending), return_exceptions=True
             )
@@ -939,6 +954,7 @@ def _vehicle_state(
     wall: float,
     leave_notice_s: float,
     silent_charge_w: float | None = None,
+    sent_charge_w: float = 0.0,
 ) -> VehicleState:
     # The connector's occupancy says whose car it is and what it keeps (Overrides.vehicle_at):
     # 100 % for a car nobody vouches for, a released one, and one about to leave.
@@ -1007,7 +1023,13 @@ def _vehicle_state(
         available=True,
         pcc_interlock=device.pcc_interlock and reading.pcc_interlock,
         leave_in_s=leave_in_s,
-        held_setpoint_w=reading.held_setpoint_w,
+        # A command sent since this reading was asked for may have landed (it holds that
+        # now): counted at the larger charge of the two, until a reading shows it.
+        held_setpoint_w=(
+            reading.held_setpoint_w
+            if reading.held_setpoint_w is None or sent_charge_w <= 0
+            else min(reading.held_setpoint_w, -sent_charge_w)
+        ),
         told_mode=reading.told_mode,
     )
 

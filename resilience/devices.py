@@ -75,6 +75,13 @@ class ChargerCommand:
     voltage_setpoint_v: float = 0.0  # form mode
     min_soc_pct: float = 100.0  # the unit refuses to discharge below it
 
+    @property
+    def charge_w(self) -> float:
+        """[W] What it tells the charger to draw from the bus (only FOLLOW charges)."""
+        if self.mode is ChargerMode.FOLLOW and self.power_setpoint_w < 0:
+            return -self.power_setpoint_w
+        return 0.0
+
 
 @dataclass(frozen=True)
 class OutletReading:

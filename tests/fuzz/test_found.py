@@ -200,3 +200,27 @@ def test_a_former_whose_readings_lag_its_form_command_is_not_stopped(
     machine.wait(1.0)
     assert machine.plant.violations == []
     assert machine.controller.modes.mode.value == "islanded"
+
+
+def test_a_former_lost_right_after_a_black_start_through_a_faulted_breaker(
+    machine: SiteMachine,
+) -> None:
+    """charger_2 was told to charge at 11 kW on the grid, and fell silent before any reading
+    showed it: within its read grace its last reading (idle, holding 0 W) was believed, the
+    black start counted nothing for it and kept 4.4 kW of life-safety loads on the 11 kW
+    former, and 0.1 s after the bus formed charger_2 took up its 11 kW (15.4 kW on the
+    former). A command sent since a charger's reading was asked for now counts as held
+    until a reading shows it. (Found by the derandomised fuzz on another path once refused
+    writes were among its faults.)"""
+    machine.grid_return()
+    machine.breaker_fail_to_operate(failed=True)
+    machine.pv(fraction=0.0)
+    for _ in range(4):
+        machine.grid_loss()
+    machine.flicker(count=1, period=0.5)
+    machine.grid_loss()
+    machine.wait(seconds=1.0)
+    machine.comm_fault(code=1, device="charger_2", kind="silence")
+    machine.hardware_fault(device="pcc_breaker")
+    machine.wait(seconds=1.0)
+    assert machine.plant.violations == []

@@ -127,7 +127,7 @@ class SiteMachine(Harness, RuleBasedStateMachine):
     # ------------------------------------------------------------------ devices
     @rule(
         device=st.sampled_from(DEVICES),
-        kind=st.sampled_from(["silence", "garbage", "exception"]),
+        kind=st.sampled_from(["silence", "garbage", "exception", "refuse_writes"]),
         code=st.sampled_from(sorted(MODBUS_EXCEPTION_CODES)),
     )
     def comm_fault(self, device: str, kind: str, code: int) -> None:
@@ -136,6 +136,8 @@ class SiteMachine(Harness, RuleBasedStateMachine):
             self.plant.silence(device)
         elif kind == "garbage":
             self.plant.garbage(device)
+        elif kind == "refuse_writes":
+            self.plant.refuse_writes(device, code)
         else:
             self.plant.exception(device, code)
         self.cycles(1)

@@ -216,7 +216,7 @@ class SitesMachine(Harness, RuleBasedStateMachine):
     # ------------------------------------------------------------------ devices
     @rule(
         which=Pick,
-        kind=st.sampled_from(["silence", "garbage", "exception"]),
+        kind=st.sampled_from(["silence", "garbage", "exception", "refuse_writes"]),
         code=st.sampled_from(sorted(MODBUS_EXCEPTION_CODES)),
     )
     def comm_fault(self, which: int, kind: str, code: int) -> None:
@@ -226,6 +226,8 @@ class SitesMachine(Harness, RuleBasedStateMachine):
             self.plant.silence(device)
         elif kind == "garbage":
             self.plant.garbage(device)
+        elif kind == "refuse_writes":
+            self.plant.refuse_writes(device, code)
         else:
             self.plant.exception(device, code)
         self.cycles(1)
@@ -239,6 +241,8 @@ class SitesMachine(Harness, RuleBasedStateMachine):
             self.plant.garbage(device, dict(fault.registers))
         elif fault.kind == "exception":
             self.plant.exception(device, fault.code)
+        elif fault.kind == "refuse_writes":
+            self.plant.refuse_writes(device, fault.code)
         elif fault.kind == "corrupt":
             self.plant.corrupt(device)
         else:
