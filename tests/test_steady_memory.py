@@ -75,3 +75,16 @@ def test_a_steady_grid_connected_cycle_fills_no_tuple_free_list(
     grown = grown_free_lists(site, 300, capfd)
     assert all(count < 50 for count in grown.values()), f"size: tuples kept {grown}"
 
+
+
+def test_a_steady_island_fills_no_tuple_free_list(
+    site: InProcessSite, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The plant runs in this process too, so its step must not fill a list either
+    (its forming chargers' ids, a 1-tuple from a generator twice a cycle, did)."""
+    site.islanded()
+    site.seconds(10.0)
+    assert site.mode is Mode.ISLANDED
+    grown = grown_free_lists(site, 300, capfd)
+    assert all(count < 50 for count in grown.values()), f"size: tuples kept {grown}"
+    assert site.plant.violations == []
