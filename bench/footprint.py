@@ -28,6 +28,12 @@ they had latencies, to compare. The JSON says which (`latencies`).
     .venv/bin/python bench/footprint.py --instant      # devices that answer at once
     .venv/bin/python bench/footprint.py --seconds 300 --tracemalloc 60   # what grows
 
+`--regions` adds to each sample where the resident memory is (/proc/PID/smaps): glibc's
+main heap (`heap`: blocks above 512 bytes, C libraries' malloc), other anonymous memory
+(`anon`: Python's 1 MiB object arenas, other threads' malloc arenas, blocks mmapped on
+their own) and file mappings (`files`: the interpreter, the libraries' code, SQLite's
+shared memory); what grows in which tells Python objects from allocator and C memory.
+
 `--tracemalloc SECONDS` sets RESILIENCE_TRACEMALLOC for the controller
 (`resilience.memtrace`) and prints its last report of the call sites whose allocations
 grew; tracing costs memory and CPU, so such a run's own figures are not the footprint.
@@ -159,6 +165,22 @@ def stations_connected(store: Path) -> int:
     return len(rows)
 
 
+def resident_regions(pid: int) -> dict[str, float]:
+    """[MB] resident memory of `pid` by kind of mapping: glibc's main heap, other anonymous
+    memory, file mappings (/proc/PID/smaps)."""
+    regions = {"heap": 0.0, "anon": 0.0, "files": 0.0}
+    kind = "anon"
+    with open(f"/proc/{pid}/smaps", encoding="utf-8") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if fields and fields[0] == "Rss:":
+                regions[kind] += int(fields[1]) / 1024
+            elif fields and "-" in fields[0] and not fields[0].endswith(":"):
+                path = fields[5] if len(fields) > 5 else ""
+                kind = "heap" if path == "[heap]" else "files" if path.startswith("/") else "anon"
+    return regions
+
+
 def print_last_trace(log: Path) -> None:
     """The controller's last memtrace report (a total line and the call sites after it)."""
     lines = [line for line in log.read_text("utf-8").splitlines() if "memtrace: " in line]
@@ -181,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--instant", action="store_true", help="simulated devices answer at once (to compare)"
+    )
+    parser.add_argument(
+        "--regions",
+        action="store_true",
+        help="each sample also says where the RSS is: glibc's heap, other anonymous, files",
     )
     args = parser.parse_args(argv)
     env = {**os.environ, **gateway_environment()}
@@ -225,8 +252,13 @@ def main(argv: list[str] | None = None) -> int:
                 cpu = (used.user + used.system - cpu_start.user - cpu_start.system) / max(
                     1e-9, time.monotonic() - started
                 )
+                where = ""
+                if args.regions:
+                    parts = resident_regions(controller.pid).items()
+                    where = " (" + ", ".join(f"{k} {v:.2f}" for k, v in parts) + ")"
                 print(
-                    f"t={time.monotonic() - started:.0f} s rss {rss:.1f} MB cpu {cpu * 100:.1f} %"
+                    f"t={time.monotonic() - started:.0f} s rss {rss:.1f} MB{where}"
+                    f" cpu {cpu * 100:.1f} %"
                 )
             rss_end = proc.memory_info().rss / MB
             used = proc.cpu_times()

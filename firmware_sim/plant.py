@@ -1039,7 +1039,7 @@ class Plant:
     @property
     def former_ids(self) -> tuple[str, ...]:
         """Chargers whose voltage source is up (soft start over)."""
-        return tuple(cid for cid, c in self.chargers.items() if c.forming_live)
+        return tuple([cid for cid, c in self.chargers.items() if c.forming_live])
 
     @property
     def phase_diff_deg(self) -> float:

@@ -549,7 +549,7 @@ class Controller:
             self._same_tuple("outlets", outlets),
             pv,
             self._health(),
-            tuple(slot.read_at_s if slot.available else None for slot in self.slots.values()),
+            tuple([slot.read_at_s if slot.available else None for slot in self.slots.values()]),
         )
 
     def _same_tuple(self, key: str, items: list[Any]) -> tuple[Any, ...]:
@@ -564,11 +564,11 @@ class Controller:
 
     def _health(self) -> tuple[DeviceHealth, ...]:
         slots = self.slots.values()
-        key = tuple((s.available, s.since_s, s.error) for s in slots)
+        key = tuple([(s.available, s.since_s, s.error) for s in slots])
         if self._health_key != key:
             self._health_key = key
             self._health_tuple = tuple(
-                DeviceHealth(s.device_id, s.available, s.since_s, s.error) for s in slots
+                [DeviceHealth(s.device_id, s.available, s.since_s, s.error) for s in slots]
             )
         return self._health_tuple
 

@@ -11,7 +11,10 @@ most since that first snapshot, on the logger ``resilience.memtrace``, as
 
 Off by default and never in the control path: tracing costs several MB and a share of
 the CPU. It sees only Python's allocator: what SQLite or OpenSSL allocate for themselves
-does not show (compare the RSS the bench prints with the total here).
+does not show (compare the RSS the bench prints with the total here, and `--regions`).
+A tuple kept in one of CPython's free lists is still live for it, at the line that made
+it: a line that seems to hold a few thousand small tuples may only have filled a list
+(`sys._debugmallocstats` shows the lists; tests/test_steady_memory.py).
 """
 
 from __future__ import annotations

@@ -313,8 +313,10 @@ class Circuits:
         rated = self._rated.get(supply)
         if rated is None:
             rated = tuple(
-                replace(load, power_w=load.rated_power_w if load.relay_on else 0.0)
-                for load in self.of(supply)
+                [
+                    replace(load, power_w=load.rated_power_w if load.relay_on else 0.0)
+                    for load in self.of(supply)
+                ]
             )
             self._rated[supply] = rated
         return rated
@@ -870,7 +872,7 @@ _BY_SOURCE: dict[Mode, tuple[tuple[str, Guard], ...]] = {
 def _load_shape(loads: tuple[LoadState, ...]) -> tuple[tuple[str, bool, bool], ...]:
     """What of a circuit's loads the endurance policy's memo watches: which are on, which
     answer (not what they draw this cycle)."""
-    return tuple((load.load_id, load.relay_on, load.available) for load in loads)
+    return tuple([(load.load_id, load.relay_on, load.available) for load in loads])
 
 
 @dataclass(frozen=True)
@@ -1400,7 +1402,9 @@ class SiteModes:
         if signatures is None or signatures[0] is not snap:
             signatures = (
                 snap,
-                tuple((v.charger_id, v.vehicle_id, v.plugged, v.available) for v in snap.vehicles),
+                tuple(
+                    [(v.charger_id, v.vehicle_id, v.plugged, v.available) for v in snap.vehicles]
+                ),
                 {o.outlet_id: (o.state, o.enabled, o.available) for o in snap.outlets},
             )
             self._source_signatures = signatures
@@ -1732,7 +1736,7 @@ class SiteModes:
         factor = ctx.config.dispatch.cold_load_factor
         rated = self._circuits(ctx.snap).rated("bus")
         if factor != 1.0:
-            rated = tuple(replace(load, power_w=load.power_w * factor) for load in rated)
+            rated = tuple([replace(load, power_w=load.power_w * factor) for load in rated])
         return self._plan(ctx, rated, supply_w, "bus", max_restores=0, use_restore_delay=False).on
 
     def _former_capacity(self, ctx: GuardContext, former_id: str | None) -> float:

@@ -190,7 +190,7 @@ def plan_writes(
         if not _due(written, panel_id, vector, now_s):
             continue
         # Sheds first, on their own: the board's restores wait for the supply to rise.
-        shed = tuple(on and final[i] for i, on in enumerate(present))
+        shed = tuple([on and final[i] for i, on in enumerate(present)])
         if shed != present:
             phases[Phase.SHED].append(Write(panel_id, Kind.RELAYS, panel_id, shed))
         if vector != shed:
@@ -223,6 +223,6 @@ def plan_writes(
                 phases[phase].append(Write(inverter_id, Kind.PV_LIMIT, key, outputs.pv_limit_pct))
 
     return WritePlan(
-        tuple((phase, tuple(writes)) for phase, writes in phases.items() if writes),
+        tuple([(phase, tuple(writes)) for phase, writes in phases.items() if writes]),
         reflected,
     )

@@ -24,6 +24,7 @@ import pytest
 import resilience
 from resilience.store import (
     SCHEMA_VERSION,
+    WRITER_CACHE_KIB,
     WRITER_THREAD_NAME,
     AlarmRecord,
     CommandRecord,
@@ -575,3 +576,31 @@ def test_context_manager_starts_and_closes(db_path: Path) -> None:
 def test_memory_database_is_refused() -> None:
     with pytest.raises(ValueError):
         Store(":memory:")
+
+
+def _sqlite_memory_used() -> int:
+    """[B] what SQLite holds in this process (every connection: page caches, schemas,
+    statements), from the library the standard `sqlite3` module is linked against."""
+    import _sqlite3
+    import ctypes
+
+    library = ctypes.CDLL(_sqlite3.__file__)
+    library.sqlite3_memory_used.restype = ctypes.c_int64
+    return int(library.sqlite3_memory_used())
+
+
+def test_the_writers_page_cache_stays_within_its_bound(make_store: MakeStore) -> None:
+    """Telemetry touches new pages as its table grows, and SQLite's page cache keeps every
+    page touched up to its size: with the default (2000 KiB) a gateway's memory grew for
+    hours. About 2 MB of telemetry through the writer must leave SQLite holding not much
+    more than the writer's cache (resilience.store.WRITER_CACHE_KIB) and its schema."""
+    before = _sqlite_memory_used()
+    store = make_store(clock=FakeClock())
+    for i in range(1500):  # 80 series every 5 s for about 2 hours: 120 000 rows
+        samples = {f"load_{k}.power_w": float(i + k) for k in range(80)}
+        store.record_telemetry(1.7e9 + 5.0 * i, samples)
+        if i % 250 == 249:
+            assert store.flush(WAIT_S)
+    assert store.flush(WAIT_S)
+    held_kib = (_sqlite_memory_used() - before) / 1024
+    assert held_kib < WRITER_CACHE_KIB + 256, f"SQLite holds {held_kib:.0f} KiB"

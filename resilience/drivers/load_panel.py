@@ -62,12 +62,18 @@ class LoadPanel(RegisterDriver):
     def _decode(self, raw: list[int]) -> PanelReading:
         n = self.channels
         command = tuple(
-            self._flag(f"RELAY_COMMAND[{i}]", _R.RELAY_COMMAND + i, raw[_R.RELAY_COMMAND + i])
-            for i in range(n)
+            [
+                self._flag(f"RELAY_COMMAND[{i}]", _R.RELAY_COMMAND + i, raw[_R.RELAY_COMMAND + i])
+                for i in range(n)
+            ]
         )
         feedback = tuple(
-            self._flag(f"RELAY_FEEDBACK[{i}]", _R.RELAY_FEEDBACK + i, raw[_R.RELAY_FEEDBACK + i])
-            for i in range(n)
+            [
+                self._flag(
+                    f"RELAY_FEEDBACK[{i}]", _R.RELAY_FEEDBACK + i, raw[_R.RELAY_FEEDBACK + i]
+                )
+                for i in range(n)
+            ]
         )
         power: list[float] = []
         for i in range(n):

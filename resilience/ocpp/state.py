@@ -308,7 +308,7 @@ def _optional(mapping: Mapping[str, Any], key: str, what: str) -> float | None:
 
 
 def _strings(values: Iterable[Any] | None) -> tuple[str, ...]:
-    return tuple(str(v) for v in values or ())
+    return tuple([str(v) for v in values or ()])
 
 
 def charging_needs_update(state: StationState, charging_needs: Mapping[str, Any]) -> None:
@@ -351,5 +351,5 @@ def charging_needs_update(state: StationState, charging_needs: Mapping[str, Any]
     state.requested_transfer = str(charging_needs.get("requested_energy_transfer"))
     state.available_transfers = _strings(charging_needs.get("available_energy_transfer"))
     state.islanding_methods = methods
-    state.active_islanding = tuple(m for m in methods if m in ACTIVE_ISLANDING_METHODS)
+    state.active_islanding = tuple([m for m in methods if m in ACTIVE_ISLANDING_METHODS])
     state.plugged = True

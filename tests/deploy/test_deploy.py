@@ -130,3 +130,46 @@ def test_the_units_glibc_tunables_keep_scrypt_memory_from_staying_resident() -> 
     plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     assert resident_after_scrypts(plain) > 12.0  # what the unit's line is for
     assert resident_after_scrypts({**plain, "GLIBC_TUNABLES": tunables[0]}) < 2.0
+
+
+READ_BUFFER_IN_HEAP = """
+import asyncio.selector_events, socket
+a, b = socket.socketpair()
+a.send(b"reply")
+# what asyncio's socket transport does on every read: a buffer of max_size, shrunk to
+# what came (CPython's id() is the object's address)
+data = b.recv(asyncio.selector_events._SelectorSocketTransport.max_size)
+with open("/proc/self/maps") as maps:
+    heap = next(line.split()[0] for line in maps if line.rstrip().endswith("[heap]"))
+low, high = (int(bound, 16) for bound in heap.split("-"))
+print(low <= id(data) < high)
+"""
+
+
+def read_buffer_in_heap(environ: dict[str, str]) -> bool:
+    """Whether asyncio's read buffer comes from glibc's heap (not a mapping of its own)."""
+    result = subprocess.run(
+        [sys.executable, "-c", READ_BUFFER_IN_HEAP],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return {"True": True, "False": False}[result.stdout.strip()]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc, /proc")
+def test_the_units_glibc_tunables_keep_asyncio_read_buffers_out_of_the_heap() -> None:
+    """Every socket read in asyncio allocates a 256 KiB buffer and shrinks it to the bytes
+    that came. From the heap (a threshold above 256 KiB, as the unit's first one was), each
+    split the heap's free space at a new place and its resident size crept up, about 1 MB
+    in bench/footprint.py's first minutes; a mapping of its own returns it whole."""
+    tunables = [
+        line.partition("=")[2]
+        for line in unit_options()["Service"]["Environment"]
+        if line.startswith("GLIBC_TUNABLES=")
+    ]
+    plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    assert read_buffer_in_heap({**plain, "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1048576"})
+    assert not read_buffer_in_heap({**plain, "GLIBC_TUNABLES": tunables[0]})
