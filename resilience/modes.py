@@ -383,6 +383,8 @@ def local_former_id(config: SiteConfig) -> str | None:
 
 
 _NEVER_SWITCHED = LoadTimes(None, None)
+_MODE_OF: dict[str, Mode] = {mode.value: mode for mode in Mode}
+"""A state name of the machine -> its Mode (`SiteModes.mode`)."""
 
 
 def formers_told_form(ctx: GuardContext, *, just_closed: bool) -> tuple[tuple[str, ...], float]:
@@ -925,6 +927,10 @@ class SiteModes:
             tuple[Snapshot, tuple[object, ...], dict[str, tuple[object, ...]]] | None
         ) = None
         self._bus_energy: tuple[tuple[VehicleState, ...], float, float] | None = None
+        # A load tuple and the relays wished for it that agreed (`_remember_switching`).
+        self._switches_agreed: tuple[tuple[LoadState, ...], dict[str, bool]] | None = None
+        # The last inputs of `secure_shares` and its answer (`_secure_shares`).
+        self._shares_memo: tuple[tuple[Any, ...], dict[str, float]] | None = None
         # Per circuit: the load tuple, limits and plan of a steady circuit (`_plan_holds`).
         self._plan_memo: dict[
             str, tuple[Sequence[LoadState], tuple[object, ...], LoadPlan]
@@ -952,7 +958,9 @@ class SiteModes:
     # -------------------------------------------------------------- machinery
     @property
     def mode(self) -> Mode:
-        return Mode(self.state)
+        # A dict lookup, not Mode(...): the enum's call costs as much as a guard, and
+        # the mode is asked for many times per cycle.
+        return _MODE_OF[self.state]
 
     def _wrap(self, guard: Guard) -> Callable[[EventData], bool]:
         def condition(_event: EventData) -> bool:
@@ -1251,14 +1259,20 @@ class SiteModes:
         # when shed); a steady load tuple was seen last cycle, unless a load just went on.
         if snap.loads is not self._draws_seen or self._draws_settling:
             self._remember_draws(snap, now)
+        agreed = self._switches_agreed
+        if agreed is not None and agreed[0] is snap.loads and agreed[1] == outputs.loads:
+            return  # the same loads and wishes as a cycle in which no relay was to switch
+        switching = False
         for load in snap.loads:
             want = outputs.loads.get(load.load_id)
             if want is None or want == load.relay_on:
                 continue
+            switching = True
             times = self.memory.load_times.get(load.load_id, LoadTimes(None, None))
             self.memory.load_times[load.load_id] = (
                 replace(times, last_on_s=now) if want else replace(times, last_off_s=now)
             )
+        self._switches_agreed = None if switching else (snap.loads, dict(outputs.loads))
 
     def _remember_draws(self, snap: Snapshot, now: float) -> None:
         draws = self.memory.last_draw_w
@@ -1354,7 +1368,7 @@ class SiteModes:
             max_restores=max_restores,
             min_off_s=self._min_off_s,
         )
-        if self._plan_holds(plan, loads, ctx.now_s):
+        if self._plan_holds(plan, loads, ctx.now_s, locked_off, max_tier):
             self._plan_memo[circuit] = (loads, key, plan)
         else:
             self._plan_memo.pop(circuit, None)
@@ -1366,16 +1380,35 @@ class SiteModes:
             self._notes.append(plan.reason)
         return plan
 
-    def _plan_holds(self, plan: LoadPlan, loads: Sequence[LoadState], now: float) -> bool:
+    def _plan_holds(
+        self,
+        plan: LoadPlan,
+        loads: Sequence[LoadState],
+        now: float,
+        locked_off: frozenset[str],
+        max_tier: Tier,
+    ) -> bool:
         """Whether `plan` is the plan of every later cycle that hands over the same load
-        tuple and limits: it changes nothing and keeps every load on (so no restore delay
-        or minimum off time can come due), and no load is inside its just-switched-on
-        window (the only other use of the clock in `plan_loads`). A steady circuit is
-        then planned once, not every cycle."""
-        if plan.shed or plan.restored or not all(plan.on.values()):
+        tuple and limits: it changes nothing, no load it keeps off is one `plan_loads`
+        could restore (every off load is locked off by an operator, above the mode's tier
+        or unavailable, all fixed by the tuple and the limits: so no restore delay or
+        minimum off time can come due), and no load is inside its just-switched-on window
+        (the only other use of the clock in `plan_loads`). A steady circuit is then
+        planned once, not every cycle, also while operators keep loads locked off (an
+        earthquake's comfort loads: issue 14). `tests/test_plan_memo.py` checks
+        the claim against `plan_loads` at later times."""
+        if plan.shed or plan.restored:
             return False
         times = self.memory.load_times
+        on = plan.on
         for load in loads:
+            if (
+                not on.get(load.load_id, True)
+                and load.available
+                and load.load_id not in locked_off
+                and load.tier <= max_tier
+            ):
+                return False  # a restore candidate: its delays run with the clock
             on_s = times.get(load.load_id, _NEVER_SWITCHED).last_on_s
             if on_s is not None and not now - on_s >= UNMEASURED_AFTER_ON_S:
                 return False
@@ -1908,11 +1941,7 @@ class SiteModes:
         )
         pv = ctx.snap.pv.power_w if ctx.snap.pv and ctx.snap.pv.available else 0.0
         served += silent_draw_w(ctx)
-        shares = (
-            secure_shares(running, former, served, pv, config.dispatch)
-            if running and former is not None
-            else {}
-        )
+        shares = self._secure_shares(running, former, served, pv) if former is not None else {}
         frequency = config.grid.nominal_frequency_hz
         voltage = config.grid.nominal_voltage_v
         pcc = BreakerCommand.NONE
@@ -1955,6 +1984,23 @@ class SiteModes:
             outlets=outlets,
             pv_limit_pct=100.0,
         )
+
+    def _secure_shares(
+        self, running: list[VehicleState], former: VehicleState, served_w: float, pv_w: float
+    ) -> dict[str, float]:
+        """`secure_shares`, or last cycle's answer when its inputs are the same: it is pure,
+        and a steady island hands it the very same vehicle states (the snapshot reuses
+        them while their readings do not change), so the common case is one tuple
+        comparison instead of the allocation again."""
+        if not running:
+            return {}
+        key = (tuple(running), former, served_w, pv_w)
+        held = self._shares_memo
+        if held is not None and held[0] == key:
+            return held[1]
+        shares = secure_shares(running, former, served_w, pv_w, self.config.dispatch)
+        self._shares_memo = (key, shares)
+        return shares
 
     def _hold_island(
         self,
@@ -2018,9 +2064,20 @@ class SiteModes:
         last = self.memory.last_restore_s
         if last is not None and ctx.now_s - last < RESTORE_SPACING_S:
             return plan  # one load at a time: pumps and compressors do not start together
-        off_w = [load.rated_power_w for load in loads if load.available and not load.relay_on]
+        # What `plan_loads` could restore: loads off that are neither locked off by an
+        # operator nor above the mode's tier (an earthquake's comfort loads, locked off for
+        # days, are not worth a restore plan every cycle: issue 14).
+        locked = self.memory.locked_off
+        off_w = [
+            load.rated_power_w
+            for load in loads
+            if load.available
+            and not load.relay_on
+            and load.load_id not in locked
+            and load.tier <= max_tier
+        ]
         if not off_w:
-            return plan  # nothing to restore
+            return plan  # nothing that could be restored
         served = sum(load.power_w for load in loads if load.relay_on)
         headroom = discharge_limit_w(former, ctx.config.dispatch) - former.power_w
         restore_supply = min(supply_w - largest_w, served + max(0.0, headroom))

@@ -36,7 +36,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from resilience.config import SiteConfig
 from resilience.model import ChargerState, V2LState
@@ -86,6 +86,8 @@ class Supervisor:
         self._unplugged: set[str] = set()
         self._faulted: set[str] = set()
         self._former_leaving = False
+        # the vehicle and outlet tuples the connector checks last ran on (`on_status`)
+        self._seen: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
         self._store_healthy = store_healthy
         self._store_ok = True
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -102,8 +104,13 @@ class Supervisor:
         now, wall = snap.time_s, self._wall()
         self._check_clock(now, wall)
         self._check_grid(status, now)
-        self._check_vehicles(status)
-        self._check_former_leaving(status)
+        seen = (snap.vehicles, snap.outlets)
+        if self._seen is None or seen[0] is not self._seen[0] or seen[1] is not self._seen[1]:
+            # Both checks depend on these tuples alone and are idempotent: the controller
+            # hands over the very same tuples while no connector's reading changed.
+            self._seen = seen
+            self._check_vehicles(status)
+            self._check_former_leaving(status)
         if self._store_healthy is not None:
             self._store_alarm(self._store_healthy())
 
