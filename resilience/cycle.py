@@ -559,7 +559,7 @@ class Controller:
         comparison per panel here, not one per load: the cost of a steady cycle does not
         grow with the loads that did not change (issue 14).
         """
-        key = (tuple(self._reading(panel) for panel in self._panels), dict(overrides.tiers))
+        key = (tuple([self._reading(panel) for panel in self._panels]), dict(overrides.tiers))
         if self._loads_key is not None and self._loads_key == key:
             return self._tuples["loads"]
         loads: list[LoadState] = []
