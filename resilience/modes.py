@@ -106,6 +106,10 @@ RAMP_DOWN_S = 5.0  # after reconnecting, local sources ramp to zero over this ti
 # Grid-connected: how long a grid-former with a PCC interlock may read told FORM (its FOLLOW
 # not landed yet) before the bus is kept to what it can carry alone.
 FOLLOW_CONFIRM_S = 2.0
+# Break-before-make: how long after the probe (an OPEN to the open breaker) a refusal or a
+# silence would have been alarmed (refused at once, unanswered after the cycle's 0.5 s
+# WRITE_TIMEOUT_GRACE_S) before the island's former is stopped for the close.
+BREAKER_PROBE_S = 1.0
 BUS_LIVE_PU = 0.9  # site bus counts as energised above this fraction of nominal voltage
 LOAD_RESTORE_PER_CYCLE = 1
 RESTORE_SPACING_S = 0.5  # in island, at least this long between two restores
@@ -140,6 +144,8 @@ class Memory:
     # Resynchronising break before make: the island was stopped so that the PCC closes onto
     # a dead bus (its grid-former has no PCC interlock and must not be closed onto the grid).
     resync_dark: bool = False
+    # When this resynchronisation probed the breaker's command path (None: not yet).
+    breaker_probe_s: float | None = None
     # Must-trip timers (policies.grid.evaluate_trip) and, once one has cleared, why.
     trip_state: TripState = field(default_factory=TripState)
     trip_reason: str = ""
@@ -1029,6 +1035,7 @@ class SiteModes:
             self._alarm("emergency", True, "critical", f"emergency mode: {self._reason}")
         elif dest is Mode.RESYNCHRONISING:
             memory.reconnect_requested = False
+            memory.breaker_probe_s = None
         elif dest is Mode.GRID_CONNECTED:
             memory.former_id = None
             memory.hold_island = False
@@ -2155,6 +2162,35 @@ class SiteModes:
         )
         return {**held.on, **plan.on}
 
+    def _probe_breaker(self, ctx: GuardContext) -> BreakerCommand | None:
+        """None once the breaker is known to take commands; else what to send it now.
+
+        A break-before-make close stops the island's only former first: a breaker that
+        reads but refuses or drops commands (left in local control, write-protected) never
+        closes, and the site goes dark with its loads on until a black start (the sites
+        fuzzer found it). Nothing tells that apart by reading, so the resynchronisation
+        sends the open breaker an OPEN (it changes nothing) and stops the former only if
+        no refusal or silence of it was alarmed within BREAKER_PROBE_S; else it waits, with
+        `resync_blocked`, times out into islanded and probes again on its next attempt."""
+        memory = self.memory
+        if memory.breaker_probe_s is None:
+            memory.breaker_probe_s = ctx.now_s
+            return BreakerCommand.OPEN
+        refused = f"write_failed:{ctx.config.grid.pcc_breaker}" in memory.active_alarms
+        if refused:
+            self._alarm(
+                "resync_blocked",
+                True,
+                "warning",
+                "not reconnecting break before make: the PCC breaker does not take commands"
+                " (stopping the island's former for a close that cannot come would black out"
+                " the site)",
+            )
+            return BreakerCommand.NONE
+        if ctx.now_s - memory.breaker_probe_s < BREAKER_PROBE_S:
+            return BreakerCommand.NONE
+        return None
+
     def _droop_compensated(self, ctx: GuardContext, target_hz: float) -> float:
         """The former's setpoint that puts its drooping island at target_hz (sync.py)."""
         former = former_state(ctx)
@@ -2187,7 +2223,11 @@ class SiteModes:
         if live and former is not None and not former.pcc_interlock:
             # Closing onto the grid while this former forms would leave it forming in parallel
             # until the next cycle tells it to follow: a grid failing in that moment would be
-            # back-fed. Without a PCC interlock, stop the island and close onto a dead bus.
+            # back-fed. Without a PCC interlock, stop the island and close onto a dead bus,
+            # once the breaker is known to take commands.
+            probe = self._probe_breaker(ctx)
+            if probe is not None:
+                return frequency, voltage, probe
             self.memory.resync_dark = True
             self.memory.former_id = None
             self._notes.append(

@@ -460,3 +460,40 @@ def test_a_former_that_stays_told_form_on_the_grid_keeps_the_bus_within_its_rati
         assert plant.collapses == 0
     finally:
         site.close()
+
+
+def test_a_breaker_that_refuses_commands_never_starts_a_break_before_make_close() -> None:
+    """Formers without a PCC interlock reconnect break before make: the island's former is
+    stopped and the PCC closes onto the dead bus. A breaker that reads but refuses every
+    command (left in local control) never closes: stopping the former blacked the site
+    out with its loads on (the sites fuzzer, once refused writes were among its faults).
+    The breaker's command path is probed first (an OPEN to the open breaker)."""
+    data = reference_data()
+    data["grid"]["return_to_service_s"] = 10.0
+    data["sync"]["timeout_s"] = 20.0
+    for device in data["devices"].values():
+        device.pop("pcc_interlock", None)
+    config = without_endurance_policy(parse_site(data, "no interlocks"))
+    site = InProcessSite(config, PlantInit(pv_available_fraction=0.0))
+    try:
+        plant = site.plant
+        site.islanded()
+        site.seconds(5)
+        plant.refuse_writes("pcc_breaker")
+        plant.grid_return()
+        site.seconds(40)  # 10 s to return to service, a 20 s attempt, islanded again
+        assert plant.violations == [], plant.violations
+        assert plant.collapses == 0 and plant.bus_live
+        assert plant.breaker_position is BreakerPosition.OPEN
+        assert site.store.flush(5.0)
+        blocked = [a for a in site.store.alarms(limit=500) if a.code == "resync_blocked"]
+        assert blocked and "does not take commands" in blocked[-1].message
+        plant.clear_fault("pcc_breaker")
+        for _ in range(200):  # the next attempt, RESYNC_RETRY_S after the failed one
+            site.seconds(1)
+            if site.mode is Mode.GRID_CONNECTED:
+                break
+        assert site.mode is Mode.GRID_CONNECTED
+        assert plant.violations == [], plant.violations
+    finally:
+        site.close()

@@ -285,6 +285,7 @@ def test_a_station_cut_off_while_charging_does_not_overload_the_black_start_form
         state.breaker_fail_to_operate(failed=False)
         state.donor_arrives(capacity=77400.0, leaving=5.0, reserve=20.0, soc=10.0, which=0)
         state.wait(seconds=8.0)
+        state.wait(seconds=3.0)  # the break-before-make close probes the breaker first (1 s)
         assert state.plant.charger_power_w("ocpp_1") < -10000.0  # charging on the grid
         state.clear(which=0)
         state.sag(duration=0.1, pu=0.0)
