@@ -1652,16 +1652,14 @@ class SiteModes:
         restores = len(ctx.snap.loads)
         forming, form_w = formers_told_form(ctx, just_closed=ramping)
         confirming = bool(forming) and ctx.now_s - memory.mode_since_s < FOLLOW_CONFIRM_S
-        if confirming:
-            # Its FOLLOW has not landed yet: nothing is restored that it would have to carry
-            # should the PCC open now, and the followers hold what they gave the island.
-            restores = 0
-            memory.ramp_down_from_s = ctx.now_s
-        elif forming and form_w > 0:
+        # While its FOLLOW is on its way (FOLLOW_CONFIRM_S), restores are written only after
+        # it has been taken (`write_plan`: a stop of a former that fails or waits cancels
+        # the cycle's later phases), so nothing is restored onto it before it follows.
+        if forming and not confirming and form_w > 0:
             # Still told FORM (its FOLLOW refused or unanswered): the bus is kept to what it
             # can carry alone, as if islanding were one grid fault away (it is).
             capacity = min(capacity, form_w)
-        elif forming:
+        elif forming and not confirming:
             restores = 0  # silent, last read told FORM: nothing more on it until it answers
         self._alarm(
             "former_not_following",

@@ -57,8 +57,11 @@ class Phase(IntEnum):
     RESTORE = 5
 
 
-CANCELLING = frozenset({Phase.SHED, Phase.SUPPLY_UP})
-"""A failed write in one of these phases cancels every later phase of the cycle."""
+CANCELLING = frozenset({Phase.SHED, Phase.SUPPLY_UP, Phase.STOP_FORMER})
+"""A failed write in one of these phases cancels every later phase of the cycle: no supply
+comes down onto a load not shed, no load goes on before the supply for it, and nothing is
+restored onto a grid-former not yet told to stop forming (one with a PCC interlock, told
+FORM, forms under the whole bus the instant the PCC opens)."""
 
 
 class Kind(IntEnum):
@@ -126,7 +129,11 @@ def _charger_phase(command: ChargerCommand, last: Any, reading: ChargerReading) 
         before = _gives_w(last.mode, last.power_setpoint_w)
     else:
         before = _gives_w(reading.mode, reading.power_w)
-    forming = reading.mode is ChargerMode.FORM or reading.state is ChargerState.FORMING
+    forming = (
+        reading.mode is ChargerMode.FORM
+        or reading.state is ChargerState.FORMING
+        or reading.told_mode is ChargerMode.FORM  # held to following by its PCC interlock
+    )
     if command.mode is not ChargerMode.FORM and (forming or before == math.inf):
         return Phase.STOP_FORMER
     return Phase.SUPPLY_UP if after > before else Phase.SUPPLY_DOWN
