@@ -82,6 +82,9 @@ READ_WAIT_FRACTION = 0.5
 used by a later cycle."""
 WRITE_WAIT_FRACTION = 0.3
 """The share of the period it then waits for its commands' answers; the rest go on."""
+# A grid meter's or PCC breaker's reply that comes after its cycle's read wait is acted on
+# when it comes (`Controller.run`: a cycle that asks nothing new), not a period later:
+# grid-loss detection rests on them, and a slow reply must not cost a whole extra cycle.
 WRITE_TIMEOUT_GRACE_S = 0.5
 """[s] how long a device's commands may go unanswered (each sent again the next cycle)
 before `write_failed` is raised; a refused command is alarmed at once."""
@@ -160,6 +163,7 @@ class _Pending:
 class CycleStats:
     cycles: int = 0
     overruns: int = 0
+    reactions: int = 0  # cycles run early on a grid meter's or breaker's late reply
     last_duration_s: float = 0.0
     # the recent cycle start times, for jitter (/metrics takes the last 501, the watchdog
     # the last 2): a bounded ring, so that it costs the same memory after a year as now
@@ -204,6 +208,11 @@ class Controller:
         self.slots = {name: _slot(config, name, driver, now) for name, driver in drivers.items()}
         self._pace: tuple[Mode, bool] | None = None  # what `slot.fast` was last set for
         self._writing: set[asyncio.Future[None]] = set()  # write plans still under way
+        # grid-loss detection's devices, and the sign that one's reply came after its
+        # cycle's read wait (`run` then cycles at once)
+        self._watched = frozenset((config.grid.meter, config.grid.pcc_breaker))
+        self._late = asyncio.Event()
+        self._reading_replies = False  # in a read phase: a reply now is this cycle's
         self.overrides = Overrides.from_state(store.get_state("overrides"), config)
         # the shelter's headcount as an operator last gave it (None: never counted)
         self.headcount = Headcount.from_state(store.get_state(HEADCOUNT_KEY))
@@ -254,18 +263,40 @@ class Controller:
         period = self.config.site.cycle_period_s
         next_start = self.clock()
         self.store.record_event("controller", "controller started; reading the field", data={})
+        stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(lambda _: self._late.set())  # wakes `_idle` at once
+        try:
+            await self._cycles(stop, period, next_start)
+        finally:
+            stopping.cancel()
+        await self.settle_io()
+        self.store.record_event("controller", "controller stopped", data={})
+
+    async def _cycles(self, stop: asyncio.Event, period: float, next_start: float) -> None:
         while not stop.is_set():
             await self.cycle_once()
             next_start += period
-            delay = next_start - self.clock()
-            if delay < 0:
+            if next_start < self.clock():
                 self.stats.overruns += 1
                 next_start = self.clock()
-                delay = 0.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-        await self.settle_io()
-        self.store.record_event("controller", "controller stopped", data={})
+            # until the next period: a late reply of the grid meter or the breaker is
+            # decided on at once, by a cycle that only takes in what has come
+            while await self._idle(stop, next_start - self.clock()):
+                self.stats.reactions += 1
+                await self.cycle_once(ask=False)
+
+    async def _idle(self, stop: asyncio.Event, delay_s: float) -> bool:
+        """Wait up to `delay_s` for `stop` or a watched late reply (`run`'s stop watcher sets
+        `_late` too: one event, no task per wait); True for the late reply."""
+        if stop.is_set() or delay_s <= 0:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._late.wait(), timeout=delay_s)
+        return self._late.is_set() and not stop.is_set()
+
+    def _late_reply(self, _future: asyncio.Future[Any]) -> None:
+        if not self._reading_replies:
+            self._late.set()
 
     async def settle_io(self) -> None:
         """Cancel the reads and writes still awaiting a device (on stop)."""
@@ -276,14 +307,17 @@ class Controller:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def cycle_once(self) -> Decision:
+    async def cycle_once(self, *, ask: bool = True) -> Decision:
+        """One cycle. `ask=False` (a late reply's reaction, see `run`) starts no reads and
+        waits for none: it decides on the replies that have come."""
         start = self.clock()
-        self.stats.record_start(start)
+        if ask:
+            self.stats.record_start(start)
         period = self.config.site.cycle_period_s
         # Starting (after a restart): nothing is decided on a field half read, so the cycle
         # waits for every reply (each bounded by its device's timeout), as before any action.
         starting = self.modes.mode is Mode.STARTING
-        await self._read_all(math.inf if starting else READ_WAIT_FRACTION * period)
+        await self._read_all(math.inf if starting else READ_WAIT_FRACTION * period, ask=ask)
         now = self.clock()
         snap = self.build_snapshot(now)
         await self._process_commands()
@@ -301,8 +335,9 @@ class Controller:
             slot.next_due_s = now
 
     # ------------------------------------------------------------------ read phase
-    async def _read_all(self, wait_s: float = math.inf) -> None:
-        """Start the reads that are due, then wait up to `wait_s` for their replies.
+    async def _read_all(self, wait_s: float = math.inf, *, ask: bool = True) -> None:
+        """Start the reads that are due, then wait up to `wait_s` for the replies of the
+        devices read every cycle (`ask=False`: start none and wait for none).
 
         Due: the devices read every cycle in this mode (`poll_schedule.read_every_cycle`),
         and the others once their own period has passed (or a command to them, or a new
@@ -315,6 +350,7 @@ class Controller:
         one point of the cycle, so a snapshot and the alarms raised with it agree.
         """
         start = self.clock()
+        self._late.clear()  # whatever came is taken in below
         grid = self.config.grid
         blind = not any(
             slot.available
@@ -335,7 +371,7 @@ class Controller:
                     waiting.append((slot, slot.inflight))
                     continue
                 self._reply(slot, slot.inflight)  # came in since the last cycle
-            if not slot.fast and start + early < slot.next_due_s:
+            if not ask or (not slot.fast and start + early < slot.next_due_s):
                 continue  # (`early`: read by the cycle nearest its due time, not the next)
             slot.next_due_s = start + slot.poll_s
             coro = slot.driver.read()
@@ -348,10 +384,20 @@ class Controller:
             else:
                 future: asyncio.Future[Any] = asyncio.ensure_future(_Resumed(coro, first))
                 slot.inflight, slot.asked_s = future, start
+                if slot.device_id in self._watched:
+                    future.add_done_callback(self._late_reply)
                 waiting.append((slot, future))
-        if waiting:
-            futures = [future for _, future in waiting]
-            await asyncio.wait(futures, timeout=max(0.0, wait_s - (self.clock() - start)))
+        # The wait is for the devices read every cycle in this mode (grid-loss detection
+        # rests on them); a slower-read device's reply that is not in by then lands when
+        # it comes (the next cycle): a slow panel must not hold up the PCC open command.
+        # Starting, every reply is awaited (see `cycle_once`).
+        futures = [future for slot, future in waiting if slot.fast or math.isinf(wait_s)]
+        if futures and ask:
+            self._reading_replies = True
+            try:
+                await asyncio.wait(futures, timeout=max(0.0, wait_s - (self.clock() - start)))
+            finally:
+                self._reading_replies = False
             for slot, future in waiting:
                 if future.done():
                     self._reply(slot, future)
