@@ -1682,10 +1682,6 @@ class SiteModes:
         pv = ctx.snap.pv.power_w if ctx.snap.pv and ctx.snap.pv.available else 0.0
         headroom = max(0.0, capacity - ctx.config.dispatch.shed_margin_w - served + pv)
         chargers: dict[str, ChargerCommand] = {}
-        ramping = (
-            memory.ramp_down_from_s is not None
-            and ctx.now_s - memory.ramp_down_from_s < RAMP_DOWN_S
-        )
         if not ramping:
             memory.ramp_down_from_s = None
         plugged = [
