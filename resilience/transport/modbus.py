@@ -226,6 +226,9 @@ class ModbusBus:
             self._client.close()
             self._client = None
 
+    def _connected(self, client: Any) -> None:
+        """A new connection is up (a hook for the transport's own settings)."""
+
     async def _connect(self, unit_id: int, address: int, what: str) -> Any:
         """The connected client; connects when allowed, else DeviceUnreachable."""
         if self._client is not None and self._client.connected:
@@ -260,6 +263,7 @@ class ModbusBus:
             )
         self._retry_at = None
         self._backoff_s = self._backoff_initial_s
+        self._connected(client)
         self._client = client
         return client
 
@@ -343,6 +347,10 @@ class ModbusBus:
         return result
 
 
+RECV_BYTES = 4096
+"""[bytes] the most one socket read takes in (a Modbus TCP frame is at most 260)."""
+
+
 class ModbusTcpBus(ModbusBus):
     """One Modbus TCP connection to ``host:port``, shared by the unit ids behind it.
 
@@ -390,6 +398,15 @@ class ModbusTcpBus(ModbusBus):
         decode = client.ctx.callback_data
         client.ctx.callback_data = functools.partial(self._decode_or_drop, decode)  # type: ignore[method-assign]
         return client
+
+    def _connected(self, client: Any) -> None:
+        """Reads of at most `RECV_BYTES`: asyncio asks the socket for 256 KiB a read, a
+        buffer allocated and shrunk for every reply; with the unit's mmap threshold
+        (deploy/resilience.service, for a steady RSS) that is an mmap, a page fault, an
+        mremap and an munmap per reply, 50 times a second per fast device."""
+        transport = getattr(client.ctx, "transport", None)
+        if transport is not None and hasattr(transport, "max_size"):
+            transport.max_size = RECV_BYTES
 
     def _decode_or_drop(
         self, decode: Callable[..., int], data: bytes, addr: tuple[Any, ...] | None = None

@@ -17,7 +17,7 @@ from resilience.transport.errors import (
     DeviceUnreachable,
     TransportError,
 )
-from resilience.transport.modbus import BusPool, ModbusTcpBus, RegisterTransport
+from resilience.transport.modbus import RECV_BYTES, BusPool, ModbusTcpBus, RegisterTransport
 from tests.modbus_fakes import FakeUnit, fake_server, free_port, mbap_reply, raw_server
 
 TIMEOUT_S = 0.2
@@ -67,6 +67,17 @@ async def test_reads_exactly_the_registers_asked_for(pool: BusPool) -> None:
         assert await bus.read(3, 100, 4) == [1, 2, 3, 0xFFFF]
         assert bus.connected
         assert [(r.function_code, r.address, r.count) for r in unit.requests] == [(3, 100, 4)]
+
+
+async def test_socket_reads_are_small_and_the_largest_reply_still_whole(pool: BusPool) -> None:
+    """asyncio's 256 KiB read buffer per reply costs an mmap and a page fault each under the
+    unit's mmap threshold (bench/footprint.py); a Modbus TCP frame is at most 260 bytes."""
+    unit = FakeUnit(unit_id=1)
+    unit.load(0, list(range(125)))
+    async with fake_server(unit) as port:
+        bus = bus_for(pool, port)
+        assert await bus.read(1, 0, 125) == list(range(125))  # 259 bytes on the wire
+        assert bus._client.ctx.transport.max_size == RECV_BYTES < 256 * 1024
 
 
 async def test_one_value_is_fc6_several_are_one_fc16(pool: BusPool) -> None:
