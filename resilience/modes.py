@@ -1655,11 +1655,13 @@ class SiteModes:
         # While its FOLLOW is on its way (FOLLOW_CONFIRM_S), restores are written only after
         # it has been taken (`write_plan`: a stop of a former that fails or waits cancels
         # the cycle's later phases), so nothing is restored onto it before it follows.
+        # A silent one cannot be told anything: no write orders the restores behind it.
+        unheard = any(not v.available for v in ctx.snap.vehicles if v.charger_id in forming)
         if forming and not confirming and form_w > 0:
             # Still told FORM (its FOLLOW refused or unanswered): the bus is kept to what it
             # can carry alone, as if islanding were one grid fault away (it is).
             capacity = min(capacity, form_w)
-        elif forming and not confirming:
+        if unheard or (forming and not confirming and form_w <= 0):
             restores = 0  # silent, last read told FORM: nothing more on it until it answers
         self._alarm(
             "former_not_following",

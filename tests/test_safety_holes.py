@@ -497,3 +497,52 @@ def test_a_breaker_that_refuses_commands_never_starts_a_break_before_make_close(
         assert plant.violations == [], plant.violations
     finally:
         site.close()
+
+
+def test_a_former_silent_at_the_close_gets_nothing_restored_onto_it() -> None:
+    """The island's former (a PCC interlock) refuses its FOLLOW as the PCC closes, then goes
+    silent: it may still be told FORM, so a later grid loss would let it
+    form under whatever the grid-connected bus was given meanwhile. Unknown is unsafe:
+    nothing is restored until it answers (not only after the 2 s a FOLLOW gets to land).
+    Read every 0.2 s on the grid, it is unavailable well inside those 2 s."""
+    data = reference_data()
+    data["grid"]["return_to_service_s"] = 10.0
+    data["devices"]["charger_1"]["poll_period_s"] = 0.2
+    config = without_endurance_policy(parse_site(data, "charger_1 read every 0.2 s"))
+    site = InProcessSite(config, PlantInit(pv_available_fraction=0.0))
+    try:
+        plant = site.plant
+        for charger_id in ("charger_2", "charger_3", "charger_4"):
+            plant.unplug(charger_id)
+        site.seconds(1)
+        site.islanded()
+        site.seconds(200)  # past every shed load's minimum off time
+        shed = [
+            load.id
+            for load in site.config.loads
+            if load.supply == "bus" and not plant.load_on(load.id)
+        ]
+        assert shed, "the island carries everything: nothing to restore on the grid"
+        plant.grid_return()
+        for _ in range(round(60 / site.cycle_s)):
+            site.cycles(1)
+            if site.mode is Mode.RESYNCHRONISING:
+                break
+        plant.refuse_writes("charger_1")  # its FOLLOW does not land ...
+        for _ in range(round(30 / site.cycle_s)):
+            site.cycles(1)
+            if site.mode is Mode.GRID_CONNECTED:
+                break
+        assert plant.breaker_position is BreakerPosition.CLOSED
+        plant.silence("charger_1")  # ... and then it is not heard at all
+        for _ in range(round(2.0 / site.cycle_s)):
+            site.cycles(1)
+            assert not any(plant.load_on(load) for load in shed), site.mode
+        assert plant.chargers["charger_1"].mode_command is ChargerMode.FORM
+        plant.refuse_writes("panel_main")
+        plant.grid_loss()
+        site.seconds(3)
+        assert plant.violations == [], plant.violations
+        assert plant.collapses == 0
+    finally:
+        site.close()
