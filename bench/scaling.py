@@ -79,10 +79,13 @@ def live(chargers: int, seconds: float, warmup_s: float, tmp: Path) -> dict[str,
     """(a): the controller over Modbus TCP against the simulator, its CPU per cycle."""
     resilience = Path(sys.executable).parent / "resilience"
     site_path = write_scaled_site(chargers, tmp / f"sim_{chargers}.toml")
-    sim, ports = start_simulator(site_path, tmp / f"sim_{chargers}.log")
+    ocpp_port = _free_port()  # for a site with OCPP stations (the scaled ones have none)
+    sim, ports = start_simulator(site_path, tmp / f"sim_{chargers}.log", ocpp_port)
     controller: subprocess.Popen[bytes] | None = None
     try:
         data: dict[str, Any] = tomllib.loads(site_path.read_text("utf-8"))
+        if "ocpp" in data:
+            data["ocpp"]["port"] = ocpp_port
         data["site"]["store_path"] = str(tmp / f"scaling_{chargers}.sqlite")
         api_port = _free_port()
         data.setdefault("api", {})["port"] = api_port
