@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -86,7 +87,7 @@ async def worker(args: argparse.Namespace) -> None:
         store = Store(directory / f"{account.site}.sqlite", outbox_max_rows=fleet.outbox_max_rows)
         store.start()
         state = {"schema": 1, "name": account.site, "mode": "islanded", "updated_ts": time.time()}
-        publisher = FleetPublisher(fleet, store, lambda state=state: state)
+        publisher = FleetPublisher(fleet, store, functools.partial(dict, state))
         running.append((store, publisher, asyncio.create_task(publisher.run(stop))))
     await asyncio.gather(*(p.connected.wait() for _s, p, _t in running))
     print("ready", flush=True)

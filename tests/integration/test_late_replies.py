@@ -57,8 +57,9 @@ async def test_a_late_meter_reply_showing_a_dead_grid_opens_the_pcc_when_it_come
         }
     )
     async with SimSite(config, bind_free_ports=True, instant=True) as sim:
-        (server,) = (s for s in sim.servers.values() if serves(config.grid.meter, s.devices.values()))
-        server.latencies[config.grid.meter] = fixed(METER_LATE_S)
+        meter_id = config.grid.meter
+        (server,) = (s for s in sim.servers.values() if serves(meter_id, s.devices.values()))
+        server.latencies[meter_id] = fixed(METER_LATE_S)
         meter_answers: list[tuple[float, bool]] = []  # (when, the grid it showed was live)
         open_commands: list[float] = []
         meter = sim.devices[config.grid.meter]
