@@ -373,7 +373,7 @@ def test_black_start_counts_a_charger_that_refused_its_off_at_its_held_setpoint(
 
 
 # --------------------------------------------------------------------------- issue 14
-def _closed_with_the_former_refusing(site: InProcessSite) -> list[str]:
+def _closed_with_the_former_refusing(site: InProcessSite, island_s: float = 5.0) -> list[str]:
     """charger_1 (11 kW, a grid-former with a PCC interlock) alone carries the island,
     shed to what it can carry; the grid returns and the resynchronisation closes the PCC
     while charger_1 refuses every write: it stays told FORM, following only because the
@@ -383,7 +383,7 @@ def _closed_with_the_former_refusing(site: InProcessSite) -> list[str]:
         plant.unplug(charger_id)
     site.seconds(1)
     site.islanded()
-    site.seconds(5)
+    site.seconds(island_s)
     shed = [
         load.id for load in site.config.loads if load.supply == "bus" and not plant.load_on(load.id)
     ]
@@ -404,6 +404,16 @@ def _closed_with_the_former_refusing(site: InProcessSite) -> list[str]:
     return shed
 
 
+def _grid_loss_with_the_board_refusing(site: InProcessSite) -> None:
+    """The grid goes while the board cannot shed (in local control; or the controller
+    killed at that moment): whatever is on when the PCC opens is the former's."""
+    site.plant.refuse_writes("panel_main")
+    site.plant.grid_loss()
+    site.seconds(3)
+    assert site.plant.violations == [], site.plant.violations
+    assert site.plant.collapses == 0
+
+
 def test_loads_wait_for_the_former_to_be_told_to_follow_after_a_close() -> None:
     """Restored on the grid before the former's FOLLOW has landed, the shed loads would be
     on when a grid loss opens the PCC, and the interlock would let charger_1 form again
@@ -414,13 +424,7 @@ def test_loads_wait_for_the_former_to_be_told_to_follow_after_a_close() -> None:
         shed = _closed_with_the_former_refusing(site)
         site.seconds(0.2)
         assert not any(plant.load_on(load) for load in shed)
-        # The grid goes while the board cannot shed (in local control; or the controller
-        # killed at that moment): whatever is on when the PCC opens is the former's.
-        plant.refuse_writes("panel_main")
-        plant.grid_loss()
-        site.seconds(3)
-        assert plant.violations == [], plant.violations
-        assert plant.collapses == 0
+        _grid_loss_with_the_board_refusing(site)
         plant.clear_fault("panel_main")
         plant.clear_fault("charger_1")
         plant.grid_return()
@@ -448,16 +452,11 @@ def test_a_former_that_stays_told_form_on_the_grid_keeps_the_bus_within_its_rati
     form under the whole bus. The bus is kept to what it can carry alone, with an alarm."""
     site = InProcessSite(reference(), PlantInit(pv_available_fraction=0.0))
     try:
-        plant = site.plant
         _closed_with_the_former_refusing(site)
         site.seconds(60)
         alarms = site.controller.modes.memory.active_alarms
         assert "former_not_following" in alarms, sorted(alarms)
-        plant.refuse_writes("panel_main")
-        plant.grid_loss()
-        site.seconds(3)
-        assert plant.violations == [], plant.violations
-        assert plant.collapses == 0
+        _grid_loss_with_the_board_refusing(site)
     finally:
         site.close()
 
@@ -512,37 +511,13 @@ def test_a_former_silent_at_the_close_gets_nothing_restored_onto_it() -> None:
     site = InProcessSite(config, PlantInit(pv_available_fraction=0.0))
     try:
         plant = site.plant
-        for charger_id in ("charger_2", "charger_3", "charger_4"):
-            plant.unplug(charger_id)
-        site.seconds(1)
-        site.islanded()
-        site.seconds(200)  # past every shed load's minimum off time
-        shed = [
-            load.id
-            for load in site.config.loads
-            if load.supply == "bus" and not plant.load_on(load.id)
-        ]
-        assert shed, "the island carries everything: nothing to restore on the grid"
-        plant.grid_return()
-        for _ in range(round(60 / site.cycle_s)):
-            site.cycles(1)
-            if site.mode is Mode.RESYNCHRONISING:
-                break
-        plant.refuse_writes("charger_1")  # its FOLLOW does not land ...
-        for _ in range(round(30 / site.cycle_s)):
-            site.cycles(1)
-            if site.mode is Mode.GRID_CONNECTED:
-                break
-        assert plant.breaker_position is BreakerPosition.CLOSED
+        # past every shed load's minimum off time; its FOLLOW does not land ...
+        shed = _closed_with_the_former_refusing(site, island_s=200)
         plant.silence("charger_1")  # ... and then it is not heard at all
         for _ in range(round(2.0 / site.cycle_s)):
             site.cycles(1)
             assert not any(plant.load_on(load) for load in shed), site.mode
         assert plant.chargers["charger_1"].mode_command is ChargerMode.FORM
-        plant.refuse_writes("panel_main")
-        plant.grid_loss()
-        site.seconds(3)
-        assert plant.violations == [], plant.violations
-        assert plant.collapses == 0
+        _grid_loss_with_the_board_refusing(site)
     finally:
         site.close()
