@@ -81,9 +81,6 @@ READ_WAIT_FRACTION = 0.5
 used by a later cycle."""
 WRITE_WAIT_FRACTION = 0.3
 """The share of the period it then waits for its commands' answers; the rest go on."""
-# A grid meter's or PCC breaker's reply that comes after its cycle's read wait is acted on
-# when it comes (`Controller.run`: a cycle that asks nothing new), not a period later:
-# grid-loss detection rests on them, and a slow reply must not cost a whole extra cycle.
 WRITE_TIMEOUT_GRACE_S = 0.5
 """[s] how long a device's commands may go unanswered (each sent again the next cycle)
 before `write_failed` is raised; a refused command is alarmed at once."""
@@ -207,8 +204,9 @@ class Controller:
         self.slots = {name: _slot(config, name, driver, now) for name, driver in drivers.items()}
         self._pace: tuple[Mode, bool] | None = None  # what `slot.fast` was last set for
         self._writing: set[asyncio.Future[None]] = set()  # write plans still under way
-        # grid-loss detection's devices, and the sign that one's reply came after its
-        # cycle's read wait (`run` then cycles at once)
+        # Grid-loss detection's devices, and the sign that one's reply came after its
+        # cycle's read wait: `run` then cycles at once, asking nothing new, so that a slow
+        # reply showing a dead grid does not cost a whole extra period.
         self._watched = frozenset((config.grid.meter, config.grid.pcc_breaker))
         self._late = False
         self._waker: asyncio.Future[None] | None = None  # what `_idle` awaits, if it does
