@@ -26,6 +26,7 @@ they had latencies, to compare. The JSON says which (`latencies`).
     .venv/bin/python bench/footprint.py                # 10 minutes
     .venv/bin/python bench/footprint.py --seconds 60   # a quick look
     .venv/bin/python bench/footprint.py --instant      # devices that answer at once
+    .venv/bin/python bench/footprint.py --seconds 60 --cycle-period 0.04   # a longer cycle
     .venv/bin/python bench/footprint.py --seconds 300 --tracemalloc 60   # what grows
 
 `--regions` adds to each sample where the resident memory is (/proc/PID/smaps): glibc's
@@ -110,8 +111,18 @@ def start_simulator(
     return process, ports
 
 
-def controller_site(tmp: Path, ports: dict[str, int], ocpp_port: int) -> Path:
+def site_period_s() -> float:
+    """[s] the reference site's own cycle period."""
+    site = tomllib.loads((ROOT / "config" / "site.toml").read_text("utf-8"))
+    return float(site["site"]["cycle_period_s"])
+
+
+def controller_site(
+    tmp: Path, ports: dict[str, int], ocpp_port: int, cycle_period_s: float | None = None
+) -> Path:
     data: dict[str, Any] = tomllib.loads((ROOT / "config" / "site.toml").read_text("utf-8"))
+    if cycle_period_s is not None:
+        data["site"]["cycle_period_s"] = cycle_period_s
     data["site"]["store_path"] = str(tmp / "footprint.sqlite")
     data.setdefault("api", {})["port"] = 0
     data.setdefault("ocpp", {})["port"] = ocpp_port
@@ -205,6 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         "--instant", action="store_true", help="simulated devices answer at once (to compare)"
     )
     parser.add_argument(
+        "--cycle-period",
+        type=float,
+        metavar="SECONDS",
+        help="the controller's cycle period instead of the site's (20 ms): what a longer"
+        " cycle would cost (the grid-loss goals assume 20 ms)",
+    )
+    parser.add_argument(
         "--regions",
         action="store_true",
         help="each sample also says where the RSS is: glibc's heap, other anonymous, files",
@@ -222,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         controller: subprocess.Popen[bytes] | None = None
         try:
-            site = controller_site(tmp, ports, ocpp_port)
+            site = controller_site(tmp, ports, ocpp_port, args.cycle_period)
             log = tmp / "controller.log"
             with log.open("wb") as out:
                 controller = subprocess.Popen(
@@ -277,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "latencies": "instant" if args.instant else "realistic",
         "seconds": round(wall, 1),
-        "cycle_period_s": 0.02,
+        "cycle_period_s": args.cycle_period or site_period_s(),
         "rss_mb_start": round(rss_start, 1),
         "rss_mb_end": round(rss_end, 1),
         "rss_mb_max": round(rss_max, 1),
