@@ -393,9 +393,12 @@ _MODE_OF: dict[str, Mode] = {mode.value: mode for mode in Mode}
 """A state name of the machine -> its Mode (`SiteModes.mode`)."""
 
 
-def formers_told_form(ctx: GuardContext, *, just_closed: bool) -> tuple[tuple[str, ...], float]:
-    """Grid-formers with a PCC interlock that may still be told FORM on the grid, and what
-    those read told FORM can carry [W] (their ratings).
+def formers_told_form(
+    ctx: GuardContext, *, just_closed: bool
+) -> tuple[tuple[str, ...], float, bool]:
+    """Grid-formers with a PCC interlock that may still be told FORM on the grid, what
+    those read told FORM can carry [W] (their ratings), and whether one of them is silent
+    (it cannot be told anything, so no write can order the restores behind its FOLLOW).
 
     The interlock holds such a former to following while the PCC is closed and lets it
     form the instant it opens, under whatever the bus then carries: before its FOLLOW has
@@ -405,6 +408,7 @@ def formers_told_form(ctx: GuardContext, *, just_closed: bool) -> tuple[tuple[st
     the island's former moments ago)."""
     ids: list[str] = []
     capacity = 0.0
+    unheard = False
     for v in ctx.snap.vehicles:
         if v.available:
             if not v.pcc_interlock:
@@ -417,9 +421,10 @@ def formers_told_form(ctx: GuardContext, *, just_closed: bool) -> tuple[tuple[st
             told = ctx.memory.told.get(v.charger_id)
         if told is ChargerMode.FORM or (told is None and just_closed):
             ids.append(v.charger_id)
+            unheard = unheard or not v.available
             if v.available and told is ChargerMode.FORM:
                 capacity += v.max_discharge_w
-    return tuple(ids), capacity
+    return tuple(ids), capacity, unheard
 
 
 def with_bus_loads_estimated(snap: Snapshot, last_draw_w: Mapping[str, float]) -> Snapshot:
@@ -1650,13 +1655,12 @@ class SiteModes:
             and ctx.now_s - memory.ramp_down_from_s < RAMP_DOWN_S
         )
         restores = len(ctx.snap.loads)
-        forming, form_w = formers_told_form(ctx, just_closed=ramping)
+        forming, form_w, unheard = formers_told_form(ctx, just_closed=ramping)
         confirming = bool(forming) and ctx.now_s - memory.mode_since_s < FOLLOW_CONFIRM_S
         # While its FOLLOW is on its way (FOLLOW_CONFIRM_S), restores are written only after
         # it has been taken (`write_plan`: a stop of a former that fails or waits cancels
         # the cycle's later phases), so nothing is restored onto it before it follows.
-        # A silent one cannot be told anything: no write orders the restores behind it.
-        unheard = any(not v.available for v in ctx.snap.vehicles if v.charger_id in forming)
+        # A silent one (`unheard`) cannot be told anything: nothing is restored at once.
         if forming and not confirming and form_w > 0:
             # Still told FORM (its FOLLOW refused or unanswered): the bus is kept to what it
             # can carry alone, as if islanding were one grid fault away (it is).
