@@ -4,7 +4,8 @@ Drivers depend only on the `RegisterTransport` Protocol (read and write holding
 registers of one unit id), so a drill can hand them an in-process transport that
 reads simulated register banks directly; only the Modbus framing is skipped.
 
-`ModbusTcpBus` is the real one, over a pymodbus `AsyncModbusTcpClient`:
+`ModbusTcpBus` is the real one, over `resilience.transport.tcp_link.TcpLink` (pymodbus's
+PDUs and framing, without its client's transaction machinery; see that module):
 
 - one bus per ``host:port``, shared by every device behind it (gateways put
   several unit ids behind one socket), with one request in flight at a time;
@@ -25,12 +26,10 @@ Times are in seconds [s].
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
-from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ExceptionResponse
 
@@ -41,6 +40,7 @@ from resilience.transport.errors import (
     DeviceUnreachable,
     TransportError,
 )
+from resilience.transport.tcp_link import TcpLink
 
 if TYPE_CHECKING:
     from resilience.rs485 import Parity
@@ -141,7 +141,7 @@ class ModbusBus:
         self._backoff_max_s = backoff_max_s
         self._clock = clock
         self._lock = asyncio.Lock()
-        self._client: Any = None  # a connected pymodbus client, or None
+        self._client: Any = None  # a connected client (a `TcpLink`, pymodbus's serial one), or None
         self._backoff_s = backoff_initial_s
         self._retry_at: float | None = None  # no connect attempt before this clock time
 
@@ -226,9 +226,6 @@ class ModbusBus:
             self._client.close()
             self._client = None
 
-    def _connected(self, client: Any) -> None:
-        """A new connection is up (a hook for the transport's own settings)."""
-
     async def _connect(self, unit_id: int, address: int, what: str) -> Any:
         """The connected client; connects when allowed, else DeviceUnreachable."""
         if self._client is not None and self._client.connected:
@@ -263,7 +260,6 @@ class ModbusBus:
             )
         self._retry_at = None
         self._backoff_s = self._backoff_initial_s
-        self._connected(client)
         self._client = client
         return client
 
@@ -348,7 +344,12 @@ class ModbusBus:
 
 
 RECV_BYTES = 4096
-"""[bytes] the most one socket read takes in (a Modbus TCP frame is at most 260)."""
+"""[bytes] the most one socket read takes in (a Modbus TCP frame is at most 260).
+
+asyncio asks the socket for 256 KiB a read otherwise, a buffer allocated and shrunk for
+every reply; with the unit's mmap threshold (deploy/resilience.service, for a steady
+RSS) that is an mmap, a page fault, an mremap and an munmap per reply, 50 times a second
+per fast device."""
 
 
 class ModbusTcpBus(ModbusBus):
@@ -376,55 +377,31 @@ class ModbusTcpBus(ModbusBus):
         self.host = host
         self.port = port
         self._request_tid = b""  # the MBAP transaction id of the request last sent
-        self._received = b""  # bytes seen since then (pymodbus's receive buffer)
-        self._garbled = ""  # a frame pymodbus could not decode since then (shown), or ""
+        self._received = b""  # bytes received since then
+        self._garbled = ""  # a reply that could not be decoded since then (shown), or ""
 
     @property
     def endpoint(self) -> str:
         """``host:port``, as error messages name it."""
         return f"{self.host}:{self.port}"
 
-    def _new_client(self) -> AsyncModbusTcpClient:
-        client = AsyncModbusTcpClient(
+    def _new_client(self) -> TcpLink:
+        return TcpLink(
             self.host,
-            port=self.port,
-            name=self.endpoint,
-            timeout=self.timeout_s,
-            retries=0,
-            reconnect_delay=0,  # the bus owns reconnection (back-off on its clock)
-            reconnect_delay_max=0,
-            trace_packet=self._trace,
+            self.port,
+            timeout_s=self.timeout_s,
+            recv_bytes=RECV_BYTES,
+            trace=self._trace,
+            garbled=self._garbled_reply,
         )
-        decode = client.ctx.callback_data
-        client.ctx.callback_data = functools.partial(self._decode_or_drop, decode)  # type: ignore[method-assign]
-        return client
 
-    def _connected(self, client: Any) -> None:
-        """Reads of at most `RECV_BYTES`: asyncio asks the socket for 256 KiB a read, a
-        buffer allocated and shrunk for every reply; with the unit's mmap threshold
-        (deploy/resilience.service, for a steady RSS) that is an mmap, a page fault, an
-        mremap and an munmap per reply, 50 times a second per fast device."""
-        transport = getattr(client.ctx, "transport", None)
-        if transport is not None and hasattr(transport, "max_size"):
-            transport.max_size = RECV_BYTES
-
-    def _decode_or_drop(
-        self, decode: Callable[..., int], data: bytes, addr: tuple[Any, ...] | None = None
-    ) -> int:
-        """pymodbus raises out of `data_received` on a frame it cannot decode, and asyncio
-        then drops the connection (logging a "Fatal error"): a device whose every echo is
-        garbled would cost a reconnection per command. Over TCP the MBAP header's length
-        keeps the stream in step, so the bad bytes are dropped and the connection kept; the
-        request they answered then times out, and `_unusable_reply` names them."""
-        try:
-            return int(decode(data, addr))
-        except ModbusIOException:
-            self._garbled = data[:16].hex(" ") + (" ..." if len(data) > 16 else "")
-            self._garbled = f"unusable reply: {len(data)} bytes ({self._garbled})"
-            return len(data)
+    def _garbled_reply(self, data: bytes) -> None:
+        """A reply that could not be decoded (shown in the error: `_unusable_reply`)."""
+        shown = data[:16].hex(" ") + (" ..." if len(data) > 16 else "")
+        self._garbled = f"unusable reply: {len(data)} bytes ({shown})"
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
-        """pymodbus shows us every frame sent and the receive buffer as it grows."""
+        """The link shows us every frame sent and the bytes received since, as they grow."""
         if sending:
             self._request_tid, self._received, self._garbled = bytes(data[:2]), b"", ""
         else:

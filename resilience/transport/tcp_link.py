@@ -1,0 +1,197 @@
+"""One Modbus TCP connection, one transaction at a time: the request path of `ModbusTcpBus`.
+
+pymodbus's `AsyncModbusTcpClient` runs every request through a transaction manager
+built for many uses (retries, reconnection, several framers, a `wait_for` task and
+timer per request, packet tracing). The grid meter and the PCC breaker are asked 50
+times a second, every cycle, and on a gateway that machinery was most of the read
+phase's CPU (README "Footprint"). This link keeps only what a bus that sends one
+request at a time needs: a socket, the MBAP framing, and one pending reply with one
+timer. The Modbus itself stays pymodbus's: requests are its PDU classes, framed by its
+`FramerSocket`, and replies are decoded by its `DecodePDU`, so what is sent and how a
+reply is read are exactly as before.
+
+The link speaks the part of the client's interface `ModbusBus` uses (`connect`,
+`connected`, `close`, `read_holding_registers`, `write_register`, `write_registers`)
+and fails the way the client did: `ConnectionException` for a lost or absent
+connection, `ModbusIOException` for no usable answer within the timeout (the bus then
+asks `_unusable_reply` why), so the bus maps outcomes to `resilience.transport.errors`
+unchanged.
+
+Replies are matched by transaction id and unit id; a frame under another transaction
+id (a late reply to an earlier request) is dropped, as pymodbus does. A frame of this
+transaction that cannot be decoded fails the request at once (no wait for the timeout)
+and the connection is kept: the MBAP length keeps the stream in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+from pymodbus.exceptions import ConnectionException, ModbusIOException
+from pymodbus.framer import FramerSocket
+from pymodbus.pdu import DecodePDU, ModbusPDU
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersRequest,
+    WriteMultipleRegistersRequest,
+    WriteSingleRegisterRequest,
+)
+
+__all__ = ["MBAP_HEADER", "TcpLink"]
+
+MBAP_HEADER = 6
+"""[bytes] transaction id, protocol id and length: what precedes the length's bytes."""
+_DECODER = DecodePDU(is_server=False)
+
+
+class TcpLink(asyncio.Protocol):
+    """A Modbus TCP client connection to ``host:port``.
+
+    `timeout_s` bounds the connect and each reply. `recv_bytes` caps one socket read.
+    `trace(sending, data)` is shown every frame sent and the bytes received since
+    (the bus keeps them to name a reply that came garbled or cut short); `garbled(text)`
+    is told why a reply of this transaction could not be decoded.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout_s: float,
+        recv_bytes: int,
+        trace: Callable[[bool, bytes], bytes],
+        garbled: Callable[[bytes], None],
+    ) -> None:
+        self.host, self.port = host, port
+        self.timeout_s = timeout_s
+        self._recv_bytes = recv_bytes
+        self._trace = trace
+        self._garbled = garbled
+        self._framer = FramerSocket(_DECODER)
+        self._transport: asyncio.Transport | None = None
+        self._tid = 0
+        self._unit = 0
+        self._reply: asyncio.Future[ModbusPDU] | None = None
+        self._buffer = b""  # bytes not yet a whole frame
+        self._received = b""  # every byte since the last request (for `trace`)
+
+    # ------------------------------------------------------------ the client's interface
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
+    async def connect(self) -> bool:
+        """True once connected; False if refused or not connected within the timeout."""
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(lambda: self, self.host, self.port), self.timeout_s
+            )
+        except (OSError, TimeoutError):
+            self.close()
+            return False
+        return self.connected
+
+    def close(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+        self._fail(ConnectionException("connection closed"))
+
+    async def read_holding_registers(
+        self, address: int, *, count: int, device_id: int
+    ) -> ModbusPDU:
+        request = ReadHoldingRegistersRequest(address=address, count=count, dev_id=device_id)
+        return await self._execute(request)
+
+    async def write_register(self, address: int, value: int, *, device_id: int) -> ModbusPDU:
+        request = WriteSingleRegisterRequest(address=address, registers=[value], dev_id=device_id)
+        return await self._execute(request)
+
+    async def write_registers(
+        self, address: int, values: Sequence[int], *, device_id: int
+    ) -> ModbusPDU:
+        request = WriteMultipleRegistersRequest(
+            address=address, registers=list(values), dev_id=device_id
+        )
+        return await self._execute(request)
+
+    # ------------------------------------------------------------------ a transaction
+    async def _execute(self, request: ModbusPDU) -> ModbusPDU:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise ConnectionException(f"{self.host}:{self.port}: not connected")
+        if self._reply is not None:
+            raise RuntimeError("one request at a time (the bus holds its lock)")
+        self._tid = self._tid % 0xFFFF + 1
+        self._unit = request.dev_id
+        request.transaction_id = self._tid
+        frame = self._framer.buildFrame(request)
+        loop = asyncio.get_running_loop()
+        self._reply = reply = loop.create_future()
+        self._received = b""
+        self._trace(True, frame)
+        timer = loop.call_later(self.timeout_s, self._time_out, reply)
+        try:
+            transport.write(frame)
+            pdu: ModbusPDU = await reply
+            return pdu
+        finally:
+            timer.cancel()
+            if self._reply is reply:
+                self._reply = None
+
+    def _time_out(self, reply: asyncio.Future[ModbusPDU]) -> None:
+        if not reply.done():
+            reply.set_exception(ModbusIOException(f"no answer within {self.timeout_s} s"))
+
+    def _fail(self, exc: Exception) -> None:
+        reply, self._reply = self._reply, None
+        if reply is not None and not reply.done():
+            reply.set_exception(exc)
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._buffer = b""
+        # asyncio asks the socket for 256 KiB a read otherwise (see `ModbusTcpBus`)
+        if hasattr(transport, "max_size"):
+            transport.max_size = self._recv_bytes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._fail(ConnectionException(f"connection lost ({exc or 'closed by the device'})"))
+
+    def data_received(self, data: bytes) -> None:
+        self._received += data
+        self._trace(False, self._received)
+        buffer = self._buffer + data
+        while len(buffer) >= MBAP_HEADER + 2:  # the header, the unit id, a function code
+            length = MBAP_HEADER + int.from_bytes(buffer[4:6], "big")
+            if buffer[2:4] != b"\x00\x00" or length < MBAP_HEADER + 2:
+                # not Modbus (protocol id) or no room for a PDU: nothing after it can be
+                # framed either; the request, if it was this, times out and is named
+                self._garbled(buffer)
+                buffer = b""
+                break
+            if len(buffer) < length:
+                break  # the rest is still on its way
+            frame, buffer = buffer[:length], buffer[length:]
+            self._take(frame)
+        self._buffer = buffer
+
+    def _take(self, frame: bytes) -> None:
+        reply = self._reply
+        tid = int.from_bytes(frame[0:2], "big")
+        other_unit = self._unit != 0 and frame[6] != self._unit
+        if reply is None or reply.done() or tid != self._tid or other_unit:
+            return  # a late reply to an earlier request, or another unit's: no answer
+        pdu = _DECODER.decode(frame[MBAP_HEADER + 1 :])
+        if pdu is None:
+            self._garbled(frame)
+            reply.set_exception(ModbusIOException("unusable reply"))
+            return
+        pdu.dev_id, pdu.transaction_id = frame[6], tid
+        reply.set_result(pdu)
