@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import ssl
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -74,6 +75,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         " 2.1 station of the site file connects to URL/<identity>",
     )
     parser.add_argument(
+        "--ocpp-ca",
+        default=None,
+        metavar="FILE",
+        help="PEM certificate(s) to trust for a wss:// central system (the gateway's own,"
+        " self-signed); default: the site file's [ocpp] tls_cert, else the system's CAs",
+    )
+    parser.add_argument(
         "--ocpp-password",
         action="append",
         default=[],
@@ -128,6 +136,7 @@ async def run(
     ocpp_url: str | None = None,
     ocpp_passwords: dict[str, str] | None = None,
     *,
+    ocpp_ssl: ssl.SSLContext | None = None,
     instant: bool = False,
     latency_seed: int = 0,
 ) -> None:
@@ -142,6 +151,7 @@ async def run(
         serial_links=serial_links,
         ocpp_url=ocpp_url,
         ocpp_passwords=ocpp_passwords,
+        ocpp_ssl=ocpp_ssl,
         instant=instant,
         latency_seed=latency_seed,
     )
@@ -184,10 +194,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     ocpp_url = args.ocpp_url
+    tls = config.ocpp.tls_files()
     if ocpp_url is None and config.ocpp_stations and args.passwords:
         # The stations connect where the site file says the controller listens.
         host = config.ocpp.host if config.ocpp.host not in ("0.0.0.0", "::") else "127.0.0.1"
-        ocpp_url = f"ws://{host}:{config.ocpp.port}/ocpp"
+        ocpp_url = f"{'ws' if tls is None else 'wss'}://{host}:{config.ocpp.port}/ocpp"
+    trust = args.ocpp_ca if args.ocpp_ca is not None else (tls.cert if tls is not None else None)
+    try:
+        ocpp_ssl = ssl.create_default_context(cafile=None if trust is None else str(trust))
+    except (OSError, ssl.SSLError) as exc:
+        print(f"firmware_sim: cannot trust {trust}: {exc}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(
             run(
@@ -198,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.serial_links,
                 ocpp_url,
                 args.passwords,
+                ocpp_ssl=ocpp_ssl,
                 instant=args.instant,
                 latency_seed=args.latency_seed,
             )

@@ -26,6 +26,7 @@ import base64
 import contextlib
 import json
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -86,10 +87,17 @@ def basic_auth(identity: str, password: str) -> str:
 
 
 def websocket_connector(
-    url: str, identity: str, password: str | None, subprotocol: str = SUBPROTOCOL
+    url: str,
+    identity: str,
+    password: str | None,
+    subprotocol: str = SUBPROTOCOL,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Connector:
     """Connect to ``<url>/<identity>`` with the subprotocol and Basic Auth (none without a
-    password: the central system refuses it, and the station keeps trying)."""
+    password: the central system refuses it, and the station keeps trying). A ``wss://``
+    url is TLS (security profile 2), checked against `ssl_context` (the system's trusted
+    certificates without one)."""
     uri = url.rstrip("/") + "/" + identity
     headers = {} if password is None else {"Authorization": basic_auth(identity, password)}
 
@@ -100,6 +108,7 @@ def websocket_connector(
             additional_headers=headers,
             open_timeout=5,
             close_timeout=1,
+            ssl=ssl_context if uri.startswith("wss://") else None,
         )
         if ws.subprotocol != subprotocol:
             await ws.close()

@@ -30,6 +30,7 @@ import contextlib
 import functools
 import ipaddress
 import logging
+import ssl
 import struct
 import time
 from collections.abc import Mapping, Sequence
@@ -201,7 +202,8 @@ class SimSite:
     (``ws://host:port/ocpp``; the station appends its identity), with its password from
     `ocpp_passwords` (by identity or device id). The central system's port is often known
     only once the controller listens: then leave `ocpp_url` out and call
-    `start_stations(url, passwords)` later. `site.stations` maps device id -> station; the
+    `start_stations(url, passwords)` later. A ``wss://`` url is TLS, checked against
+    `ocpp_ssl` (the gateway's certificate). `site.stations` maps device id -> station; the
     stations tick on the plant's clock right after each plant step (one event loop: no race).
 
     Every device answers after its family's response latency (`firmware_sim.latency`),
@@ -220,6 +222,7 @@ class SimSite:
         serial_links: Mapping[str, str] | None = None,
         ocpp_url: str | None = None,
         ocpp_passwords: Mapping[str, str] | None = None,
+        ocpp_ssl: ssl.SSLContext | None = None,
         instant: bool = False,
         latency_seed: int = 0,
     ) -> None:
@@ -240,6 +243,7 @@ class SimSite:
         self.lines: dict[str, RtuLine | V2LLineMeter] = {}
         self.ocpp_url = ocpp_url
         self.ocpp_passwords = dict(ocpp_passwords or {})
+        self.ocpp_ssl = ocpp_ssl
         self.stations: dict[str, SimStation] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._stepped_at: float | None = None  # [s, monotonic] of the ticker's last step
@@ -274,7 +278,10 @@ class SimSite:
             self._ticker = asyncio.create_task(self._tick(self.tick_s), name="firmware_sim ticker")
 
     async def start_stations(
-        self, url: str, passwords: Mapping[str, str] | None = None
+        self,
+        url: str,
+        passwords: Mapping[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> dict[str, SimStation]:
         """Start one simulated station (`SimStation`, or the 2.0.1 / 1.6 ones of
         ocpp_legacy.py, by the site file's version) per OCPP station of the site file,
@@ -290,7 +297,13 @@ class SimSite:
                 device,
                 self.config.ocpp,
                 self.plant,
-                functools.partial(websocket_connector, url, identity, password),
+                functools.partial(
+                    websocket_connector,
+                    url,
+                    identity,
+                    password,
+                    ssl_context=ssl_context or self.ocpp_ssl,
+                ),
                 clock=self.station_clock,
             )
             station.latency = self.latencies.get(device_id)

@@ -425,16 +425,27 @@ class ApiSection(_Model):
         return self.tls_files() is None and not self.loopback
 
 
+def _check_tls_pair(
+    section: str, cert: Path | None, key: Path | None
+) -> list[tuple[str, str]] | None:
+    """Problems with a section's `tls_cert` and `tls_key` (both or neither, files that load
+    and match); None when the section has neither."""
+    if (cert is None) != (key is None):
+        have, missing = ("tls_cert", "tls_key") if key is None else ("tls_key", "tls_cert")
+        reason = f"required with {section}.{have} (the certificate and its key)"
+        return [(f"{section}.{missing}", reason)]
+    if cert is None or key is None:
+        return None
+    from resilience.tls import check_pair  # cryptography: only for a site that uses TLS
+
+    return [(f"{section}.{name}", reason) for name, reason in check_pair(TlsFiles(cert, key))]
+
+
 def _check_api(api: ApiSection) -> list[tuple[str, str]]:
     """TLS files that load and match, or a loopback host, or an explicit plain-HTTP choice."""
-    if (api.tls_cert is None) != (api.tls_key is None):
-        have, missing = ("tls_cert", "tls_key") if api.tls_key is None else ("tls_key", "tls_cert")
-        return [(f"api.{missing}", f"required with api.{have} (the certificate and its key)")]
-    files = api.tls_files()
-    if files is not None:
-        from resilience.tls import check_pair  # cryptography: only for a site that uses TLS
-
-        return [(f"api.{key}", reason) for key, reason in check_pair(files)]
+    tls = _check_tls_pair("api", api.tls_cert, api.tls_key)
+    if tls is not None:
+        return tls
     if not api.loopback and not api.allow_plain_http:
         return [
             (
@@ -462,10 +473,20 @@ def _listen_host(host: str) -> str:
 
 class OcppSection(_Model):
     """The controller's own OCPP central system (CSMS): where stations connect, and the
-    figures every station is given. Loopback by default, as [api]."""
+    figures every station is given. Loopback by default, as [api].
+
+    With `tls_cert` and `tls_key` it listens with TLS (``wss://``): OCPP security profile
+    2, Basic Auth inside TLS, so a station's password does not cross the site's network
+    in clear. Without them it is profile 1 (plain ``ws://``), which many stations in the
+    field still only speak; on a non-loopback host that is warned at start."""
 
     host: str = Field(default="127.0.0.1", min_length=1)
     port: Annotated[int, Field(ge=0, le=65535)] = 9000  # 0: any free port (tests)
+    tls_cert: Path | None = None
+    """PEM certificate (leaf first) the central system serves TLS with (the API's pair
+    will do: `resilience tls-cert` makes one for the gateway's names and addresses)."""
+    tls_key: Path | None = None
+    """PEM private key of tls_cert, unencrypted."""
     heartbeat_interval_s: Annotated[int, Field(ge=1, le=3600)] = 10
     """[s] the Heartbeat interval given in BootNotification's answer."""
     meter_interval_s: Annotated[int, Field(ge=1, le=60)] = 1
@@ -485,6 +506,16 @@ class OcppSection(_Model):
     @classmethod
     def _host(cls, host: str) -> str:
         return _listen_host(host)
+
+    @property
+    def loopback(self) -> bool:
+        """Whether only this machine can reach the central system."""
+        return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
+
+    def tls_files(self) -> TlsFiles | None:
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        return TlsFiles(self.tls_cert, self.tls_key)
 
 
 TopicSegment = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
@@ -1554,6 +1585,7 @@ def _check_ocpp_identities(config: SiteConfig) -> list[tuple[str, str]]:
 def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
     """Problems that single fields cannot show: (key path, reason) pairs."""
     problems: list[tuple[str, str]] = _check_api(config.api)
+    problems += _check_tls_pair("ocpp", config.ocpp.tls_cert, config.ocpp.tls_key) or []
     if config.fleet is not None:
         problems += _check_fleet(config.fleet)
     devices = config.devices

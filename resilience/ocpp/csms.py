@@ -155,8 +155,18 @@ class CentralSystem:
 
     # ------------------------------------------------------------------ server
     async def start(self) -> int:
-        """Listen on `[ocpp]` host:port (0: a free port); returns the bound port."""
+        """Listen on `[ocpp]` host:port (0: a free port); returns the bound port.
+
+        With `[ocpp] tls_cert` and `tls_key`, over TLS (security profile 2; the pair is the
+        one check-config checked). A plain listener that the network can reach is logged as
+        a warning: the stations' Basic Auth passwords cross the network in clear."""
         subprotocols: list[Any] = sorted(set(OCPP_SUBPROTOCOLS.values()))
+        files = self.section.tls_files()
+        context = None
+        if files is not None:
+            from resilience.tls import server_context
+
+            context = server_context(files)
         self._server = await serve(
             self._handler,
             self.section.host,
@@ -165,9 +175,16 @@ class CentralSystem:
             select_subprotocol=self._select_subprotocol,
             subprotocols=subprotocols,
             compression=None,
+            ssl=context,
         )
         self._port = int(next(iter(self._server.sockets)).getsockname()[1])
         log.info("OCPP central system listening on %s", self.url)
+        if context is None and not self.section.loopback:
+            log.warning(
+                "ocpp: listening without TLS on %s: the stations' passwords cross the network"
+                " in clear (security profile 1); give [ocpp] tls_cert and tls_key for profile 2",
+                self.section.host,
+            )
         return self._port
 
     @property
@@ -176,11 +193,13 @@ class CentralSystem:
 
     @property
     def url(self) -> str:
-        """``ws://host:port/ocpp``: a station connects to this plus ``/<identity>``."""
+        """``ws://host:port/ocpp`` (``wss://`` with TLS): a station connects to this plus
+        ``/<identity>``."""
         host = self.section.host
         if ":" in host:
             host = f"[{host}]"
-        return f"ws://{host}:{self._port}/ocpp"
+        scheme = "ws" if self.section.tls_files() is None else "wss"
+        return f"{scheme}://{host}:{self._port}/ocpp"
 
     async def stop(self) -> None:
         """Close every connection (WebSocket or in-process) and the server."""
