@@ -389,20 +389,15 @@ class TlsFiles:
     key: Path
 
 
-class ApiSection(_Model):
-    """Where the API and the tablet UI listen. Loopback by default: a LAN address is a choice,
-    and it needs TLS (`tls_cert`, `tls_key`: deploy/install.sh makes a self-signed pair) or
-    an explicit `allow_plain_http = true` (bearer tokens would cross the network in clear)."""
+class _Listener(_Model):
+    """A server of the gateway's: where it listens, and the TLS pair it serves with."""
 
     host: str = Field(default="127.0.0.1", min_length=1)
-    port: Annotated[int, Field(ge=0, le=65535)] = 8080  # 0: any free port (tests)
     tls_cert: Path | None = None
-    """PEM certificate (leaf first) the API serves HTTPS with; relative paths are from the
-    working directory, as store_path."""
+    """PEM certificate (leaf first) served with TLS; relative paths are from the working
+    directory, as store_path."""
     tls_key: Path | None = None
     """PEM private key of tls_cert, unencrypted (readable by root and the service only)."""
-    allow_plain_http: bool = False
-    """Serve plain HTTP on a non-loopback host anyway (warned at start and on the tablet)."""
 
     @field_validator("host")
     @classmethod
@@ -411,13 +406,23 @@ class ApiSection(_Model):
 
     @property
     def loopback(self) -> bool:
-        """Whether only this machine can reach the API (127.0.0.0/8, ::1, localhost)."""
+        """Whether only this machine can reach it (127.0.0.0/8, ::1, localhost)."""
         return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
 
     def tls_files(self) -> TlsFiles | None:
         if self.tls_cert is None or self.tls_key is None:
             return None
         return TlsFiles(self.tls_cert, self.tls_key)
+
+
+class ApiSection(_Listener):
+    """Where the API and the tablet UI listen. Loopback by default: a LAN address is a choice,
+    and it needs TLS (`tls_cert`, `tls_key`: deploy/install.sh makes a self-signed pair) or
+    an explicit `allow_plain_http = true` (bearer tokens would cross the network in clear)."""
+
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080  # 0: any free port (tests)
+    allow_plain_http: bool = False
+    """Serve plain HTTP on a non-loopback host anyway (warned at start and on the tablet)."""
 
     @property
     def plain_http_on_lan(self) -> bool:
@@ -471,7 +476,7 @@ def _listen_host(host: str) -> str:
     return host
 
 
-class OcppSection(_Model):
+class OcppSection(_Listener):
     """The controller's own OCPP central system (CSMS): where stations connect, and the
     figures every station is given. Loopback by default, as [api].
 
@@ -480,13 +485,7 @@ class OcppSection(_Model):
     in clear. Without them it is profile 1 (plain ``ws://``), which many stations in the
     field still only speak; on a non-loopback host that is warned at start."""
 
-    host: str = Field(default="127.0.0.1", min_length=1)
     port: Annotated[int, Field(ge=0, le=65535)] = 9000  # 0: any free port (tests)
-    tls_cert: Path | None = None
-    """PEM certificate (leaf first) the central system serves TLS with (the API's pair
-    will do: `resilience tls-cert` makes one for the gateway's names and addresses)."""
-    tls_key: Path | None = None
-    """PEM private key of tls_cert, unencrypted."""
     heartbeat_interval_s: Annotated[int, Field(ge=1, le=3600)] = 10
     """[s] the Heartbeat interval given in BootNotification's answer."""
     meter_interval_s: Annotated[int, Field(ge=1, le=60)] = 1
@@ -501,21 +500,6 @@ class OcppSection(_Model):
     """[s] a station with `local_frequency = true` keeps sharing by frequency this long after
     it loses the controller (its LocalFrequency profile's maxOfflineDuration, longer than
     max_offline_duration_s); then it falls to Idle."""
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, host: str) -> str:
-        return _listen_host(host)
-
-    @property
-    def loopback(self) -> bool:
-        """Whether only this machine can reach the central system."""
-        return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
-
-    def tls_files(self) -> TlsFiles | None:
-        if self.tls_cert is None or self.tls_key is None:
-            return None
-        return TlsFiles(self.tls_cert, self.tls_key)
 
 
 TopicSegment = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
