@@ -20,7 +20,9 @@ unchanged.
 Replies are matched by transaction id and unit id; a frame under another transaction
 id (a late reply to an earlier request) is dropped, as pymodbus does. A frame of this
 transaction that cannot be decoded fails the request at once (no wait for the timeout)
-and the connection is kept: the MBAP length keeps the stream in step.
+and the connection is kept: the MBAP length keeps the stream in step. A session that
+leaves `TIMEOUTS_BEFORE_RECONNECT` requests in a row without a byte of answer is dropped,
+so the next request connects afresh.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ __all__ = ["MBAP_HEADER", "TcpLink"]
 
 MBAP_HEADER = 6
 """[bytes] transaction id, protocol id and length: what precedes the length's bytes."""
+TIMEOUTS_BEFORE_RECONNECT = 5
+"""Unanswered requests in a row after which the connection is dropped, so the next
+request connects afresh (as pymodbus's client did with no retries): a half-open TCP
+session (a gateway rebooted without a reset, a switch that lost its state) never
+answers again, and TCP alone would take many minutes to notice."""
 _DECODER = DecodePDU(is_server=False)
 
 
@@ -75,6 +82,7 @@ class TcpLink(asyncio.Protocol):
         self._reply: asyncio.Future[ModbusPDU] | None = None
         self._buffer = b""  # bytes not yet a whole frame
         self._received = b""  # every byte since the last request (for `trace`)
+        self._unanswered = 0  # requests in a row with no reply at all
 
     # ------------------------------------------------------------ the client's interface
     @property
@@ -143,8 +151,13 @@ class TcpLink(asyncio.Protocol):
                 self._reply = None
 
     def _time_out(self, reply: asyncio.Future[ModbusPDU]) -> None:
-        if not reply.done():
-            reply.set_exception(ModbusIOException(f"no answer within {self.timeout_s} s"))
+        if reply.done():
+            return
+        reply.set_exception(ModbusIOException(f"no answer within {self.timeout_s} s"))
+        if not self._received:
+            self._unanswered += 1
+        if self._unanswered >= TIMEOUTS_BEFORE_RECONNECT and self._transport is not None:
+            self._transport.close()  # `connection_lost` follows; the next request connects
 
     def _fail(self, exc: Exception) -> None:
         reply, self._reply = self._reply, None
@@ -156,6 +169,7 @@ class TcpLink(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         self._buffer = b""
+        self._unanswered = 0
         # asyncio asks the socket for 256 KiB a read otherwise (see `ModbusTcpBus`)
         if hasattr(transport, "max_size"):
             transport.max_size = self._recv_bytes
@@ -194,4 +208,5 @@ class TcpLink(asyncio.Protocol):
             reply.set_exception(ModbusIOException("unusable reply"))
             return
         pdu.dev_id, pdu.transaction_id = frame[6], tid
+        self._unanswered = 0
         reply.set_result(pdu)

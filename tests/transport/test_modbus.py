@@ -18,6 +18,7 @@ from resilience.transport.errors import (
     TransportError,
 )
 from resilience.transport.modbus import RECV_BYTES, BusPool, ModbusTcpBus, RegisterTransport
+from resilience.transport.tcp_link import TIMEOUTS_BEFORE_RECONNECT
 from tests.modbus_fakes import FakeUnit, fake_server, free_port, mbap_reply, raw_server
 
 TIMEOUT_S = 0.2
@@ -137,6 +138,42 @@ async def test_silent_device_times_out_within_the_timeout(pool: BusPool) -> None
     assert TIMEOUT_S * 0.9 <= elapsed < TIMEOUT_S + 0.5
     assert f"127.0.0.1:{port} unit 1" in str(caught.value)
     assert f"no answer within {TIMEOUT_S} s" in str(caught.value)
+
+
+async def test_a_session_that_never_answers_is_dropped_and_connected_afresh(
+    pool: BusPool,
+) -> None:
+    """A half-open TCP session (a gateway rebooted without a reset) swallows every request:
+    after `TIMEOUTS_BEFORE_RECONNECT` unanswered ones in a row the bus drops it, and the
+    next request connects again (and is answered, on the new session)."""
+    sessions: list[asyncio.StreamWriter] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sessions.append(writer)
+        answering = len(sessions) > 1  # the first session is the dead one
+        try:
+            while True:
+                header = await reader.readexactly(6)
+                frame = header + await reader.readexactly(struct.unpack(">H", header[4:6])[0])
+                if answering:
+                    writer.write(mbap_reply(frame, bytes([3, 2, 0, 42])))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        bus = bus_for(pool, int(server.sockets[0].getsockname()[1]), timeout_s=0.05)
+        for _ in range(TIMEOUTS_BEFORE_RECONNECT):
+            with pytest.raises(DeviceTimeout):
+                await bus.read(1, 0, 1)
+        assert len(sessions) == 1
+        assert await bus.read(1, 0, 1) == [42]
+        assert len(sessions) == 2
+    finally:
+        for writer in sessions:
+            writer.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_closed_port_is_unreachable_then_backs_off_then_recovers(
