@@ -131,7 +131,7 @@ demo: venv
 	  print(" ".join(sorted({f"{d.host}:{d.port}" for d in site.devices.values() if d.transport == "tcp"})))' $(CONFIG)); \
 	$(BIN)/python -c 'import sys; from resilience.config import load_site; site = load_site(sys.argv[1]); \
 	  [print(f"  {n:<12} {d.driver:<22} modbus tcp {d.host}:{d.port} unit {d.unit_id}" if d.transport == "tcp" else \
-	         f"  {n:<12} {d.driver:<22} ocpp {d.ocpp.version} {d.ocpp.identity} -> ws://{site.ocpp.host}:{site.ocpp.port}/ocpp" if d.ocpp else \
+	         f"  {n:<12} {d.driver:<22} ocpp {d.ocpp.version} {d.ocpp.identity} -> {site.ocpp.scheme}://{site.ocpp.host}:{site.ocpp.port}/ocpp" if d.ocpp else \
 	         f"  {n:<12} {d.driver:<22} {d.transport} {d.serial_port}") \
 	   for n, d in site.devices.items()]' $(CONFIG); \
 	for endpoint in $$endpoints; do \

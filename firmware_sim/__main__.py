@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ocpp_url is None and config.ocpp_stations and args.passwords:
         # The stations connect where the site file says the controller listens.
         host = config.ocpp.host if config.ocpp.host not in ("0.0.0.0", "::") else "127.0.0.1"
-        ocpp_url = f"{'ws' if tls is None else 'wss'}://{host}:{config.ocpp.port}/ocpp"
+        ocpp_url = f"{config.ocpp.scheme}://{host}:{config.ocpp.port}/ocpp"
     trust = args.ocpp_ca if args.ocpp_ca is not None else (tls.cert if tls is not None else None)
     try:
         ocpp_ssl = ssl.create_default_context(cafile=None if trust is None else str(trust))

@@ -501,6 +501,11 @@ class OcppSection(_Listener):
     it loses the controller (its LocalFrequency profile's maxOfflineDuration, longer than
     max_offline_duration_s); then it falls to Idle."""
 
+    @property
+    def scheme(self) -> str:
+        """How a station's URL starts: ``wss`` with the TLS pair, else ``ws``."""
+        return "ws" if self.tls_files() is None else "wss"
+
 
 TopicSegment = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 """One level of an MQTT topic the site publishes under: lower-case letters, digits, '-' and

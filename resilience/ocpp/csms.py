@@ -198,8 +198,7 @@ class CentralSystem:
         host = self.section.host
         if ":" in host:
             host = f"[{host}]"
-        scheme = "ws" if self.section.tls_files() is None else "wss"
-        return f"{scheme}://{host}:{self._port}/ocpp"
+        return f"{self.section.scheme}://{host}:{self._port}/ocpp"
 
     async def stop(self) -> None:
         """Close every connection (WebSocket or in-process) and the server."""
