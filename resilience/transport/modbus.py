@@ -410,7 +410,7 @@ class ModbusTcpBus(ModbusBus):
 
     def _unusable_reply(self, function_code: int, count: int) -> str | None:
         """Why the request got no usable answer although the device sent bytes: a reply
-        pymodbus could not decode, or one of this transaction cut short (its MBAP length
+        that could not be decoded, or one of this transaction cut short (its MBAP length
         says more than came). A whole reply that came just too late, or a late reply to
         an earlier request (another transaction id), is no answer: a timeout (None)."""
         if self._garbled:

@@ -43,6 +43,9 @@ __all__ = ["MBAP_HEADER", "TcpLink"]
 
 MBAP_HEADER = 6
 """[bytes] transaction id, protocol id and length: what precedes the length's bytes."""
+MAX_MBAP_LENGTH = 254
+"""The largest length field of a Modbus TCP frame (a unit id and a PDU of at most 253
+bytes: 260 bytes on the wire)."""
 TIMEOUTS_BEFORE_RECONNECT = 5
 """Unanswered requests in a row after which the connection is dropped, so the next
 request connects afresh (as pymodbus's client did with no retries): a half-open TCP
@@ -184,11 +187,14 @@ class TcpLink(asyncio.Protocol):
         buffer = self._buffer + data
         while len(buffer) >= MBAP_HEADER + 2:  # the header, the unit id, a function code
             length = MBAP_HEADER + int.from_bytes(buffer[4:6], "big")
-            if buffer[2:4] != b"\x00\x00" or length < MBAP_HEADER + 2:
-                # not Modbus (protocol id) or no room for a PDU: nothing after it can be
-                # framed either; the request, if it was this, times out and is named
+            if buffer[2:4] != b"\x00\x00" or not 2 <= length - MBAP_HEADER <= MAX_MBAP_LENGTH:
+                # not Modbus (its protocol id, or a length no frame has): nothing after it
+                # can be framed either (waiting for a length of 65 535 would swallow every
+                # reply after it); the request fails at once, named
                 self._garbled(buffer)
                 buffer = b""
+                if self._reply is not None and not self._reply.done():
+                    self._reply.set_exception(ModbusIOException("unusable reply"))
                 break
             if len(buffer) < length:
                 break  # the rest is still on its way

@@ -303,6 +303,27 @@ async def test_a_reply_cut_short_on_the_wire_is_a_bad_frame(pool: BusPool) -> No
         await bus.close()
 
 
+async def test_a_frame_no_modbus_device_sends_fails_at_once_and_the_next_is_read(
+    pool: BusPool,
+) -> None:
+    """An MBAP length of 65 535 (a Modbus TCP frame is at most 260 bytes): waiting for the
+    rest would swallow every reply after it. The request fails at once, naming the bytes,
+    and the stream is taken up again at the next reply."""
+    answers = iter([b"\x00\x01\x00\x00\xff\xff\x01\x03"])
+
+    def bogus_first(request: bytes) -> bytes:
+        return next(answers, b"") or mbap_reply(request, bytes([3, 2, 0, 9]))
+
+    async with raw_server(bogus_first) as port:
+        bus = bus_for(pool, port)
+        started = time.monotonic()
+        with pytest.raises(BadFrame, match="unusable reply: 8 bytes"):
+            await bus.read(1, 10, 1)
+        assert time.monotonic() - started < TIMEOUT_S
+        assert await bus.read(1, 10, 1) == [9]
+        await bus.close()
+
+
 async def test_a_late_reply_to_an_earlier_request_is_no_answer(pool: BusPool) -> None:
     """A reply under another transaction id (an earlier request's, late) is skipped: the
     request it came during is unanswered (a timeout), not garbled."""
