@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from footprint import free_port, start_simulator, stop  # noqa: E402
+from footprint import reference_simulator  # noqa: E402
 
 from resilience.config import load_site  # noqa: E402
 from resilience.cycle import Controller  # noqa: E402
@@ -120,14 +120,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured run [s]")
     parser.add_argument("--warmup", type=float, default=5.0, help="before measuring [s]")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="resilience-phases-sim-") as name:
-        sim, ports = start_simulator(
-            ROOT / "config" / "site.toml", Path(name) / "sim.log", free_port()
-        )
-        try:
-            figures = asyncio.run(measure(ports, args.seconds, args.warmup))
-        finally:
-            stop(sim)
+    with reference_simulator("resilience-phases-sim-") as ports:
+        figures = asyncio.run(measure(ports, args.seconds, args.warmup))
     print(json.dumps({"latencies": "realistic", **figures}))
     return 0
 

@@ -57,6 +57,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,20 @@ def start_simulator(
     # nobody reads the rest of its output: let it go to /dev/null from here
     process.stdout.close()
     return process, ports
+
+
+@contextlib.contextmanager
+def reference_simulator(prefix: str) -> Iterator[dict[str, int]]:
+    """The reference site simulated in its own process (its log in a temporary directory
+    named by `prefix`; no central system for its stations): device -> port, while open."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as name:
+        sim, ports = start_simulator(
+            ROOT / "config" / "site.toml", Path(name) / "sim.log", free_port()
+        )
+        try:
+            yield ports
+        finally:
+            stop(sim)
 
 
 def site_period_s() -> float:

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from footprint import free_port, start_simulator, stop  # noqa: E402
+from footprint import reference_simulator  # noqa: E402
 
 from resilience.config import load_site  # noqa: E402
 from resilience.drivers.registry import driver_for  # noqa: E402
@@ -92,19 +91,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="before measuring [s]")
     parser.add_argument("--period", type=float, default=0.02, help="cycle period [s]")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="resilience-io-floor-") as name:
-        sim, ports = start_simulator(
-            ROOT / "config" / "site.toml", Path(name) / "sim.log", free_port()
-        )
-        try:
-            print(
-                f"simulated site up; reading for {args.warmup:g} + {args.seconds:g} s", flush=True
-            )
-            started = time.monotonic()
-            figures = asyncio.run(read_every_cycle(ports, args.period, args.warmup, args.seconds))
-            print(f"done in {time.monotonic() - started:.0f} s", flush=True)
-        finally:
-            stop(sim)
+    with reference_simulator("resilience-io-floor-") as ports:
+        print(f"simulated site up; reading for {args.warmup:g} + {args.seconds:g} s", flush=True)
+        started = time.monotonic()
+        figures = asyncio.run(read_every_cycle(ports, args.period, args.warmup, args.seconds))
+        print(f"done in {time.monotonic() - started:.0f} s", flush=True)
     print(json.dumps({"period_s": args.period, "latencies": "realistic", **figures}))
     return 0
 
