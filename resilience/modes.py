@@ -169,6 +169,9 @@ class Memory:
     # The mode each charger was last read told (`VehicleState.told_mode`), kept while it is
     # silent: a grid-former last told FORM may form the instant the PCC opens.
     told: dict[str, ChargerMode] = field(default_factory=dict)
+    # Chargers read at least once since this controller started: one never heard may be
+    # told anything by the controller that ran before it (a restart after a kill).
+    heard: set[str] = field(default_factory=set)
     active_alarms: dict[str, str] = field(default_factory=dict)
 
 
@@ -404,8 +407,10 @@ def formers_told_form(
     form the instant it opens, under whatever the bus then carries: before its FOLLOW has
     landed (or when it refuses it), a grid loss, with a controller too slow or gone to shed
     in time, is an island of the whole bus on one car. A silent one counts as it was last
-    read; one never read, or whose station does not say, counts only `just_closed` (it was
-    the island's former moments ago)."""
+    read; one not heard since this controller started counts too (unknown is unsafe: the
+    controller before a restart may have told it FORM and been killed before its FOLLOW);
+    one whose station does not say counts only `just_closed` (it was the island's former
+    moments ago)."""
     ids: list[str] = []
     capacity = 0.0
     unheard = False
@@ -419,6 +424,8 @@ def formers_told_form(
             if device is None or not (device.can_form and device.pcc_interlock):
                 continue
             told = ctx.memory.told.get(v.charger_id)
+            if told is None and v.charger_id not in ctx.memory.heard:
+                told = ChargerMode.FORM  # never heard since the start: may be told anything
         if told is ChargerMode.FORM or (told is None and just_closed):
             ids.append(v.charger_id)
             unheard = unheard or not v.available
@@ -1164,8 +1171,10 @@ class SiteModes:
         memory = self.memory
         raw = snap
         for v in snap.vehicles:
-            if v.available and v.told_mode is not None:
-                memory.told[v.charger_id] = v.told_mode
+            if v.available:
+                memory.heard.add(v.charger_id)
+                if v.told_mode is not None:
+                    memory.told[v.charger_id] = v.told_mode
         energised = memory.bus_energised_s
         self._estimating = self.mode in (Mode.ISLANDING, Mode.BLACK_START) or (
             energised is not None and now - energised < UNMEASURED_AFTER_ON_S
@@ -1671,8 +1680,9 @@ class SiteModes:
             "former_not_following",
             bool(forming) and not confirming,
             "critical",
-            f"grid-former {', '.join(forming)} still told to form on the grid (its command to"
-            " follow not taken): it would form under the whole bus the instant the PCC opens;"
+            f"grid-former {', '.join(forming)} may still be told to form on the grid (its"
+            " command to follow not taken, or not heard since the controller started): it"
+            " would form under the whole bus the instant the PCC opens;"
             + (
                 f" the bus is kept to {form_w / 1000:.1f} kW until it follows"
                 if form_w > 0

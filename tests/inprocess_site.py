@@ -135,16 +135,28 @@ class InProcessSite:
         self.loop = asyncio.new_event_loop()
         self.store = Store(Tmp.store_path(), clock=lambda: self.now, telemetry_flush_s=3600.0)
         self.store.start()
-        self.controller = Controller(
-            config,
+        self.controller = self._new_controller()
+        self.decisions: list[Decision] = []
+        self.pending: list[asyncio.Task[CommandResult]] = []
+        self.cycles(start_cycles)
+
+    def _new_controller(self) -> Controller:
+        return Controller(
+            self.config,
             build_inprocess_drivers(self.plant),
             self.store,
             clock=lambda: self.now,
             wall=lambda: 1.7e9 + self.now,
         )
-        self.decisions: list[Decision] = []
-        self.pending: list[asyncio.Task[CommandResult]] = []
-        self.cycles(start_cycles)
+
+    def restart(self) -> None:
+        """A new controller on the same field and store, as after a SIGKILL: nothing of the
+        old one's memory is carried over but what it stored (the plant runs on)."""
+        for task in [*self.pending, *self.controller._answering]:
+            task.cancel()
+        self.pending.clear()
+        assert self.store.flush(5.0)
+        self.controller = self._new_controller()
 
     @property
     def mode(self) -> Mode:

@@ -521,3 +521,25 @@ def test_a_former_silent_at_the_close_gets_nothing_restored_onto_it() -> None:
         _grid_loss_with_the_board_refusing(site)
     finally:
         site.close()
+
+
+def test_a_restart_with_the_former_unheard_restores_nothing_onto_it() -> None:
+    """Killed right after a seamless close, before the island's former (a PCC interlock)
+    took its FOLLOW, the controller starts again and cannot read that former: it may still
+    be told FORM, so nothing is restored onto the bus until it answers, or a later grid
+    loss would let it form under all of it (the crash test's island collapse: 42.9 kW on
+    11 kW, a restart whose first read of charger_1 went unanswered)."""
+    site = InProcessSite(reference(), PlantInit(pv_available_fraction=0.0))
+    try:
+        plant = site.plant
+        shed = _closed_with_the_former_refusing(site, island_s=200)
+        plant.silence("charger_1")
+        site.restart()
+        for _ in range(round(5.0 / site.cycle_s)):
+            site.cycles(1)
+            assert not any(plant.load_on(load) for load in shed), site.mode
+        assert site.mode is Mode.GRID_CONNECTED
+        assert plant.chargers["charger_1"].mode_command is ChargerMode.FORM
+        _grid_loss_with_the_board_refusing(site)
+    finally:
+        site.close()
