@@ -45,6 +45,7 @@ RTU_DEVICES = (
     "panel_v2l",
 )
 SERIAL_DEVICE = "v2l_2"
+FIELD_ACTIONS = ("relay", "charger", "breaker", "bus", "outlet")
 TRANSPORTS = [
     "tcp",
     pytest.param("rtu", marks=pytest.mark.skipif(SOCAT is None, reason="no socat")),
@@ -80,6 +81,28 @@ class FaultSite(Site):
 
     async def alarm_cleared(self, code: str, timeout_s: float = 10.0) -> None:
         await self.until(lambda: self.alarm(code) is None, timeout_s, f"alarm {code} cleared")
+
+    async def settled(self, cycles: int, timeout_s: float) -> None:
+        """Wait until the plant has seen `cycles` controller cycles in a row with nothing in the
+        field switched or started: a site that is done with its own transitions, so that what
+        happens next is the test's doing. Judged on the plant's log, not on a fixed count of
+        cycles (an RS-485 cycle is five times a TCP one, and settling is paced by time)."""
+        controller = self.running.controller
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            mark, start = len(self.plant.log), controller.stats.cycles
+            await self.until(
+                lambda start=start: controller.stats.cycles >= start + cycles,  # type: ignore[misc]
+                deadline - loop.time(),
+                f"{cycles} cycles in a row with nothing switched or started",
+            )
+            if not self.field_actions(mark):
+                return
+
+    def field_actions(self, mark: int) -> list[str]:
+        """What the plant logged being switched or started since `mark`."""
+        return [f"{e.kind}: {e.detail}" for e in self.plant.log[mark:] if e.kind in FIELD_ACTIONS]
 
     def available(self, device: str) -> bool:
         return self.running.controller.slots[device].available
