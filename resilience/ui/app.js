@@ -606,6 +606,8 @@ async function start() {
     event.preventDefault();
     signIn($("token-input").value.trim());
   });
+  // Only now: before this handler, the browser would send the form itself (index.html).
+  $("login-form").querySelector('button[type="submit"]').disabled = false;
   $("signout").addEventListener("click", () => signOut());
   $("lang-toggle").addEventListener("click", async () => {
     const next = language() === "en" ? "tr" : "en";

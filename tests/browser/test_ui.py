@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -79,6 +80,32 @@ async def test_operator_watches_a_grid_loss_sheds_a_load_and_registers_a_car(
     await page.click('#headcount-form button[type="submit"]')
     await page.wait_for_selector('#headcount:text-is("137 people")')
     assert "by ui-operator" in await page.text_content("#headcount-by")
+
+
+async def test_a_token_typed_before_the_app_is_ready_never_goes_into_the_url(
+    ui: UiSite, page: Any
+) -> None:
+    """Sign-in clicked while the app is still starting (a slow tablet; the full suite's
+    load): the browser must not send the form itself, which would put the token in the
+    URL (and left the page signed out: the flake of the viewer test below)."""
+    released = asyncio.Event()
+
+    async def held(route: Any) -> None:
+        await released.wait()
+        await route.continue_()
+
+    await page.route("**/api/v1/connection", held)  # start() waits on it before it is ready
+    await page.goto(ui.url + "/")
+    await page.fill("#token-input", ui.tokens["operator"])
+    assert await page.get_attribute("body", "data-ready") is None
+    assert await page.is_disabled("#login-form button[type=submit]")
+    await page.press("#token-input", "Enter")  # the browser's own submit, if it may
+    await page.wait_for_load_state()
+    assert "token" not in page.url
+    released.set()
+    await page.click("#login-form button[type=submit]")  # waits for the app to enable it
+    await page.wait_for_selector('body[data-connection="live"]')
+    assert "token" not in page.url
 
 
 async def test_a_viewer_sees_no_actions_and_turkish_uses_the_locale(ui: UiSite, page: Any) -> None:
