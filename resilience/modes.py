@@ -2172,8 +2172,9 @@ class SiteModes:
         )
         return {**held.on, **plan.on}
 
-    def _probe_breaker(self, ctx: GuardContext) -> BreakerCommand | None:
-        """None once the breaker is known to take commands; else what to send it now.
+    def _probe_breaker(self, ctx: GuardContext) -> tuple[BreakerCommand | None, str | None]:
+        """(None, None) once the breaker is known to take commands; else what to send it now,
+        or why the reconnection is blocked.
 
         A break-before-make close stops the island's only former first: a breaker that
         reads but refuses or drops commands (left in local control, write-protected) never
@@ -2185,21 +2186,16 @@ class SiteModes:
         memory = self.memory
         if memory.breaker_probe_s is None:
             memory.breaker_probe_s = ctx.now_s
-            return BreakerCommand.OPEN
-        refused = f"write_failed:{ctx.config.grid.pcc_breaker}" in memory.active_alarms
-        if refused:
-            self._alarm(
-                "resync_blocked",
-                True,
-                "warning",
+            return BreakerCommand.OPEN, None
+        if f"write_failed:{ctx.config.grid.pcc_breaker}" in memory.active_alarms:
+            return None, (
                 "not reconnecting break before make: the PCC breaker does not take commands"
                 " (stopping the island's former for a close that cannot come would black out"
-                " the site)",
+                " the site)"
             )
-            return BreakerCommand.NONE
         if ctx.now_s - memory.breaker_probe_s < BREAKER_PROBE_S:
-            return BreakerCommand.NONE
-        return None
+            return BreakerCommand.NONE, None
+        return None, None
 
     def _droop_compensated(self, ctx: GuardContext, target_hz: float) -> float:
         """The former's setpoint that puts its drooping island at target_hz (sync.py)."""
@@ -2225,23 +2221,34 @@ class SiteModes:
         if not ready_for_return(self.memory.grid_healthy_since_s, ctx.now_s, ctx.config.grid):
             return frequency, voltage, BreakerCommand.NONE
         blocked = resync_blocked(ctx)
-        if blocked is not None:
+        former = former_state(ctx)
+        # Closing onto the grid while a former without a PCC interlock forms would leave it
+        # forming in parallel until the next cycle tells it to follow: a grid failing in that
+        # moment would be back-fed. So such a former's island is stopped and the PCC closed
+        # onto the dead bus, once the breaker is known to take commands, and only if the
+        # former takes them too (stopping the followers while it refuses its OFF would
+        # leave the island to it alone, and it would never go dark for the close).
+        dark = former if live and former is not None and not former.pcc_interlock else None
+        probe: BreakerCommand | None = None
+        if blocked is None and dark is not None:
+            if f"write_failed:{dark.charger_id}" in self.memory.active_alarms:
+                blocked = (
+                    f"not reconnecting break before make: grid-former {dark.charger_id}"
+                    " does not take commands (it could not be stopped for the close)"
+                )
+            else:
+                probe, blocked = self._probe_breaker(ctx)
+        if blocked is not None:  # raised once, not cleared and raised again every cycle
             self._alarm("resync_blocked", True, "warning", blocked)
             return frequency, voltage, BreakerCommand.NONE
         self._alarm("resync_blocked", False)
-        former = former_state(ctx)
-        if live and former is not None and not former.pcc_interlock:
-            # Closing onto the grid while this former forms would leave it forming in parallel
-            # until the next cycle tells it to follow: a grid failing in that moment would be
-            # back-fed. Without a PCC interlock, stop the island and close onto a dead bus,
-            # once the breaker is known to take commands.
-            probe = self._probe_breaker(ctx)
+        if dark is not None:
             if probe is not None:
                 return frequency, voltage, probe
             self.memory.resync_dark = True
             self.memory.former_id = None
             self._notes.append(
-                f"{former.charger_id} has no PCC interlock: reconnecting break before make"
+                f"{dark.charger_id} has no PCC interlock: reconnecting break before make"
                 " (the site bus is dark until the PCC closes)"
             )
             return frequency, voltage, BreakerCommand.NONE
@@ -2251,6 +2258,13 @@ class SiteModes:
             return frequency, voltage, BreakerCommand.NONE
         check = sync_check(pcc, self._close_check, ctx.config.grid.nominal_voltage_v)
         if not check.ok:
+            return frequency, voltage, BreakerCommand.NONE
+        if self.memory.resync_dark and (live or not check.dead_bus):
+            # Break before make closes onto the dead bus only. Still live, the former has not
+            # taken its OFF (it refuses or drops commands): a close in sync would leave it
+            # forming in parallel with the grid, and the next grid loss would be back-fed
+            # through the PCC (the modes fuzzer found it). The synchronisation timeout ends
+            # the wait.
             return frequency, voltage, BreakerCommand.NONE
         if check.dead_bus and (
             live or self.memory.former_id is not None or forming_vehicle(ctx) is not None

@@ -487,6 +487,7 @@ def test_a_breaker_that_refuses_commands_never_starts_a_break_before_make_close(
         assert site.store.flush(5.0)
         blocked = [a for a in site.store.alarms(limit=500) if a.code == "resync_blocked"]
         assert blocked and "does not take commands" in blocked[-1].message
+        assert len(blocked) == 1  # raised once, not cleared and raised again every cycle
         plant.clear_fault("pcc_breaker")
         for _ in range(200):  # the next attempt, RESYNC_RETRY_S after the failed one
             site.seconds(1)

@@ -147,6 +147,28 @@ class Harness:
         self.started = True
         self.cycles(3)
 
+    def restart(self) -> None:
+        """The controller killed between two cycles and started again on the same field and
+        store (the crash test's SIGKILL, without the processes): the new one knows only what
+        it stored and what it reads. Modbus sites only: OCPP stations would have to
+        reconnect to a new central system."""
+        assert self.csms is None, "a restart is for Modbus sites"
+        old = self.controller
+        for task in [*self.pending, *old._answering, *old._writing]:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.sleep(0))
+        self.pending = []
+        assert self.store.flush(5.0)
+        self.controller = Controller(
+            self.config,
+            build_inprocess_drivers(self.plant),
+            self.store,
+            clock=lambda: self.now,
+            wall=self.wall,
+        )
+        self.note("controller restarted")
+        self.cycles(1)
+
     def _station_alarm(self, code: str, raised: bool, severity: str, message: str) -> None:
         self.controller.raise_or_clear_alarm(code, raised, severity, message)
 
@@ -210,8 +232,14 @@ class Harness:
         return task
 
     def answering(self, load: str) -> bool:
+        """The controller can act on `load`: its panel answers, and the controller is past
+        starting (after a restart it commands nothing until it has read the breaker)."""
         panel = self.plant.loads[load].spec.panel
-        return self.plant.comm_fault(panel) is None and self.controller.slots[panel].available
+        return (
+            self.plant.comm_fault(panel) is None
+            and self.controller.slots[panel].available
+            and self.controller.modes.mode is not Mode.STARTING
+        )
 
     # ------------------------------------------------------------------ the referee
     def note(self, text: str) -> None:

@@ -224,3 +224,56 @@ def test_a_former_lost_right_after_a_black_start_through_a_faulted_breaker(
     machine.hardware_fault(device="pcc_breaker")
     machine.wait(seconds=1.0)
     assert machine.plant.violations == []
+
+
+def test_a_former_refusing_its_off_is_never_closed_in_parallel_with_the_grid(
+    machine: SiteMachine,
+) -> None:
+    """charger_1 (no PCC interlock: break before make) carries the island and refuses every
+    write. The reconnection told it OFF, it stayed forming, and the synchronisation check
+    of its still live bus passed: the PCC closed with it forming in parallel with the grid,
+    and the next grid loss was back-fed through the PCC (found by the derandomised run
+    once the restart rule had changed its sequences). Now a former that does not take
+    commands blocks the break-before-make reconnection, and a dark reconnection never
+    closes onto a live bus."""
+    machine.grid_loss()
+    machine.grid_loss()
+    machine.grid_loss()
+    machine.flicker(count=1, period=0.5)
+    machine.comm_fault(code=1, device="charger_1", kind="refuse_writes")
+    machine.wait(seconds=8.0)
+    assert machine.plant.breaker.position.name == "OPEN"
+    assert "resync_blocked" in machine.controller.modes.memory.active_alarms
+    machine.grid_loss()
+    machine.cycles(10)
+    machine.check()
+    assert machine.plant.bus_live  # the island carried on
+
+
+def test_a_dark_reconnection_never_closes_onto_a_bus_its_former_keeps_live(
+    machine: SiteMachine,
+) -> None:
+    """The same former starts refusing commands in the very cycle the break-before-make
+    reconnection tells it OFF (no refusal alarmed before, so nothing blocked it): the bus
+    stays live, and the PCC must not close onto it in sync."""
+    from resilience.modes import BREAKER_PROBE_S
+
+    islanded(machine)
+    machine.plant.grid_return()
+    memory = machine.controller.modes.memory
+    for _ in range(round(60 / machine.cycle_s)):
+        probe_s = memory.breaker_probe_s
+        if probe_s is not None and machine.now + machine.cycle_s - probe_s >= BREAKER_PROBE_S:
+            break
+        machine.cycles(1)
+    else:
+        raise AssertionError("no break-before-make attempt within 60 s")
+    machine.plant.refuse_writes("charger_1")
+    machine.cycles(1)
+    assert memory.resync_dark and machine.plant.bus_live
+    for _ in range(round(30 / machine.cycle_s)):
+        machine.cycles(1)
+        assert machine.plant.breaker.position.name == "OPEN"
+    machine.plant.grid_loss()
+    machine.cycles(10)
+    machine.check()

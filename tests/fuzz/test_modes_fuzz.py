@@ -77,6 +77,10 @@ class SiteMachine(Harness, RuleBasedStateMachine):
     def run(self, n: int, dt: float) -> None:
         self.cycles(n, dt)
 
+    @rule()
+    def restart(self) -> None:
+        Harness.restart(self)
+
     @rule(seconds=st.sampled_from([1.0, 3.0, 8.0]))
     def wait(self, seconds: float) -> None:
         self.cycles(int(seconds / 0.2), 0.2)

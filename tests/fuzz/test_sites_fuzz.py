@@ -164,6 +164,10 @@ class SitesMachine(Harness, RuleBasedStateMachine):
     def run(self, n: int, times: float) -> None:
         self.cycles(n, self.cycle_s * times)
 
+    @rule()
+    def restart(self) -> None:
+        Harness.restart(self)
+
     @rule(seconds=st.sampled_from([1.0, 3.0, 8.0]))
     def wait(self, seconds: float) -> None:
         step = max(0.2, self.cycle_s)
