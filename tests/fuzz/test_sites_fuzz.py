@@ -164,6 +164,7 @@ class SitesMachine(Harness, RuleBasedStateMachine):
     def run(self, n: int, times: float) -> None:
         self.cycles(n, self.cycle_s * times)
 
+    @precondition(lambda self: self.csms is None)  # Modbus sites (`Harness.restart`)
     @rule()
     def restart(self) -> None:
         Harness.restart(self)
