@@ -174,9 +174,15 @@ def committed_probes(store: Path) -> set[int]:
     return {int(actor.split("-", 1)[1]) for (actor,) in rows}
 
 
-def check_field(mode: str, state: dict[str, Any]) -> None:
-    """The mode the controller resumed is the one the plant is in."""
-    assert state["violations"] == [], state["violations"]
+def check_field(mode: str, state: dict[str, Any], history: list[str] | None = None) -> None:
+    """The mode the controller resumed is the one the plant is in. A violation says what the
+    field did before it (the plant's log, with `log_tail`) and what the kills were."""
+    if state["violations"]:
+        log = [f"{e['time_s']:.3f} {e['kind']}: {e['detail']}" for e in state.get("log", [])]
+        raise AssertionError(
+            f"{state['violations']}\nkills (last 6): {(history or [])[-6:]}\nplant log:\n"
+            + "\n".join(log)
+        )
     breaker = state["breaker"]["position"]
     if mode == "grid_connected":
         assert breaker == "CLOSED" and state["grid"]["present"], (mode, breaker, state["grid"])
@@ -207,12 +213,19 @@ def test_sigkill_at_random_moments_of_a_drill(tmp_path: Path) -> None:
         def state() -> dict[str, Any]:
             response = http.get("/state", params={"log_tail": 0})
             response.raise_for_status()
-            return dict(response.json())
+            found = dict(response.json())
+            if found["violations"]:  # again, with what led to them
+                response = http.get("/state", params={"log_tail": 80})
+                response.raise_for_status()
+                found = dict(response.json())
+            return found
+
+        history: list[str] = []
 
         for kill in range(KILLS):
             controller = start_controller(site_file, store, ports)
             mode = controller.wait_mode(STABLE)
-            check_field(mode, state())
+            check_field(mode, state(), history)
             missing = acked - committed_probes(store)
             assert not missing, f"acknowledged commands lost after a kill: {sorted(missing)}"
             probe += 1
@@ -237,6 +250,7 @@ def test_sigkill_at_random_moments_of_a_drill(tmp_path: Path) -> None:
                     http.post("/grid/loss" if rng.random() < 0.5 else "/grid/return")
                 time.sleep(rng.uniform(0.05, 1.0))
             controller.pump(0.0)
+            history.append(f"#{kill} strategy {strategy}: started {mode}, killed {controller.mode}")
             kills[controller.mode or "starting"] += 1
             controller.kill()
             acked |= controller.acked
@@ -244,7 +258,7 @@ def test_sigkill_at_random_moments_of_a_drill(tmp_path: Path) -> None:
         controller = start_controller(site_file, store, ports)
         try:
             mode = controller.wait_mode(STABLE)
-            check_field(mode, state())
+            check_field(mode, state(), history)
         finally:
             controller.kill()
         final = state()
