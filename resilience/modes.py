@@ -1086,6 +1086,8 @@ class SiteModes:
             self._alarm("resync_blocked", False)
         if dest is not Mode.GRID_CONNECTED:
             self._alarm("former_not_following", False)  # forming is its job now
+        if dest is not Mode.ISLANDING:
+            self._alarm("pcc_open_held", False)
 
     def _reset_planned(self) -> None:
         self.memory.planned_island_requested = False
@@ -1653,16 +1655,18 @@ class SiteModes:
             loads.update(plan.on)
         return outlets, loads
 
+    def _ramping(self, ctx: GuardContext) -> bool:
+        """Within RAMP_DOWN_S of a close onto the grid (the local sources ramping down)."""
+        since = self.memory.ramp_down_from_s
+        return since is not None and ctx.now_s - since < RAMP_DOWN_S
+
     def _grid_connected(
         self, ctx: GuardContext, outlets: dict[str, bool], outlet_loads: dict[str, bool]
     ) -> Outputs:
         capacity = ctx.config.grid.connection_kva * 1000
         bus = self._circuits(ctx.snap).of("bus")
         memory = self.memory
-        ramping = (
-            memory.ramp_down_from_s is not None
-            and ctx.now_s - memory.ramp_down_from_s < RAMP_DOWN_S
-        )
+        ramping = self._ramping(ctx)
         restores = len(ctx.snap.loads)
         forming, form_w, unheard = formers_told_form(ctx, just_closed=ramping)
         confirming = bool(forming) and ctx.now_s - memory.mode_since_s < FOLLOW_CONFIRM_S
@@ -1800,9 +1804,33 @@ class SiteModes:
     def _islanding(
         self, ctx: GuardContext, outlets: dict[str, bool], outlet_loads: dict[str, bool]
     ) -> Outputs:
-        pcc = self._pcc(ctx, BreakerCommand.OPEN)
         capacity = self._former_capacity(ctx, available_former(ctx))
+        forming, form_w, _ = formers_told_form(ctx, just_closed=self._ramping(ctx))
+        if forming:
+            # A grid-former with a PCC interlock still told FORM (its FOLLOW not landed after
+            # a close, or refused) forms the instant the PCC opens, under whatever the bus
+            # carries then, while the followers are stopped: the bus is shed to what it
+            # carries alone first, and the PCC opened only once the panels read that done.
+            # Opening first left the island to a shed that a refusing board, or a controller
+            # killed between the two writes, never made (42.9 kW on 11 kW in the crash test).
+            capacity = min(capacity, form_w)
         loads = self._preshed(ctx, capacity - silent_draw_w(ctx))
+        # Done as read: every load the shed wants off reads off (one on a silent panel
+        # cannot be shed, nor read: not done).
+        shed_done = not any(
+            not load.available or (load.relay_on and not loads.get(load.load_id, True))
+            for load in self._circuits(ctx.snap).of("bus")
+        )
+        held = bool(forming) and not shed_done
+        self._alarm(
+            "pcc_open_held",
+            held,
+            "critical",
+            f"grid lost, PCC held closed: grid-former {', '.join(forming)} may still be told to"
+            " form and would form under the whole bus the instant the PCC opens; shedding to"
+            " what it carries alone first",
+        )
+        pcc = BreakerCommand.NONE if held else self._pcc(ctx, BreakerCommand.OPEN)
         chargers = {v.charger_id: self._charger_off(v) for v in ctx.snap.vehicles if v.available}
         return Outputs(pcc=pcc, chargers=chargers, loads={**loads, **outlet_loads}, outlets=outlets)
 

@@ -544,3 +544,55 @@ def test_a_restart_with_the_former_unheard_restores_nothing_onto_it() -> None:
         _grid_loss_with_the_board_refusing(site)
     finally:
         site.close()
+
+
+def test_the_pcc_stays_closed_while_a_former_told_form_would_form_under_more_than_it_carries() -> (
+    None
+):
+    """The island (charger_1 forming, the followers sharing: more than charger_1 alone
+    carries) is closed onto the grid, charger_1 does not take its FOLLOW, and the grid goes
+    again at once, with the board not taking the shed (in local control; or the controller
+    killed between its PCC command and its shed: the crash test's collapse, 42.9 kW on
+    11 kW). Opening the PCC lets the interlock start charger_1 forming under whatever the
+    bus carries, the followers stopped: the PCC opens only once the bus fits charger_1."""
+    site = InProcessSite(reference(), PlantInit(pv_available_fraction=0.0))
+    try:
+        plant = site.plant
+        site.islanded()
+        alone_w = plant.chargers["charger_1"].rating_w * 1.1
+
+        def on_w() -> float:  # the bus's loads: what the PCC's opening leaves to charger_1
+            return sum(
+                ld.power_w
+                for ld in plant.loads.values()
+                if ld.spec.supply == "bus" and plant.load_on(ld.spec.id)
+            )
+
+        for _ in range(6000):  # restores take minutes (minimum off times)
+            if on_w() > alone_w * 1.3:
+                break
+            site.cycles(1, 0.1)
+        assert on_w() > alone_w * 1.3, on_w()
+        plant.grid_return()
+        for _ in range(round(60 / site.cycle_s)):
+            site.cycles(1)
+            if site.mode is Mode.RESYNCHRONISING:
+                break
+        plant.refuse_writes("charger_1")
+        for _ in range(round(60 / site.cycle_s)):
+            site.cycles(1)
+            if site.mode is Mode.GRID_CONNECTED:
+                break
+        assert plant.chargers["charger_1"].mode_command is ChargerMode.FORM
+        plant.refuse_writes("panel_main")
+        plant.grid_loss()
+        site.seconds(3)
+        assert plant.violations == [], plant.violations
+        assert plant.collapses == 0
+        assert plant.breaker_position is BreakerPosition.CLOSED  # dark, and safe
+        plant.clear_fault("panel_main")  # the board takes the shed: the island forms
+        site.seconds(5)
+        assert plant.breaker_position is BreakerPosition.OPEN and plant.bus_live
+        assert plant.violations == [], plant.violations
+    finally:
+        site.close()
