@@ -168,6 +168,18 @@ def start_controller(site_file: Path, store: Path, ports: dict[str, int]) -> Con
     return Controller(process, Lines(process))
 
 
+@contextmanager
+def stopped_at_exit(controller: Controller) -> Iterator[Controller]:
+    """The controller process, killed on the way out if still running (a failed check
+    must not leave it running on the machine)."""
+    try:
+        yield controller
+    finally:
+        if controller.process.poll() is None:
+            controller.process.kill()
+            controller.process.wait(10)
+
+
 def committed_probes(store: Path) -> set[int]:
     with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
         rows = db.execute("SELECT actor FROM commands WHERE actor LIKE 'probe-%'").fetchall()
@@ -223,37 +235,37 @@ def test_sigkill_at_random_moments_of_a_drill(tmp_path: Path) -> None:
         history: list[str] = []
 
         for kill in range(KILLS):
-            controller = start_controller(site_file, store, ports)
-            mode = controller.wait_mode(STABLE)
-            check_field(mode, state(), history)
-            missing = acked - committed_probes(store)
-            assert not missing, f"acknowledged commands lost after a kill: {sorted(missing)}"
-            probe += 1
-            controller.command(probe)
-            strategy = kill % 3
-            if strategy == 1:  # mid-islanding: grid goes, kill while the island forms
-                if mode != "grid_connected":
-                    http.post("/grid/return")
-                    controller.wait_mode({"grid_connected"})
-                http.post("/grid/loss")
-                controller.wait_mode({"islanding", "black_start", "islanded", "emergency"})
-                time.sleep(rng.uniform(0.0, 0.1))
-            elif strategy == 2:  # mid-resynchronisation: grid back, kill while slipping
-                if mode == "grid_connected":
+            with stopped_at_exit(start_controller(site_file, store, ports)) as controller:
+                mode = controller.wait_mode(STABLE)
+                check_field(mode, state(), history)
+                missing = acked - committed_probes(store)
+                assert not missing, f"acknowledged commands lost after a kill: {sorted(missing)}"
+                probe += 1
+                controller.command(probe)
+                strategy = kill % 3
+                if strategy == 1:  # mid-islanding: grid goes, kill while the island forms
+                    if mode != "grid_connected":
+                        http.post("/grid/return")
+                        controller.wait_mode({"grid_connected"})
                     http.post("/grid/loss")
-                    controller.wait_mode({"islanded", "emergency"})
-                http.post("/grid/return")
-                controller.wait_mode({"resynchronising", "grid_connected"})
-                time.sleep(rng.uniform(0.0, 0.5))
-            else:  # anywhere: let it run a random while, maybe while the grid changes
-                if rng.random() < 0.5:
-                    http.post("/grid/loss" if rng.random() < 0.5 else "/grid/return")
-                time.sleep(rng.uniform(0.05, 1.0))
-            controller.pump(0.0)
-            history.append(f"#{kill} strategy {strategy}: started {mode}, killed {controller.mode}")
-            kills[controller.mode or "starting"] += 1
-            controller.kill()
-            acked |= controller.acked
+                    controller.wait_mode({"islanding", "black_start", "islanded", "emergency"})
+                    time.sleep(rng.uniform(0.0, 0.1))
+                elif strategy == 2:  # mid-resynchronisation: grid back, kill while slipping
+                    if mode == "grid_connected":
+                        http.post("/grid/loss")
+                        controller.wait_mode({"islanded", "emergency"})
+                    http.post("/grid/return")
+                    controller.wait_mode({"resynchronising", "grid_connected"})
+                    time.sleep(rng.uniform(0.0, 0.5))
+                else:  # anywhere: let it run a random while, maybe while the grid changes
+                    if rng.random() < 0.5:
+                        http.post("/grid/loss" if rng.random() < 0.5 else "/grid/return")
+                    time.sleep(rng.uniform(0.05, 1.0))
+                controller.pump(0.0)
+                history.append(f"#{kill} strategy {strategy}: {mode}, killed {controller.mode}")
+                kills[controller.mode or "starting"] += 1
+                controller.kill()
+                acked |= controller.acked
         # a last start: everything acknowledged is there, the site settles safely
         controller = start_controller(site_file, store, ports)
         try:
