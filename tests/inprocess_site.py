@@ -152,7 +152,7 @@ class InProcessSite:
     def restart(self) -> None:
         """A new controller on the same field and store, as after a SIGKILL: nothing of the
         old one's memory is carried over but what it stored (the plant runs on)."""
-        for task in [*self.pending, *self.controller._answering]:
+        for task in [*self.pending, *self.controller._answering, *self.controller._writing]:
             task.cancel()
         self.pending.clear()
         assert self.store.flush(5.0)
