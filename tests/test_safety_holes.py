@@ -388,20 +388,28 @@ def _closed_with_the_former_refusing(site: InProcessSite, island_s: float = 5.0)
         load.id for load in site.config.loads if load.supply == "bus" and not plant.load_on(load.id)
     ]
     assert shed, "the island carries everything: nothing to restore on the grid"
+    _reconnected_with_charger_1_refusing(site)
+    return shed
+
+
+def _reconnected_with_charger_1_refusing(site: InProcessSite) -> None:
+    """The grid returns to the island charger_1 forms; from the resynchronisation on,
+    charger_1 refuses every write: the seamless close leaves it told FORM, following only
+    because the closed PCC holds it."""
+    plant = site.plant
     plant.grid_return()
-    for _ in range(round(30 / site.cycle_s)):
+    for _ in range(round(60 / site.cycle_s)):
         site.cycles(1)
         if site.mode is Mode.RESYNCHRONISING:
             break
     plant.refuse_writes("charger_1")
-    for _ in range(round(30 / site.cycle_s)):
+    for _ in range(round(60 / site.cycle_s)):
         site.cycles(1)
         if site.mode is Mode.GRID_CONNECTED:
             break
     assert site.mode is Mode.GRID_CONNECTED
     assert plant.breaker_position is BreakerPosition.CLOSED
     assert plant.chargers["charger_1"].mode_command is ChargerMode.FORM
-    return shed
 
 
 def _grid_loss_with_the_board_refusing(site: InProcessSite) -> None:
@@ -573,17 +581,7 @@ def test_the_pcc_stays_closed_while_a_former_told_form_would_form_under_more_tha
                 break
             site.cycles(1, 0.1)
         assert on_w() > alone_w * 1.3, on_w()
-        plant.grid_return()
-        for _ in range(round(60 / site.cycle_s)):
-            site.cycles(1)
-            if site.mode is Mode.RESYNCHRONISING:
-                break
-        plant.refuse_writes("charger_1")
-        for _ in range(round(60 / site.cycle_s)):
-            site.cycles(1)
-            if site.mode is Mode.GRID_CONNECTED:
-                break
-        assert plant.chargers["charger_1"].mode_command is ChargerMode.FORM
+        _reconnected_with_charger_1_refusing(site)
         plant.refuse_writes("panel_main")
         plant.grid_loss()
         site.seconds(3)
