@@ -193,8 +193,7 @@ class TcpLink(asyncio.Protocol):
                 # reply after it); the request fails at once, named
                 self._garbled(buffer)
                 buffer = b""
-                if self._reply is not None and not self._reply.done():
-                    self._reply.set_exception(ModbusIOException("unusable reply"))
+                self._fail(ModbusIOException("unusable reply"))
                 break
             if len(buffer) < length:
                 break  # the rest is still on its way
@@ -211,7 +210,7 @@ class TcpLink(asyncio.Protocol):
         pdu = _DECODER.decode(frame[MBAP_HEADER + 1 :])
         if pdu is None:
             self._garbled(frame)
-            reply.set_exception(ModbusIOException("unusable reply"))
+            self._fail(ModbusIOException("unusable reply"))
             return
         pdu.dev_id, pdu.transaction_id = frame[6], tid
         self._unanswered = 0
