@@ -1815,20 +1815,22 @@ class SiteModes:
             # killed between the two writes, never made (42.9 kW on 11 kW in the crash test).
             capacity = min(capacity, form_w)
         loads = self._preshed(ctx, capacity - silent_draw_w(ctx))
-        # Done as read: every load the shed wants off reads off (one on a silent panel
-        # cannot be shed, nor read: not done).
-        shed_done = not any(
+        # Held until the shed is done as read: every load it wants off reads off (one on a
+        # silent panel cannot be shed, nor read: not done). Worked out only with such a
+        # former: this is the grid-loss cycle, whose PCC command is timed.
+        held = bool(forming) and any(
             not load.available or (load.relay_on and not loads.get(load.load_id, True))
             for load in self._circuits(ctx.snap).of("bus")
         )
-        held = bool(forming) and not shed_done
         self._alarm(
             "pcc_open_held",
             held,
             "critical",
             f"grid lost, PCC held closed: grid-former {', '.join(forming)} may still be told to"
             " form and would form under the whole bus the instant the PCC opens; shedding to"
-            " what it carries alone first",
+            " what it carries alone first"
+            if held
+            else "",
         )
         pcc = BreakerCommand.NONE if held else self._pcc(ctx, BreakerCommand.OPEN)
         chargers = {v.charger_id: self._charger_off(v) for v in ctx.snap.vehicles if v.available}
