@@ -114,6 +114,8 @@ Every sample is a row per load, charger and outlet value: at 60 s they were a fi
 72 h drill's cost on a 24-charger, 80-load site (the writer thread shares the drill's
 core). 300 s still gives 864 points per series over 72 h."""
 MAX_SAMPLES = 1500
+COMMAND_ANSWER_WAIT_S = 10.0
+"""[s] of wall time a drill waits for its commands' answers (`_answered`)."""
 
 
 # --------------------------------------------------------------------------- asyncio
@@ -432,6 +434,7 @@ class Drill:
             "why": why,
             "outcome": "pending",
             "detail": "",
+            "answered_s": None,
         }
         self.recorder.commands.append(entry)
         self.outbox.append(entry)
@@ -450,6 +453,7 @@ class Drill:
         )
         entry["outcome"] = result.outcome
         entry["detail"] = result.detail
+        entry["answered_s"] = self.clock.t  # drill time: the operator has the answer then
 
 
 def connector_vehicle(plant: Plant, connector: str) -> VehicleSim | None:
@@ -964,6 +968,7 @@ async def _run_virtual(
     wall0 = time.perf_counter()
     t = 0.0
     socs: dict[int, float] = {}
+    flushed = False  # commands handed over after the last cycle: the next one takes them in
     while True:
         applied_loud = False
         while drill.timeline and drill.timeline[0].t <= t + 1e-9:
@@ -977,6 +982,9 @@ async def _run_virtual(
         if stations is not None:
             await stations.step()  # what the OCPP stations pushed by now has arrived
         decision = await controller.cycle_once()
+        if flushed:
+            await _answered(drill)
+        flushed = False
         if stations is not None:
             await stations.settle()  # and the commands of this cycle have landed
         rec.control_steps += 1
@@ -1000,11 +1008,9 @@ async def _run_virtual(
             # Commands reach the controller between two cycles, one period apart, as
             # from the tablet: the next cycle applies them.
             drill.flush_outbox()
-            changed = True
+            flushed = changed = True
         if changed:
             fast_until = t + FAST_WINDOW_S
-        if drill.pending:
-            await asyncio.sleep(0)  # let answered commands complete
         if t >= next_sample or changed:
             rec.samples.append(sample(plant, t, mode, drill.controller.status))
             next_sample = t + sample_every
@@ -1040,6 +1046,21 @@ async def _run_virtual(
             break
         await asyncio.sleep(0.01)
     progress.update(end, mode.value, force=True)
+
+
+async def _answered(drill: Drill) -> None:
+    """Wait (in wall time) for the answers to the commands the last cycle took in.
+
+    A command is answered once its audit record is committed to SQLite, by the store's
+    writer thread. On the virtual clock a drill runs thousands of cycles for each second
+    of wall time, while that thread waits for the drill's own to let go of the CPU: left
+    alone, an answer came hours of drill time late (the whole drill, at --speed max). The
+    tablet has its answer within the cycle; so has the drill, at a few milliseconds of
+    wall time per batch of commands. One that takes longer than `COMMAND_ANSWER_WAIT_S`
+    lands when it lands (the drill's end waits for the stragglers).
+    """
+    if drill.pending:
+        await asyncio.wait(set(drill.pending), timeout=COMMAND_ANSWER_WAIT_S)
 
 
 def _socs_before(plant: Plant, into: dict[int, float]) -> dict[int, float]:

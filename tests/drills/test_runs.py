@@ -126,6 +126,56 @@ def test_report_has_every_key_and_a_self_contained_page(tmp_path: Path) -> None:
     assert (tmp_path / "drill.sqlite").exists()
 
 
+COMMANDS_IN_AN_ISLAND = """
+[scenario]
+name = "Operator commands during a long island"
+site = "{site}"
+duration = "6h"
+
+[[events]]
+at = "1m"
+kind = "grid_loss"
+
+[[events]]
+at = "5m"
+kind = "command"
+command = "shed_load"
+args = {{ load_id = "hvac" }}
+
+[[events]]
+at = "5m"
+kind = "command"
+command = "shed_load"
+args = {{ load_id = "lift" }}
+
+[[events]]
+at = "2h"
+kind = "command"
+command = "restore_load"
+args = {{ load_id = "lift" }}
+"""
+
+
+def test_commands_are_answered_in_the_cycle_that_takes_them_in(tmp_path: Path) -> None:
+    """An operator's command is answered once its audit record is in SQLite (rule 6). At
+    --speed max the store's writer thread waited for the drill to let go of the CPU, and
+    each answer came at the end of the drill, hours of drill time after the command."""
+    scenario = tmp_path / "commands.toml"
+    scenario.write_text(
+        COMMANDS_IN_AN_ISLAND.format(site=(REPO / "config" / "site.toml").as_posix()),
+        encoding="utf-8",
+    )
+    loaded = load_scenario(scenario)
+    report = asyncio.run(drill.run_max(loaded, tmp_path / "out", progress=False))
+    period = loaded.site.site.cycle_period_s
+    commands = report["commands"]
+    assert [c["time_s"] for c in commands] == [300.0, 300.0, 7200.0]
+    for command in commands:
+        assert command["outcome"] == "accepted", command
+        # handed over between two cycles, taken in and answered by the next one
+        assert command["answered_s"] - command["time_s"] <= 2 * period + 1e-9, command
+
+
 # --------------------------------------------------------------------------- resynchronising
 GRID_LOSS_AND_RETURN = """
 [scenario]
