@@ -26,7 +26,7 @@ from typing import ClassVar
 
 from pymodbus.constants import ExcCodes
 
-from firmware_sim.plant import Plant
+from firmware_sim.plant import CommFault, Plant
 from resilience.drivers.registers import (
     COMMON_ID_ADDR,
     COMMON_MODEL_ID,
@@ -148,7 +148,17 @@ class SimulatedDevice(ABC):
 
     def read(self, address: int, count: int) -> ReadResult:
         """Registers address..address+count-1, or the exception the device answers with."""
-        fault = self.plant.comm_fault(self.device_id)  # once: rendering cannot change it
+        return self._read(self.plant.comm_fault(self.device_id), address, count)
+
+    def answer(self, address: int, count: int) -> ReadResult | None:
+        """`read`, or None when the device is silenced (it never answers): one look at the
+        injected faults for both, as the in-process transport asks for every read."""
+        fault = self.plant.comm_fault(self.device_id)
+        if fault is not None and fault.kind == "silence":
+            return None
+        return self._read(fault, address, count)
+
+    def _read(self, fault: CommFault | None, address: int, count: int) -> ReadResult:
         if fault is not None and fault.kind == "exception":
             return ExcCodes(fault.code)
         if not self._in_map(address, count):
@@ -161,6 +171,8 @@ class SimulatedDevice(ABC):
             else:
                 self.garble(registers)
         offset = address - self.base_address
+        if offset == 0 and count == len(registers):
+            return registers  # rendered for this reply only: the whole map, as asked
         return registers[offset : offset + count]
 
     def write(self, address: int, values: Sequence[int]) -> ExcCodes | None:
@@ -292,36 +304,60 @@ class PanelDevice(SimulatedDevice):
 
 
 # --------------------------------------------------------------------------- bidirectional charger
+_CHARGER_ORDER = (
+    BidirectionalCharger.STATE,
+    BidirectionalCharger.MODE_ACTIVE,
+    BidirectionalCharger.SOC,
+    BidirectionalCharger.POWER,
+    BidirectionalCharger.CAPACITY,
+    BidirectionalCharger.MAX_DISCHARGE,
+    BidirectionalCharger.MAX_CHARGE,
+    BidirectionalCharger.CAPABILITIES,
+    BidirectionalCharger.AC_VOLTAGE,
+    BidirectionalCharger.AC_FREQUENCY,
+    BidirectionalCharger.FAULT_CODE,
+    BidirectionalCharger.MODE_COMMAND,
+    BidirectionalCharger.POWER_SETPOINT,
+    BidirectionalCharger.FREQUENCY_SETPOINT,
+    BidirectionalCharger.VOLTAGE_SETPOINT,
+    BidirectionalCharger.MIN_SOC,
+)
+"""The registers `ChargerDevice.render` lists, in its order: the map must be exactly these."""
+if tuple(range(BidirectionalCharger.READ_COUNT)) != _CHARGER_ORDER:
+    raise ImportError("ChargerDevice.render lists the charger's registers out of map order")
+_CAN_FORM = BidirectionalCharger.CAP_CAN_FORM
+_INTERLOCK = BidirectionalCharger.CAP_PCC_INTERLOCK
+
+
 class ChargerDevice(SimulatedDevice):
     driver = "bidirectional_charger"
     size = BidirectionalCharger.READ_COUNT
 
     def render(self) -> list[int]:
+        # One list in register order (`_CHARGER_ORDER`): this runs for every charger on
+        # every read, the commonest read of a drill.
         plant = self.plant
         c = plant.chargers[self.device_id]
         vehicle = c.vehicle
         on_bus = plant.bus_live
-        m = BidirectionalCharger
-        regs = [0] * self.size
-        regs[m.STATE] = int(c.state)
-        regs[m.MODE_ACTIVE] = int(c.mode_active)
-        regs[m.SOC] = u16(vehicle.soc_pct * 10) if vehicle else 0
-        regs[m.POWER] = s16(c.power_w)
-        regs[m.CAPACITY] = u16(vehicle.capacity_wh / 10) if vehicle else 0
-        regs[m.MAX_DISCHARGE] = u16(c.max_discharge_w)
-        regs[m.MAX_CHARGE] = u16(c.max_charge_w)
-        regs[m.CAPABILITIES] = (m.CAP_CAN_FORM if c.can_form else 0) | (
-            m.CAP_PCC_INTERLOCK if c.pcc_interlock else 0
-        )
-        regs[m.AC_VOLTAGE] = u16(plant.bus_voltage_v * 10) if on_bus else 0
-        regs[m.AC_FREQUENCY] = u16(plant.bus_frequency_hz * 100) if on_bus else 0
-        regs[m.FAULT_CODE] = c.fault_code
-        regs[m.MODE_COMMAND] = int(c.mode_command)
-        regs[m.POWER_SETPOINT] = s16(c.power_setpoint_w)
-        regs[m.FREQUENCY_SETPOINT] = u16(c.frequency_setpoint_hz * 100)
-        regs[m.VOLTAGE_SETPOINT] = u16(c.voltage_setpoint_v * 10)
-        regs[m.MIN_SOC] = u16(c.min_soc_pct * 10)
-        return regs
+        return [
+            int(c.state),
+            int(c.mode_active),
+            u16(vehicle.soc_pct * 10) if vehicle else 0,
+            s16(c.power_w),
+            u16(vehicle.capacity_wh / 10) if vehicle else 0,
+            u16(c.max_discharge_w),
+            u16(c.max_charge_w),
+            (_CAN_FORM if c.can_form else 0) | (_INTERLOCK if c.pcc_interlock else 0),
+            u16(plant.bus_voltage_v * 10) if on_bus else 0,
+            u16(plant.bus_frequency_hz * 100) if on_bus else 0,
+            c.fault_code,
+            int(c.mode_command),
+            s16(c.power_setpoint_w),
+            u16(c.frequency_setpoint_hz * 100),
+            u16(c.voltage_setpoint_v * 10),
+            u16(c.min_soc_pct * 10),
+        ]
 
     def writable(self) -> dict[int, Validator]:
         m = BidirectionalCharger

@@ -70,9 +70,9 @@ class InProcessTransport:
         check_request(address, count, MAX_READ_COUNT)
         self.reads += 1
         device = self.units.get(unit_id)
-        if device is None or device.silent:
+        result = None if device is None else device.answer(address, count)
+        if result is None:
             raise self._timeout(unit_id, address, f"reading {count} registers at {address}")
-        result = device.read(address, count)
         if isinstance(result, ExcCodes):
             what = f"reading {count} registers at {address}"  # worded only when it fails
             raise self._exception(result, unit_id, address, what)
