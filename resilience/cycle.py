@@ -68,7 +68,7 @@ from resilience.shelter import STATE_KEY as HEADCOUNT_KEY
 from resilience.store import Store
 from resilience.supervision import Supervisor
 from resilience.transport.errors import DeviceTimeout
-from resilience.write_plan import CANCELLING, Kind, Phase, Write, plan_writes
+from resilience.write_plan import CANCELLING, Kind, Phase, Write, panel_channels, plan_writes
 
 log = logging.getLogger("resilience.cycle")
 
@@ -233,6 +233,7 @@ class Controller:
         self._answering: set[asyncio.Future[None]] = set()
         # the site file does not change while running: look its devices up once
         self._chargers = list(config.chargers.items())
+        self._panel_channels = panel_channels(config)
         self._outlets = list(config.outlets.items())
         self._inverters = list(config.pv_inverters.items())
         self._panels = tuple(dict.fromkeys(load.panel for load in config.loads))
@@ -671,7 +672,7 @@ class Controller:
             for device_id, slot in self.slots.items()
             if slot.available and slot.reading is not None
         }
-        plan = plan_writes(outputs, readings, self._written, now, self.config)
+        plan = plan_writes(outputs, readings, self._written, now, self.config, self._panel_channels)
         for key, value in plan.reflected.items():
             self._written[key] = (value, now)
         if not plan.phases:

@@ -139,15 +139,29 @@ def _charger_phase(command: ChargerCommand, last: Any, reading: ChargerReading) 
     return Phase.SUPPLY_UP if after > before else Phase.SUPPLY_DOWN
 
 
+PanelChannels = tuple[tuple[str, tuple[tuple[str, int], ...]], ...]
+"""Each load panel of a site with its loads' (load id, channel), in the site file's order."""
+
+
+def panel_channels(config: SiteConfig) -> PanelChannels:
+    """The site's loads by panel: a site file's wiring, worked out once, not every cycle."""
+    panels: dict[str, list[tuple[str, int]]] = {}
+    for load in config.loads:
+        panels.setdefault(load.panel, []).append((load.id, load.channel))
+    return tuple([(panel_id, tuple(loads)) for panel_id, loads in panels.items()])
+
+
 def plan_writes(
     outputs: Outputs,
     readings: Mapping[str, Any],
     written: Mapping[str, tuple[Any, float]],
     now_s: float,
     config: SiteConfig,
+    panels: PanelChannels | None = None,
 ) -> WritePlan:
     """The cycle's writes in phases. `readings` holds the answering devices' readings
-    (a device without one is never written: its command would land on unknown state)."""
+    (a device without one is never written: its command would land on unknown state).
+    `panels` is `panel_channels(config)`, when the caller keeps it."""
     phases: dict[Phase, list[Write]] = {phase: [] for phase in Phase}
     reflected: dict[str, Any] = {}
 
@@ -176,20 +190,23 @@ def plan_writes(
         phase = _charger_phase(command, last, reading)
         phases[phase].append(Write(charger_id, Kind.CHARGER, charger_id, command))
 
-    panels: dict[str, dict[int, bool]] = {}
-    for load in config.loads:
-        want = outputs.loads.get(load.id)
-        if want is not None:
-            panels.setdefault(load.panel, {})[load.channel] = want
-    for panel_id, wanted in panels.items():
+    wants = outputs.loads
+    if panels is None:
+        panels = panel_channels(config)
+    for panel_id, channels in panels:
         panel: PanelReading | None = readings.get(panel_id)
         if panel is None:
             continue
         present = panel.relay_command
         final = list(present)
-        for channel, on in wanted.items():
-            if channel < len(final):
+        wanted = False
+        for load_id, channel in channels:
+            on = wants.get(load_id)
+            if on is not None and channel < len(final):
                 final[channel] = on
+                wanted = True
+        if not wanted:
+            continue
         vector = tuple(final)
         if vector == present:
             reflected[panel_id] = vector
