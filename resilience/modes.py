@@ -949,6 +949,7 @@ class SiteModes:
         self._switches_agreed: tuple[tuple[LoadState, ...], dict[str, bool]] | None = None
         # The last inputs of `secure_shares` and its answer (`_secure_shares`).
         self._shares_memo: tuple[tuple[Any, ...], dict[str, float]] | None = None
+        self._commands: dict[str, ChargerCommand] = {}  # see `_command`
         # Per circuit: the load tuple, limits and plan of a steady circuit (`_plan_holds`).
         self._plan_memo: dict[
             str, tuple[Sequence[LoadState], tuple[object, ...], LoadPlan]
@@ -1358,7 +1359,37 @@ class SiteModes:
         return want
 
     def _charger_off(self, v: VehicleState) -> ChargerCommand:
-        return ChargerCommand(ChargerMode.OFF, min_soc_pct=self._reserve_floor(v))
+        return self._command(v.charger_id, ChargerMode.OFF, min_soc_pct=self._reserve_floor(v))
+
+    def _command(
+        self,
+        charger_id: str,
+        mode: ChargerMode,
+        power_setpoint_w: float = 0.0,
+        frequency_setpoint_hz: float = 0.0,
+        voltage_setpoint_v: float = 0.0,
+        min_soc_pct: float = 100.0,
+    ) -> ChargerCommand:
+        """The command for one charger: last cycle's object when every field is the same.
+
+        A steady site tells each charger the same thing cycle after cycle; handing back the
+        same (immutable) object spares building it again, and the write plan recognises it
+        by identity."""
+        last = self._commands.get(charger_id)
+        if (
+            last is not None
+            and last.mode is mode
+            and last.power_setpoint_w == power_setpoint_w
+            and last.min_soc_pct == min_soc_pct
+            and last.frequency_setpoint_hz == frequency_setpoint_hz
+            and last.voltage_setpoint_v == voltage_setpoint_v
+        ):
+            return last
+        command = ChargerCommand(
+            mode, power_setpoint_w, frequency_setpoint_hz, voltage_setpoint_v, min_soc_pct
+        )
+        self._commands[charger_id] = command
+        return command
 
     def _reserve_floor(self, v: VehicleState) -> float:
         return min(100.0, v.reserve_soc_pct + self.config.dispatch.reserve_margin_pct)
@@ -1725,8 +1756,11 @@ class SiteModes:
                 setpoint = max(0.0, start * left)
             else:
                 setpoint = min(0.0, charging.get(v.charger_id, 0.0))
-            chargers[v.charger_id] = ChargerCommand(
-                ChargerMode.FOLLOW, power_setpoint_w=setpoint, min_soc_pct=self._reserve_floor(v)
+            chargers[v.charger_id] = self._command(
+                v.charger_id,
+                ChargerMode.FOLLOW,
+                power_setpoint_w=setpoint,
+                min_soc_pct=self._reserve_floor(v),
             )
         return Outputs(
             pcc=BreakerCommand.NONE,
@@ -1767,8 +1801,11 @@ class SiteModes:
                 continue
             share = shares.get(v.charger_id, 0.0)
             if v in vehicles:
-                chargers[v.charger_id] = ChargerCommand(
-                    ChargerMode.FOLLOW, power_setpoint_w=share, min_soc_pct=self._reserve_floor(v)
+                chargers[v.charger_id] = self._command(
+                    v.charger_id,
+                    ChargerMode.FOLLOW,
+                    power_setpoint_w=share,
+                    min_soc_pct=self._reserve_floor(v),
                 )
             else:
                 chargers[v.charger_id] = self._charger_off(v)
@@ -1923,7 +1960,8 @@ class SiteModes:
                     memory.form_sent_s = ctx.now_s
                 continue
             if v.charger_id == memory.former_id and may_form:
-                chargers[v.charger_id] = ChargerCommand(
+                chargers[v.charger_id] = self._command(
+                    v.charger_id,
                     ChargerMode.FORM,
                     frequency_setpoint_hz=ctx.config.grid.nominal_frequency_hz,
                     voltage_setpoint_v=ctx.config.grid.nominal_voltage_v,
@@ -2009,7 +2047,8 @@ class SiteModes:
             if v.charger_id == memory.former_id and v.charger_id == self._local_former:
                 continue  # it forms by its own configuration: nothing to tell it
             if v.charger_id == memory.former_id and open_confirmed and can_form_now(v):
-                chargers[v.charger_id] = ChargerCommand(
+                chargers[v.charger_id] = self._command(
+                    v.charger_id,
                     ChargerMode.FORM,
                     power_setpoint_w=shares.get(v.charger_id, 0.0),
                     frequency_setpoint_hz=frequency,
@@ -2017,7 +2056,8 @@ class SiteModes:
                     min_soc_pct=floor,
                 )
             elif live and v.plugged and v.state is not ChargerState.FAULT:
-                chargers[v.charger_id] = ChargerCommand(
+                chargers[v.charger_id] = self._command(
+                    v.charger_id,
                     ChargerMode.FOLLOW,
                     power_setpoint_w=shares.get(v.charger_id, 0.0),
                     min_soc_pct=floor,
