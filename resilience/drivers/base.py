@@ -13,7 +13,7 @@ Limits [V], [Hz], [%] are the plausibility bounds of the field (a 400 V site,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from enum import IntEnum
 from typing import Any, Self, TypeVar
 
@@ -73,11 +73,13 @@ class RegisterDriver:
         return f"{type(self).__name__}({self.name!r}, {self.endpoint})"
 
     # ------------------------------------------------------------------ I/O
-    async def _read(self, address: int, count: int) -> list[int]:
-        return await self.transport.read(self.unit_id, address, count)
+    def _read(self, address: int, count: int) -> Awaitable[list[int]]:
+        # The transport's own awaitable, not a coroutine around it: one frame less on
+        # every read of every device, every cycle.
+        return self.transport.read(self.unit_id, address, count)
 
-    async def _write(self, address: int, values: Sequence[int]) -> None:
-        await self.transport.write(self.unit_id, address, values)
+    def _write(self, address: int, values: Sequence[int]) -> Awaitable[None]:
+        return self.transport.write(self.unit_id, address, values)
 
     def _decoded(self, raw: list[int], decode: Callable[[list[int]], _T]) -> _T:
         """`decode(raw)`, reusing the last reading when the reply is identical to the last one.
