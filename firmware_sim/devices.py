@@ -477,6 +477,11 @@ class SunSpecDevice(SimulatedDevice):
         return regs
 
 
+_TOT_WH_EXP = offset_of(METER_203_POINTS, "TotWhExp")
+_TOT_WH_IMP = offset_of(METER_203_POINTS, "TotWhImp")
+"""Where model 203's energy accumulators are in its data (a lookup by name, once)."""
+
+
 class MeterDevice(SunSpecDevice):
     """Grid meter at the PCC: SunSpec 203 (three-phase wye). W + is import."""
 
@@ -520,8 +525,8 @@ class MeterDevice(SunSpecDevice):
         regs[d + m.HZ] = scaled(grid.measured_frequency_hz, HZ_SF)
         regs[d + m.W] = scaled(watts, self.w_sf)
         regs[d + m.W + 1 : d + m.W + 4] = [scaled(watts / 3, self.w_sf)] * 3
-        export_at = d + offset_of(METER_203_POINTS, "TotWhExp")
-        import_at = d + offset_of(METER_203_POINTS, "TotWhImp")
+        export_at = d + _TOT_WH_EXP
+        import_at = d + _TOT_WH_IMP
         regs[export_at : export_at + 2] = acc32(plant.export_wh)
         regs[import_at : import_at + 2] = acc32(plant.import_wh)
         return regs
