@@ -557,6 +557,19 @@ class Plant:
         self._wired_keys: tuple[tuple[str, Tier], ...] = tuple(
             (w.load.spec.supply, w.load.spec.tier) for w in self._wired
         )
+        # What `_advance` accounts each load by, unpacked once: it runs every plant step.
+        self._accounted = tuple(
+            (
+                w.load,
+                w.panel,
+                w.channel,
+                w.load.spec.tier,
+                w.load.spec.rated_power_w,
+                w.load.spec.id,
+                key,
+            )
+            for w, key in zip(self._wired, self._wired_keys, strict=True)
+        )
 
         # bus
         self.bus_source: BusSource = "dead"
@@ -1367,14 +1380,14 @@ class Plant:
             if outlet.vehicle is not None:
                 _drain(outlet.vehicle, outlet.power_w, hours)
         served, unserved = self.served_energy_wh, self.unserved_energy_wh
+        per_load = self.unserved_load_wh
         dark: set[tuple[str, Tier]] = set()
-        for (load, panel, channel, _), key in zip(self._wired, self._wired_keys, strict=True):
-            spec = load.spec
-            served[spec.tier] += load.power_w * hours
+        for load, panel, channel, tier, rated_w, load_id, key in self._accounted:
+            served[tier] += load.power_w * hours
             if not (load.supply_live and panel.relays[channel]):
-                unserved_wh = spec.rated_power_w * hours
-                unserved[spec.tier] += unserved_wh
-                self.unserved_load_wh[spec.id] += unserved_wh
+                unserved_wh = rated_w * hours
+                unserved[tier] += unserved_wh
+                per_load[load_id] += unserved_wh
                 dark.add(key)
         start, end = self.time_s, self.time_s + h
         for key, intervals in self.served_intervals.items():
@@ -1735,9 +1748,7 @@ class Plant:
                 f"site bus dark {now - stop.time_s:.3f} s for a break-before-make reconnection",
             )
             return
-        if in_time and self.bus_source == "island" and not set(self.former_ids) & set(
-            stop.formers
-        ):
+        if in_time and self.bus_source == "island" and not set(self.former_ids) & set(stop.formers):
             why = "at its reserve" if stop.at_floor else "(its car about to leave, or planned)"
             handover = Handover(stop.time_s, stop.formers, self.former_ids, now - stop.time_s)
             self.handovers.append(handover)
