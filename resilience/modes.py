@@ -2014,7 +2014,7 @@ class SiteModes:
         running = running_vehicles(ctx) if live else []
         supply = supply_capacity_w(running, ctx.snap.pv, config.dispatch) - silent_draw_w(ctx)
         if live and former is not None:
-            loads = self._balance(ctx, former, supply, max_tier)
+            loads = self._balance(ctx, former, running, supply, max_tier)
         else:
             loads = self._preshed(ctx, 0.0)
         # Setpoints follow the loads still on in the field: a load being shed counts until
@@ -2120,7 +2120,12 @@ class SiteModes:
         return Outputs(loads={**loads, **outlet_loads}, outlets=outlets)
 
     def _balance(
-        self, ctx: GuardContext, former: VehicleState, supply_w: float, max_tier: Tier
+        self,
+        ctx: GuardContext,
+        former: VehicleState,
+        running: list[VehicleState],
+        supply_w: float,
+        max_tier: Tier,
     ) -> dict[str, bool]:
         """Shed against the island's capacity; restore only into the former's headroom now.
 
@@ -2141,7 +2146,7 @@ class SiteModes:
             [pv]
             + [
                 discharge_limit_w(v, ctx.config.dispatch)
-                for v in running_vehicles(ctx)
+                for v in running  # `running_vehicles`, as the caller worked it out
                 if v.charger_id != former.charger_id
             ]
         )
