@@ -23,7 +23,9 @@ Speeds:
   its feedback.
   The step also stops exactly at each timeline event, each plant event (a step of
   a grid frequency or voltage ramp is one) and when a must-trip clearing time of a
-  connected site runs out (`trip_deadline`).
+  connected site runs out (`trip_deadline`). A scenario's commands reach the
+  controller between two cycles, and the runner waits for their answers (their
+  audit records committed) after the cycle that takes them in (`_answered`).
 - ``N`` (a number other than 1): the same virtual-clock run, paced to N times
   real time.
 - ``1``: real time over Modbus TCP (`server.SimSite`) with the controller run
