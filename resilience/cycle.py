@@ -236,7 +236,7 @@ class Controller:
         self._panel_channels = panel_channels(config)
         self._outlets = list(config.outlets.items())
         self._inverters = list(config.pv_inverters.items())
-        self._panels = tuple(dict.fromkeys(load.panel for load in config.loads))
+        self._panels = tuple([panel for panel, _ in self._panel_channels])  # site-file order
         # what the loads' states were last built from (`_load_states`)
         self._loads_key: tuple[Any, ...] | None = None
         # alarms for faults that change no mode (clock jump, flicker, unplug, store)
