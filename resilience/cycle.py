@@ -663,7 +663,9 @@ class Controller:
         A device never has two commands in flight: a write to a device still busy with an
         earlier one is left for a later cycle (it is not recorded as written, so the plan
         wants it again). In a cancelling phase (a shed, a supply increase) that counts as
-        not done, and the plan's later phases wait, as after a failed write.
+        not done, and the plan's later phases wait, as after a failed write. A plan is the
+        decision of one mode: once the site is in another, its phases not yet sent are
+        dropped (`_send_plan`).
         """
         start = self.clock()
         now = snap.time_s
@@ -677,7 +679,7 @@ class Controller:
             self._written[key] = (value, now)
         if not plan.phases:
             return
-        coro = self._send_plan(plan.phases, now)
+        coro = self._send_plan(plan.phases, now, self.modes.mode)
         try:
             first = coro.send(None)
         except StopIteration:
@@ -693,9 +695,24 @@ class Controller:
             log.error("a write plan failed: %r", task.exception())
 
     async def _send_plan(
-        self, phases: tuple[tuple[Phase, tuple[Write, ...]], ...], now: float
+        self, phases: tuple[tuple[Phase, tuple[Write, ...]], ...], now: float, mode: Mode
     ) -> None:
         for phase, writes in phases:
+            if self.modes.mode is not mode:
+                # Planned in another mode, still under way (a slow write held its later
+                # phases): the new mode's own decisions own the field now. A grid-connected
+                # plan's restores, behind a former's slow FOLLOW after a close, landed after
+                # a grid loss had islanding shed them: islanding then formed charger_1 on a
+                # panel reading taken before they came back on (the crash test's collapse,
+                # 42.9 kW on 11 kW). What is not sent is not recorded as written: the next
+                # plan wants it again if the new mode still does.
+                log.info(
+                    "write plan of %s dropped at its %s phase: now %s",
+                    mode.value,
+                    phase.name.lower(),
+                    self.modes.mode.value,
+                )
+                return
             busy = [w for w in writes if self.slots[w.device_id].writing]
             sending = [w for w in writes if not self.slots[w.device_id].writing]
             sent_s = self.clock()

@@ -8,12 +8,14 @@ Each failed on the controller before the fix it names.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 
 from firmware_sim.plant import PlantInit
 from resilience.config import SiteConfig, parse_site
+from resilience.devices import ChargerCommand
 from resilience.model import BreakerPosition, ChargerMode, Mode, Tier
 from resilience.transport.errors import DeviceTimeout
 from tests.inprocess_site import InProcessSite, reference_data, scaled_site
@@ -594,3 +596,50 @@ def test_the_pcc_stays_closed_while_a_former_told_form_would_form_under_more_tha
         assert plant.violations == [], plant.violations
     finally:
         site.close()
+
+
+def test_a_plan_made_on_the_grid_restores_nothing_once_the_site_is_islanding(
+    site: InProcessSite,
+) -> None:
+    """After a seamless close, the grid-connected plan restores the island's shed loads
+    behind charger_1's FOLLOW. When that FOLLOW is slow and the grid goes meanwhile, the
+    rest of that plan must not land: islanding has shed those loads, and it forms charger_1
+    on what its panel reading says is on (the crash test's collapse: restores landing after
+    the shed, read too late, 42.9 kW on 11 kW). Judged on the plant's relay record."""
+    plant = site.plant
+    site.islanded()
+    site.cycles(2000, 0.1)  # past every minimum off time: the close restores at once
+    gate = asyncio.Event()
+    held: list[float] = []
+    driver = site.controller.slots["charger_1"].driver
+    real = driver.command
+
+    async def command(value: ChargerCommand) -> None:
+        if value.mode is ChargerMode.FOLLOW and not gate.is_set():
+            held.append(site.now)  # the FOLLOW after the close: answered late
+            await gate.wait()
+        await real(value)
+
+    driver.command = command  # type: ignore[method-assign]
+    plant.grid_return()
+    for _ in range(round(120 / site.cycle_s)):
+        site.cycles(1)
+        if site.mode is Mode.GRID_CONNECTED:
+            break
+    assert site.mode is Mode.GRID_CONNECTED and held
+    site.cycles(1)
+    plant.grid_loss()
+    lost_s = plant.time_s
+    site.cycles(3)
+    assert site.mode is Mode.ISLANDING
+    gate.set()  # the FOLLOW lands, and with it whatever was planned behind it
+    site.seconds(3)
+    formed_s = next(
+        e.time_s for e in plant.log if e.time_s > lost_s and "island formed" in e.detail
+    )
+    switched_on = {
+        load: [t for t, closed in changes if closed and lost_s < t < formed_s]
+        for load, changes in plant.relay_log.items()
+    }
+    assert {load: ts for load, ts in switched_on.items() if ts} == {}
+    assert plant.violations == []
