@@ -57,7 +57,7 @@ from resilience.model import (
     V2LState,
     VehicleState,
 )
-from resilience.modes import Memory, SiteModes
+from resilience.modes import Memory, SiteModes, write_failed_alarm
 from resilience.occupancy import Occupancy, describe
 from resilience.outputs import Decision, Outputs
 from resilience.overrides import OverrideError, Overrides, VehicleView
@@ -780,7 +780,7 @@ class Controller:
             self.store.record_event(
                 "fault", f"refused unsafe command to {device_id}: {exc}", data={}
             )
-        code = f"write_failed:{device_id}"
+        code = write_failed_alarm(device_id)
         if code in self.modes.memory.active_alarms:
             return
         message = f"{device_id} did not take a command: {type(exc).__name__}: {exc}"
@@ -789,7 +789,7 @@ class Controller:
         self._alarm_change(code, True, "warning", message)
 
     def _write_ok(self, write: Write) -> None:
-        code = f"write_failed:{write.device_id}"
+        code = write_failed_alarm(write.device_id)
         if code in self.modes.memory.active_alarms:
             message = f"{write.device_id} takes commands again"
             log.info("%s", message)

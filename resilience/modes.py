@@ -123,6 +123,13 @@ ZERO_CONFIRM_WAIT_S = 1.0  # black start: at most this long waiting for the char
 # OFF to confirm it before forming onto what they still hold (counted as cold load then)
 
 
+def write_failed_alarm(device_id: str) -> str:
+    """The alarm the cycle raises while a device does not take its commands: the mode
+    machine reads it to block what would rest on that device obeying (a break-before-make
+    close)."""
+    return f"write_failed:{device_id}"
+
+
 @dataclass
 class Memory:
     """The controller's own beliefs across cycles (never field state, which is re-read)."""
@@ -2262,7 +2269,7 @@ class SiteModes:
         if memory.breaker_probe_s is None:
             memory.breaker_probe_s = ctx.now_s
             return BreakerCommand.OPEN, None
-        if f"write_failed:{ctx.config.grid.pcc_breaker}" in memory.active_alarms:
+        if write_failed_alarm(ctx.config.grid.pcc_breaker) in memory.active_alarms:
             return None, (
                 "not reconnecting break before make: the PCC breaker does not take commands"
                 " (stopping the island's former for a close that cannot come would black out"
@@ -2306,7 +2313,7 @@ class SiteModes:
         dark = former if live and former is not None and not former.pcc_interlock else None
         probe: BreakerCommand | None = None
         if blocked is None and dark is not None:
-            if f"write_failed:{dark.charger_id}" in self.memory.active_alarms:
+            if write_failed_alarm(dark.charger_id) in self.memory.active_alarms:
                 blocked = (
                     f"not reconnecting break before make: grid-former {dark.charger_id}"
                     " does not take commands (it could not be stopped for the close)"
