@@ -58,6 +58,7 @@ from firmware_sim.inprocess import build_inprocess_drivers
 from firmware_sim.ocpp_faults import clear_station_faults, inject_station_fault
 from firmware_sim.ocpp_inprocess import InProcessStations, inline_validation
 from firmware_sim.plant import Plant, PlantInit, VehicleSim, outage_json
+from resilience import steady
 from resilience.config import SiteConfig
 from resilience.cycle import Controller, SiteStatus
 from resilience.drills.report import write_reports
@@ -94,8 +95,8 @@ from resilience.drills.scenario import (
     parse_span,
     registers_vehicle,
 )
-from resilience.model import BreakerCommand, Mode, Tier
-from resilience.modes import RAMP_DOWN_S, SiteModes
+from resilience.model import Mode, Tier
+from resilience.modes import SiteModes
 from resilience.ocpp import CentralSystem
 from resilience.outputs import Decision
 from resilience.policies.grid import next_trip_s
@@ -108,8 +109,6 @@ SLOW_STEP_S = 10.0
 """[s] longest the controller goes without a full cycle (the default of `run_max`)."""
 FAST_WINDOW_S = 5.0
 """[s] after a change the controller cycles at its own period for this long."""
-STEADY_MODES = frozenset({Mode.GRID_CONNECTED, Mode.ISLANDED, Mode.EMERGENCY})
-"""Modes the controller can sit in for hours; every other one times something."""
 DRILL_TELEMETRY_PERIOD_S = 300.0
 """[s] store telemetry period in a virtual-clock drill (the report samples the plant itself).
 Every sample is a row per load, charger and outlet value: at 60 s they were a fifth of a
@@ -858,27 +857,9 @@ def build(loaded: LoadedScenario, out: Path, duration_s: float | None = None) ->
 # --------------------------------------------------------------------------- the loop
 def timed_action_pending(modes: SiteModes, now_s: float) -> bool:
     """The controller is waiting on something it times at its own period, so a drill must
-    cycle it at that period (not every slow step) until it is over.
-
-    Any mode but the steady ones (grid_connected, islanded, emergency): a synchronised close
-    waiting for the angle to come round (the slip would carry it past the window between
-    two slow steps), a black start, planned islanding, islanding, starting. In a steady
-    mode: the ramp-down of the local sources after reconnecting, and a breaker command
-    still waiting for its feedback (the retry after grid.breaker_operate_timeout_s).
-    Reads only the public state of the mode machine (`mode`, `memory`).
-    """
-    if modes.mode not in STEADY_MODES:
-        return True
-    memory = modes.memory
-    ramp_from = memory.ramp_down_from_s
-    if ramp_from is not None and now_s - ramp_from < RAMP_DOWN_S:
-        return True
-    sent = memory.pcc_command_s
-    return (
-        memory.pcc_command is not BreakerCommand.NONE
-        and sent is not None
-        and now_s - sent < modes.config.grid.breaker_operate_timeout_s
-    )
+    cycle it at that period (not every slow step) until it is over
+    (`resilience.steady.timed_action_pending`, on the mode machine's public state)."""
+    return steady.timed_action_pending(modes.mode, modes.memory, modes.config.grid, now_s)
 
 
 def trip_deadline(modes: SiteModes) -> float | None:

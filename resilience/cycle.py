@@ -65,6 +65,7 @@ from resilience.policies.leaving import cap_fraction
 from resilience.poll_schedule import SLOW_GRACE_READS, poll_period_s, read_every_cycle
 from resilience.shelter import MAX_PEOPLE, Headcount
 from resilience.shelter import STATE_KEY as HEADCOUNT_KEY
+from resilience.steady import may_keep_decision
 from resilience.store import Store
 from resilience.supervision import Supervisor
 from resilience.transport.errors import DeviceTimeout
@@ -160,6 +161,7 @@ class CycleStats:
     cycles: int = 0
     overruns: int = 0
     reactions: int = 0  # cycles run early on a grid meter's or breaker's late reply
+    kept: int = 0  # cycles on a steady grid that kept the last decision (`resilience.steady`)
     last_duration_s: float = 0.0
     # the recent cycle start times, for jitter (/metrics takes the last 501, the watchdog
     # the last 2): a bounded ring, so that it costs the same memory after a year as now
@@ -234,6 +236,10 @@ class Controller:
         # the site file does not change while running: look its devices up once
         self._chargers = list(config.chargers.items())
         self._panel_channels = panel_channels(config)
+        # the last decision on the grid, kept by the cycles that change nothing (`steady`)
+        self._decided_s: float | None = None
+        self._kept = Decision(Outputs())
+        self._field: tuple[tuple[bool, Any], ...] = ()
         self._outlets = list(config.outlets.items())
         self._inverters = list(config.pv_inverters.items())
         self._panels = tuple([panel for panel, _ in self._panel_channels])  # site-file order
@@ -332,6 +338,11 @@ class Controller:
         starting = self.modes.mode is Mode.STARTING
         await self._read_all(math.inf if starting else READ_WAIT_FRACTION * period, ask=ask)
         now = self.clock()
+        if self._keeps_decision(now):
+            self.stats.kept += 1
+            self.stats.cycles += 1
+            self.stats.last_duration_s = self.clock() - start
+            return self._kept
         snap = self.build_snapshot(now)
         await self._process_commands()
         decision = self.modes.step(snap)
@@ -339,9 +350,35 @@ class Controller:
             self._all_due(now)  # a new mode: read the whole field at once
         await self._write(decision.outputs, snap, WRITE_WAIT_FRACTION * period)
         self._record(decision, snap)
+        self._decided_s = now
+        self._kept = Decision(decision.outputs, energy=decision.energy)
+        self._field = self._field_key()
         self.stats.cycles += 1
         self.stats.last_duration_s = self.clock() - start
         return decision
+
+    def _keeps_decision(self, now: float) -> bool:
+        """This cycle keeps the last decision (`resilience.steady`: on a steady grid, read
+        every cycle, decided at least every `STEADY_DECISION_MAX_S`)."""
+        modes = self.modes
+        return may_keep_decision(
+            mode=modes.mode,
+            memory=modes.memory,
+            grid=self.config.grid,
+            trip_points=modes.trip_points,
+            meter=self._reading(self.config.grid.meter),
+            now_s=now,
+            decided_s=self._decided_s,
+            field_unchanged=self._field_key() == self._field,
+            busy=not self._inbox.empty() or bool(self._writing),
+        )
+
+    def _field_key(self) -> tuple[tuple[bool, Any], ...]:
+        """What every device but the grid meter answered, as the decision took it."""
+        meter = self.config.grid.meter
+        return tuple(
+            [(s.available, s.reading) for s in self.slots.values() if s.device_id != meter]
+        )
 
     def _all_due(self, now: float) -> None:
         for slot in self.slots.values():
