@@ -120,6 +120,9 @@ class SiteSection(_Model):
     refusal_retention_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
     """[days] refused calls (audit rows of commands not accepted) older than this are
     deleted (hourly); accepted commands are kept."""
+    steady_decision_max_s: Annotated[float, Field(ge=0, le=1)] = 0.1
+    """[s] on a steady grid, a cycle that reads nothing new keeps the last decision, made
+    again at least this often (`resilience.steady`); 0: every cycle decides."""
 
 
 TripTableName = Literal["ieee1547_cat2", "ieee1547_cat3", "en50549"]

@@ -239,7 +239,7 @@ class Controller:
         # the last decision on the grid, kept by the cycles that change nothing (`steady`)
         self._decided_s: float | None = None
         self._kept = Decision(Outputs())
-        self._field: tuple[tuple[bool, Any], ...] = ()
+        self._field: tuple[Any, ...] = ()
         self._outlets = list(config.outlets.items())
         self._inverters = list(config.pv_inverters.items())
         self._panels = tuple([panel for panel, _ in self._panel_channels])  # site-file order
@@ -371,13 +371,19 @@ class Controller:
             decided_s=self._decided_s,
             field_unchanged=self._field_key() == self._field,
             busy=not self._inbox.empty() or bool(self._writing),
+            max_s=self.config.site.steady_decision_max_s,
         )
 
-    def _field_key(self) -> tuple[tuple[bool, Any], ...]:
-        """What every device but the grid meter answered, as the decision took it."""
+    def _field_key(self) -> tuple[Any, ...]:
+        """What the decision rests on besides the grid meter and the clock: what every other
+        device answered, and the operators' overrides (a tier, a car's session and its
+        leaving time, changed by a command or by the API directly)."""
         meter = self.config.grid.meter
-        return tuple(
-            [(s.available, s.reading) for s in self.slots.values() if s.device_id != meter]
+        overrides = self.overrides
+        return (
+            tuple([(s.available, s.reading) for s in self.slots.values() if s.device_id != meter]),
+            tuple(overrides.occupancy.values()),
+            dict(overrides.tiers),
         )
 
     def _all_due(self, now: float) -> None:

@@ -37,7 +37,8 @@ __all__ = ["STEADY_DECISION_MAX_S", "STEADY_MODES", "may_keep_decision", "timed_
 
 STEADY_DECISION_MAX_S = 0.1
 """[s] on a steady grid, a full decision at least this often (what moves with the clock
-alone, a restore delay or a re-assertion, is at most this late)."""
+alone, a restore delay or a re-assertion, is at most this late): the default of
+`[site] steady_decision_max_s`; 0 makes every cycle decide."""
 
 STEADY_MODES = frozenset({Mode.GRID_CONNECTED, Mode.ISLANDED, Mode.EMERGENCY})
 """The modes a site can sit in for hours; every other one times something."""
@@ -73,6 +74,7 @@ def may_keep_decision(
     decided_s: float | None,
     field_unchanged: bool,
     busy: bool,
+    max_s: float = STEADY_DECISION_MAX_S,
 ) -> bool:
     """Whether this cycle may keep the decision made at `decided_s` (module doc).
 
@@ -80,7 +82,7 @@ def may_keep_decision(
     the same reading; `busy`: an operator command waits or a write is under way."""
     if mode is not Mode.GRID_CONNECTED or decided_s is None or busy or not field_unchanged:
         return False
-    if not 0.0 <= now_s - decided_s < STEADY_DECISION_MAX_S:
+    if not 0.0 <= now_s - decided_s < max_s:
         return False
     if meter is None or not (math.isfinite(meter.voltage_v) and math.isfinite(meter.frequency_hz)):
         return False

@@ -25,6 +25,8 @@ from tests.inprocess_site import InProcessSite, reference_data
 
 def site_config(**device_periods: float) -> SiteConfig:
     data = reference_data()
+    # every cycle decides and publishes its snapshot, whose ages these tests read
+    data["site"]["steady_decision_max_s"] = 0.0
     for name, period in device_periods.items():
         data["devices"][name]["poll_period_s"] = period
     return parse_site(data, "reference")

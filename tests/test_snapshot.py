@@ -43,6 +43,11 @@ class Rig:
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     config = load_site(SITE)
+    # Every cycle decides, so every cycle publishes the snapshot it built: these tests are
+    # about the snapshot (tests/test_steady.py about the cycles that keep a decision).
+    config = config.model_copy(
+        update={"site": config.site.model_copy(update={"steady_decision_max_s": 0.0})}
+    )
     plant = Plant(config, PlantInit(pv_available_fraction=0.0))
     now = [100.0]
     store = Store(tmp_path / "s.sqlite", clock=lambda: WALL0 + now[0])

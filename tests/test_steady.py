@@ -41,6 +41,7 @@ def keeps(**changes: object) -> bool:
 
 def test_a_steady_grid_keeps_the_decision() -> None:
     assert keeps()
+    assert not keeps(max_s=0.0)  # [site] steady_decision_max_s = 0: every cycle decides
 
 
 @pytest.mark.parametrize(
@@ -50,7 +51,7 @@ def test_a_steady_grid_keeps_the_decision() -> None:
         {"mode": Mode.STARTING},
         {"mode": Mode.PLANNED_ISLANDING},
         {"decided_s": None},
-        {"now_s": 100.0 + STEADY_DECISION_MAX_S},
+        {"now_s": 100.0 + 2 * STEADY_DECISION_MAX_S},
         {"now_s": 99.0},  # a clock that went back
         {"field_unchanged": False},
         {"busy": True},
@@ -122,6 +123,19 @@ def test_a_grid_loss_is_decided_in_the_cycle_that_reads_it(site: InProcessSite) 
 def test_a_command_is_not_held_by_a_kept_decision(site: InProcessSite) -> None:
     assert site.plant.load_on("hvac")
     site.submit("shed_load", {"load_id": "hvac"})
-    site.cycles(3)
+    site.cycles(2)  # handed over during the first, taken in by the second
     assert not site.plant.load_on("hvac")
+    assert site.store.flush(5.0)  # answered once its audit record is committed
+    site.cycles(3)
     assert [r.outcome for r in site.results()] == ["accepted"]
+
+
+def test_an_override_changed_outside_a_command_is_decided_at_once(site: InProcessSite) -> None:
+    """The API's and a restart's changes to the overrides do not all come as commands."""
+    site.cycles(1)
+    site.controller.overrides.set_tier(site.config, "kitchen", "comfort")
+    site.cycles(1)
+    status = site.controller.status
+    assert status is not None and status.snapshot.time_s == site.now
+    kitchen = next(ld for ld in status.snapshot.loads if ld.load_id == "kitchen")
+    assert kitchen.tier.label == "comfort"
