@@ -50,11 +50,11 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, precondition, rule
 
-from firmware_sim.drill import STEADY_MODES
 from firmware_sim.ocpp_faults import clear_station_faults, inject_station_fault
 from firmware_sim.ocpp_station import SimStation
 from firmware_sim.plant import PlantInit
 from resilience.config import SiteConfig
+from resilience.steady import STEADY_MODES
 from tests.fuzz.test_sites_fuzz import Pick, SitesMachine
 from tests.sites import ocpp_site_documents
 
