@@ -94,9 +94,11 @@ async def measure(ports: dict[str, int], seconds: float, warmup_s: float) -> dic
             await asyncio.sleep(warmup_s)
             spent.update(dict.fromkeys(spent, 0.0))
             cycles_0 = running.controller.stats.cycles
+            kept_0 = running.controller.stats.kept
             thread_0, process_0, wall_0 = time.thread_time(), time.process_time(), time.monotonic()
             await asyncio.sleep(seconds)
             cycles = running.controller.stats.cycles - cycles_0
+            kept = running.controller.stats.kept - kept_0
             thread_s = time.thread_time() - thread_0
             process_s = time.process_time() - process_0
             wall_s = time.monotonic() - wall_0
@@ -109,6 +111,7 @@ async def measure(ports: dict[str, int], seconds: float, warmup_s: float) -> dic
     return {
         "seconds": seconds,
         "cycles": cycles,
+        "kept": kept,
         "cpu_pct": round(100 * process_s / wall_s, 2),
         "ms_per_cycle": round(1000 * thread_s / cycles, 3),
         "phases_ms_per_cycle": per_cycle,

@@ -10,6 +10,8 @@ controller's published state at scrape time; it never touches a device.
                                                count, sum; max and p99 as gauges)
     resilience_cycle_period_seconds            the configured period [s]
     resilience_cycles_total / _overruns_total  cycles run / cycles that ran past their period
+    resilience_cycles_kept_total               cycles on a steady grid that kept the last
+                                               decision (`resilience.steady`)
     resilience_mode{mode}                      1 for the current mode, 0 for the others
     resilience_mode_since_seconds              monotonic seconds in the current mode [s]
     resilience_device_up{device,driver,transport}   1 answering, 0 unavailable
@@ -122,6 +124,11 @@ class ControllerCollector(Collector):
         )
         yield CounterMetricFamily(
             "resilience_cycles", "Control cycles run", value=float(stats.cycles)
+        )
+        yield CounterMetricFamily(
+            "resilience_cycles_kept",
+            "Cycles on a steady grid that kept the last decision",
+            value=float(stats.kept),
         )
         yield CounterMetricFamily(
             "resilience_cycle_overruns",
