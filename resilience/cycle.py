@@ -19,6 +19,7 @@ Times: `clock` is monotonic seconds (decisions), `wall` is Unix seconds (store).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import time
@@ -420,6 +421,8 @@ class Controller:
             for slot in self.slots.values():
                 slot.fast = slot.device_id in fast
         waiting: list[tuple[DeviceSlot, asyncio.Future[Any]]] = []
+        stepping: list[_Step] = []  # awaited reads, resumed here (see `_step_replies`)
+        everything = math.isinf(wait_s)
         early = 0.5 * self.config.site.cycle_period_s
         for slot in self.slots.values():
             if slot.inflight is not None:
@@ -438,25 +441,103 @@ class Controller:
             except Exception as exc:
                 self._landed(slot, start, exc)
             else:
-                future: asyncio.Future[Any] = asyncio.ensure_future(_Resumed(coro, first))
-                slot.inflight, slot.asked_s = future, start
-                if slot.device_id in self._watched:
-                    future.add_done_callback(self._late_reply)
-                waiting.append((slot, future))
+                slot.asked_s = start
+                if (slot.fast or everything) and isinstance(first, asyncio.Future):
+                    stepping.append(_Step(slot, coro, first))
+                else:
+                    self._detach(slot, coro, first)
         # The wait is for the devices read every cycle in this mode (grid-loss detection
         # rests on them); a slower-read device's reply that is not in by then lands when
         # it comes (the next cycle): a slow panel must not hold up the PCC open command.
         # Starting, every reply is awaited (see `cycle_once`).
-        futures = [future for slot, future in waiting if slot.fast or math.isinf(wait_s)]
-        if futures and ask:
+        futures = [future for slot, future in waiting if slot.fast or everything]
+        if (futures or stepping) and ask:
             self._reading_replies = True
             try:
-                await asyncio.wait(futures, timeout=max(0.0, wait_s - (self.clock() - start)))
+                await self._step_replies(stepping, futures, start + wait_s)
             finally:
                 self._reading_replies = False
             for slot, future in waiting:
                 if future.done():
                     self._reply(slot, future)
+
+    async def _step_replies(
+        self, stepping: list[_Step], futures: list[asyncio.Future[Any]], deadline_s: float
+    ) -> None:
+        """Carry on the read coroutines in `stepping` by hand until each has landed in its
+        slot, and wait for `futures`, until `deadline_s`; a read still waiting then
+        carries on in a task of its own (`_detach`) and lands in a later cycle.
+
+        A task per read (as `asyncio.wait` needs) cost a task, its first step and a
+        hand-over per reply, for the two reads of every cycle: on a gateway, a fifth of
+        the controller's CPU on the grid (issue 14). Here a reply wakes this cycle, which
+        resumes the coroutine that waits for it at once, as a task would have: a read
+        that sends a second request (a device's identity check), or that waited for its
+        bus (another unit on the same connection), goes on in the same wait."""
+        loop = asyncio.get_running_loop()
+        try:
+            while stepping or futures:
+                remaining = deadline_s - self.clock()
+                if remaining <= 0:
+                    break
+                waker = loop.create_future()
+
+                def wake(_: object = None, waker: asyncio.Future[None] = waker) -> None:
+                    if not waker.done():
+                        waker.set_result(None)
+
+                pending = [step.future for step in stepping] + futures
+                for future in pending:
+                    future.add_done_callback(wake)
+                timer = None if math.isinf(remaining) else loop.call_later(remaining, wake)
+                try:
+                    await waker
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+                    for future in pending:
+                        future.remove_done_callback(wake)
+                futures = [future for future in futures if not future.done()]
+                stepping = [step for step in stepping if not self._resume(step)]
+        except BaseException:
+            # (the cycle cancelled, on stop): each read goes on in a task, for `settle_io`
+            # to cancel the asyncio way; closing it here would skip what a cancellation
+            # does in its `finally`s (a bus lock handing itself to its next waiter)
+            for step in stepping:
+                self._detach(step.slot, step.coro, step.future)
+            raise
+        for step in stepping:
+            if not self._resume(step):  # (a reply that came with the deadline lands now)
+                self._detach(step.slot, step.coro, step.future)
+
+    def _resume(self, step: _Step) -> bool:
+        """Carry `step` on if what it waits for is done; True once it has landed."""
+        if not step.future.done():
+            return False
+        slot = step.slot
+        try:
+            pending = step.coro.send(None)
+        except StopIteration as done:
+            self._landed(slot, slot.asked_s, done.value)
+            return True
+        except asyncio.CancelledError:
+            return True  # its wait was cancelled (as a cancelled read task): nothing lands
+        except Exception as exc:
+            self._landed(slot, slot.asked_s, exc)
+            return True
+        if isinstance(pending, asyncio.Future):
+            step.future = pending
+            return False
+        self._detach(slot, step.coro, pending)  # anything else: a task knows what to do
+        return True
+
+    def _detach(self, slot: DeviceSlot, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
+        """The read `coro` (waiting on `pending`) carries on in a task of its own; its
+        reply lands in a later cycle (`_reply`)."""
+        future = carry_on(coro, pending)
+        slot.inflight = future
+        if slot.device_id in self._watched:
+            future.add_done_callback(self._late_reply)
 
     def _reply(self, slot: DeviceSlot, future: asyncio.Future[Any]) -> None:
         """A read's reply (or failure) has come: into the slot."""
@@ -727,7 +808,7 @@ class Controller:
             first = coro.send(None)
         except StopIteration:
             return
-        task = asyncio.ensure_future(_Resumed(coro, first))
+        task = carry_on(coro, first)
         self._writing.add(task)
         task.add_done_callback(self._plan_done)
         await asyncio.wait({task}, timeout=max(0.0, wait_s - (self.clock() - start)))
@@ -1037,6 +1118,39 @@ class Controller:
         self.status = status
         for listener in self._status_listeners:
             listener(status)
+
+
+def carry_on(coro: Coroutine[Any, Any, Any], pending: Any) -> asyncio.Future[Any]:
+    """A task that carries on `coro`, started by hand and now waiting on `pending`.
+
+    A task cancelled before its first step never reaches the coroutine it was to carry
+    on (the cancellation is thrown into a wrapper that has not started): the read or
+    write would stay suspended for ever in the middle of its request, holding its bus's
+    lock, and the next request on that bus (closing it, on stop) would wait for ever.
+    So once the task is done, a coroutine still suspended gets the cancellation itself,
+    and its `finally`s run the asyncio way (a lock hands itself to its next waiter)."""
+    task: asyncio.Future[Any] = asyncio.ensure_future(_Resumed(coro, pending))
+    task.add_done_callback(lambda _task: _unwind(coro))
+    return task
+
+
+def _unwind(coro: Coroutine[Any, Any, Any]) -> None:
+    if not inspect.iscoroutine(coro) or inspect.getcoroutinestate(coro) != inspect.CORO_SUSPENDED:
+        return  # finished (or a generator-based awaitable, which a close unwinds)
+    try:
+        coro.throw(asyncio.CancelledError())
+    except BaseException:
+        return  # unwound: cancelled, or it finished or failed on the way out
+    coro.close()  # it awaited again on its way out: nothing will resume it
+
+
+@dataclass(slots=True)
+class _Step:
+    """A read coroutine the cycle carries on by hand, and the future it waits on."""
+
+    slot: DeviceSlot
+    coro: Coroutine[Any, Any, Any]
+    future: asyncio.Future[Any]
 
 
 class _Resumed:
