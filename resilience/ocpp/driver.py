@@ -203,6 +203,7 @@ class OcppStationDriver:
         self._sender: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_reading: ChargerReading | None = None
+        self._read_revision = -1  # `state.revision` that reading was made at
         self._reported: set[tuple[str, str]] = set()
         self._islanding_alarm = False
         self.sent: list[tuple[str, dict[str, Any]]] = []  # (action, payload) of the last 100
@@ -296,8 +297,11 @@ class OcppStationDriver:
                 f"{self.name} ({self.endpoint}): MeterValues refused: {self.state.meter_problem}",
                 endpoint=self.endpoint,
             )
-        reading = reading_from_state(self.state, self.device)
-        self._last_reading = reading
+        state, last = self.state, self._last_reading
+        if last is not None and self._read_revision == state.revision:
+            return last  # nothing came since (the very object: the cycle sees no change)
+        reading = reading_from_state(state, self.device)
+        self._last_reading, self._read_revision = reading, state.revision
         return reading
 
     def silent_max_charge_w(self) -> float | None:

@@ -133,6 +133,15 @@ class StationState:
     last_outcome: str = ""  # "Accepted", "Rejected", "timeout", "CALLERROR <code>"
     last_outcome_ok: bool = True
     rtts_s: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    # Bumped by every assignment to a field above (`__setattr__`): the cycle reads a
+    # station fifty times a second, and its driver hands back the last reading while
+    # this has not moved (every field is an immutable value; `rtts_s` is not read).
+    revision: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name != "revision":
+            object.__setattr__(self, "revision", self.__dict__.get("revision", 0) + 1)
 
     def connect(self, now_s: float) -> None:
         """A (new) connection: nothing is trusted until the station reports again, and

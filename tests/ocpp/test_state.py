@@ -229,3 +229,49 @@ def test_cli_prints_the_hash_line_to_paste(
     monkeypatch.setattr("sys.stdin", io.StringIO("too-short\n"))
     assert main(["ocpp-password", "--password-stdin"]) == 1
     assert "at least 16" in capsys.readouterr().err
+
+
+async def test_a_station_read_again_is_the_same_reading_until_anything_changes() -> None:
+    """The cycle reads a station fifty times a second; its driver hands back the very
+    reading object while nothing came (the steady cycle then sees no change), and never a
+    stale one: every field the reading rests on, set by anything, makes a new one."""
+    from resilience.ocpp import CentralSystem
+
+    config = ocpp_site({"lf": {"role": "follower"}})
+    driver = CentralSystem(config).drivers["lf"]
+    state = driver.state
+    state.connect(driver.clock())
+    meter_values_update(
+        state, _meter(import_w=0.0, export_w=4000.0, soc=55, voltage=400.0, frequency=50.0)
+    )
+    first = await driver.read()
+    assert await driver.read() is first
+    changes: list[tuple[str, Any]] = [
+        ("status", "Faulted"),
+        ("status", "Charging"),
+        ("plugged", True),
+        ("power_w", -2500.0),
+        ("soc_pct", 54.0),
+        ("voltage_v", 231.0),
+        ("frequency_hz", 49.9),
+        ("capacity_wh", 60000.0),
+        ("car_max_charge_w", 7000.0),
+        ("car_max_discharge_w", 6000.0),
+        ("car_floor_soc_pct", 35.0),
+        ("departure_wall", 1.9e9),
+        ("requested_transfer", "DC_BPT"),
+        ("idle_installed", True),
+        ("active_islanding", ("Passive",)),
+        ("active_islanding", ()),
+        ("accepted_mode", ChargerMode.FOLLOW),
+        ("held_setpoint_w", 3000.0),
+        ("rating_w", 7400.0),
+    ]
+    last = first
+    for name, value in changes:
+        setattr(state, name, value)
+        reading = await driver.read()
+        assert reading == reading_from_state(state, config.devices["lf"]), name
+        assert reading is not last, name
+        assert await driver.read() is reading, name
+        last = reading
