@@ -469,8 +469,8 @@ class Controller:
         carries on in a task of its own (`_detach`) and lands in a later cycle.
 
         A task per read (as `asyncio.wait` needs) cost a task, its first step and a
-        hand-over per reply, for the two reads of every cycle: on a gateway, a fifth of
-        the controller's CPU on the grid (issue 14). Here a reply wakes this cycle, which
+        hand-over per reply, for the two reads of every cycle (about 0.05 ms of a 0.7 ms
+        read phase on this machine, README "Footprint"). Here a reply wakes this cycle, which
         resumes the coroutine that waits for it at once, as a task would have: a read
         that sends a second request (a device's identity check), or that waited for its
         bus (another unit on the same connection), goes on in the same wait."""
