@@ -352,16 +352,27 @@ class Controller:
         await self._write(decision.outputs, snap, WRITE_WAIT_FRACTION * period)
         self._record(decision, snap)
         self._decided_s = now
-        self._kept = Decision(decision.outputs, energy=decision.energy)
-        self._field = self._field_key()
+        if self._may_keep_next():
+            self._kept = Decision(decision.outputs, energy=decision.energy)
+            self._field = self._field_key()
         self.stats.cycles += 1
         self.stats.last_duration_s = self.clock() - start
         return decision
+
+    def _may_keep_next(self) -> bool:
+        """Whether a later cycle may keep this one's decision at all: on the grid, unless
+        the site file asks for a decision every cycle (else what a keep rests on is not
+        worth recording: a drill on an island records it ten thousand times for nothing)."""
+        return self.modes.mode is Mode.GRID_CONNECTED and self.config.site.steady_decision_max_s > 0
 
     def _keeps_decision(self, now: float) -> bool:
         """This cycle keeps the last decision (`resilience.steady`: on a steady grid, read
         every cycle, decided at least every `STEADY_DECISION_MAX_S`)."""
         modes = self.modes
+        decided = self._decided_s
+        max_s = self.config.site.steady_decision_max_s
+        if modes.mode is not Mode.GRID_CONNECTED or decided is None or not now - decided < max_s:
+            return False  # (what `may_keep_decision` says first, without the field's key)
         return may_keep_decision(
             mode=modes.mode,
             memory=modes.memory,
