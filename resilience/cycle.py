@@ -369,10 +369,6 @@ class Controller:
         """This cycle keeps the last decision (`resilience.steady`: on a steady grid, read
         every cycle, decided at least every `STEADY_DECISION_MAX_S`)."""
         modes = self.modes
-        decided = self._decided_s
-        max_s = self.config.site.steady_decision_max_s
-        if modes.mode is not Mode.GRID_CONNECTED or decided is None or not now - decided < max_s:
-            return False  # (what `may_keep_decision` says first, without the field's key)
         return may_keep_decision(
             mode=modes.mode,
             memory=modes.memory,
@@ -381,7 +377,7 @@ class Controller:
             meter=self._reading(self.config.grid.meter),
             now_s=now,
             decided_s=self._decided_s,
-            field_unchanged=self._field_key() == self._field,
+            field_unchanged=lambda: self._field_key() == self._field,
             busy=not self._inbox.empty() or bool(self._writing),
             max_s=self.config.site.steady_decision_max_s,
         )

@@ -32,7 +32,7 @@ def keeps(**changes: object) -> bool:
         "meter": HEALTHY,
         "now_s": 100.05,
         "decided_s": 100.0,
-        "field_unchanged": True,
+        "field_unchanged": lambda: True,
         "busy": False,
     }
     args.update(changes)
@@ -53,7 +53,7 @@ def test_a_steady_grid_keeps_the_decision() -> None:
         {"decided_s": None},
         {"now_s": 100.0 + 2 * STEADY_DECISION_MAX_S},
         {"now_s": 99.0},  # a clock that went back
-        {"field_unchanged": False},
+        {"field_unchanged": lambda: False},
         {"busy": True},
         {"meter": None},
         {"meter": GridReading(0.0, 0.0, 0.0)},
